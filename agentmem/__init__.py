@@ -1,0 +1,126 @@
+"""agentmem: long-term, consistent memory for conversational agents.
+
+The public API is re-exported here and listed in ``__all__``. Names are imported on first
+use, so ``import agentmem`` stays fast (chromadb and torch load only when needed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from agentmem.errors import (
+    AgentMemError,
+    ConfigError,
+    DataDirLockedError,
+    EmbeddingError,
+    InputError,
+    MissingExtraError,
+    ModelError,
+    ModelResponseError,
+    ModelTimeoutError,
+    ModelUnavailableError,
+    NotFoundError,
+    StorageError,
+    StructuredOutputError,
+)
+from agentmem.types import Completion, MemoryItem, Message, Query, Recalled, Scope, Turn, Usage
+
+if TYPE_CHECKING:
+    from agentmem.agent import Agent, Budget, TurnResult
+    from agentmem.config import Config, ModelSpec, load_config
+    from agentmem.embeddings import MiniLMEmbedder
+    from agentmem.factory import Components, build, build_agent
+    from agentmem.items import ItemIndex
+    from agentmem.manager import MemoryChange, MemoryManager, RecallResult, WriteReport
+    from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, StoreContext
+    from agentmem.records import Records
+    from agentmem.tokens import TokenCounter, fit_to_budget
+    from agentmem.vectors import VectorIndex
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Agent": "agentmem.agent",
+    "Budget": "agentmem.agent",
+    "TurnResult": "agentmem.agent",
+    "Config": "agentmem.config",
+    "ModelSpec": "agentmem.config",
+    "load_config": "agentmem.config",
+    "MiniLMEmbedder": "agentmem.embeddings",
+    "Components": "agentmem.factory",
+    "build": "agentmem.factory",
+    "build_agent": "agentmem.factory",
+    "ItemIndex": "agentmem.items",
+    "MemoryChange": "agentmem.manager",
+    "MemoryManager": "agentmem.manager",
+    "RecallResult": "agentmem.manager",
+    "WriteReport": "agentmem.manager",
+    "ChatModel": "agentmem.protocols",
+    "Consolidating": "agentmem.protocols",
+    "Embedder": "agentmem.protocols",
+    "MemoryStore": "agentmem.protocols",
+    "StoreContext": "agentmem.protocols",
+    "Records": "agentmem.records",
+    "TokenCounter": "agentmem.tokens",
+    "fit_to_budget": "agentmem.tokens",
+    "VectorIndex": "agentmem.vectors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentmem' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "Agent",
+    "AgentMemError",
+    "Budget",
+    "ChatModel",
+    "Completion",
+    "Components",
+    "Config",
+    "ConfigError",
+    "Consolidating",
+    "DataDirLockedError",
+    "Embedder",
+    "EmbeddingError",
+    "InputError",
+    "ItemIndex",
+    "MemoryChange",
+    "MemoryItem",
+    "MemoryManager",
+    "MemoryStore",
+    "Message",
+    "MiniLMEmbedder",
+    "MissingExtraError",
+    "ModelError",
+    "ModelResponseError",
+    "ModelSpec",
+    "ModelTimeoutError",
+    "ModelUnavailableError",
+    "NotFoundError",
+    "Query",
+    "RecallResult",
+    "Recalled",
+    "Records",
+    "Scope",
+    "StorageError",
+    "StoreContext",
+    "StructuredOutputError",
+    "TokenCounter",
+    "Turn",
+    "TurnResult",
+    "Usage",
+    "VectorIndex",
+    "WriteReport",
+    "build",
+    "build_agent",
+    "fit_to_budget",
+    "load_config",
+]

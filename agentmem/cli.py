@@ -1,0 +1,200 @@
+"""The ``agentmem`` command: the chat app, a plain line chat, and (later) the replay.
+
+A composition point: it may name concrete structures, models and the TUI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import TextIO
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from agentmem.errors import AgentMemError, InputError, ModelError
+
+logger = logging.getLogger(__name__)
+
+
+def package_version() -> str:
+    """Return the installed version of agentmem."""
+    try:
+        return version("agentmem")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="where memory is kept (default: $AGENTMEM_HOME)")
+    parser.add_argument("--config", help="a TOML configuration file")
+    parser.add_argument(
+        "--model",
+        help="none | local | local:<file.gguf> | openai:<model> | auto (default: auto)",
+    )
+    parser.add_argument("--stores", help="comma-separated memory structures (default: turns)")
+    parser.add_argument("--user", help="the user id (default: your login name)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``agentmem`` command."""
+    parser = argparse.ArgumentParser(
+        prog="agentmem", description="Long-term, consistent memory for conversational agents."
+    )
+    parser.add_argument("--version", action="version", version=f"agentmem {package_version()}")
+    commands = parser.add_subparsers(dest="command")
+    chat = commands.add_parser("chat", help="chat with memory (the terminal app)")
+    _add_common(chat)
+    chat.add_argument(
+        "--plain", action="store_true", help="a line-by-line chat on stdin/stdout (for pipes)"
+    )
+    chat.add_argument("--session", help="continue this session id instead of starting one")
+    chat.add_argument(
+        "--show-recall", action="store_true", help="print what was recalled before each answer"
+    )
+    return parser
+
+
+def _setup_logging(verbosity: int, console: Console) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+        force=True,
+    )
+    for noisy in ("httpx", "chromadb", "sentence_transformers", "transformers"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _report(console: Console, exc: AgentMemError) -> None:
+    message = str(exc.args[0]) if exc.args else type(exc).__name__
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    if exc.hint:
+        console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the ``agentmem`` command; return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Console(file=stdout or sys.stdout, highlight=False, soft_wrap=True)
+    err = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
+    if args.command is None:
+        parser.print_help(out.file)
+        return 0
+    _setup_logging(args.verbose, err)
+    try:
+        if args.command == "chat":
+            return _chat(args, stdin or sys.stdin, out, err)
+    except AgentMemError as exc:
+        _report(err, exc)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _components(args: argparse.Namespace) -> tuple[object, object]:
+    from agentmem.config import load_config
+    from agentmem.factory import build
+
+    config = load_config(
+        config_file=args.config,
+        data_dir=args.data_dir,
+        model=args.model,
+        stores=args.stores,
+        user_id=args.user,
+    )
+    return config, build(config)
+
+
+def _chat(args: argparse.Namespace, stdin: TextIO, out: Console, err: Console) -> int:
+    from agentmem.factory import Components, build_agent
+
+    plain = args.plain or not stdin.isatty()
+    _config, components = _components(args)
+    assert isinstance(components, Components)
+    try:
+        components.manager.resume(components.config.user_id)
+        agent = build_agent(components, session_id=args.session)
+        if not plain:
+            from tui.app import run_chat_app
+
+            run_chat_app(components, agent)
+            return 0
+        return _plain_chat(agent, stdin, out, err, show_recall=args.show_recall)
+    finally:
+        components.close()
+
+
+def _plain_chat(
+    agent: object, stdin: TextIO, out: Console, err: Console, *, show_recall: bool
+) -> int:
+    from agentmem.agent import Agent
+
+    assert isinstance(agent, Agent)
+    interactive = stdin.isatty()
+    model = agent.model.name if agent.model is not None else "none (recall only)"
+    if interactive:
+        out.print(
+            f"[dim]agentmem {package_version()} · user {agent.user_id} · model {model}. "
+            "Ctrl-D to quit.[/]"
+        )
+    while True:
+        if interactive:
+            out.print("[bold cyan]you>[/] ", end="")
+        line = stdin.readline()
+        if not line:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/quit", "/exit"):
+            break
+        if text == "/new":
+            agent.new_session()
+            out.print("[dim]new session[/]")
+            continue
+
+        def show(recall: object) -> None:
+            from agentmem.manager import RecallResult
+            from agentmem.prompts import render_memory_line
+
+            assert isinstance(recall, RecallResult)
+            if show_recall and agent.model is not None:
+                for item in recall.memory:
+                    out.print(f"[dim]recalled {render_memory_line(item)}[/]", markup=True)
+
+        def write(chunk: str) -> None:
+            out.file.write(chunk)
+            out.file.flush()
+
+        try:
+            if interactive:
+                out.print("[bold green]agent>[/] ", end="")
+            agent.send(text, on_token=write, on_recall=show)
+            out.file.write("\n")
+            out.file.flush()
+        except InputError as exc:
+            _report(err, exc)
+        except ModelError as exc:
+            out.file.write("\n")
+            _report(err, exc)
+            err.print("[dim]your message was saved and will be remembered.[/]")
+    agent.memory.end_session(agent.user_id, agent.session_id)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

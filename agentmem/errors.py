@@ -1,0 +1,118 @@
+"""The exception tree of agentmem.
+
+Every error agentmem raises on purpose derives from :class:`AgentMemError`::
+
+    AgentMemError
+    ├── ConfigError               bad configuration: a value, a file, a provider name
+    │   └── MissingExtraError     an optional dependency is not installed
+    ├── InputError (ValueError)   bad input from a caller: empty text, a malformed file
+    ├── NotFoundError (KeyError)  an id that does not exist for this user
+    ├── StorageError              the records database or the vector index failed
+    │   └── DataDirLockedError    another process holds the data directory
+    ├── EmbeddingError            the embedder failed
+    └── ModelError                a chat model failed; ``retryable`` says if a retry can help
+        ├── ModelUnavailableError the endpoint could not be reached
+        ├── ModelTimeoutError     the endpoint did not answer in time
+        ├── ModelResponseError    the endpoint answered with an error status
+        └── StructuredOutputError the answer did not match the requested JSON schema
+
+Errors from providers are wrapped at the boundary (``raise ... from exc``), so a caller
+never needs to import ``openai`` or ``chromadb`` to handle them.
+"""
+
+from __future__ import annotations
+
+
+class AgentMemError(Exception):
+    """Base class of every error agentmem raises on purpose.
+
+    Attributes:
+        hint: A sentence telling the user how to fix the problem, or ``""``.
+        retryable: Whether trying the same call again may succeed.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, hint: str = "", retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{message} ({self.hint})" if self.hint else message
+
+
+class ConfigError(AgentMemError):
+    """A configuration value, file or provider name is invalid."""
+
+
+class MissingExtraError(ConfigError):
+    """An optional dependency needed for the requested feature is not installed."""
+
+
+class InputError(AgentMemError, ValueError):
+    """A caller passed input agentmem cannot accept; nothing was stored."""
+
+
+class NotFoundError(AgentMemError, KeyError):
+    """An id does not exist, or does not belong to the caller's user."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return AgentMemError.__str__(self)
+
+
+class StorageError(AgentMemError):
+    """The records database or the vector index failed."""
+
+
+class DataDirLockedError(StorageError):
+    """Another process holds the data directory for writing."""
+
+
+class EmbeddingError(AgentMemError):
+    """The embedder failed to embed a batch of texts."""
+
+
+class ModelError(AgentMemError):
+    """A chat model call failed."""
+
+
+class ModelUnavailableError(ModelError):
+    """The model endpoint could not be reached."""
+
+    retryable = True
+
+
+class ModelTimeoutError(ModelError):
+    """The model endpoint did not answer within the timeout."""
+
+    retryable = True
+
+
+class ModelResponseError(ModelError):
+    """The model endpoint answered with an error status.
+
+    Attributes:
+        status: The HTTP status code, when there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        hint: str = "",
+        retryable: bool | None = None,
+    ) -> None:
+        if retryable is None:
+            retryable = status is not None and (status == 429 or status >= 500)
+        super().__init__(message, hint=hint, retryable=retryable)
+        self.status = status
+
+
+class StructuredOutputError(ModelError):
+    """The model's answer was not valid JSON for the requested schema."""
+
+    retryable = True

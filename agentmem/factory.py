@@ -1,0 +1,205 @@
+"""The composition point: turn a :class:`~agentmem.config.Config` into live objects.
+
+This is one of the two places (with the CLI) allowed to name concrete memory structures
+and model backends; everything else works through the protocols.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from agentmem.agent import Agent, Budget
+from agentmem.config import Config, ModelSpec
+from agentmem.embeddings import MiniLMEmbedder
+from agentmem.errors import ConfigError
+from agentmem.manager import MemoryManager
+from agentmem.prompts import DEFAULT_SYSTEM_PROMPT
+from agentmem.protocols import ChatModel, Embedder, MemoryStore, StoreContext, StoreFactory
+from agentmem.records import Records
+from agentmem.tokens import TokenCounter
+from agentmem.vectors import VectorIndex
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "agentmem.stores"
+
+
+def store_factories() -> dict[str, StoreFactory]:
+    """Return every known structure: the built-in ones, then entry-point plugins."""
+    from memory_stores import BUILTIN
+
+    factories: dict[str, StoreFactory] = dict(BUILTIN)
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in factories:
+            logger.warning("ignoring plugin store %r: the name is taken", point.name)
+            continue
+        try:
+            factories[point.name] = point.load()
+        except Exception as exc:  # a broken plugin must not break agentmem
+            logger.warning("cannot load plugin store %r: %s", point.name, exc)
+    return factories
+
+
+def expand_store_names(names: tuple[str, ...] | list[str]) -> list[str]:
+    """Expand ``all`` into every built-in structure except the ``turns`` baseline."""
+    from memory_stores import BUILTIN
+
+    expanded: list[str] = []
+    for name in names:
+        group = [n for n in BUILTIN if n != "turns"] if name == "all" else [name]
+        expanded += [n for n in group if n not in expanded]
+    return expanded
+
+
+def build_stores(names: tuple[str, ...] | list[str], context: StoreContext) -> list[MemoryStore]:
+    """Instantiate structures by name.
+
+    Raises:
+        ConfigError: A name is unknown.
+    """
+    factories = store_factories()
+    stores = []
+    for name in expand_store_names(names):
+        if name not in factories:
+            raise ConfigError(
+                f"unknown memory structure {name!r}", hint=f"known: {', '.join(sorted(factories))}"
+            )
+        stores.append(factories[name](context))
+    return stores
+
+
+def build_embedder(config: Config) -> Embedder:
+    """Return the configured embedder.
+
+    Raises:
+        ConfigError: The embedder name is unknown.
+    """
+    spec = config.embedder
+    if spec == "minilm":
+        return MiniLMEmbedder()
+    if spec.startswith("openai:"):
+        from agentmem.openai_client import OpenAIEmbedder
+
+        return OpenAIEmbedder(
+            spec.partition(":")[2],
+            api_key=config.openai_api_key,
+            base_url=config.openai_base_url,
+            timeout=config.timeout,
+        )
+    raise ConfigError(f"unknown embedder {spec!r}", hint="use minilm or openai:<model>")
+
+
+def resolve_model(config: Config) -> ModelSpec:
+    """Pick the provider: explicit, or auto (an OpenAI key or URL, else local, else none)."""
+    spec = config.model
+    if spec.provider != "auto":
+        return spec
+    if config.openai_api_key or config.openai_base_url:
+        return ModelSpec("openai", spec.name)
+    from agentmem.llm import local_model_available
+
+    if local_model_available():
+        return ModelSpec("local", spec.name)
+    return ModelSpec("none")
+
+
+def build_model(config: Config) -> ChatModel | None:
+    """Return the configured chat model (with retries and usage metering), or ``None``.
+
+    Raises:
+        ConfigError: The OpenAI provider has neither a key nor a URL.
+        MissingExtraError: The local model runtime is not installed.
+    """
+    spec = resolve_model(config)
+    if spec.provider == "none":
+        return None
+    from agentmem.llm import LlamaCppChatModel, MeteredChatModel, RetryingChatModel
+
+    model: ChatModel
+    if spec.provider == "local":
+        model = LlamaCppChatModel(spec.name)
+    else:
+        if not (config.openai_api_key or config.openai_base_url):
+            raise ConfigError(
+                "the openai provider needs an endpoint",
+                hint="set OPENAI_API_KEY for OpenAI, or OPENAI_BASE_URL for a local server "
+                "(e.g. http://127.0.0.1:11434/v1 for Ollama)",
+            )
+        from agentmem.openai_client import OpenAIChatModel
+
+        model = OpenAIChatModel(
+            spec.name or config.openai_model,
+            api_key=config.openai_api_key,
+            base_url=config.openai_base_url,
+            timeout=config.timeout,
+        )
+    return MeteredChatModel(RetryingChatModel(model, attempts=max(config.retries, 1)))
+
+
+@dataclass
+class Components:
+    """The objects a configuration builds."""
+
+    config: Config
+    records: Records
+    vectors: VectorIndex
+    embedder: Embedder
+    model: ChatModel | None
+    manager: MemoryManager
+
+    def close(self) -> None:
+        """Release database connections and model clients."""
+        for part in (self.model, self.embedder):
+            _close(part)
+        self.records.close()
+
+
+def _close(part: object) -> None:
+    """Close a model or embedder and, through wrappers, what it wraps."""
+    seen = 0
+    while part is not None and seen < 8:
+        close = getattr(part, "close", None)
+        if callable(close):
+            close()
+        part = getattr(part, "inner", None)
+        seen += 1
+
+
+def build(config: Config, *, model: ChatModel | None | str = "auto") -> Components:
+    """Build records, vectors, embedder, model and memory manager from ``config``.
+
+    Args:
+        config: The configuration.
+        model: A chat model to use instead of the configured one (``None`` for none).
+    """
+    records = Records(config.records_url)
+    embedder = build_embedder(config)
+    vectors = VectorIndex(embedder, path=config.vectors_path, url=config.chroma_url)
+    chat_model = build_model(config) if model == "auto" else model
+    assert not isinstance(chat_model, str)
+    context = StoreContext(records=records, vectors=vectors, embedder=embedder, model=chat_model)
+    manager = MemoryManager(
+        records, embedder, build_stores(config.stores, context), counter=TokenCounter()
+    )
+    return Components(config, records, vectors, embedder, chat_model, manager)
+
+
+def build_agent(components: Components, *, session_id: str | None = None) -> Agent:
+    """Build the agent loop for the configured user."""
+    config = components.config
+    budget = Budget(
+        context_tokens=config.context_tokens,
+        memory_tokens=config.memory_tokens,
+        recent_turns=config.recent_turns,
+        recall_k=config.recall_k,
+    )
+    return Agent(
+        components.manager,
+        components.model,
+        user_id=config.user_id,
+        session_id=session_id,
+        budget=budget,
+        system_prompt=config.system_prompt or DEFAULT_SYSTEM_PROMPT,
+    )

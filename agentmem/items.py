@@ -1,0 +1,196 @@
+"""Shared plumbing for memory structures: items in the records database plus their vectors.
+
+A structure keeps its own shape (a tree, a graph, topics) in item metadata or its own
+tables; :class:`ItemIndex` does the part they all share: persist items with an ADD event,
+embed them, search them by similarity within one user, judge validity from the records
+database (the source of truth), and invalidate or forget them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from agentmem.protocols import StoreContext
+from agentmem.types import MemoryItem, Query, Recalled, utcnow
+from agentmem.vectors import NEVER, timestamp
+
+
+def vector_metadata(item: MemoryItem) -> dict[str, Any]:
+    """Return the scalar metadata kept beside an item's vector for filtering."""
+    return {
+        "kind": item.kind,
+        "current": item.invalid_at is None,
+        "valid_from": timestamp(item.valid_from),
+        "invalid_at": timestamp(item.invalid_at, NEVER),
+    }
+
+
+def visible(item: MemoryItem, query: Query) -> bool:
+    """Return whether ``item`` may be returned for ``query`` (validity and recency window)."""
+    if query.as_of is not None and not query.include_history and not item.valid_at(query.as_of):
+        return False
+    if query.as_of is None and not query.include_history and not item.current:
+        return False
+    if (
+        query.exclude_turn_ids
+        and item.source_turn_ids
+        and set(item.source_turn_ids) <= query.exclude_turn_ids
+    ):
+        return False
+    return query.scope.agent_id is None or item.agent_id in (None, query.scope.agent_id)
+
+
+class ItemIndex:
+    """One structure's items and vectors for every user.
+
+    Args:
+        context: The core services.
+        store: The structure's name (recorded on every item).
+    """
+
+    def __init__(self, context: StoreContext, store: str) -> None:
+        self.context = context
+        self.store = store
+
+    @property
+    def clock(self) -> datetime:
+        """Return the wall-clock time (the context's clock, if any)."""
+        return self.context.clock() if self.context.clock else utcnow()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts with the context's embedder."""
+        return self.context.embedder.embed(list(texts))
+
+    def add(
+        self,
+        items: Sequence[MemoryItem],
+        embeddings: np.ndarray | None = None,
+        *,
+        reason: str = "",
+    ) -> list[MemoryItem]:
+        """Persist items (records first, then vectors) and return them as stored."""
+        if not items:
+            return []
+        stored = self.context.records.add_items(items, reason=reason)
+        vectors = self.embed([i.text for i in stored]) if embeddings is None else embeddings
+        for user_id, group in _by_user(stored, vectors):
+            self.context.vectors.upsert(
+                self.store,
+                user_id,
+                [i.id for i, _ in group],
+                np.stack([v for _, v in group]),
+                [vector_metadata(i) for i, _ in group],
+            )
+        return stored
+
+    def update(
+        self,
+        item: MemoryItem,
+        text: str,
+        *,
+        reason: str,
+        at: datetime | None = None,
+        source_turn_ids: Sequence[int] | None = None,
+        metadata: dict[str, Any] | None = None,
+        embedding: np.ndarray | None = None,
+    ) -> MemoryItem:
+        """Change an item's text (recorded in its history) and re-embed it."""
+        updated = self.context.records.update_item(
+            item.id,
+            text_value=text,
+            reason=reason,
+            at=at,
+            source_turn_ids=source_turn_ids,
+            metadata=metadata,
+        )
+        vector = self.embed([text])[0] if embedding is None else embedding
+        self.context.vectors.upsert(
+            self.store, updated.user_id, [updated.id], vector[None, :], [vector_metadata(updated)]
+        )
+        return updated
+
+    def search(
+        self,
+        query: Query,
+        k: int,
+        *,
+        kinds: Iterable[str] | None = None,
+        oversample: int = 2,
+    ) -> list[Recalled]:
+        """Return up to ``k`` visible items most similar to the query, best first."""
+        if query.embedding is None or k <= 0:
+            return []
+        where: dict[str, Any] | None = None
+        clauses: list[dict[str, Any]] = []
+        if query.as_of is None and not query.include_history:
+            clauses.append({"current": True})
+        elif query.as_of is not None and not query.include_history:
+            moment = timestamp(query.as_of)
+            clauses += [{"valid_from": {"$lte": moment}}, {"invalid_at": {"$gt": moment}}]
+        kind_list = list(kinds or [])
+        if kind_list:
+            clauses.append(
+                {"kind": {"$in": kind_list}} if len(kind_list) > 1 else {"kind": kind_list[0]}
+            )
+        if len(clauses) == 1:
+            where = clauses[0]
+        elif clauses:
+            where = {"$and": clauses}
+        wanted = k * oversample + len(query.exclude_turn_ids)
+        hits = self.context.vectors.query(
+            self.store, query.scope.user_id, query.embedding, wanted, where=where
+        )
+        rows = {
+            i.id: i
+            for i in self.context.records.items([h.id for h in hits], user_id=query.scope.user_id)
+        }
+        found: list[Recalled] = []
+        for hit in hits:
+            item = rows.get(hit.id)
+            if item is not None and visible(item, query):
+                found.append(Recalled(item, hit.similarity))
+            if len(found) == k:
+                break
+        return found
+
+    def invalidate(
+        self,
+        item_ids: Sequence[str],
+        reason: str,
+        *,
+        at: datetime | None = None,
+        superseded_by: str | None = None,
+    ) -> list[MemoryItem]:
+        """Mark items invalid (records, then vector metadata); return those that changed."""
+        changed = self.context.records.invalidate(
+            item_ids, reason, at=at, superseded_by=superseded_by
+        )
+        for user_id, group in _group_items(changed):
+            self.context.vectors.update_metadata(
+                self.store, user_id, [i.id for i in group], [vector_metadata(i) for i in group]
+            )
+        return changed
+
+    def forget(self, user_id: str) -> int:
+        """Drop the user's vectors of this structure; return how many there were."""
+        return self.context.vectors.drop(self.store, user_id)
+
+
+def _group_items(items: Sequence[MemoryItem]) -> list[tuple[str, list[MemoryItem]]]:
+    groups: dict[str, list[MemoryItem]] = {}
+    for item in items:
+        groups.setdefault(item.user_id, []).append(item)
+    return list(groups.items())
+
+
+def _by_user(
+    items: Sequence[MemoryItem], vectors: np.ndarray
+) -> list[tuple[str, list[tuple[MemoryItem, np.ndarray]]]]:
+    groups: dict[str, list[tuple[MemoryItem, np.ndarray]]] = {}
+    for item, vector in zip(items, vectors, strict=True):
+        groups.setdefault(item.user_id, []).append((item, vector))
+    return list(groups.items())

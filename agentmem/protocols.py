@@ -1,0 +1,139 @@
+"""The small protocols everything plugs into: memory structures, chat models, embedders.
+
+A memory structure needs only :class:`MemoryStore`; optional abilities are separate
+protocols checked with ``isinstance`` (e.g. :class:`Consolidating` for structures that
+build memory at session ends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from agentmem.types import Completion, MemoryItem, Message, Query, Recalled, Turn
+
+if TYPE_CHECKING:
+    from agentmem.records import Records
+    from agentmem.vectors import VectorIndex
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors, a batch at a time."""
+
+    name: str
+
+    @property
+    def dimension(self) -> int:
+        """Return the length of the vectors."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` into a ``(len(texts), dimension)`` float32 array of unit rows.
+
+        Raises:
+            EmbeddingError: The backend failed.
+        """
+        ...
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """A chat model: one answer at a time, optionally streamed or JSON-constrained."""
+
+    name: str
+
+    def complete(
+        self, messages: Sequence[Message], *, schema: dict[str, Any] | None = None
+    ) -> Completion:
+        """Answer ``messages``; with ``schema``, the answer is JSON parsed into ``data``.
+
+        Raises:
+            ModelError: The call failed; ``retryable`` says if a retry may help.
+        """
+        ...
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        """Answer ``messages`` as a stream of text chunks.
+
+        Raises:
+            ModelError: The call failed.
+        """
+        ...
+
+
+@dataclass
+class StoreContext:
+    """The core services a memory structure is built on, injected by the composition point.
+
+    Attributes:
+        records: The records database (turns, memory items, their history).
+        vectors: The vector index.
+        embedder: The embedder used for items and queries.
+        model: A chat model capable of extraction, or ``None`` for the offline builders.
+        clock: Returns "now" for wall-clock fields (``created_at``).
+    """
+
+    records: Records
+    vectors: VectorIndex
+    embedder: Embedder
+    model: ChatModel | None = None
+    clock: Callable[[], datetime] | None = None
+
+
+@runtime_checkable
+class MemoryStore(Protocol):
+    """A memory structure: writes turns, retrieves items, invalidates items.
+
+    Every structure keeps its items in the shared records database (so provenance and
+    history are queryable the same way for all of them), scoped by user.
+    """
+
+    name: str
+
+    def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
+        """Fold ``turns`` (already stored records) into the structure.
+
+        Returns:
+            The items created or changed.
+        """
+        ...
+
+    def retrieve(self, query: Query, k: int) -> list[Recalled]:
+        """Return up to ``k`` items for ``query``, best first, within ``query.scope``.
+
+        Invalidated items are left out unless ``query.include_history``; with
+        ``query.as_of``, items are judged by their validity at that time.
+        """
+        ...
+
+    def invalidate(
+        self,
+        item_ids: Sequence[str],
+        reason: str,
+        *,
+        at: datetime | None = None,
+        superseded_by: str | None = None,
+    ) -> None:
+        """Mark items as no longer valid from dialogue time ``at``; never delete them."""
+        ...
+
+    def forget(self, user_id: str) -> int:
+        """Erase everything the structure holds for ``user_id``; return how many items."""
+        ...
+
+
+@runtime_checkable
+class Consolidating(Protocol):
+    """A structure that also builds memory when a session ends (summaries, memos)."""
+
+    def end_session(self, user_id: str, session_id: str) -> list[MemoryItem]:
+        """Consolidate what the session added; return the items created or changed."""
+        ...
+
+
+StoreFactory = Callable[[StoreContext], MemoryStore]

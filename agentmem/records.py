@@ -1,0 +1,629 @@
+"""The records database: users, sessions, turns, memory items and their history.
+
+SQLModel tables on SQLite by default (any SQLAlchemy URL works, e.g. PostgreSQL). Every
+read and write is scoped by user in the SQL itself. A turn is committed by
+:meth:`Records.add_turn` before any model is called, so an accepted turn survives any
+later failure; memory items are invalidated, never deleted, except by :meth:`Records.forget`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import NaiveDatetime
+from sqlalchemy import JSON, Column, Index, event, func
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
+
+from agentmem.errors import DataDirLockedError, InputError, NotFoundError, StorageError
+from agentmem.types import MemoryItem, Role, Turn, as_utc_naive, utcnow
+
+logger = logging.getLogger(__name__)
+
+#: Longest turn text accepted (characters); longer input is refused with InputError.
+MAX_TURN_CHARS = 200_000
+
+
+class UserRow(SQLModel, table=True):
+    __tablename__ = "users"
+    id: str = Field(primary_key=True)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+
+
+class SessionRow(SQLModel, table=True):
+    __tablename__ = "sessions"
+    id: str = Field(primary_key=True)
+    user_id: str = Field(index=True)
+    agent_id: str | None = None
+    started_at: NaiveDatetime = Field(default_factory=utcnow)
+    ended_at: NaiveDatetime | None = None
+
+
+class TurnRow(SQLModel, table=True):
+    __tablename__ = "turns"
+    __table_args__ = (Index("ix_turns_user_session", "user_id", "session_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(index=True)
+    agent_id: str | None = None
+    session_id: str
+    speaker: str
+    role: str
+    text: str
+    timestamp: NaiveDatetime
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    external_id: str | None = None
+    # False until every memory structure has folded the turn in; restart resumes these.
+    memorized: bool = Field(default=False, index=True)
+    metadata_: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON))
+
+
+class MemoryItemRow(SQLModel, table=True):
+    __tablename__ = "memory_items"
+    __table_args__ = (Index("ix_items_user_store", "user_id", "store", "invalid_at"),)
+    id: str = Field(primary_key=True)
+    store: str
+    kind: str
+    user_id: str
+    agent_id: str | None = None
+    session_id: str | None = None
+    text: str
+    source_turn_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    valid_from: NaiveDatetime | None = None
+    invalid_at: NaiveDatetime | None = None
+    superseded_by: str | None = None
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    updated_at: NaiveDatetime = Field(default_factory=utcnow)
+    metadata_: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON))
+
+
+class ItemEventRow(SQLModel, table=True):
+    """One change to a memory item: the audit trail behind ``history``."""
+
+    __tablename__ = "item_events"
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: str = Field(index=True)
+    user_id: str = Field(index=True)
+    action: str  # ADD, UPDATE, INVALIDATE, SUPERSEDE, DELETE
+    reason: str = ""
+    at: NaiveDatetime | None = None  # dialogue time of the change
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    old_text: str | None = None
+    new_text: str | None = None
+    related_item_id: str | None = None
+
+
+def new_item_id() -> str:
+    """Return a fresh memory item id."""
+    return uuid.uuid4().hex
+
+
+def _check_text(value: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise InputError(f"{what} is empty")
+    if len(value) > MAX_TURN_CHARS:
+        raise InputError(f"{what} is {len(value):,} characters; the limit is {MAX_TURN_CHARS:,}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{what} is not valid Unicode text: {exc.reason}") from exc
+    return value.replace("\x00", "")
+
+
+def _check_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 256:
+        raise InputError(f"{what} must be a non-empty string of at most 256 characters")
+    return value
+
+
+def _turn(row: TurnRow) -> Turn:
+    assert row.id is not None
+    return Turn(
+        id=row.id,
+        user_id=row.user_id,
+        session_id=row.session_id,
+        speaker=row.speaker,
+        role="assistant" if row.role == "assistant" else "user",
+        text=row.text,
+        timestamp=row.timestamp,
+        agent_id=row.agent_id,
+        external_id=row.external_id,
+        metadata=dict(row.metadata_ or {}),
+    )
+
+
+def _item(row: MemoryItemRow) -> MemoryItem:
+    return MemoryItem(
+        id=row.id,
+        store=row.store,
+        kind=row.kind,
+        user_id=row.user_id,
+        text=row.text,
+        source_turn_ids=tuple(row.source_turn_ids or ()),
+        valid_from=row.valid_from,
+        invalid_at=row.invalid_at,
+        superseded_by=row.superseded_by,
+        agent_id=row.agent_id,
+        session_id=row.session_id,
+        created_at=row.created_at,
+        metadata=dict(row.metadata_ or {}),
+    )
+
+
+def database_url(path_or_url: str | Path) -> str:
+    """Turn a file path or a SQLAlchemy URL into a SQLAlchemy URL."""
+    text_value = str(path_or_url)
+    if "://" in text_value:
+        return text_value
+    return f"sqlite:///{Path(text_value).expanduser()}"
+
+
+class Records:
+    """Access to the records database.
+
+    Args:
+        url: A SQLAlchemy URL or a path to a SQLite file (created if missing).
+    """
+
+    def __init__(self, url: str | Path) -> None:
+        self.url = database_url(url)
+        self._sqlite = self.url.startswith("sqlite")
+        connect_args: dict[str, Any] = {}
+        if self._sqlite:
+            if self.url.startswith("sqlite:///") and self.url != "sqlite:///:memory:":
+                Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            # Wait for another process's write instead of failing at once.
+            connect_args = {"timeout": 30, "check_same_thread": False}
+        try:
+            self.engine: Engine = create_engine(self.url, connect_args=connect_args)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise StorageError(f"cannot open the records database {self.url}: {exc}") from exc
+        if self._sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._lock = threading.RLock()
+        try:
+            SQLModel.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise _storage_error(exc) from exc
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """Open a session that commits on success and rolls back on error.
+
+        Raises:
+            StorageError: The database failed (locked, full, unreachable).
+        """
+        with self._lock:
+            try:
+                with Session(self.engine, expire_on_commit=False) as session:
+                    yield session
+                    session.commit()
+            except OperationalError as exc:
+                raise _storage_error(exc) from exc
+
+    # -- users and sessions ---------------------------------------------------------------
+
+    def ensure_user(self, user_id: str) -> None:
+        """Create the user row if it does not exist."""
+        _check_id(user_id, "user_id")
+        with self.session() as s:
+            if s.get(UserRow, user_id) is None:
+                s.add(UserRow(id=user_id))
+
+    def users(self) -> list[str]:
+        """Return every user id."""
+        with self.session() as s:
+            return list(s.exec(select(UserRow.id).order_by(UserRow.id)))
+
+    def start_session(
+        self,
+        user_id: str,
+        *,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        started_at: datetime | None = None,
+    ) -> str:
+        """Create (or reuse) a dialogue session for ``user_id``; return its id."""
+        self.ensure_user(user_id)
+        session_id = _check_id(session_id, "session_id") if session_id else uuid.uuid4().hex[:12]
+        with self.session() as s:
+            row = s.get(SessionRow, session_id)
+            if row is None:
+                s.add(
+                    SessionRow(
+                        id=session_id,
+                        user_id=user_id,
+                        agent_id=agent_id,
+                        started_at=as_utc_naive(started_at) if started_at else utcnow(),
+                    )
+                )
+            elif row.user_id != user_id:
+                raise InputError(f"session {session_id!r} belongs to another user")
+        return session_id
+
+    def sessions(self, user_id: str) -> list[SessionRow]:
+        """Return the user's sessions, oldest first."""
+        with self.session() as s:
+            query = select(SessionRow).where(SessionRow.user_id == user_id)
+            return list(s.exec(query.order_by(col(SessionRow.started_at))))
+
+    # -- turns ------------------------------------------------------------------------------
+
+    def add_turn(
+        self,
+        user_id: str,
+        session_id: str,
+        speaker: str,
+        role: Role,
+        text_value: str,
+        *,
+        timestamp: datetime | None = None,
+        agent_id: str | None = None,
+        external_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Turn:
+        """Validate and commit one turn; return it with its id.
+
+        Raises:
+            InputError: The text, ids or role are not acceptable; nothing was stored.
+            StorageError: The database failed; nothing was stored.
+        """
+        return self.add_turns(
+            [
+                dict(
+                    user_id=user_id,
+                    session_id=session_id,
+                    speaker=speaker,
+                    role=role,
+                    text=text_value,
+                    timestamp=timestamp,
+                    agent_id=agent_id,
+                    external_id=external_id,
+                    metadata=metadata,
+                )
+            ]
+        )[0]
+
+    def add_turns(self, turns: Sequence[Mapping[str, Any]]) -> list[Turn]:
+        """Validate and commit several turns in one transaction (all or none).
+
+        Each mapping has the keyword arguments of :meth:`add_turn` (``text`` for the text).
+        """
+        rows = []
+        for spec in turns:
+            role = spec.get("role", "user")
+            if role not in ("user", "assistant"):
+                raise InputError(f"role must be 'user' or 'assistant', not {role!r}")
+            stamp = spec.get("timestamp")
+            rows.append(
+                TurnRow(
+                    user_id=_check_id(spec["user_id"], "user_id"),
+                    session_id=_check_id(spec["session_id"], "session_id"),
+                    agent_id=spec.get("agent_id"),
+                    speaker=_check_id(spec.get("speaker") or role, "speaker"),
+                    role=role,
+                    text=_check_text(spec["text"], "turn text"),
+                    timestamp=as_utc_naive(stamp) if stamp else utcnow(),
+                    external_id=spec.get("external_id"),
+                    metadata_=dict(spec.get("metadata") or {}),
+                )
+            )
+        with self.session() as s:
+            for session_id, user_id in {(row.session_id, row.user_id) for row in rows}:
+                owner = s.get(SessionRow, session_id)
+                if owner is not None and owner.user_id != user_id:
+                    raise InputError(f"session {session_id!r} belongs to another user")
+            for user_id in {row.user_id for row in rows}:
+                if s.get(UserRow, user_id) is None:
+                    s.add(UserRow(id=user_id))
+            s.add_all(rows)
+            s.flush()
+            result = [_turn(row) for row in rows]
+        return result
+
+    def turns(
+        self,
+        user_id: str,
+        *,
+        session_id: str | None = None,
+        ids: Iterable[int] | None = None,
+    ) -> list[Turn]:
+        """Return the user's turns (optionally one session's, or given ids), oldest first."""
+        query = select(TurnRow).where(TurnRow.user_id == user_id)
+        if session_id is not None:
+            query = query.where(TurnRow.session_id == session_id)
+        if ids is not None:
+            query = query.where(col(TurnRow.id).in_(list(ids)))
+        with self.session() as s:
+            return [_turn(row) for row in s.exec(query.order_by(col(TurnRow.id)))]
+
+    def recent_turns(self, user_id: str, session_id: str, limit: int) -> list[Turn]:
+        """Return the last ``limit`` turns of a session, oldest first."""
+        if limit <= 0:
+            return []
+        query = (
+            select(TurnRow)
+            .where(TurnRow.user_id == user_id, TurnRow.session_id == session_id)
+            .order_by(col(TurnRow.id).desc())
+            .limit(limit)
+        )
+        with self.session() as s:
+            return [_turn(row) for row in reversed(list(s.exec(query)))]
+
+    def count_turns(self, user_id: str) -> int:
+        """Return how many turns the user has."""
+        with self.session() as s:
+            query = select(func.count()).select_from(TurnRow).where(TurnRow.user_id == user_id)
+            return int(s.exec(query).one())
+
+    def pending_turns(self, user_id: str | None = None) -> list[Turn]:
+        """Return accepted turns not yet folded into memory (e.g. after a crash)."""
+        query = select(TurnRow).where(col(TurnRow.memorized).is_(False))
+        if user_id is not None:
+            query = query.where(TurnRow.user_id == user_id)
+        with self.session() as s:
+            return [_turn(row) for row in s.exec(query.order_by(col(TurnRow.id)))]
+
+    def mark_memorized(self, turn_ids: Iterable[int]) -> None:
+        """Record that these turns are folded into every memory structure."""
+        ids = list(turn_ids)
+        if not ids:
+            return
+        with self.session() as s:
+            s.execute(
+                TurnRow.__table__.update()  # type: ignore[attr-defined]
+                .where(TurnRow.__table__.c.id.in_(ids))  # type: ignore[attr-defined]
+                .values(memorized=True)
+            )
+
+    # -- memory items -----------------------------------------------------------------------
+
+    def add_items(self, items: Sequence[MemoryItem], *, reason: str = "") -> list[MemoryItem]:
+        """Persist new items and an ADD event for each; return them with ``created_at`` set."""
+        now = utcnow()
+        stored = [replace(item, created_at=item.created_at or now) for item in items]
+        with self.session() as s:
+            for item in stored:
+                s.add(
+                    MemoryItemRow(
+                        id=item.id,
+                        store=item.store,
+                        kind=item.kind,
+                        user_id=item.user_id,
+                        agent_id=item.agent_id,
+                        session_id=item.session_id,
+                        text=item.text,
+                        source_turn_ids=list(item.source_turn_ids),
+                        valid_from=item.valid_from,
+                        invalid_at=item.invalid_at,
+                        superseded_by=item.superseded_by,
+                        created_at=item.created_at or now,
+                        updated_at=now,
+                        metadata_=dict(item.metadata),
+                    )
+                )
+                s.add(
+                    ItemEventRow(
+                        item_id=item.id,
+                        user_id=item.user_id,
+                        action="ADD",
+                        reason=reason,
+                        at=item.valid_from,
+                        new_text=item.text,
+                    )
+                )
+        return stored
+
+    def update_item(
+        self,
+        item_id: str,
+        *,
+        text_value: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        source_turn_ids: Sequence[int] | None = None,
+        reason: str = "",
+        at: datetime | None = None,
+        user_id: str | None = None,
+    ) -> MemoryItem:
+        """Change an item's text, metadata or provenance, recording the old text.
+
+        Raises:
+            NotFoundError: No such item (for ``user_id``, when given).
+        """
+        with self.session() as s:
+            row = self._row(s, item_id, user_id)
+            old_text = row.text
+            if text_value is not None:
+                row.text = text_value
+            if metadata is not None:
+                row.metadata_ = dict(metadata)
+            if source_turn_ids is not None:
+                row.source_turn_ids = sorted(set(source_turn_ids))
+            row.updated_at = utcnow()
+            s.add(row)
+            if text_value is not None and text_value != old_text:
+                s.add(
+                    ItemEventRow(
+                        item_id=item_id,
+                        user_id=row.user_id,
+                        action="UPDATE",
+                        reason=reason,
+                        at=at,
+                        old_text=old_text,
+                        new_text=text_value,
+                    )
+                )
+            return _item(row)
+
+    def invalidate(
+        self,
+        item_ids: Sequence[str],
+        reason: str,
+        *,
+        at: datetime | None = None,
+        superseded_by: str | None = None,
+        action: str | None = None,
+    ) -> list[MemoryItem]:
+        """Mark items invalid from dialogue time ``at`` and record why; return them.
+
+        Items already invalid are left as they are.
+        """
+        moment = as_utc_naive(at) if at else utcnow()
+        action = action or ("SUPERSEDE" if superseded_by else "INVALIDATE")
+        changed = []
+        with self.session() as s:
+            rows = s.exec(select(MemoryItemRow).where(col(MemoryItemRow.id).in_(list(item_ids))))
+            for row in rows:
+                if row.invalid_at is not None:
+                    continue
+                row.invalid_at = moment
+                row.superseded_by = superseded_by
+                row.updated_at = utcnow()
+                s.add(row)
+                s.add(
+                    ItemEventRow(
+                        item_id=row.id,
+                        user_id=row.user_id,
+                        action=action,
+                        reason=reason,
+                        at=moment,
+                        old_text=row.text,
+                        related_item_id=superseded_by,
+                    )
+                )
+                changed.append(_item(row))
+        return changed
+
+    def items(self, item_ids: Iterable[str], *, user_id: str | None = None) -> list[MemoryItem]:
+        """Return the items with these ids (in that order), skipping unknown ones."""
+        ids = list(item_ids)
+        if not ids:
+            return []
+        query = select(MemoryItemRow).where(col(MemoryItemRow.id).in_(ids))
+        if user_id is not None:
+            query = query.where(MemoryItemRow.user_id == user_id)
+        with self.session() as s:
+            found = {row.id: _item(row) for row in s.exec(query)}
+        return [found[i] for i in ids if i in found]
+
+    def get_item(self, item_id: str, *, user_id: str | None = None) -> MemoryItem:
+        """Return one item.
+
+        Raises:
+            NotFoundError: No such item (for ``user_id``, when given).
+        """
+        with self.session() as s:
+            return _item(self._row(s, item_id, user_id))
+
+    def store_items(
+        self,
+        store: str,
+        user_id: str,
+        *,
+        kind: str | None = None,
+        current_only: bool = True,
+    ) -> list[MemoryItem]:
+        """Return one structure's items for a user, oldest first."""
+        query = select(MemoryItemRow).where(
+            MemoryItemRow.user_id == user_id, MemoryItemRow.store == store
+        )
+        if kind is not None:
+            query = query.where(MemoryItemRow.kind == kind)
+        if current_only:
+            query = query.where(col(MemoryItemRow.invalid_at).is_(None))
+        with self.session() as s:
+            return [_item(row) for row in s.exec(query.order_by(col(MemoryItemRow.created_at)))]
+
+    def items_from_turns(self, user_id: str, turn_ids: Iterable[int]) -> list[MemoryItem]:
+        """Return the user's items derived from any of ``turn_ids`` (all stores)."""
+        wanted = set(turn_ids)
+        if not wanted:
+            return []
+        query = select(MemoryItemRow).where(MemoryItemRow.user_id == user_id)
+        with self.session() as s:
+            rows = s.exec(query)
+            return [_item(r) for r in rows if wanted.intersection(r.source_turn_ids or ())]
+
+    def history(self, item_id: str, *, user_id: str | None = None) -> list[ItemEventRow]:
+        """Return every recorded change to an item, oldest first.
+
+        Raises:
+            NotFoundError: No such item (for ``user_id``, when given).
+        """
+        with self.session() as s:
+            self._row(s, item_id, user_id)
+            query = select(ItemEventRow).where(ItemEventRow.item_id == item_id)
+            return list(s.exec(query.order_by(col(ItemEventRow.id))))
+
+    def _row(self, s: Session, item_id: str, user_id: str | None) -> MemoryItemRow:
+        row = s.get(MemoryItemRow, item_id)
+        if row is None or (user_id is not None and row.user_id != user_id):
+            raise NotFoundError(
+                f"no memory item {item_id!r}" + (f" for user {user_id!r}" if user_id else "")
+            )
+        return row
+
+    # -- erasure ----------------------------------------------------------------------------
+
+    def forget(self, user_id: str) -> dict[str, int]:
+        """Delete every row about ``user_id``; return how many rows of each table went."""
+        receipt: dict[str, int] = {}
+        with self.session() as s:
+            for name, table, column in (
+                ("item_events", ItemEventRow, ItemEventRow.user_id),
+                ("memory_items", MemoryItemRow, MemoryItemRow.user_id),
+                ("turns", TurnRow, TurnRow.user_id),
+                ("sessions", SessionRow, SessionRow.user_id),
+                ("users", UserRow, UserRow.id),
+            ):
+                result = s.execute(delete(table).where(column == user_id))  # type: ignore[arg-type]
+                receipt[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return receipt
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers and one writer work at once across processes; NORMAL sync is
+    # durable against process crashes (the guarantee we give for accepted turns).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _storage_error(exc: OperationalError) -> StorageError:
+    message = str(exc.orig) if exc.orig is not None else str(exc)
+    if "locked" in message or "busy" in message:
+        return DataDirLockedError(
+            f"the records database is locked by another process: {message}",
+            hint="close the other agentmem process or use another --data-dir",
+            retryable=True,
+        )
+    return StorageError(f"records database error: {message}")
+
+
+__all__ = [
+    "ItemEventRow",
+    "MemoryItemRow",
+    "Records",
+    "SessionRow",
+    "TurnRow",
+    "UserRow",
+    "database_url",
+    "new_item_id",
+]

@@ -1,0 +1,187 @@
+"""Values passed between the steps of agentmem: frozen dataclasses, no behaviour.
+
+Times are naive ``datetime`` objects in UTC. A turn's ``timestamp`` is the dialogue's own
+time (when the user said it in the conversation), which a replay sets from the data set;
+it is not necessarily the wall-clock time at which agentmem stored it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+
+Role = Literal["system", "user", "assistant"]
+
+
+def utcnow() -> datetime:
+    """Return the current time as a naive UTC datetime (agentmem's convention)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def as_utc_naive(moment: datetime) -> datetime:
+    """Convert an aware datetime to naive UTC; leave naive ones as they are."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message sent to a model."""
+
+    role: Role
+    content: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose memory a read or write touches: a user, optionally narrowed to an agent or session."""
+
+    user_id: str
+    agent_id: str | None = None
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A stored dialogue turn, the unit every memory structure is built from.
+
+    Attributes:
+        id: The turn's row id in the records database (provenance points here).
+        speaker: Who said it: ``"user"``, ``"assistant"`` or a participant's name.
+        role: ``"user"`` or ``"assistant"``: which side of the agent the speaker is on.
+        timestamp: The dialogue's time of the turn (naive UTC).
+        external_id: An id from the source data, e.g. LoCoMo's ``"D1:3"``.
+    """
+
+    id: int
+    user_id: str
+    session_id: str
+    speaker: str
+    role: Role
+    text: str
+    timestamp: datetime
+    agent_id: str | None = None
+    external_id: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def scope(self) -> Scope:
+        """The scope this turn belongs to."""
+        return Scope(self.user_id, self.agent_id, self.session_id)
+
+    def render(self) -> str:
+        """Return the turn as ``speaker: text``."""
+        return f"{self.speaker}: {self.text}"
+
+
+@dataclass(frozen=True)
+class MemoryItem:
+    """A unit of memory held by a structure, with its provenance and validity.
+
+    Attributes:
+        id: Globally unique id (a hex string).
+        store: The name of the structure that holds it.
+        kind: What it is inside that structure (``"turn"``, ``"fact"``, ``"node"``, ...).
+        source_turn_ids: The turns it was derived from.
+        valid_from: Dialogue time from which it holds.
+        invalid_at: Dialogue time at which it stopped holding; ``None`` while current.
+        superseded_by: The id of the item that replaced it, if any.
+        metadata: Structure-specific JSON data.
+    """
+
+    id: str
+    store: str
+    kind: str
+    user_id: str
+    text: str
+    source_turn_ids: tuple[int, ...]
+    valid_from: datetime | None = None
+    invalid_at: datetime | None = None
+    superseded_by: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    created_at: datetime | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def current(self) -> bool:
+        """Whether the item still holds (has not been invalidated)."""
+        return self.invalid_at is None
+
+    def valid_at(self, moment: datetime) -> bool:
+        """Return whether the item held at dialogue time ``moment``."""
+        if self.valid_from is not None and self.valid_from > moment:
+            return False
+        return self.invalid_at is None or self.invalid_at > moment
+
+
+@dataclass(frozen=True)
+class Query:
+    """A recall request as the structures receive it.
+
+    Attributes:
+        text: What to look for (already rewritten with context by the manager).
+        scope: Whose memory to search.
+        embedding: The embedding of ``text``, computed once for all structures.
+        as_of: Show what was valid at this dialogue time instead of what is current.
+        include_history: Also return invalidated items (marked as not current).
+        exclude_turn_ids: Turns already in the prompt (the recency window); skip items
+            derived only from them.
+    """
+
+    text: str
+    scope: Scope
+    embedding: np.ndarray | None = None
+    as_of: datetime | None = None
+    include_history: bool = False
+    exclude_turn_ids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """An item a structure returned for a query, with its score (higher is better)."""
+
+    item: MemoryItem
+    score: float
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens a model call consumed."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt and completion tokens together."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A chat model's answer.
+
+    Attributes:
+        text: The raw text of the answer.
+        data: The parsed JSON object when a schema was requested.
+        usage: Tokens the call consumed.
+        model: The model that answered.
+    """
+
+    text: str
+    data: Any = None
+    usage: Usage = Usage()
+    model: str = ""

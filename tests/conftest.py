@@ -1,0 +1,46 @@
+"""Shared fixtures: the real MiniLM, SQLite records and a persistent chromadb in tmp dirs."""
+
+from __future__ import annotations
+
+import os
+
+# The model ships inside a package; never reach for the Hugging Face hub in tests.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from agentmem.embeddings import MiniLMEmbedder  # noqa: E402
+from agentmem.protocols import StoreContext  # noqa: E402
+from agentmem.records import Records  # noqa: E402
+from agentmem.vectors import VectorIndex  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def embedder() -> MiniLMEmbedder:
+    """Return the real MiniLM, loaded once for the whole test session."""
+    model = MiniLMEmbedder()
+    model.warm()
+    return model
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Iterator[Records]:
+    """Return a records database on a fresh SQLite file."""
+    database = Records(tmp_path / "records.db")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def vectors(embedder: MiniLMEmbedder, tmp_path: Path) -> VectorIndex:
+    """Return a vector index on a fresh persistent chromadb folder."""
+    return VectorIndex(embedder, path=tmp_path / "chroma")
+
+
+@pytest.fixture
+def store_context(records: Records, vectors: VectorIndex, embedder: MiniLMEmbedder) -> StoreContext:
+    """Return the core services a memory structure is built on."""
+    return StoreContext(records, vectors, embedder)

@@ -1,0 +1,88 @@
+"""The ``agentmem`` command, in-process and as a real console script."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from agentmem.cli import main, package_version
+
+
+def run_cli(args: list[str], stdin: str = "") -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(args, stdin=io.StringIO(stdin), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_version() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agentmem.cli", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"agentmem {package_version()}"
+
+
+def test_plain_chat_remembers_across_runs(tmp_path: Path) -> None:
+    """The README's promise: tell it something, quit, come back, be remembered."""
+    env = {**os.environ, "AGENTMEM_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    env.pop("OPENAI_API_KEY", None)
+    env.pop("OPENAI_BASE_URL", None)
+    command = [sys.executable, "-m", "agentmem.cli", "chat", "--plain", "--model", "none"]
+    first = subprocess.run(
+        command, input="My sister Ana lives in Porto\n", capture_output=True, text=True, env=env
+    )
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(
+        command, input="Where does my sister live?\n", capture_output=True, text=True, env=env
+    )
+    assert second.returncode == 0, second.stderr
+    assert "[recall only" in second.stdout
+    assert "My sister Ana lives in Porto" in second.stdout
+    assert (tmp_path / "agentmem.sqlite").exists()
+
+
+def test_bad_model_name_is_a_clear_error(tmp_path: Path) -> None:
+    code, _out, err = run_cli(["chat", "--plain", "--model", "gpt9", "--data-dir", str(tmp_path)])
+    assert code == 2
+    assert "unknown model 'gpt9'" in err and "hint:" in err
+
+
+def test_openai_without_endpoint_says_how_to_configure(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    code, _out, err = run_cli(
+        ["chat", "--plain", "--model", "openai:gpt-4o-mini", "--data-dir", str(tmp_path)]
+    )
+    assert code == 2
+    assert "OPENAI_API_KEY" in err and "OPENAI_BASE_URL" in err
+
+
+def test_bad_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("model = [broken\n")
+    code, _out, err = run_cli(["chat", "--plain", "--config", str(config)])
+    assert code == 2
+    assert "not valid TOML" in err
+
+
+def test_unreachable_endpoint_keeps_the_turn(tmp_path: Path, monkeypatch) -> None:
+    # Port 9 on loopback: nothing listens, the connection is refused at once.
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    code, _out, err = run_cli(
+        ["chat", "--plain", "--model", "openai:any", "--data-dir", str(tmp_path)],
+        stdin="Remember that my bike is red\n",
+    )
+    assert code == 0
+    assert "error:" in err and "saved" in err
+    from agentmem.records import Records
+
+    records = Records(tmp_path / "agentmem.sqlite")
+    try:
+        users = records.users()
+        assert len(users) == 1
+        assert [t.text for t in records.turns(users[0])] == ["Remember that my bike is red"]
+    finally:
+        records.close()

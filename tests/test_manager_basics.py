@@ -1,0 +1,65 @@
+"""The memory manager's fan-out, fusion and erasure (the slice's part of it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentmem.errors import InputError
+from agentmem.manager import MemoryManager, fuse
+from agentmem.protocols import StoreContext
+from agentmem.types import MemoryItem, Recalled, Scope
+from memory_stores.turns import TurnStore
+
+
+def _recalled(item_id: str, text: str, score: float) -> Recalled:
+    return Recalled(MemoryItem(item_id, "s", "turn", "u", text, (1,)), score)
+
+
+def test_fusion_rewards_agreement_and_drops_duplicate_texts() -> None:
+    a = [_recalled("1", "Ana lives in Porto", 0.9), _recalled("2", "I like tea", 0.5)]
+    b = [_recalled("3", "I like tea!", 0.8), _recalled("1", "Ana lives in Porto", 0.7)]
+    fused = fuse([a, b])
+    assert [r.item.id for r in fused] == ["1", "3"]  # "I like tea" twice is one item
+    assert fused[0].score > fused[1].score
+
+
+def test_manager_needs_unique_stores(store_context: StoreContext) -> None:
+    with pytest.raises(InputError):
+        MemoryManager(store_context.records, store_context.embedder, [])
+    store = TurnStore(store_context)
+    with pytest.raises(InputError):
+        MemoryManager(store_context.records, store_context.embedder, [store, store])
+
+
+def test_two_structures_fused_and_forget_clears_both(store_context: StoreContext) -> None:
+    records = store_context.records
+    stores = [TurnStore(store_context), TurnStore(store_context, name="turns2")]
+    manager = MemoryManager(records, store_context.embedder, stores)
+    session = records.start_session("u1")
+    turns = [
+        records.add_turn("u1", session, "user", "user", text)
+        for text in ["My sister Ana lives in Porto", "I play the cello"]
+    ]
+    report = manager.write(turns)
+    assert report.ok and len(report.changes) == 4
+    assert records.pending_turns("u1") == []
+    recall = manager.recall("where does my sister live", Scope("u1"), k=1)
+    assert recall.memory[0].text.endswith("Ana lives in Porto")
+    assert set(recall.timings) >= {"embed", "turns", "turns2", "total"}
+    receipt = manager.forget("u1")
+    assert receipt["store:turns"] == 2 and receipt["store:turns2"] == 2
+    assert receipt["turns"] == 2 and receipt["memory_items"] == 4
+    assert manager.recall("sister", Scope("u1")).items == ()
+    assert store_context.vectors.collection_names() == []
+
+
+def test_resume_folds_in_pending_turns(store_context: StoreContext) -> None:
+    records = store_context.records
+    manager = MemoryManager(records, store_context.embedder, [TurnStore(store_context)])
+    session = records.start_session("u1")
+    records.add_turn("u1", session, "user", "user", "I was stored but the process died")
+    assert len(records.pending_turns("u1")) == 1
+    report = manager.resume("u1")
+    assert report is not None and report.ok
+    assert records.pending_turns("u1") == []
+    assert manager.resume("u1") is None

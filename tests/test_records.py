@@ -1,0 +1,358 @@
+"""The records database on real SQLite files: turns, items, history, scoping and erasure."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentmem.errors import InputError, NotFoundError
+from agentmem.records import MAX_TURN_CHARS, Records, new_item_id
+from agentmem.types import MemoryItem, Turn
+
+T0 = datetime(2024, 3, 1, 9, 0)
+T1 = datetime(2024, 3, 8, 18, 30)
+T2 = datetime(2024, 4, 2, 12, 0)
+
+CORE_TABLES = ("users", "sessions", "turns", "memory_items", "item_events")
+
+
+def sql(records: Records, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Run raw SQL on the database file through a connection of its own."""
+    path = records.url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        return list(connection.execute(statement, params))
+
+
+def item(user_id: str, text: str, turns: tuple[int, ...] = (), **fields: Any) -> MemoryItem:
+    return MemoryItem(
+        id=new_item_id(),
+        store="facts",
+        kind="fact",
+        user_id=user_id,
+        text=text,
+        source_turn_ids=turns,
+        **fields,
+    )
+
+
+def say(records: Records, user_id: str, text: str, session_id: str = "s1", **kw: Any) -> Turn:
+    return records.add_turn(user_id, session_id, "user", "user", text, **kw)
+
+
+# -- turns ---------------------------------------------------------------------------------
+
+
+def test_add_turn_commits_and_survives_a_new_records_object(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "records.db"
+    first = Records(path)
+    session_id = first.start_session("alice", session_id="s1", started_at=T0)
+    turn = first.add_turn(
+        "alice",
+        session_id,
+        "Alice",
+        "user",
+        "I adopted a beagle called Biscuit.",
+        timestamp=T0,
+        external_id="D1:1",
+        metadata={"source": "test"},
+    )
+
+    # Committed, not just flushed: another connection sees it while `first` is still open.
+    assert sql(first, "SELECT id, user_id, text FROM turns") == [
+        (turn.id, "alice", "I adopted a beagle called Biscuit.")
+    ]
+    first.close()
+
+    second = Records(path)
+    try:
+        assert second.turns("alice") == [turn]
+        assert second.users() == ["alice"]
+        assert [s.id for s in second.sessions("alice")] == ["s1"]
+        restored = second.turns("alice")[0]
+        assert (restored.timestamp, restored.external_id, restored.speaker) == (T0, "D1:1", "Alice")
+        assert dict(restored.metadata) == {"source": "test"}
+    finally:
+        second.close()
+
+
+def test_add_turn_accepts_text_at_the_length_limit(records: Records) -> None:
+    turn = say(records, "alice", "x" * MAX_TURN_CHARS)
+    assert len(records.turns("alice", ids=[turn.id])[0].text) == MAX_TURN_CHARS
+
+
+@pytest.mark.parametrize(
+    ("text", "role"),
+    [
+        pytest.param("", "user", id="empty"),
+        pytest.param(" \n\t  ", "user", id="whitespace"),
+        pytest.param("x" * (MAX_TURN_CHARS + 1), "user", id="too-long"),
+        pytest.param("broken \ud800 surrogate", "user", id="lone-surrogate"),
+        pytest.param("hello", "system", id="role-system"),
+        pytest.param("hello", "moderator", id="role-unknown"),
+        pytest.param(42, "user", id="int-text"),
+        pytest.param(None, "user", id="none-text"),
+        pytest.param(b"bytes", "user", id="bytes-text"),
+    ],
+)
+def test_invalid_turn_raises_input_error_and_stores_nothing(
+    records: Records, text: Any, role: Any
+) -> None:
+    with pytest.raises(InputError):
+        records.add_turn("alice", "s1", "alice", role, text)
+
+    assert records.count_turns("alice") == 0
+    for table in CORE_TABLES:
+        assert sql(records, f"SELECT COUNT(*) FROM {table}") == [(0,)], table
+
+
+def test_add_turns_is_all_or_nothing(records: Records) -> None:
+    batch = [
+        {"user_id": "alice", "session_id": "s1", "role": "user", "text": "fine"},
+        {"user_id": "alice", "session_id": "s1", "role": "user", "text": "   "},
+    ]
+    with pytest.raises(InputError):
+        records.add_turns(batch)
+    assert sql(records, "SELECT COUNT(*) FROM turns") == [(0,)]
+
+
+def test_session_of_another_user_is_refused(records: Records) -> None:
+    records.start_session("alice", session_id="shared")
+    say(records, "alice", "My PIN is 1234.", session_id="shared")
+
+    with pytest.raises(InputError):
+        records.start_session("bob", session_id="shared")
+    with pytest.raises(InputError):
+        records.add_turn("bob", "shared", "bob", "user", "What did alice say?")
+
+    assert records.count_turns("bob") == 0
+    assert sql(records, "SELECT user_id FROM turns") == [("alice",)]
+    assert sql(records, "SELECT user_id FROM sessions WHERE id = 'shared'") == [("alice",)]
+
+
+def test_pending_turns_until_marked_memorized(tmp_path: Path) -> None:
+    path = tmp_path / "records.db"
+    records = Records(path)
+    a1, a2, a3 = (say(records, "alice", f"alice turn {n}") for n in range(3))
+    b1 = say(records, "bob", "bob turn", session_id="s2")
+
+    assert [t.id for t in records.pending_turns()] == [a1.id, a2.id, a3.id, b1.id]
+    assert [t.id for t in records.pending_turns("bob")] == [b1.id]
+
+    records.mark_memorized([a1.id, a3.id])
+    records.mark_memorized([])
+    assert [t.id for t in records.pending_turns("alice")] == [a2.id]
+    records.close()
+
+    # A restart resumes exactly the turns not yet folded into memory.
+    reopened = Records(path)
+    try:
+        assert [t.id for t in reopened.pending_turns()] == [a2.id, b1.id]
+    finally:
+        reopened.close()
+
+
+# -- memory items --------------------------------------------------------------------------
+
+
+def test_items_round_trip_with_provenance(records: Records) -> None:
+    t1 = say(records, "alice", "I moved to Denver last week.", timestamp=T0)
+    t2 = say(records, "alice", "The new flat is near the park.", timestamp=T1)
+    original = item(
+        "alice",
+        "Alice lives in Denver, near a park.",
+        (t1.id, t2.id),
+        valid_from=T0,
+        agent_id="helper",
+        session_id="s1",
+        metadata={"confidence": 0.9, "tags": ["home"]},
+    )
+
+    (stored,) = records.add_items([original], reason="extracted")
+
+    assert stored.created_at is not None
+    assert stored == replace(original, created_at=stored.created_at)
+    assert records.get_item(stored.id) == stored
+    assert records.get_item(stored.id, user_id="alice") == stored
+    assert records.get_item(stored.id).source_turn_ids == (t1.id, t2.id)
+    assert [i.id for i in records.items_from_turns("alice", [t2.id])] == [stored.id]
+    assert records.items_from_turns("alice", [t2.id + 100]) == []
+    assert [i.id for i in records.store_items("facts", "alice")] == [stored.id]
+
+    (event,) = records.history(stored.id)
+    assert (event.action, event.reason, event.new_text, event.at) == (
+        "ADD",
+        "extracted",
+        stored.text,
+        T0,
+    )
+
+
+def test_items_keep_requested_order_and_skip_unknown_ids(records: Records) -> None:
+    first, second = records.add_items([item("alice", "one"), item("alice", "two")])
+    found = records.items([second.id, "missing", first.id])
+    assert [i.id for i in found] == [second.id, first.id]
+    assert records.items([]) == []
+
+
+def test_invalidate_records_why_and_keeps_the_row(records: Records) -> None:
+    old, new = records.add_items(
+        [
+            item("alice", "Alice lives in Denver.", valid_from=T0),
+            item("alice", "Alice lives in Boston.", valid_from=T1),
+        ]
+    )
+
+    changed = records.invalidate([old.id], "moved to Boston", at=T1, superseded_by=new.id)
+
+    assert [i.id for i in changed] == [old.id]
+    after = records.get_item(old.id)
+    assert (after.invalid_at, after.superseded_by, after.current) == (T1, new.id, False)
+    assert after.text == "Alice lives in Denver."
+    assert records.get_item(new.id).current
+    # The row is still there: invalidated, never deleted.
+    assert sql(records, "SELECT COUNT(*) FROM memory_items WHERE id = ?", old.id) == [(1,)]
+    assert [i.id for i in records.store_items("facts", "alice")] == [new.id]
+    assert {i.id for i in records.store_items("facts", "alice", current_only=False)} == {
+        old.id,
+        new.id,
+    }
+
+    events = records.history(old.id)
+    assert [e.action for e in events] == ["ADD", "SUPERSEDE"]
+    superseded = events[1]
+    assert (superseded.reason, superseded.related_item_id, superseded.at) == (
+        "moved to Boston",
+        new.id,
+        T1,
+    )
+    assert superseded.old_text == "Alice lives in Denver."
+
+    # Invalidating again changes nothing and records nothing.
+    assert records.invalidate([old.id], "again", at=T2) == []
+    assert records.get_item(old.id).invalid_at == T1
+    assert len(records.history(old.id)) == 2
+
+
+def test_invalidate_without_successor_records_invalidate(records: Records) -> None:
+    (fact,) = records.add_items([item("alice", "Alice is vegetarian.")])
+    records.invalidate([fact.id], "user retracted it", at=T2)
+    events = records.history(fact.id)
+    assert [(e.action, e.reason, e.related_item_id) for e in events] == [
+        ("ADD", "", None),
+        ("INVALIDATE", "user retracted it", None),
+    ]
+    assert records.get_item(fact.id).superseded_by is None
+
+
+def test_update_item_records_old_and_new_text(records: Records) -> None:
+    (fact,) = records.add_items([item("alice", "Alice has one cat.", (1,))])
+
+    updated = records.update_item(
+        fact.id,
+        text_value="Alice has two cats.",
+        reason="got another cat",
+        at=T1,
+        source_turn_ids=[3, 1, 3],
+        user_id="alice",
+    )
+
+    assert updated.text == "Alice has two cats."
+    assert records.get_item(fact.id).text == "Alice has two cats."
+    assert records.get_item(fact.id).source_turn_ids == (1, 3)
+    events = records.history(fact.id)
+    assert [e.action for e in events] == ["ADD", "UPDATE"]
+    assert (events[1].old_text, events[1].new_text, events[1].reason, events[1].at) == (
+        "Alice has one cat.",
+        "Alice has two cats.",
+        "got another cat",
+        T1,
+    )
+
+    # Changing only metadata is not a text change and adds no UPDATE event.
+    records.update_item(fact.id, metadata={"pets": 2})
+    assert dict(records.get_item(fact.id).metadata) == {"pets": 2}
+    assert len(records.history(fact.id)) == 2
+
+
+def test_items_are_scoped_by_user(records: Records) -> None:
+    (secret,) = records.add_items([item("alice", "Alice's door code is 4711.")])
+
+    assert records.items([secret.id], user_id="bob") == []
+    assert [i.id for i in records.items([secret.id], user_id="alice")] == [secret.id]
+    with pytest.raises(NotFoundError):
+        records.get_item(secret.id, user_id="bob")
+    with pytest.raises(NotFoundError):
+        records.history(secret.id, user_id="bob")
+    with pytest.raises(NotFoundError):
+        records.update_item(secret.id, text_value="hacked", user_id="bob")
+    with pytest.raises(NotFoundError):
+        records.get_item("no-such-item")
+    assert records.get_item(secret.id).text == "Alice's door code is 4711."
+    assert records.store_items("facts", "bob") == []
+    assert records.items_from_turns("bob", [1]) == []
+
+
+def test_turns_are_scoped_by_user(records: Records) -> None:
+    mine = say(records, "alice", "alice's turn")
+    say(records, "bob", "bob's turn", session_id="s2")
+    assert records.turns("bob", ids=[mine.id]) == []
+    assert [t.text for t in records.turns("bob")] == ["bob's turn"]
+    assert records.recent_turns("bob", "s1", 10) == []
+
+
+# -- erasure -------------------------------------------------------------------------------
+
+
+def populate(records: Records, user_id: str, session_id: str) -> None:
+    records.start_session(user_id, session_id=session_id)
+    turn = say(records, user_id, f"{user_id} likes tea", session_id=session_id)
+    old, new = records.add_items(
+        [
+            item(user_id, f"{user_id} likes tea", (turn.id,)),
+            item(user_id, f"{user_id} likes coffee"),
+        ]
+    )
+    records.invalidate([old.id], "changed taste", superseded_by=new.id)
+    records.update_item(new.id, text_value=f"{user_id} loves coffee", reason="stronger")
+
+
+def user_rows(records: Records) -> dict[str, dict[str, int]]:
+    """Count each user's rows in every table that names a user, by raw SQL."""
+    counts: dict[str, dict[str, int]] = {}
+    tables = [
+        name for (name,) in sql(records, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    ]
+    for table in tables:
+        columns = {row[1] for row in sql(records, f"PRAGMA table_info({table})")}
+        column = "id" if table == "users" else "user_id" if "user_id" in columns else None
+        if column is None:
+            continue
+        for user_id, count in sql(
+            records, f"SELECT {column}, COUNT(*) FROM {table} GROUP BY {column}"
+        ):
+            counts.setdefault(user_id, {})[table] = count
+    return counts
+
+
+def test_forget_erases_every_row_of_one_user_only(records: Records) -> None:
+    populate(records, "alice", "sa")
+    populate(records, "bob", "sb")
+    before = user_rows(records)
+    assert set(CORE_TABLES) <= set(before["alice"])  # the check below is not vacuous
+    assert before["alice"]["item_events"] == 4  # ADD, ADD, SUPERSEDE, UPDATE
+
+    receipt = records.forget("alice")
+
+    after = user_rows(records)
+    assert "alice" not in after
+    assert after["bob"] == before["bob"]
+    assert receipt == {table: before["alice"][table] for table in receipt}
+    assert set(receipt) == set(CORE_TABLES)
+    assert records.users() == ["bob"]
+    assert records.turns("alice") == []
+    assert records.forget("alice") == dict.fromkeys(CORE_TABLES, 0)

@@ -1,0 +1,395 @@
+"""The vector index (real MiniLM, persistent chromadb in tmp dirs) and the item search on it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agentmem.embeddings import MiniLMEmbedder
+from agentmem.items import ItemIndex
+from agentmem.protocols import StoreContext
+from agentmem.records import new_item_id
+from agentmem.types import MemoryItem, Query, Scope, Turn
+from agentmem.vectors import VectorIndex, collection_name
+from memory_stores.turns import TurnStore
+
+PETS = ["I have a golden retriever named Max.", "My cat sleeps on the radiator all day."]
+WORK = ["I work as a nurse in the night shift.", "My manager approved my vacation request."]
+FOOD = ["I am allergic to peanuts.", "Sushi is my favourite dinner."]
+
+T0 = datetime(2024, 1, 1, 12, 0)
+T1 = datetime(2024, 2, 1, 12, 0)
+T2 = datetime(2024, 3, 1, 12, 0)
+
+
+def put(vectors: VectorIndex, user_id: str, texts: list[str], store: str = "facts") -> list[str]:
+    """Embed and store texts for a user; return their ids (the texts' own names)."""
+    ids = [f"{user_id}-{n}" for n in range(len(texts))]
+    embeddings = vectors.embedder.embed(texts)
+    vectors.upsert(store, user_id, ids, embeddings, [{"current": True}] * len(texts))
+    return ids
+
+
+def query_vector(embedder: MiniLMEmbedder, text: str) -> np.ndarray:
+    return embedder.embed([text])[0]
+
+
+# -- VectorIndex ---------------------------------------------------------------------------
+
+
+def test_each_user_sees_only_their_own_vectors(
+    vectors: VectorIndex, embedder: MiniLMEmbedder
+) -> None:
+    alice = put(vectors, "alice", PETS + WORK)
+    bob = put(vectors, "bob", FOOD)
+
+    question = query_vector(embedder, "Tell me about the dog")
+    alice_hits = vectors.query("facts", "alice", question, 10)
+    bob_hits = vectors.query("facts", "bob", question, 10)
+
+    assert [h.id for h in alice_hits][0] == alice[0]
+    assert {h.id for h in alice_hits} == set(alice)
+    assert {h.id for h in bob_hits} == set(bob)
+    assert vectors.count("facts", "alice") == 4
+    assert vectors.count("facts", "bob") == 2
+    # One collection per (structure, user).
+    assert collection_name("facts", "alice") != collection_name("facts", "bob")
+    assert set(vectors.collection_names()) == {
+        collection_name("facts", "alice"),
+        collection_name("facts", "bob"),
+    }
+
+
+def test_unknown_user_gets_nothing_and_creates_nothing(
+    vectors: VectorIndex, embedder: MiniLMEmbedder
+) -> None:
+    put(vectors, "alice", PETS)
+    names = vectors.collection_names()
+
+    assert vectors.query("facts", "carol", query_vector(embedder, "dog"), 5) == []
+    assert vectors.query("other-store", "alice", query_vector(embedder, "dog"), 5) == []
+    assert vectors.count("facts", "carol") == 0
+    assert vectors.get("facts", "carol", ["alice-0"]) == {}
+    assert vectors.collection_names() == names
+
+
+def test_similarity_is_cosine(vectors: VectorIndex, embedder: MiniLMEmbedder) -> None:
+    put(vectors, "alice", PETS)
+    embeddings = embedder.embed(PETS)
+    (hit,) = vectors.query("facts", "alice", embeddings[0], 1)
+    assert hit.id == "alice-0"
+    assert hit.similarity == pytest.approx(1.0, abs=1e-4)
+    (other,) = [h for h in vectors.query("facts", "alice", embeddings[0], 2) if h.id == "alice-1"]
+    assert other.similarity == pytest.approx(float(embeddings[0] @ embeddings[1]), abs=1e-4)
+
+
+READER = """
+import json, sys
+import numpy as np
+from agentmem.embeddings import MiniLMEmbedder
+from agentmem.vectors import VectorIndex
+
+path, vector_file = sys.argv[1], sys.argv[2]
+index = VectorIndex(MiniLMEmbedder(), path=path)  # the model is never loaded: vectors given
+query = np.load(vector_file)
+hits = index.query("facts", "alice", query, 10)
+stored = index.get("facts", "alice", ["alice-0"])
+print(json.dumps({
+    "ids": [h.id for h in hits],
+    "metadata": [dict(h.metadata) for h in hits],
+    "count": index.count("facts", "alice"),
+    "vector": stored["alice-0"].tolist(),
+}))
+"""
+
+
+def test_vectors_persist_for_a_new_index_in_another_process(
+    embedder: MiniLMEmbedder, tmp_path: Path
+) -> None:
+    path = tmp_path / "chroma"
+    writer = VectorIndex(embedder, path=path)
+    ids = put(writer, "alice", PETS + WORK)
+    writer.update_metadata("facts", "alice", [ids[1]], [{"current": False}])
+    question = query_vector(embedder, "my job at the hospital")
+    np.save(tmp_path / "query.npy", question)
+    expected = [h.id for h in writer.query("facts", "alice", question, 10)]
+
+    # A fresh process has no chromadb client cache to lean on: only what is on disk.
+    reader = subprocess.run(
+        [sys.executable, "-c", READER, str(path), str(tmp_path / "query.npy")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    seen = json.loads(reader.stdout.strip().splitlines()[-1])
+
+    assert seen["count"] == 4
+    assert seen["ids"] == expected
+    assert seen["ids"][0] == ids[2]
+    by_id = dict(zip(seen["ids"], seen["metadata"], strict=True))
+    assert by_id[ids[1]] == {"current": False}
+    np.testing.assert_allclose(seen["vector"], embedder.embed([PETS[0]])[0], atol=1e-6)
+
+
+def test_vectors_persist_for_a_new_index_object(embedder: MiniLMEmbedder, tmp_path: Path) -> None:
+    ids = put(VectorIndex(embedder, path=tmp_path / "chroma"), "alice", PETS)
+    again = VectorIndex(embedder, path=tmp_path / "chroma")
+    assert again.count("facts", "alice") == 2
+    assert set(again.get("facts", "alice", ids)) == set(ids)
+
+
+def test_metadata_update_and_where_filter(vectors: VectorIndex, embedder: MiniLMEmbedder) -> None:
+    ids = put(vectors, "alice", PETS + WORK)
+    question = query_vector(embedder, "What pets do I have?")
+
+    vectors.update_metadata("facts", "alice", [ids[0]], [{"current": False, "kind": "fact"}])
+
+    current = vectors.query("facts", "alice", question, 10, where={"current": True})
+    assert {h.id for h in current} == set(ids[1:])
+    stale = vectors.query("facts", "alice", question, 10, where={"current": False})
+    assert [(h.id, dict(h.metadata)) for h in stale] == [
+        (ids[0], {"current": False, "kind": "fact"})
+    ]
+    # Without a filter the best match is still the (now stale) dog.
+    assert vectors.query("facts", "alice", question, 1)[0].id == ids[0]
+    # The vector itself is untouched by a metadata update.
+    np.testing.assert_allclose(
+        vectors.get("facts", "alice", [ids[0]])[ids[0]], embedder.embed([PETS[0]])[0], atol=1e-6
+    )
+
+
+def test_upsert_replaces_and_delete_removes(vectors: VectorIndex, embedder: MiniLMEmbedder) -> None:
+    ids = put(vectors, "alice", PETS)
+    vectors.upsert("facts", "alice", [ids[0]], embedder.embed(FOOD[:1]), [{"current": True}])
+    assert vectors.count("facts", "alice") == 2
+    assert (
+        vectors.query("facts", "alice", query_vector(embedder, "peanut allergy"), 1)[0].id == ids[0]
+    )
+
+    vectors.delete("facts", "alice", [ids[0]])
+    assert vectors.count("facts", "alice") == 1
+    assert vectors.get("facts", "alice", ids).keys() == {ids[1]}
+
+
+def test_drop_removes_one_collection(vectors: VectorIndex, embedder: MiniLMEmbedder) -> None:
+    put(vectors, "alice", PETS + WORK)
+    put(vectors, "bob", FOOD)
+
+    assert vectors.drop("facts", "alice") == 4
+
+    assert collection_name("facts", "alice") not in vectors.collection_names()
+    assert collection_name("facts", "bob") in vectors.collection_names()
+    assert vectors.query("facts", "alice", query_vector(embedder, "dog"), 5) == []
+    assert vectors.count("facts", "alice") == 0
+    assert vectors.count("facts", "bob") == 2
+    assert vectors.drop("facts", "alice") == 0
+    # A dropped user's collection comes back empty, not with the old vectors.
+    put(vectors, "alice", FOOD[:1])
+    assert vectors.count("facts", "alice") == 1
+
+
+def test_agentmem_embedding_function_is_attached(
+    vectors: VectorIndex, embedder: MiniLMEmbedder
+) -> None:
+    ids = put(vectors, "alice", PETS + WORK + FOOD)
+    name = collection_name("facts", "alice")
+
+    # Opened with no embedding function, as any chromadb client would.
+    collection = vectors.client.get_collection(name)
+    configured = collection.configuration_json["embedding_function"]
+    assert configured["type"] == "known"
+    assert configured["name"] == "agentmem"
+    assert collection.configuration["embedding_function"].name() == "agentmem"
+    assert collection.configuration["hnsw"]["space"] == "cosine"
+
+    # Text queries embed with MiniLM through the attached function, offline; chromadb's
+    # default would try to download its ONNX model and fail here.
+    result = collection.query(query_texts=["Which food makes me ill?"], n_results=1)
+    assert result["ids"] == [[ids[4]]]
+
+
+# -- ItemIndex and TurnStore ---------------------------------------------------------------
+
+
+def write_turns(context: StoreContext, user_id: str, texts: list[str]) -> list[Turn]:
+    start = datetime(2024, 5, 1, 10, 0)
+    return context.records.add_turns(
+        [
+            {
+                "user_id": user_id,
+                "session_id": f"{user_id}-s1",
+                "role": "user",
+                "text": text,
+                "timestamp": start + timedelta(minutes=n),
+            }
+            for n, text in enumerate(texts)
+        ]
+    )
+
+
+def ask(context: StoreContext, user_id: str, text: str, **fields: object) -> Query:
+    embedding = context.embedder.embed([text])[0]
+    return Query(text, Scope(user_id), embedding=embedding, **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("What is the name of my dog?", PETS[0]),
+        ("What is my job?", WORK[0]),
+        ("Is there anything I cannot eat?", FOOD[0]),
+    ],
+)
+def test_turn_store_ranks_the_closest_turn_first(
+    store_context: StoreContext, question: str, expected: str
+) -> None:
+    store = TurnStore(store_context)
+    turns = write_turns(store_context, "alice", PETS + WORK + FOOD)
+    items = store.write(turns)
+    assert [i.source_turn_ids for i in items] == [(t.id,) for t in turns]
+
+    recalled = store.retrieve(ask(store_context, "alice", question), 3)
+
+    assert len(recalled) == 3
+    assert recalled[0].item.text == f"user: {expected}"
+    scores = [r.score for r in recalled]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_turn_store_is_scoped_by_user(store_context: StoreContext) -> None:
+    store = TurnStore(store_context)
+    store.write(write_turns(store_context, "alice", PETS))
+    store.write(write_turns(store_context, "bob", FOOD))
+
+    recalled = store.retrieve(ask(store_context, "bob", "Tell me about my dog"), 10)
+    assert {r.item.user_id for r in recalled} == {"bob"}
+    assert len(recalled) == 2
+    assert store.retrieve(ask(store_context, "carol", "dog"), 10) == []
+
+
+def test_invalidated_items_hidden_unless_history_is_asked(store_context: StoreContext) -> None:
+    store = TurnStore(store_context)
+    items = store.write(write_turns(store_context, "alice", PETS + WORK))
+    dog = items[0]
+
+    store.invalidate([dog.id], "the dog was rehomed", at=T2)
+
+    question = "What is the name of my dog?"
+    default = store.retrieve(ask(store_context, "alice", question), 10)
+    assert dog.id not in {r.item.id for r in default}
+    assert len(default) == 3
+
+    history = store.retrieve(ask(store_context, "alice", question, include_history=True), 10)
+    assert history[0].item.id == dog.id
+    assert history[0].item.current is False
+    assert history[0].item.invalid_at == T2
+    assert len(history) == 4
+    assert all(r.item.current for r in history[1:])
+
+
+def test_search_fills_k_with_current_items_when_stale_ones_are_closer(
+    store_context: StoreContext,
+) -> None:
+    store = TurnStore(store_context)
+    dogs = [
+        "My dog Max loves the park.",
+        "Max the dog chewed my shoes.",
+        "I walk my dog Max every morning.",
+        "My dog Max is a golden retriever.",
+        "Max, my dog, hates the vacuum cleaner.",
+        "I bought a new collar for my dog Max.",
+    ]
+    items = store.write(write_turns(store_context, "alice", dogs + WORK))
+    store.invalidate([i.id for i in items[: len(dogs)]], "the dog was rehomed", at=T2)
+
+    # Stale items must be filtered in the index, not only after it, or they fill the k slots.
+    recalled = store.retrieve(ask(store_context, "alice", "Tell me about my dog Max"), 2)
+
+    assert {r.item.text for r in recalled} == {f"user: {text}" for text in WORK}
+
+
+def test_search_as_of_returns_what_was_valid_then(store_context: StoreContext) -> None:
+    index = ItemIndex(store_context, "facts")
+
+    def fact(text: str, valid_from: datetime) -> MemoryItem:
+        return MemoryItem(new_item_id(), "facts", "fact", "alice", text, (), valid_from=valid_from)
+
+    denver, boston = index.add(
+        [fact("The user lives in Denver.", T0), fact("The user lives in Boston.", T1)]
+    )
+    index.invalidate([denver.id], "moved", at=T1, superseded_by=boston.id)
+
+    def where_at(moment: datetime | None) -> list[str]:
+        query = ask(store_context, "alice", "Where does the user live?", as_of=moment)
+        return [r.item.text for r in index.search(query, 5)]
+
+    assert where_at(T0 - timedelta(days=1)) == []
+    assert where_at(T0) == ["The user lives in Denver."]
+    assert where_at(T1 - timedelta(seconds=1)) == ["The user lives in Denver."]
+    assert where_at(T1) == ["The user lives in Boston."]
+    assert where_at(T2) == ["The user lives in Boston."]
+    assert where_at(None) == ["The user lives in Boston."]
+
+
+def test_search_skips_items_derived_only_from_the_recency_window(
+    store_context: StoreContext,
+) -> None:
+    store = TurnStore(store_context)
+    turns = write_turns(store_context, "alice", PETS + WORK)
+    store.write(turns)
+    window = frozenset(t.id for t in turns[:1])  # the dog turn is already in the prompt
+
+    recalled = store.retrieve(
+        ask(store_context, "alice", "What is the name of my dog?", exclude_turn_ids=window), 10
+    )
+
+    assert [r.item.source_turn_ids for r in recalled if r.item.source_turn_ids[0] in window] == []
+    assert len(recalled) == 3
+    assert recalled[0].item.text == f"user: {PETS[1]}"  # the next pet turn moves up
+
+
+def test_search_keeps_items_with_some_sources_outside_the_window(
+    store_context: StoreContext,
+) -> None:
+    index = ItemIndex(store_context, "facts")
+    turns = write_turns(store_context, "alice", PETS)
+    (summary,) = index.add(
+        [
+            MemoryItem(
+                new_item_id(),
+                "facts",
+                "summary",
+                "alice",
+                "The user has a dog named Max and a cat.",
+                (turns[0].id, turns[1].id),
+            )
+        ]
+    )
+    question = "Which pets does the user have?"
+
+    partly = ask(store_context, "alice", question, exclude_turn_ids=frozenset({turns[0].id}))
+    assert [r.item.id for r in index.search(partly, 5)] == [summary.id]
+
+    wholly = ask(
+        store_context, "alice", question, exclude_turn_ids=frozenset({turns[0].id, turns[1].id})
+    )
+    assert index.search(wholly, 5) == []
+
+
+def test_forget_drops_the_users_turn_vectors(store_context: StoreContext) -> None:
+    store = TurnStore(store_context)
+    store.write(write_turns(store_context, "alice", PETS))
+    store.write(write_turns(store_context, "bob", FOOD))
+
+    assert store.forget("alice") == 2
+
+    assert store_context.vectors.count("turns", "alice") == 0
+    assert store_context.vectors.count("turns", "bob") == 2
+    assert store.retrieve(ask(store_context, "alice", "dog"), 5) == []
