@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from agentmem.errors import EmbeddingError, MissingExtraError
+from agentmem.protocols import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -131,3 +133,61 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return vectors / norms
+
+
+class CachingEmbedder:
+    """Remembers recent embeddings, so structures that embed the same turn share the work.
+
+    Every structure folds the same turns in; without a cache each would embed them again.
+
+    Args:
+        inner: The embedder that computes what is not cached.
+        capacity: How many texts to remember (least recently used are forgotten).
+    """
+
+    def __init__(self, inner: Embedder, *, capacity: int = 20_000) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.capacity = capacity
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def dimension(self) -> int:
+        """Return the inner embedder's dimension."""
+        return self.inner.dimension
+
+    def warm(self) -> None:
+        """Load the inner model now, if it can."""
+        warm = getattr(self.inner, "warm", None)
+        if callable(warm):
+            warm()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``, computing only those not seen recently (in one batch)."""
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            self.hits += len(texts) - len(missing)
+            self.misses += len(missing)
+        if missing:
+            computed = self.inner.embed(missing)
+            with self._lock:
+                for text, vector in zip(missing, computed, strict=True):
+                    self._cache[text] = vector
+                    self._cache.move_to_end(text)
+        with self._lock:
+            rows = []
+            for text in texts:
+                vector = self._cache.get(text)
+                if vector is None:  # evicted between the two steps by a large batch
+                    vector = self.inner.embed([text])[0]
+                else:
+                    self._cache.move_to_end(text)
+                rows.append(vector)
+            while len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        if not rows:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack(rows).astype(np.float32, copy=False)

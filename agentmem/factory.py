@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 
 from agentmem.agent import Agent, Budget
 from agentmem.config import Config, ModelSpec
-from agentmem.embeddings import MiniLMEmbedder
+from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.errors import ConfigError
 from agentmem.manager import MemoryManager
 from agentmem.prompts import DEFAULT_SYSTEM_PROMPT
@@ -78,15 +78,17 @@ def build_embedder(config: Config) -> Embedder:
     """
     spec = config.embedder
     if spec == "minilm":
-        return MiniLMEmbedder()
+        return CachingEmbedder(MiniLMEmbedder())
     if spec.startswith("openai:"):
         from agentmem.openai_client import OpenAIEmbedder
 
-        return OpenAIEmbedder(
-            spec.partition(":")[2],
-            api_key=config.openai_api_key,
-            base_url=config.openai_base_url,
-            timeout=config.timeout,
+        return CachingEmbedder(
+            OpenAIEmbedder(
+                spec.partition(":")[2],
+                api_key=config.openai_api_key,
+                base_url=config.openai_base_url,
+                timeout=config.timeout,
+            )
         )
     raise ConfigError(f"unknown embedder {spec!r}", hint="use minilm or openai:<model>")
 

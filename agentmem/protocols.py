@@ -136,4 +136,13 @@ class Consolidating(Protocol):
         ...
 
 
+@runtime_checkable
+class Resumable(Protocol):
+    """A structure that queues failed model builds and can retry them."""
+
+    def retry_pending(self, user_id: str | None = None) -> int:
+        """Retry queued builds (all users, or one); return how many now succeeded."""
+        ...
+
+
 StoreFactory = Callable[[StoreContext], MemoryStore]

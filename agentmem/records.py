@@ -101,6 +101,21 @@ class ItemEventRow(SQLModel, table=True):
     related_item_id: str | None = None
 
 
+class PendingWorkRow(SQLModel, table=True):
+    """Model-built memory that failed and waits for a retry (never silently dropped)."""
+
+    __tablename__ = "pending_work"
+    id: int | None = Field(default=None, primary_key=True)
+    store: str = Field(index=True)
+    user_id: str = Field(index=True)
+    kind: str
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    attempts: int = 1
+    last_error: str = ""
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    updated_at: NaiveDatetime = Field(default_factory=utcnow)
+
+
 def new_item_id() -> str:
     """Return a fresh memory item id."""
     return uuid.uuid4().hex
@@ -577,6 +592,44 @@ class Records:
             )
         return row
 
+    # -- work queue for failed model builds ----------------------------------------------
+
+    def queue_work(
+        self, store: str, user_id: str, kind: str, payload: Mapping[str, Any], error: str
+    ) -> int:
+        """Record a failed model build so it can be retried later; return its id."""
+        with self.session() as s:
+            row = PendingWorkRow(
+                store=store, user_id=user_id, kind=kind, payload=dict(payload), last_error=error
+            )
+            s.add(row)
+            s.flush()
+            assert row.id is not None
+            return row.id
+
+    def pending_work(self, store: str, user_id: str | None = None) -> list[PendingWorkRow]:
+        """Return queued failed builds of a structure (optionally one user's), oldest first."""
+        query = select(PendingWorkRow).where(PendingWorkRow.store == store)
+        if user_id is not None:
+            query = query.where(PendingWorkRow.user_id == user_id)
+        with self.session() as s:
+            return list(s.exec(query.order_by(col(PendingWorkRow.id))))
+
+    def finish_work(self, work_id: int) -> None:
+        """Remove a queued build that has now succeeded."""
+        with self.session() as s:
+            s.execute(delete(PendingWorkRow).where(col(PendingWorkRow.id) == work_id))
+
+    def fail_work(self, work_id: int, error: str) -> None:
+        """Record another failed attempt of a queued build."""
+        with self.session() as s:
+            row = s.get(PendingWorkRow, work_id)
+            if row is not None:
+                row.attempts += 1
+                row.last_error = error
+                row.updated_at = utcnow()
+                s.add(row)
+
     # -- erasure ----------------------------------------------------------------------------
 
     def forget(self, user_id: str) -> dict[str, int]:
@@ -584,6 +637,7 @@ class Records:
         receipt: dict[str, int] = {}
         with self.session() as s:
             for name, table, column in (
+                ("pending_work", PendingWorkRow, PendingWorkRow.user_id),
                 ("item_events", ItemEventRow, ItemEventRow.user_id),
                 ("memory_items", MemoryItemRow, MemoryItemRow.user_id),
                 ("turns", TurnRow, TurnRow.user_id),
@@ -620,6 +674,7 @@ def _storage_error(exc: OperationalError) -> StorageError:
 __all__ = [
     "ItemEventRow",
     "MemoryItemRow",
+    "PendingWorkRow",
     "Records",
     "SessionRow",
     "TurnRow",

@@ -1,5 +1,8 @@
 """Prompts: plain functions returning messages, each beside the schema of the answer it expects.
 
+This module holds the chat prompt; each memory builder's prompts live in a submodule
+(``agentmem.prompts.memtree``, ``.summary``, ``.memo``, ``.extraction``).
+
 Recalled memory always goes into the prompt inside a ``<memory>`` block that says it is
 data, not instructions, with any tag-like text in the memory escaped, so a remembered
 "ignore previous instructions" stays a quotation.
