@@ -13,6 +13,7 @@ Environment variables:
     AGENTMEM_USER         the user id of the chat app (default: your login name)
     AGENTMEM_DATABASE_URL a SQLAlchemy URL for the records (default: SQLite in the data dir)
     AGENTMEM_CHROMA_URL   a Chroma server URL (default: embedded chromadb in the data dir)
+    AGENTMEM_MODEL_BUILDERS  auto | yes | no: build memory with the chat model
     OPENAI_API_KEY, OPENAI_BASE_URL   the OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, ...)
 """
 
@@ -95,6 +96,9 @@ class Config:
     recent_turns: int = 8
     recall_k: int = 10
     system_prompt: str | None = None
+    #: Build memory with the chat model: "auto" (only with an OpenAI-compatible endpoint;
+    #: the tiny local model is bad at extraction), "yes" or "no" (offline builders).
+    model_builders: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -118,6 +122,7 @@ _ENV = {
     "AGENTMEM_DATABASE_URL": "database_url",
     "AGENTMEM_CHROMA_URL": "chroma_url",
     "AGENTMEM_OPENAI_MODEL": "openai_model",
+    "AGENTMEM_MODEL_BUILDERS": "model_builders",
     "OPENAI_API_KEY": "openai_api_key",
     "OPENAI_BASE_URL": "openai_base_url",
 }
@@ -133,6 +138,8 @@ def _coerce(name: str, value: Any) -> Any:
             if not stores:
                 raise ConfigError("no memory structure configured", hint="e.g. stores = ['turns']")
             return stores
+        if name == "model_builders" and value not in ("auto", "yes", "no"):
+            raise ConfigError(f"model_builders must be auto, yes or no, not {value!r}")
         if name == "data_dir":
             return Path(str(value)).expanduser()
         if name in _INT_FIELDS:

@@ -14,6 +14,7 @@ from agentmem.agent import Agent, Budget
 from agentmem.config import Config, ModelSpec
 from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.errors import ConfigError
+from agentmem.extraction import CachingExtractor, ModelExtractor, RuleExtractor
 from agentmem.manager import MemoryManager
 from agentmem.prompts import DEFAULT_SYSTEM_PROMPT
 from agentmem.protocols import ChatModel, Embedder, MemoryStore, StoreContext, StoreFactory
@@ -140,6 +141,16 @@ def build_model(config: Config) -> ChatModel | None:
     return MeteredChatModel(RetryingChatModel(model, attempts=max(config.retries, 1)))
 
 
+def _builds_with_model(config: Config, model: ChatModel | None) -> bool:
+    """Whether memory is built by the chat model rather than the offline builders."""
+    if model is None or config.model_builders == "no":
+        return False
+    if config.model_builders == "yes":
+        return True
+    # auto: the local demo model invents facts and garbles JSON (see OFFLINE.md).
+    return resolve_model(config).provider == "openai"
+
+
 @dataclass
 class Components:
     """The objects a configuration builds."""
@@ -181,7 +192,11 @@ def build(config: Config, *, model: ChatModel | None | str = "auto") -> Componen
     vectors = VectorIndex(embedder, path=config.vectors_path, url=config.chroma_url)
     chat_model = build_model(config) if model == "auto" else model
     assert not isinstance(chat_model, str)
-    context = StoreContext(records=records, vectors=vectors, embedder=embedder, model=chat_model)
+    builder = chat_model if _builds_with_model(config, chat_model) else None
+    extractor = CachingExtractor(ModelExtractor(builder) if builder else RuleExtractor())
+    context = StoreContext(
+        records=records, vectors=vectors, embedder=embedder, model=builder, extractor=extractor
+    )
     manager = MemoryManager(
         records, embedder, build_stores(config.stores, context), counter=TokenCounter()
     )

@@ -17,6 +17,7 @@ import numpy as np
 from agentmem.types import Completion, MemoryItem, Message, Query, Recalled, Turn
 
 if TYPE_CHECKING:
+    from agentmem.extraction import FactExtractor
     from agentmem.records import Records
     from agentmem.vectors import VectorIndex
 
@@ -76,6 +77,8 @@ class StoreContext:
         embedder: The embedder used for items and queries.
         model: A chat model capable of extraction, or ``None`` for the offline builders.
         clock: Returns "now" for wall-clock fields (``created_at``).
+        extractor: Extracts facts/triples from turns, shared by every consumer so a model
+            is asked once per turn (``None``: consumers use the rule extractor).
     """
 
     records: Records
@@ -83,6 +86,7 @@ class StoreContext:
     embedder: Embedder
     model: ChatModel | None = None
     clock: Callable[[], datetime] | None = None
+    extractor: FactExtractor | None = None
 
 
 @runtime_checkable

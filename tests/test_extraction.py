@@ -1,0 +1,159 @@
+"""Fact extraction: the offline rules, the model extractor, the shared cache."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from agentmem.errors import ModelUnavailableError
+from agentmem.extraction import CachingExtractor, Fact, ModelExtractor, RuleExtractor
+from agentmem.testing import ScriptedChatModel
+from agentmem.types import Turn
+
+
+def turn(text: str, speaker: str = "Sam", turn_id: int = 1) -> Turn:
+    return Turn(turn_id, "u", "s", speaker, "user", text, datetime(2023, 5, 1))
+
+
+def facts(text: str, speaker: str = "Sam") -> set[tuple[str, str, str, bool, bool]]:
+    return {
+        (f.subject, f.attribute, f.value, f.stated, f.polarity)
+        for f in RuleExtractor().extract_turn(turn(text, speaker))
+        if not f.generic
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I live in Denver now.", ("Sam", "residence", "Denver", True, True)),
+        ("We moved to New York last spring.", ("Sam", "residence", "New York", True, True)),
+        (
+            "I just relocated to San Francisco for work.",
+            ("Sam", "residence", "San Francisco", True, True),
+        ),
+        ("Life in Reno is quiet, which suits me.", ("Sam", "residence", "Reno", False, True)),
+        (
+            "I work as a software engineer at a startup.",
+            ("Sam", "job", "software engineer", True, True),
+        ),
+        ("My shift as a nurse ran late again.", ("Sam", "job", "nurse", False, True)),
+        ("I'm a teacher.", ("Sam", "job", "teacher", True, True)),
+        ("I quit my job as a chef.", ("Sam", "job", "chef", True, False)),
+        (
+            "I left the barista job and now I work as a librarian.",
+            ("Sam", "job", "barista", True, False),
+        ),
+        ("I've been really into chess lately.", ("Sam", "hobby", "chess", True, True)),
+        ("I took up pottery this year.", ("Sam", "hobby", "pottery", True, True)),
+        ("I lost interest in chess.", ("Sam", "hobby", "chess", True, False)),
+        ("I'm not into golf.", ("Sam", "hobby", "golf", True, False)),
+        ("I don't live in Boston anymore.", ("Sam", "residence", "Boston", True, False)),
+        ("I'm 32 years old.", ("Sam", "age", "32", True, True)),
+        ("I'm originally from Lisbon.", ("Sam", "origin", "Lisbon", True, True)),
+    ],
+)
+def test_speaker_facts(text: str, expected: tuple[str, str, str, bool, bool]) -> None:
+    assert expected in facts(text)
+
+
+def test_third_parties_are_their_own_subjects() -> None:
+    assert facts("My uncle retired to Bruges.") == {
+        ("Sam's uncle", "residence", "Bruges", True, True)
+    }
+    assert ("Sam's friend", "job", "nurse", True, True) in facts(
+        "My friend is a nurse and loves it."
+    )
+    found = facts("My sister Ana lives in Porto.")
+    assert ("Ana", "residence", "Porto", True, True) in found
+    assert ("Sam", "relative", "sister Ana", True, True) in found
+    assert ("Rita", "job", "tutor", True, True) in facts("Rita works as a tutor.")
+
+
+def test_questions_and_small_talk_state_nothing() -> None:
+    for text in ("Where do you live now?", "Oh really?", "Sounds fun.", "It rained all weekend."):
+        assert facts(text) == set(), text
+
+
+def test_pets_and_favourites() -> None:
+    assert ("Sam", "pet", "beagle puppy named Rex", True, True) in facts(
+        "I adopted a beagle puppy named Rex last weekend."
+    )
+    assert ("Sam", "favourite food", "spicy ramen", True, True) in facts(
+        "My favourite food is spicy ramen."
+    )
+
+
+def test_generic_triples_for_other_statements() -> None:
+    found = RuleExtractor().extract_turn(turn("Caroline went to a LGBTQ support group yesterday."))
+    assert [(f.subject, f.attribute, f.generic) for f in found] == [("Caroline", "went", True)]
+    assert "support group" in found[0].value
+
+
+def test_rendering() -> None:
+    fact = Fact("Sam", "job", "barista", 1, "Sam", polarity=False, single_valued=True)
+    assert fact.render() == "Sam no longer: works as barista"
+    assert Fact("Sam", "residence", "Reno", 1, "Sam").render() == "Sam lives in Reno"
+
+
+def test_cache_extracts_each_turn_once() -> None:
+    model = ScriptedChatModel(
+        [
+            {
+                "facts": [
+                    {
+                        "turn_id": 1,
+                        "subject": "Sam",
+                        "attribute": "residence",
+                        "value": "Reno",
+                        "stated": True,
+                        "polarity": True,
+                    }
+                ]
+            }
+        ]
+    )
+    cached = CachingExtractor(ModelExtractor(model))
+    first = cached.extract([turn("We relocated to Reno.")])
+    again = cached.extract([turn("We relocated to Reno.")])
+    assert first == again and len(model.calls) == 1
+    assert first[1][0].render() == "Sam lives in Reno"
+
+
+def test_model_extractor_repairs_a_bad_turn_id() -> None:
+    good = {
+        "facts": [
+            {
+                "turn_id": 7,
+                "subject": "Sam",
+                "attribute": "job",
+                "value": "tutor",
+                "stated": True,
+                "polarity": True,
+            }
+        ]
+    }
+    bad = {"facts": [{**good["facts"][0], "turn_id": 99}]}
+    model = ScriptedChatModel([bad, good])
+    extractor = ModelExtractor(model)
+    result = extractor.extract([turn("Now I work as a tutor.", turn_id=7)])
+    assert [f.value for f in result[7]] == ["tutor"]
+    assert len(model.calls) == 2
+    assert "turn_id 99" in model.calls[1].messages[-1].content
+    assert extractor.stats.calls == 2 and extractor.stats.failures == 0
+
+
+def test_model_failure_falls_back_to_rules_and_is_counted() -> None:
+    model = ScriptedChatModel([ModelUnavailableError("down")], default=None)
+    extractor = ModelExtractor(model)
+    result = extractor.extract([turn("I live in Denver.")])
+    assert [f.render() for f in result[1]] == ["Sam lives in Denver"]
+    assert extractor.stats.failures == 1
+
+
+def test_one_model_call_per_batch() -> None:
+    model = ScriptedChatModel(default='{"facts": []}')
+    extractor = ModelExtractor(model, batch_size=10)
+    extractor.extract([turn(f"line {i}", turn_id=i) for i in range(25)])
+    assert len(model.calls) == 3
