@@ -161,6 +161,7 @@ class Agent:
                 budget_tokens=self.budget.memory_tokens,
                 k=self.budget.recall_k,
                 exclude_turn_ids=[t.id for t in recent] + [user_turn.id],
+                context=recent,
             )
             timings["recall"] = time.perf_counter() - tick
             if on_recall is not None:

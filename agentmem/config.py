@@ -99,6 +99,10 @@ class Config:
     #: Build memory with the chat model: "auto" (only with an OpenAI-compatible endpoint;
     #: the tiny local model is bad at extraction), "yes" or "no" (offline builders).
     model_builders: str = "auto"
+    #: Track facts and invalidate superseded ones (the consistency layer).
+    facts: bool = True
+    #: Recall a second time with what the first recall found.
+    iterative_recall: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,6 +118,7 @@ class Config:
 
 _INT_FIELDS = {"retries", "context_tokens", "memory_tokens", "recent_turns", "recall_k"}
 _FLOAT_FIELDS = {"timeout"}
+_BOOL_FIELDS = {"facts", "iterative_recall"}
 _ENV = {
     "AGENTMEM_MODEL": "model",
     "AGENTMEM_EMBEDDER": "embedder",
@@ -149,6 +154,14 @@ def _coerce(name: str, value: Any) -> Any:
             return number
         if name in _FLOAT_FIELDS:
             return float(value)
+        if name in _BOOL_FIELDS:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad value for {name}: {value!r}") from exc
     if value is not None and not isinstance(value, str | dict):

@@ -65,7 +65,13 @@ class MiniLMEmbedder:
         """Return the vector length (384 for MiniLM)."""
         if self._model is None and self.model_path is None:
             return MINILM_DIMENSION
-        return int(self._load().get_sentence_embedding_dimension())
+        model = self._load()
+        # sentence-transformers 6 renamed the method; keep working with both.
+        method = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
+        return int(method())
 
     def warm(self) -> None:
         """Load the model now instead of on the first call."""
@@ -164,6 +170,16 @@ class CachingEmbedder:
         warm = getattr(self.inner, "warm", None)
         if callable(warm):
             warm()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def clear(self) -> int:
+        """Forget every cached embedding (e.g. when a user is forgotten); return how many."""
+        with self._lock:
+            count = len(self._cache)
+            self._cache.clear()
+            return count
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``, computing only those not seen recently (in one batch)."""

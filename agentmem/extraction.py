@@ -568,6 +568,13 @@ class CachingExtractor:
         self._cache: dict[int, list[Fact]] = {}
         self._lock = threading.Lock()
 
+    def clear(self) -> int:
+        """Forget every cached extraction; return how many turns were cached."""
+        with self._lock:
+            count = len(self._cache)
+            self._cache.clear()
+            return count
+
     def extract(self, turns: Sequence[Turn]) -> dict[int, list[Fact]]:
         """Return cached facts, extracting the turns not seen yet in one batch."""
         with self._lock:

@@ -15,6 +15,7 @@ from agentmem.config import Config, ModelSpec
 from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.errors import ConfigError
 from agentmem.extraction import CachingExtractor, ModelExtractor, RuleExtractor
+from agentmem.facts import FactLedger
 from agentmem.manager import MemoryManager
 from agentmem.prompts import DEFAULT_SYSTEM_PROMPT
 from agentmem.protocols import ChatModel, Embedder, MemoryStore, StoreContext, StoreFactory
@@ -198,7 +199,13 @@ def build(config: Config, *, model: ChatModel | None | str = "auto") -> Componen
         records=records, vectors=vectors, embedder=embedder, model=builder, extractor=extractor
     )
     manager = MemoryManager(
-        records, embedder, build_stores(config.stores, context), counter=TokenCounter()
+        records,
+        embedder,
+        build_stores(config.stores, context),
+        facts=FactLedger(context) if config.facts else None,
+        counter=TokenCounter(),
+        rewriter=builder,
+        iterative=config.iterative_recall,
     )
     return Components(config, records, vectors, embedder, chat_model, manager)
 

@@ -1,24 +1,32 @@
 """The memory manager: the one door between the agent loop and the memory structures.
 
-It fans writes and recalls out to whatever structures are configured (it knows only the
-:class:`~agentmem.protocols.MemoryStore` protocol), fuses what they recall with reciprocal
-rank fusion, drops duplicates and invalidated items, and fits the result into a token
-budget. Every recall reports what it used and what it cost.
+It knows the structures only through the :class:`~agentmem.protocols.MemoryStore`
+protocol. On write it resolves the turns' facts first (the fact ledger: keep / replace /
+append / delete), then folds the turns into every structure, then invalidates, in every
+structure, what still asserts a superseded value — so the next recall already sees the
+change. On recall it builds the query from the turn and its context, fans out, drops
+anything stale, fuses the rankings (reciprocal rank fusion), de-duplicates, and fits the
+result into a token budget, reporting what it used and what it cost.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from agentmem.errors import AgentMemError, InputError
-from agentmem.protocols import Consolidating, Embedder, MemoryStore
+from agentmem.facts import Decision, FactLedger
+from agentmem.propagation import StaleGuard
+from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, Resumable
 from agentmem.records import ItemEventRow, Records
+from agentmem.rewrite import model_rewrite, rewrite_query
 from agentmem.tokens import TokenCounter, fit_to_budget
 from agentmem.types import MemoryItem, Query, Recalled, Scope, Turn
 
@@ -32,7 +40,15 @@ RRF_K = 60
 
 @dataclass(frozen=True)
 class MemoryChange:
-    """One change a turn made to memory (the per-turn diff)."""
+    """One change a turn made to memory (the per-turn diff).
+
+    Attributes:
+        action: ADD (new item), SUPERSEDE (an item replaced or no longer holding), DELETE
+            (a value the user ended), NOOP (already known), MERGE (folded into an item).
+        item: The item added or touched.
+        reason: Why, in words.
+        related_ids: Items invalidated by this change (for SUPERSEDE and DELETE).
+    """
 
     action: Action
     item: MemoryItem
@@ -54,6 +70,10 @@ class WriteReport:
         """Whether every structure folded the turns in."""
         return not self.failures
 
+    def count(self, action: Action) -> int:
+        """Return how many changes had ``action``."""
+        return sum(1 for c in self.changes if c.action == action)
+
 
 @dataclass(frozen=True)
 class RecallResult:
@@ -63,8 +83,9 @@ class RecallResult:
         items: The items kept, best first, with their fused score.
         tokens: Tokens the kept items cost when rendered.
         dropped: Items recalled but left out for the budget.
-        timings: Seconds spent per structure, plus ``"embed"`` and ``"total"``.
-        query: The query text actually searched.
+        timings: Seconds spent per structure, plus ``embed``, ``rewrite`` and ``total``.
+        query: The query text actually searched (after rewriting).
+        stale_dropped: Items a structure returned that still asserted a superseded value.
     """
 
     items: tuple[Recalled, ...]
@@ -72,6 +93,7 @@ class RecallResult:
     dropped: int
     timings: dict[str, float]
     query: str
+    stale_dropped: int = 0
 
     @property
     def memory(self) -> list[MemoryItem]:
@@ -83,14 +105,27 @@ def _dedupe_key(text: str) -> str:
     return re.sub(r"\W+", " ", text.lower()).strip()
 
 
+_DECISION_ACTIONS: dict[str, Action] = {
+    "ADD": "ADD",
+    "APPEND": "ADD",
+    "REPLACE": "SUPERSEDE",
+    "DELETE": "DELETE",
+    "NOOP": "NOOP",
+    "REJECT": "NOOP",
+}
+
+
 class MemoryManager:
-    """Coordinates the configured memory structures.
+    """Coordinates the fact ledger and the configured memory structures.
 
     Args:
         records: The records database.
         embedder: Embeds recall queries (once per recall, shared by all structures).
         stores: The memory structures, in order of preference for ties.
+        facts: The fact ledger; ``None`` turns off fact tracking and invalidation.
         counter: Counts tokens for the budget.
+        rewriter: A capable chat model to rewrite recall queries; rules when ``None``.
+        iterative: Recall a second time with what the first recall found.
     """
 
     def __init__(
@@ -99,29 +134,52 @@ class MemoryManager:
         embedder: Embedder,
         stores: Sequence[MemoryStore],
         *,
+        facts: FactLedger | None = None,
         counter: TokenCounter | None = None,
+        rewriter: ChatModel | None = None,
+        iterative: bool = False,
     ) -> None:
-        if not stores:
+        if not stores and facts is None:
             raise InputError("a memory manager needs at least one memory structure")
-        names = [s.name for s in stores]
+        names = [s.name for s in stores] + ([facts.name] if facts else [])
         if len(set(names)) != len(names):
             raise InputError(f"memory structure names must be unique, got {names}")
         self.records = records
         self.embedder = embedder
         self.stores = list(stores)
+        self.facts = facts
         self.counter = counter or TokenCounter()
+        self.rewriter = rewriter
+        self.iterative = iterative
+        self.guard = StaleGuard(records)
+
+    @property
+    def structures(self) -> list[MemoryStore]:
+        """Every structure recall fans out to: the fact ledger and the configured ones."""
+        return ([self.facts] if self.facts is not None else []) + self.stores
+
+    def _by_name(self) -> dict[str, MemoryStore]:
+        return {s.name: s for s in self.structures}
 
     # -- writing ----------------------------------------------------------------------------
 
     def write(self, turns: Sequence[Turn]) -> WriteReport:
-        """Fold stored turns into every structure; mark them memorized when all succeeded.
+        """Fold stored turns into memory: facts first, then structures, then invalidation.
 
-        A structure that fails is logged and reported; its turns stay pending, and
-        :meth:`resume` retries them later. The turns themselves are already on disk.
+        A structure that fails is logged and reported; the turns stay pending, and
+        :meth:`resume` retries them. The turns themselves are already on disk.
         """
         started = time.perf_counter()
         changes: list[MemoryChange] = []
         failures: dict[str, str] = {}
+        decisions: list[Decision] = []
+        if self.facts is not None and turns:
+            try:
+                decisions = self.facts.resolve(turns)
+            except AgentMemError as exc:
+                logger.warning("fact resolution failed: %s", exc)
+                failures[self.facts.name] = str(exc)
+            changes += [self._change(d) for d in decisions if d.item or d.superseded]
         for store in self.stores:
             try:
                 for item in store.write(turns):
@@ -129,14 +187,45 @@ class MemoryManager:
             except AgentMemError as exc:
                 logger.warning("memory structure %s failed to write: %s", store.name, exc)
                 failures[store.name] = str(exc)
+        if any(d.superseded for d in decisions):
+            for user_id in dict.fromkeys(t.user_id for t in turns):
+                self.guard.reset(user_id)
+                flagged = self.guard.sweep(
+                    user_id, self._by_name(), spare_turn_ids=[t.id for t in turns]
+                )
+                changes += [
+                    MemoryChange(
+                        "SUPERSEDE",
+                        self.records.get_item(item.id),
+                        reason=f"asserted {stale.value!r}, which no longer holds",
+                        related_ids=(item.id,),
+                    )
+                    for item, stale in flagged
+                ]
         if not failures:
             self.records.mark_memorized(t.id for t in turns)
         return WriteReport(
             tuple(t.id for t in turns), tuple(changes), failures, time.perf_counter() - started
         )
 
+    @staticmethod
+    def _change(decision: Decision) -> MemoryChange:
+        item = decision.item or decision.superseded[0]
+        return MemoryChange(
+            _DECISION_ACTIONS[decision.operation],
+            item,
+            reason=f"{decision.fact.render()}: {decision.reason}",
+            related_ids=tuple(i.id for i in decision.superseded),
+        )
+
     def resume(self, user_id: str | None = None) -> WriteReport | None:
-        """Fold in turns that were accepted but never memorized (e.g. after a crash)."""
+        """Fold in turns that were accepted but never memorized, and retry failed builds."""
+        for store in self.stores:
+            if isinstance(store, Resumable):
+                try:
+                    store.retry_pending(user_id)
+                except AgentMemError as exc:
+                    logger.warning("retrying %s's queued builds failed: %s", store.name, exc)
         pending = self.records.pending_turns(user_id)
         if not pending:
             return None
@@ -148,7 +237,12 @@ class MemoryManager:
         changed: list[MemoryItem] = []
         for store in self.stores:
             if isinstance(store, Consolidating):
-                changed += store.end_session(user_id, session_id)
+                try:
+                    changed += store.end_session(user_id, session_id)
+                except AgentMemError as exc:
+                    logger.warning("%s failed to consolidate: %s", store.name, exc)
+        if changed:
+            self.guard.sweep(user_id, self._by_name())
         return changed
 
     # -- recall -----------------------------------------------------------------------------
@@ -163,45 +257,144 @@ class MemoryManager:
         exclude_turn_ids: Sequence[int] = (),
         as_of: datetime | None = None,
         include_history: bool = False,
+        context: Sequence[Turn] = (),
+        iterative: bool | None = None,
     ) -> RecallResult:
-        """Recall what the structures hold for ``text`` within ``scope``, under a budget."""
+        """Recall what memory holds for ``text`` within ``scope``, under a token budget.
+
+        Args:
+            text: The user's turn (or any query).
+            scope: Whose memory to search.
+            budget_tokens: Most tokens the recalled items may cost.
+            k: Items per structure before fusion.
+            exclude_turn_ids: Turns already quoted in the prompt.
+            as_of: Recall what was valid at this dialogue time.
+            include_history: Also return invalidated items, marked as not current.
+            context: Recent turns, used to rewrite a query that leans on them.
+            iterative: Recall again with what the first pass found (default: the manager's).
+        """
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        embedding = self.embedder.embed([text])[0]
-        timings["embed"] = time.perf_counter() - started
-        query = Query(
-            text=text,
-            scope=scope,
-            embedding=embedding,
-            as_of=as_of,
-            include_history=include_history,
-            exclude_turn_ids=frozenset(exclude_turn_ids),
+        query_text = (
+            model_rewrite(self.rewriter, text, context)
+            if self.rewriter is not None
+            else rewrite_query(text, context)
         )
-        rankings: list[list[Recalled]] = []
-        for store in self.stores:
-            tick = time.perf_counter()
-            rankings.append(store.retrieve(query, k))
-            timings[store.name] = time.perf_counter() - tick
+        timings["rewrite"] = time.perf_counter() - started
+        rankings, stale = self._fan_out(
+            query_text, scope, k, exclude_turn_ids, as_of, include_history, timings
+        )
         fused = fuse(rankings)
+        if iterative if iterative is not None else self.iterative:
+            follow_up = query_text + " " + " ".join(r.item.text for r in fused[:3])
+            more, stale_more = self._fan_out(
+                follow_up, scope, k, exclude_turn_ids, as_of, include_history, timings
+            )
+            fused = fuse(rankings + more)
+            stale += stale_more
         fitted = fit_to_budget(
             fused, lambda r: r.item.text, self.counter, budget_tokens, per_item_overhead=8
         )
         timings["total"] = time.perf_counter() - started
-        return RecallResult(tuple(fitted.kept), fitted.tokens, fitted.dropped, timings, text)
+        return RecallResult(
+            tuple(fitted.kept), fitted.tokens, fitted.dropped, timings, query_text, stale
+        )
 
-    # -- inspection and erasure -------------------------------------------------------------
+    def _fan_out(
+        self,
+        text: str,
+        scope: Scope,
+        k: int,
+        exclude_turn_ids: Sequence[int],
+        as_of: datetime | None,
+        include_history: bool,
+        timings: dict[str, float],
+    ) -> tuple[list[list[Recalled]], int]:
+        tick = time.perf_counter()
+        query = Query(
+            text=text,
+            scope=scope,
+            embedding=self.embedder.embed([text])[0],
+            as_of=as_of,
+            include_history=include_history,
+            exclude_turn_ids=frozenset(exclude_turn_ids),
+        )
+        timings["embed"] = timings.get("embed", 0.0) + time.perf_counter() - tick
+        values = self.guard.stale_values(scope.user_id)
+        by_name = self._by_name()
+        rankings: list[list[Recalled]] = []
+        stale_count = 0
+        for store in self.structures:
+            tick = time.perf_counter()
+            kept = []
+            for recalled in store.retrieve(query, k):
+                stale = self.guard.stale_for(recalled.item, values, as_of=as_of)
+                if stale is None:
+                    kept.append(recalled)
+                    continue
+                # Created after the write-time sweep (e.g. consolidated later): invalidate
+                # now, so it is history from here on, and keep it out of this prompt.
+                stale_count += 1
+                by_name[recalled.item.store].invalidate(
+                    [recalled.item.id],
+                    f"asserts {stale.value!r}, which no longer holds",
+                    at=stale.ended_at,
+                    superseded_by=stale.new_fact_id,
+                )
+                if include_history:
+                    kept.append(Recalled(self.records.get_item(recalled.item.id), recalled.score))
+            rankings.append(kept)
+            timings[store.name] = timings.get(store.name, 0.0) + time.perf_counter() - tick
+        return rankings, stale_count
+
+    # -- inspection, export and erasure -----------------------------------------------------
 
     def history(self, item_id: str, *, user_id: str | None = None) -> list[ItemEventRow]:
         """Return every recorded change to an item, oldest first."""
         return self.records.history(item_id, user_id=user_id)
 
+    def export(self, user_id: str, path: str | Path | None = None) -> dict[str, Any]:
+        """Return (and optionally write as JSON) everything memory holds about a user."""
+        items = []
+        for store in self.structures:
+            for item in self.records.store_items(store.name, user_id, current_only=False):
+                entry = asdict(item)
+                entry["current"] = item.current
+                entry["history"] = [
+                    event.model_dump(exclude={"user_id"}) for event in self.records.history(item.id)
+                ]
+                items.append(entry)
+        data = {
+            "user_id": user_id,
+            "sessions": [s.model_dump() for s in self.records.sessions(user_id)],
+            "turns": [asdict(t) for t in self.records.turns(user_id)],
+            "items": items,
+        }
+        if path is not None:
+            Path(path).write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        return data
+
     def forget(self, user_id: str) -> dict[str, int]:
-        """Erase a user from every structure and the records; return what was removed."""
+        """Erase a user from every backend; return a receipt of what was removed.
+
+        Structures drop their vectors and caches, the records database drops every row
+        (turns, items, history, queued work), and shared caches (embeddings, extracted
+        facts, stale values) are cleared.
+        """
         receipt: dict[str, int] = {}
-        for store in self.stores:
-            receipt[f"store:{store.name}"] = store.forget(user_id)
-        receipt.update(self.records.forget(user_id))
+        for store in self.structures:
+            receipt[f"vectors:{store.name}"] = store.forget(user_id)
+        receipt.update({f"rows:{k}": v for k, v in self.records.forget(user_id).items()})
+        self.guard.reset(user_id)
+        receipt["cache:embeddings"] = _clear(self.embedder)
+        if self.facts is not None:
+            receipt["cache:facts"] = _clear(self.facts.extractor)
         return receipt
+
+
+def _clear(cache: object) -> int:
+    clear = getattr(cache, "clear", None)
+    return int(clear()) if callable(clear) else 0
 
 
 def fuse(rankings: Sequence[Sequence[Recalled]]) -> list[Recalled]:

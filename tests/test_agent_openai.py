@@ -29,6 +29,7 @@ def components(server: FakeOpenAIServer, tmp_path: Path) -> Iterator[Components]
         openai_base_url=server.base_url,
         timeout=0.5,
         retries=2,
+        model_builders="no",
     )
     built = build(config)
     yield built
@@ -91,3 +92,45 @@ def test_json_schema_call_through_the_configured_model(
     sent = server.chat_requests()[-1]
     assert sent["response_format"]["type"] == "json_schema"
     assert completion.usage.total_tokens > 0
+
+
+def test_model_builds_memory_with_one_call_per_turn(
+    server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    config = load_config(
+        env={},
+        data_dir=tmp_path,
+        user_id="sam",
+        model="openai:fake-chat",
+        openai_base_url=server.base_url,
+        retries=1,
+    )
+    built = build(config)
+    try:
+        agent = build_agent(built)
+        fact = {
+            "turn_id": 1,
+            "subject": "Sam",
+            "attribute": "job",
+            "value": "barista",
+            "stated": True,
+            "polarity": True,
+            "single_valued": True,
+        }
+        server.script("Nice.", {"facts": [fact]})
+        result = agent.send("I work as a barista.", on_token=lambda _c: None)
+        assert len(server.chat_requests()) == 2  # the answer, then one extraction call
+        assert "response_format" in server.chat_requests()[1].body
+        superseding = {**fact, "turn_id": 3, "value": "librarian"}
+        server.script("Congrats!", {"facts": [superseding]})
+        second = agent.send("I now work as a librarian.", on_token=lambda _c: None)
+        assert len(server.chat_requests()) == 4
+        assert result.memory.count("ADD") >= 1
+        assert second.memory.count("SUPERSEDE") >= 1
+        facts = built.records.store_items("facts", "sam", current_only=False)
+        assert {(f.text, f.current) for f in facts} == {
+            ("Sam works as barista", False),
+            ("Sam works as librarian", True),
+        }
+    finally:
+        built.close()

@@ -1,0 +1,213 @@
+"""The fact ledger: atomic facts with validity, and Keep-Me-Updated conflict resolution.
+
+Each fact extracted from a turn is resolved against the current facts of the same subject
+and slot (Bae et al. 2022, "Keep Me Updated!"): ``keep`` (NOOP: the same value again, its
+provenance grows), ``replace`` (a single-valued slot changes: the old fact is superseded),
+``append`` (a multi-valued slot gains a value) or ``delete`` (the value ended: "I quit
+chess"). The guards that keep collateral damage at zero:
+
+- a fact can only conflict with facts about the *same subject and the same attribute*, so
+  "my uncle retired to Bruges" never touches where the speaker lives;
+- an inferred fact ("my shift as a barista ran late") never supersedes a stated one;
+- generic triples (outside the known slots) never supersede anything.
+
+Every decision is recorded with its reason in the item's history.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from agentmem.extraction import Fact, normalise
+from agentmem.items import ItemIndex
+from agentmem.protocols import StoreContext
+from agentmem.records import new_item_id
+from agentmem.types import MemoryItem, Query, Recalled, Turn
+
+logger = logging.getLogger(__name__)
+
+Operation = Literal["ADD", "APPEND", "REPLACE", "DELETE", "NOOP", "REJECT"]
+FACT_STORE = "facts"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What resolving one extracted fact did.
+
+    Attributes:
+        operation: ADD (new slot), APPEND (another value of a multi-valued slot), REPLACE
+            (superseded the old value), DELETE (ended a value), NOOP (already known),
+            REJECT (an inferred fact contradicting a stated one, kept out of current memory).
+        fact: The extracted fact.
+        item: The fact's item (new, or the existing one for NOOP).
+        superseded: Items this decision invalidated.
+        reason: Why, in words.
+    """
+
+    operation: Operation
+    fact: Fact
+    item: MemoryItem | None
+    superseded: tuple[MemoryItem, ...]
+    reason: str
+
+
+def fact_metadata(fact: Fact) -> dict[str, object]:
+    """Return the JSON metadata a fact item carries."""
+    return {
+        "subject": fact.subject,
+        "subject_key": fact.subject_key,
+        "attribute": fact.attribute,
+        "value": fact.value,
+        "value_key": fact.value_key,
+        "speaker": fact.speaker,
+        "stated": fact.stated,
+        "polarity": fact.polarity,
+        "single_valued": fact.single_valued,
+    }
+
+
+class FactLedger:
+    """The user's facts as memory items (structure name ``facts``), resolved on arrival.
+
+    It is itself a memory structure (``write`` / ``retrieve`` / ``invalidate`` /
+    ``forget``), so recall fans out to it like to any other; the manager calls
+    :meth:`resolve` to learn what each new turn superseded.
+
+    Args:
+        context: The core services (``context.extractor`` provides the facts).
+    """
+
+    name = FACT_STORE
+
+    def __init__(self, context: StoreContext) -> None:
+        from agentmem.extraction import RuleExtractor
+
+        self.context = context
+        self.extractor = context.extractor or RuleExtractor()
+        self._index = ItemIndex(context, FACT_STORE)
+
+    # -- the MemoryStore protocol -----------------------------------------------------------
+
+    def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
+        """Extract and resolve the turns' facts; return the fact items added."""
+        added = ("ADD", "APPEND", "REPLACE")
+        return [d.item for d in self.resolve(turns) if d.operation in added and d.item]
+
+    def retrieve(self, query: Query, k: int) -> list[Recalled]:
+        """Return the facts most similar to the query."""
+        return self._index.search(query, k)
+
+    def invalidate(
+        self,
+        item_ids: Sequence[str],
+        reason: str,
+        *,
+        at: datetime | None = None,
+        superseded_by: str | None = None,
+    ) -> None:
+        """Mark facts invalid."""
+        self._index.invalidate(item_ids, reason, at=at, superseded_by=superseded_by)
+
+    def forget(self, user_id: str) -> int:
+        """Drop the user's fact vectors (the records database drops the rows)."""
+        return self._index.forget(user_id)
+
+    # -- resolution -------------------------------------------------------------------------
+
+    def current(self, user_id: str) -> list[MemoryItem]:
+        """Return the user's current facts, oldest first."""
+        return self.context.records.store_items(FACT_STORE, user_id, kind="fact")
+
+    def resolve(self, turns: Sequence[Turn]) -> list[Decision]:
+        """Extract the turns' facts and apply keep / replace / append / delete."""
+        extracted = self.extractor.extract(turns)
+        decisions: list[Decision] = []
+        by_id = {t.id: t for t in turns}
+        for user_id in dict.fromkeys(t.user_id for t in turns):
+            slots: dict[tuple[str, str], list[MemoryItem]] = {}
+            for item in self.current(user_id):
+                key = (str(item.metadata.get("subject_key")), str(item.metadata.get("attribute")))
+                slots.setdefault(key, []).append(item)
+            for turn in (t for t in turns if t.user_id == user_id):
+                for fact in extracted.get(turn.id, []):
+                    if fact.generic:
+                        continue
+                    decisions.append(self._resolve_one(fact, by_id[fact.turn_id], slots))
+        return decisions
+
+    def _resolve_one(
+        self, fact: Fact, turn: Turn, slots: dict[tuple[str, str], list[MemoryItem]]
+    ) -> Decision:
+        existing = slots.setdefault(fact.slot, [])
+        same = [i for i in existing if i.metadata.get("value_key") == fact.value_key]
+        at = turn.timestamp
+        if not fact.polarity:
+            if not same:
+                return Decision("NOOP", fact, None, (), "ends a value that was not recorded")
+            ended = self._index.invalidate(
+                [i.id for i in same], f"ended: {turn.speaker} said {turn.text!r}", at=at
+            )
+            for item in same:
+                existing.remove(item)
+            return Decision("DELETE", fact, None, tuple(ended), "the speaker said it ended")
+        if same:
+            item = same[0]
+            if turn.id not in item.source_turn_ids:
+                item = self.context.records.update_item(
+                    item.id, source_turn_ids=[*item.source_turn_ids, turn.id]
+                )
+                existing[existing.index(same[0])] = item
+            return Decision("NOOP", fact, item, (), "the same value again")
+        others = [i for i in existing if i.metadata.get("value_key") != fact.value_key]
+        if fact.single_valued and others:
+            if not fact.stated and any(i.metadata.get("stated") for i in others):
+                item = self._add(fact, turn, invalid=True)
+                return Decision(
+                    "REJECT",
+                    fact,
+                    item,
+                    (),
+                    "an inferred value never supersedes a stated one",
+                )
+            item = self._add(fact, turn)
+            replaced = self._index.invalidate(
+                [i.id for i in others],
+                f"replaced by {fact.render()!r} (turn {turn.id})",
+                at=at,
+                superseded_by=item.id,
+            )
+            existing.clear()
+            existing.append(item)
+            return Decision("REPLACE", fact, item, tuple(replaced), "a single-valued slot changed")
+        item = self._add(fact, turn)
+        existing.append(item)
+        operation: Operation = "APPEND" if others else "ADD"
+        return Decision(operation, fact, item, (), "a new value" if others else "a new slot")
+
+    def _add(self, fact: Fact, turn: Turn, *, invalid: bool = False) -> MemoryItem:
+        item = MemoryItem(
+            id=new_item_id(),
+            store=FACT_STORE,
+            kind="fact",
+            user_id=turn.user_id,
+            agent_id=turn.agent_id,
+            session_id=turn.session_id,
+            text=fact.render(),
+            source_turn_ids=(turn.id,),
+            valid_from=turn.timestamp,
+            invalid_at=turn.timestamp if invalid else None,
+            metadata={**fact_metadata(fact), "rejected": invalid},
+        )
+        reason = "rejected: inferred, contradicts a stated fact" if invalid else "extracted"
+        return self._index.add([item], reason=reason)[0]
+
+
+def asserts_value(text: str, value: str) -> bool:
+    """Whether ``text`` mentions ``value`` as whole words (case-insensitive)."""
+    needle = normalise(value)
+    haystack = f" {normalise(text)} "
+    return bool(needle) and f" {needle} " in haystack

@@ -1,0 +1,154 @@
+"""Propagating superseded facts into every structure: the stale-value guard.
+
+When the fact ledger supersedes or ends a fact, every item derived from the turns that
+asserted the old value and still asserting it (a turn, a MemTree leaf, a summary sentence,
+a memo entry, a graph passage) must stop being presented as current. The guard finds them
+by provenance *and* content: an item is stale for a value when it came from a turn that
+asserted that value, mentions the value, and does not also mention what replaced it
+("I left the barista job and now I work as a librarian" is the evidence of the change, not
+a stale claim). Matching by provenance keeps collateral damage out: a friend's job or a
+sister's city is never touched.
+
+It runs eagerly after each write, and again on every recall for what a structure created
+later (e.g. a summary consolidated at the session's end), so nothing stale reaches a prompt.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from agentmem.facts import FACT_STORE, asserts_value
+from agentmem.protocols import MemoryStore
+from agentmem.records import Records
+from agentmem.types import MemoryItem
+
+
+@dataclass(frozen=True)
+class StaleValue:
+    """A value that no longer holds for a subject's slot, and the turns that asserted it."""
+
+    subject_key: str
+    attribute: str
+    value: str
+    replaced_by: str | None
+    fact_id: str
+    new_fact_id: str | None
+    turn_ids: frozenset[int]
+    ended_at: datetime | None
+
+
+class StaleGuard:
+    """Knows each user's stale values and flags items that still assert them.
+
+    Args:
+        records: The records database (the fact ledger's items live there).
+    """
+
+    def __init__(self, records: Records) -> None:
+        self.records = records
+        self._cache: dict[str, list[StaleValue]] = {}
+        self._lock = threading.Lock()
+
+    def reset(self, user_id: str | None = None) -> None:
+        """Forget cached stale values (after the user's facts changed)."""
+        with self._lock:
+            if user_id is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(user_id, None)
+
+    def stale_values(self, user_id: str) -> list[StaleValue]:
+        """Return the user's stale values (cached until :meth:`reset`)."""
+        with self._lock:
+            cached = self._cache.get(user_id)
+        if cached is not None:
+            return cached
+        facts = self.records.store_items(FACT_STORE, user_id, kind="fact", current_only=False)
+        current_values: dict[tuple[str, str], set[str]] = {}
+        by_id = {f.id: f for f in facts}
+        for fact in facts:
+            if fact.current:
+                key = (str(fact.metadata.get("subject_key")), str(fact.metadata.get("attribute")))
+                current_values.setdefault(key, set()).add(str(fact.metadata.get("value_key")))
+        found = []
+        for fact in facts:
+            if fact.current or fact.metadata.get("rejected"):
+                continue
+            key = (str(fact.metadata.get("subject_key")), str(fact.metadata.get("attribute")))
+            if fact.metadata.get("value_key") in current_values.get(key, set()):
+                continue  # the value came back (A -> B -> A): not stale
+            newer = by_id.get(fact.superseded_by or "")
+            found.append(
+                StaleValue(
+                    subject_key=key[0],
+                    attribute=key[1],
+                    value=str(fact.metadata.get("value")),
+                    replaced_by=str(newer.metadata.get("value")) if newer else None,
+                    fact_id=fact.id,
+                    new_fact_id=newer.id if newer else None,
+                    turn_ids=frozenset(fact.source_turn_ids),
+                    ended_at=fact.invalid_at,
+                )
+            )
+        with self._lock:
+            self._cache[user_id] = found
+        return found
+
+    def stale_for(
+        self, item: MemoryItem, values: Sequence[StaleValue], *, as_of: datetime | None = None
+    ) -> StaleValue | None:
+        """Return the stale value ``item`` still asserts, if any."""
+        if item.store == FACT_STORE or not item.current:
+            return None
+        sources = set(item.source_turn_ids)
+        for stale in values:
+            if as_of is not None and stale.ended_at is not None and stale.ended_at > as_of:
+                continue
+            if not sources & stale.turn_ids or not asserts_value(item.text, stale.value):
+                continue
+            if stale.replaced_by and asserts_value(item.text, stale.replaced_by):
+                continue
+            return stale
+        return None
+
+    def sweep(
+        self,
+        user_id: str,
+        stores: Mapping[str, MemoryStore],
+        *,
+        spare_turn_ids: Iterable[int] = (),
+    ) -> list[tuple[MemoryItem, StaleValue]]:
+        """Invalidate every current item that still asserts a stale value; return them.
+
+        Single-turn items go first, so structures that re-aggregate on invalidation (a
+        MemTree's ancestors) get the chance to drop the value before their own check.
+        """
+        values = self.stale_values(user_id)
+        if not values:
+            return []
+        turn_ids = set().union(*(v.turn_ids for v in values)) - set(spare_turn_ids)
+        candidates = [
+            i for i in self.records.items_from_turns(user_id, turn_ids) if i.store in stores
+        ]
+        candidates.sort(key=lambda i: len(i.source_turn_ids))
+        flagged = []
+        for candidate in candidates:
+            item = (
+                self.records.items([candidate.id])[0]
+                if len(candidate.source_turn_ids) > 1
+                else candidate
+            )
+            stale = self.stale_for(item, values)
+            if stale is None:
+                continue
+            stores[item.store].invalidate(
+                [item.id],
+                f"asserts {stale.value!r}, which no longer holds",
+                at=stale.ended_at,
+                superseded_by=stale.new_fact_id,
+            )
+            flagged.append((item, stale))
+        return flagged

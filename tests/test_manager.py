@@ -1,0 +1,228 @@
+"""The memory manager's consistency semantics: supersede, keep, history, as_of, forget."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
+from agentmem.extraction import CachingExtractor, RuleExtractor
+from agentmem.facts import FactLedger
+from agentmem.manager import MemoryManager
+from agentmem.protocols import StoreContext
+from agentmem.records import Records
+from agentmem.types import Scope, Turn
+from agentmem.vectors import VectorIndex
+from memory_stores.turns import TurnStore
+
+T0 = datetime(2023, 5, 1, 10, 0)
+
+
+@pytest.fixture
+def manager(tmp_path: Path, embedder: MiniLMEmbedder) -> MemoryManager:
+    records = Records(tmp_path / "records.db")
+    cached = CachingEmbedder(embedder)
+    vectors = VectorIndex(cached, path=tmp_path / "chroma")
+    context = StoreContext(records, vectors, cached, extractor=CachingExtractor(RuleExtractor()))
+    return MemoryManager(records, cached, [TurnStore(context)], facts=FactLedger(context))
+
+
+def say(manager: MemoryManager, text: str, *, day: int, user: str = "sam") -> Turn:
+    """Store and memorize one turn of ``user`` (speaker Sam) on day ``day``."""
+    records = manager.records
+    session = records.start_session(user, session_id=f"{user}-{day}")
+    turn = records.add_turn(user, session, "Sam", "user", text, timestamp=T0 + timedelta(days=day))
+    manager.write([turn])
+    return turn
+
+
+def current_facts(manager: MemoryManager, user: str = "sam") -> set[str]:
+    return {f.text for f in manager.records.store_items("facts", user)}
+
+
+def recalled_texts(manager: MemoryManager, query: str, **options: object) -> list[str]:
+    result = manager.recall(query, Scope("sam"), k=10, budget_tokens=2000, **options)  # type: ignore[arg-type]
+    return [r.item.text for r in result.items]
+
+
+def test_update_chain_leaves_only_the_latest_current(manager: MemoryManager) -> None:
+    say(manager, "I live in Boston.", day=0)
+    say(manager, "We moved to Denver last week.", day=10)
+    third = say(manager, "I just relocated to Austin for work.", day=20)
+    assert current_facts(manager) == {"Sam lives in Austin"}
+    all_facts = manager.records.store_items("facts", "sam", current_only=False)
+    by_text = {f.text: f for f in all_facts}
+    boston, denver, austin = (by_text[f"Sam lives in {c}"] for c in ("Boston", "Denver", "Austin"))
+    assert not boston.current and not denver.current and austin.current
+    assert boston.superseded_by == denver.id and denver.superseded_by == austin.id
+    assert boston.invalid_at == T0 + timedelta(days=10)
+    assert [e.action for e in manager.history(denver.id)] == ["ADD", "SUPERSEDE"]
+    assert austin.source_turn_ids == (third.id,)
+    recalled = recalled_texts(manager, "Where does Sam live?")
+    assert not any("Boston" in t or "Denver" in t for t in recalled)
+    assert any("Austin" in t for t in recalled)
+
+
+def test_turns_asserting_a_stale_value_leave_every_structure(manager: MemoryManager) -> None:
+    say(manager, "My shift as a barista ran late again.", day=0)
+    say(manager, "I left the barista job and now I work as a librarian.", day=30)
+    recalled = recalled_texts(manager, "What is Sam's job?")
+    assert "Sam: My shift as a barista ran late again." not in recalled
+    assert "Sam: I left the barista job and now I work as a librarian." in recalled
+    history = recalled_texts(manager, "What is Sam's job?", include_history=True)
+    assert "Sam: My shift as a barista ran late again." in history
+    turn_item = next(
+        i
+        for i in manager.records.store_items("turns", "sam", current_only=False)
+        if "shift as a barista" in i.text
+    )
+    assert not turn_item.current and turn_item.superseded_by is not None
+
+
+def test_a_near_miss_about_a_third_party_invalidates_nothing(manager: MemoryManager) -> None:
+    say(manager, "We relocated to Galway over the holidays, still unpacking.", day=0)
+    say(manager, "I work as an electrician.", day=1)
+    before = manager.records.store_items("turns", "sam")
+    report_turns = [
+        say(manager, "My uncle retired to Bruges.", day=5),
+        say(manager, "My friend is a librarian and loves it.", day=6),
+    ]
+    assert current_facts(manager) >= {"Sam lives in Galway", "Sam works as electrician"}
+    assert "Sam's uncle lives in Bruges" in current_facts(manager)
+    after = manager.records.store_items("turns", "sam")
+    assert len(after) == len(before) + len(report_turns)  # nothing was invalidated
+    invalid = [
+        f for f in manager.records.store_items("facts", "sam", current_only=False) if not f.current
+    ]
+    assert invalid == []
+
+
+def test_a_repeated_statement_is_a_noop(manager: MemoryManager) -> None:
+    first = say(manager, "I've been really into chess lately.", day=0)
+    session = manager.records.start_session("sam", session_id="sam-3")
+    again = manager.records.add_turn(
+        "sam",
+        session,
+        "Sam",
+        "user",
+        "I've been really into chess lately.",
+        timestamp=T0 + timedelta(days=3),
+    )
+    report = manager.write([again])
+    facts = manager.records.store_items("facts", "sam", current_only=False)
+    assert [f.text for f in facts] == ["Sam is into chess"]
+    assert facts[0].source_turn_ids == (first.id, again.id)
+    assert report.count("NOOP") == 1 and report.count("SUPERSEDE") == 0
+
+
+def test_an_inferred_fact_never_supersedes_a_stated_one(manager: MemoryManager) -> None:
+    say(manager, "I work as a nurse.", day=0)
+    say(manager, "My shift as a barista ran late again.", day=5)
+    assert current_facts(manager) == {"Sam works as nurse"}
+
+
+def test_ending_a_value_deletes_only_that_value(manager: MemoryManager) -> None:
+    say(manager, "I've been really into chess lately.", day=0)
+    say(manager, "I took up pottery this year.", day=1)
+    report_turn = say(
+        manager, "Honestly I lost interest in chess, I'm all about rock climbing now.", day=9
+    )
+    assert current_facts(manager) == {"Sam is into pottery", "Sam is into rock climbing"}
+    assert report_turn.id > 0
+
+
+def test_as_of_returns_what_was_true_then(manager: MemoryManager) -> None:
+    say(manager, "I live in Boston.", day=0)
+    say(manager, "We moved to Denver last week.", day=10)
+    then = recalled_texts(manager, "Where does Sam live?", as_of=T0 + timedelta(days=5))
+    now = recalled_texts(manager, "Where does Sam live?")
+    assert "Sam lives in Boston" in then and "Sam lives in Denver" not in then
+    assert "Sam lives in Denver" in now and "Sam lives in Boston" not in now
+    before = recalled_texts(manager, "Where does Sam live?", as_of=T0 - timedelta(days=1))
+    assert before == []
+
+
+def test_the_diff_reports_add_supersede_and_noop(manager: MemoryManager) -> None:
+    records = manager.records
+    session = records.start_session("sam", session_id="s")
+    first = records.add_turn("sam", session, "Sam", "user", "I work as a nurse.", timestamp=T0)
+    report = manager.write([first])
+    assert {c.action for c in report.changes} == {"ADD"}
+    second = records.add_turn(
+        "sam",
+        session,
+        "Sam",
+        "user",
+        "I left the nurse job and now I work as a tutor.",
+        timestamp=T0 + timedelta(days=1),
+    )
+    report = manager.write([second])
+    actions = [c.action for c in report.changes]
+    assert "SUPERSEDE" in actions or "DELETE" in actions
+    superseding = [
+        c for c in report.changes if c.action in ("SUPERSEDE", "DELETE") and c.related_ids
+    ]
+    assert any("nurse" in c.reason for c in superseding)
+
+
+def test_query_rewrite_follows_the_conversation(manager: MemoryManager) -> None:
+    say(manager, "My sister Ana lives in Porto.", day=0)
+    say(manager, "Ana works as a piano teacher.", day=1)
+    say(manager, "I adopted a beagle puppy named Rex.", day=2)
+    records = manager.records
+    context = [
+        records.add_turn(
+            "sam",
+            "sam-9",
+            "Sam",
+            "user",
+            "Let me tell you about my sister Ana.",
+            timestamp=T0 + timedelta(days=9),
+        )
+    ]
+    result = manager.recall("What about her job?", Scope("sam"), k=3, context=context)
+    assert "Ana" in result.query
+    texts = [r.item.text for r in result.items]
+    job = next(i for i, t in enumerate(texts) if "piano teacher" in t)
+    assert all(job < i for i, t in enumerate(texts) if "Rex" in t), texts
+    bare = manager.recall("What about her job?", Scope("sam"), k=3)
+    assert bare.query == "What about her job?"
+
+
+def test_forget_leaves_no_trace_in_any_backend(manager: MemoryManager, tmp_path: Path) -> None:
+    say(manager, "I live in Boston.", day=0, user="sam")
+    say(manager, "We moved to Denver.", day=1, user="sam")
+    say(manager, "I live in Lisbon.", day=0, user="eve")
+    export = manager.export("sam", tmp_path / "sam.json")
+    assert json.loads((tmp_path / "sam.json").read_text())["user_id"] == "sam"
+    assert {i["store"] for i in export["items"]} == {"facts", "turns"}
+    receipt = manager.forget("sam")
+    assert receipt["rows:turns"] == 2 and receipt["vectors:turns"] == 2
+    assert receipt["rows:item_events"] > 0
+    # SQLite: no row of any table mentions the user.
+    with sqlite3.connect(tmp_path / "records.db") as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            columns = [c[1] for c in db.execute(f"PRAGMA table_info({table})")]
+            key = "user_id" if "user_id" in columns else "id" if table == "users" else None
+            if key:
+                assert (
+                    db.execute(f"SELECT COUNT(*) FROM {table} WHERE {key}='sam'").fetchone()[0] == 0
+                )
+            for row in db.execute(f"SELECT * FROM {table}"):
+                assert "Boston" not in json.dumps(row, default=str), table
+    # chromadb: no collection of the user's, and no document or id of theirs elsewhere.
+    vectors = manager.stores[0]._index.context.vectors  # type: ignore[attr-defined]
+    from agentmem.vectors import collection_name
+
+    names = vectors.collection_names()
+    assert all(collection_name(s, "sam") not in names for s in ("turns", "facts"))
+    assert any(collection_name("turns", "eve") == n for n in names)
+    # caches: the stale-value cache and the embedding cache hold nothing of the user's.
+    assert manager.guard.stale_values("sam") == []
+    assert len(manager.embedder) == 0  # type: ignore[arg-type]
+    assert current_facts(manager, "eve") == {"Sam lives in Lisbon"}
