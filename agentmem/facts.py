@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -123,10 +123,17 @@ class FactLedger:
         return self.context.records.store_items(FACT_STORE, user_id, kind="fact")
 
     def resolve(self, turns: Sequence[Turn]) -> list[Decision]:
-        """Extract the turns' facts and apply keep / replace / append / delete."""
+        """Extract the turns' facts and apply keep / replace / append / delete.
+
+        Decisions are taken in dialogue order against an in-memory view of the slots, then
+        persisted in one go: new facts embedded and stored in one batch, then provenance
+        growth, then invalidations (so a fact added and superseded within one batch still
+        shows both events in its history).
+        """
         extracted = self.extractor.extract(turns)
         decisions: list[Decision] = []
         by_id = {t.id: t for t in turns}
+        batch = _Batch()
         for user_id in dict.fromkeys(t.user_id for t in turns):
             slots: dict[tuple[str, str], list[MemoryItem]] = {}
             for item in self.current(user_id):
@@ -134,13 +141,17 @@ class FactLedger:
                 slots.setdefault(key, []).append(item)
             for turn in (t for t in turns if t.user_id == user_id):
                 for fact in extracted.get(turn.id, []):
-                    if fact.generic:
-                        continue
-                    decisions.append(self._resolve_one(fact, by_id[fact.turn_id], slots))
+                    if not fact.generic:
+                        decisions.append(self._resolve_one(fact, by_id[fact.turn_id], slots, batch))
+        self._persist(batch)
         return decisions
 
     def _resolve_one(
-        self, fact: Fact, turn: Turn, slots: dict[tuple[str, str], list[MemoryItem]]
+        self,
+        fact: Fact,
+        turn: Turn,
+        slots: dict[tuple[str, str], list[MemoryItem]],
+        batch: _Batch,
     ) -> Decision:
         existing = slots.setdefault(fact.slot, [])
         same = [i for i in existing if i.metadata.get("value_key") == fact.value_key]
@@ -148,48 +159,37 @@ class FactLedger:
         if not fact.polarity:
             if not same:
                 return Decision("NOOP", fact, None, (), "ends a value that was not recorded")
-            ended = self._index.invalidate(
-                [i.id for i in same], f"ended: {turn.speaker} said {turn.text!r}", at=at
-            )
+            ended = batch.invalidate(same, f"ended: {turn.speaker} said {turn.text!r}", at, None)
             for item in same:
                 existing.remove(item)
-            return Decision("DELETE", fact, None, tuple(ended), "the speaker said it ended")
+            return Decision("DELETE", fact, None, ended, "the speaker said it ended")
         if same:
             item = same[0]
             if turn.id not in item.source_turn_ids:
-                item = self.context.records.update_item(
-                    item.id, source_turn_ids=[*item.source_turn_ids, turn.id]
-                )
+                item = replace(item, source_turn_ids=(*item.source_turn_ids, turn.id))
                 existing[existing.index(same[0])] = item
+                batch.provenance[item.id] = item
             return Decision("NOOP", fact, item, (), "the same value again")
         others = [i for i in existing if i.metadata.get("value_key") != fact.value_key]
         if fact.single_valued and others:
             if not fact.stated and any(i.metadata.get("stated") for i in others):
-                item = self._add(fact, turn, invalid=True)
+                item = batch.add(self._item(fact, turn, invalid=True))
                 return Decision(
-                    "REJECT",
-                    fact,
-                    item,
-                    (),
-                    "an inferred value never supersedes a stated one",
+                    "REJECT", fact, item, (), "an inferred value never supersedes a stated one"
                 )
-            item = self._add(fact, turn)
-            replaced = self._index.invalidate(
-                [i.id for i in others],
-                f"replaced by {fact.render()!r} (turn {turn.id})",
-                at=at,
-                superseded_by=item.id,
-            )
+            item = batch.add(self._item(fact, turn))
+            reason = f"replaced by {fact.render()!r} (turn {turn.id})"
+            replaced = batch.invalidate(others, reason, at, item.id)
             existing.clear()
             existing.append(item)
-            return Decision("REPLACE", fact, item, tuple(replaced), "a single-valued slot changed")
-        item = self._add(fact, turn)
+            return Decision("REPLACE", fact, item, replaced, "a single-valued slot changed")
+        item = batch.add(self._item(fact, turn))
         existing.append(item)
         operation: Operation = "APPEND" if others else "ADD"
         return Decision(operation, fact, item, (), "a new value" if others else "a new slot")
 
-    def _add(self, fact: Fact, turn: Turn, *, invalid: bool = False) -> MemoryItem:
-        item = MemoryItem(
+    def _item(self, fact: Fact, turn: Turn, *, invalid: bool = False) -> MemoryItem:
+        return MemoryItem(
             id=new_item_id(),
             store=FACT_STORE,
             kind="fact",
@@ -202,8 +202,34 @@ class FactLedger:
             invalid_at=turn.timestamp if invalid else None,
             metadata={**fact_metadata(fact), "rejected": invalid},
         )
-        reason = "rejected: inferred, contradicts a stated fact" if invalid else "extracted"
-        return self._index.add([item], reason=reason)[0]
+
+    def _persist(self, batch: _Batch) -> None:
+        if batch.added:
+            final = [batch.provenance.pop(i.id, i) for i in batch.added]
+            self._index.add(final, reason="extracted")
+        for item in batch.provenance.values():
+            self.context.records.update_item(item.id, source_turn_ids=item.source_turn_ids)
+        for ids, reason, at, superseded_by in batch.invalidations:
+            self._index.invalidate(ids, reason, at=at, superseded_by=superseded_by)
+
+
+@dataclass
+class _Batch:
+    """Changes decided for one write, persisted together."""
+
+    added: list[MemoryItem] = field(default_factory=list)
+    provenance: dict[str, MemoryItem] = field(default_factory=dict)
+    invalidations: list[tuple[list[str], str, datetime, str | None]] = field(default_factory=list)
+
+    def add(self, item: MemoryItem) -> MemoryItem:
+        self.added.append(item)
+        return item
+
+    def invalidate(
+        self, items: Sequence[MemoryItem], reason: str, at: datetime, superseded_by: str | None
+    ) -> tuple[MemoryItem, ...]:
+        self.invalidations.append(([i.id for i in items], reason, at, superseded_by))
+        return tuple(replace(i, invalid_at=at, superseded_by=superseded_by) for i in items)
 
 
 def asserts_value(text: str, value: str) -> bool:
