@@ -356,9 +356,12 @@ class Records:
         *,
         session_id: str | None = None,
         ids: Iterable[int] | None = None,
+        after_id: int | None = None,
     ) -> list[Turn]:
-        """Return the user's turns (optionally one session's, or given ids), oldest first."""
+        """Return the user's turns (one session's, given ids, or after an id), oldest first."""
         query = select(TurnRow).where(TurnRow.user_id == user_id)
+        if after_id is not None:
+            query = query.where(col(TurnRow.id) > after_id)
         if session_id is not None:
             query = query.where(TurnRow.session_id == session_id)
         if ids is not None:
@@ -483,6 +486,18 @@ class Records:
                     )
                 )
             return _item(row)
+
+    def update_metadata(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the metadata of several items in one transaction (no history event)."""
+        if not changes:
+            return
+        with self.session() as s:
+            rows = s.exec(select(MemoryItemRow).where(col(MemoryItemRow.id).in_(list(changes))))
+            now = utcnow()
+            for row in rows:
+                row.metadata_ = dict(changes[row.id])
+                row.updated_at = now
+                s.add(row)
 
     def invalidate(
         self,
