@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from agentmem.embeddings import MiniLMEmbedder
     from agentmem.factory import Components, build, build_agent
     from agentmem.items import ItemIndex
+    from agentmem.langchain import AgentMemChatModel, AgentMemRetriever, LangChainChatModel
     from agentmem.manager import MemoryChange, MemoryManager, RecallResult, WriteReport
+    from agentmem.memory import AddResult, ChangeResult, Memory, SearchResult
     from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, StoreContext
     from agentmem.records import Records
     from agentmem.tokens import TokenCounter, fit_to_budget
@@ -52,10 +54,17 @@ _LAZY = {
     "build": "agentmem.factory",
     "build_agent": "agentmem.factory",
     "ItemIndex": "agentmem.items",
+    "AgentMemChatModel": "agentmem.langchain",
+    "AgentMemRetriever": "agentmem.langchain",
+    "LangChainChatModel": "agentmem.langchain",
     "MemoryChange": "agentmem.manager",
     "MemoryManager": "agentmem.manager",
     "RecallResult": "agentmem.manager",
     "WriteReport": "agentmem.manager",
+    "AddResult": "agentmem.memory",
+    "ChangeResult": "agentmem.memory",
+    "Memory": "agentmem.memory",
+    "SearchResult": "agentmem.memory",
     "ChatModel": "agentmem.protocols",
     "Consolidating": "agentmem.protocols",
     "Embedder": "agentmem.protocols",
@@ -78,9 +87,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AddResult",
     "Agent",
+    "AgentMemChatModel",
     "AgentMemError",
+    "AgentMemRetriever",
     "Budget",
+    "ChangeResult",
     "ChatModel",
     "Completion",
     "Components",
@@ -92,6 +105,8 @@ __all__ = [
     "EmbeddingError",
     "InputError",
     "ItemIndex",
+    "LangChainChatModel",
+    "Memory",
     "MemoryChange",
     "MemoryItem",
     "MemoryManager",
@@ -110,6 +125,7 @@ __all__ = [
     "Recalled",
     "Records",
     "Scope",
+    "SearchResult",
     "StorageError",
     "StoreContext",
     "StructuredOutputError",

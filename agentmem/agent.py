@@ -160,7 +160,10 @@ class Agent:
                 self.scope,
                 budget_tokens=self.budget.memory_tokens,
                 k=self.budget.recall_k,
-                exclude_turn_ids=[t.id for t in recent] + [user_turn.id],
+                # Without a model nothing quotes the recent turns, so recall may use them.
+                exclude_turn_ids=[user_turn.id]
+                if self.model is None
+                else [t.id for t in recent] + [user_turn.id],
                 context=recent,
             )
             timings["recall"] = time.perf_counter() - tick

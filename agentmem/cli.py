@@ -1,4 +1,4 @@
-"""The ``agentmem`` command: the chat app, a plain line chat, and (later) the replay.
+"""The ``agentmem`` command: the chat app, a plain line chat, and the replay.
 
 A composition point: it may name concrete structures, models and the TUI.
 """
@@ -56,7 +56,55 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--show-recall", action="store_true", help="print what was recalled before each answer"
     )
+    _add_replay(commands)
     return parser
+
+
+def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="replay LoCoMo-format dialogues into memory configurations and score them",
+        description="Replay long multi-session dialogues (LoCoMo JSON) into several memory "
+        "configurations side by side, ask every question as of the end of the dialogue, and "
+        "score evidence recall, answer-in-context, stale-fact leaks and costs. The baselines "
+        "'recent' and 'similarity' are always added. Re-running with the same --out "
+        "continues where the last run stopped.",
+    )
+    replay.add_argument("files", nargs="+", metavar="FILE", help="LoCoMo-format JSON files")
+    replay.add_argument(
+        "--stores",
+        default="all,turns",
+        help="comma list of configurations, each structure names joined by '+' "
+        "(e.g. all,turns,memtree+graph; default: all,turns)",
+    )
+    replay.add_argument(
+        "--model",
+        default="none",
+        help="none | local | local:<file.gguf> | openai:<model>: answers questions (F1) "
+        "(default: none, recall only)",
+    )
+    replay.add_argument(
+        "--model-builders",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="build memory with the model too (auto: only with an OpenAI-compatible endpoint)",
+    )
+    replay.add_argument(
+        "--budget", type=int, default=1000, help="context tokens per question (default: 1000)"
+    )
+    replay.add_argument(
+        "--k", type=int, default=20, help="items per structure before fusion (default: 20)"
+    )
+    replay.add_argument("--out", help="where the report and progress go (default: a temp dir)")
+    replay.add_argument(
+        "--limit-questions", type=int, help="ask at most N questions per conversation"
+    )
+    replay.add_argument(
+        "--data-dir", help="where each configuration's memory is kept (default: OUT/data)"
+    )
+    replay.add_argument("--judge", action="store_true", help="also grade answers with the model")
+    replay.add_argument("--config", help="a TOML configuration file (for the model endpoint)")
+    replay.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
 
 
 def _setup_logging(verbosity: int, console: Console) -> None:
@@ -97,6 +145,8 @@ def main(
     try:
         if args.command == "chat":
             return _chat(args, stdin or sys.stdin, out, err)
+        if args.command == "replay":
+            return _replay(args, out, err)
     except AgentMemError as exc:
         _report(err, exc)
         return 2
@@ -126,13 +176,15 @@ def _chat(args: argparse.Namespace, stdin: TextIO, out: Console, err: Console) -
     _config, components = _components(args)
     assert isinstance(components, Components)
     try:
-        components.manager.resume(components.config.user_id)
         agent = build_agent(components, session_id=args.session)
         if not plain:
             from tui.app import run_chat_app
 
+            # The app resumes pending memory writes itself, in the background after its
+            # first paint: resuming embeds, and loading the embedder takes seconds.
             run_chat_app(components, agent)
             return 0
+        components.manager.resume(components.config.user_id)
         return _plain_chat(agent, stdin, out, err, show_recall=args.show_recall)
     finally:
         components.close()
@@ -193,6 +245,53 @@ def _plain_chat(
             _report(err, exc)
             err.print("[dim]your message was saved and will be remembered.[/]")
     agent.memory.end_session(agent.user_id, agent.session_id)
+    return 0
+
+
+def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from agentmem.config import load_config
+    from agentmem.factory import build_model, resolve_model
+    from agentmem.replay import replay, summary_table
+
+    for name in ("budget", "k"):
+        if getattr(args, name) <= 0:
+            raise InputError(f"--{name} must be positive, got {getattr(args, name)}")
+    if args.limit_questions is not None and args.limit_questions < 0:
+        raise InputError(f"--limit-questions must not be negative, got {args.limit_questions}")
+    config = load_config(
+        config_file=args.config,
+        data_dir=args.data_dir,
+        model=args.model,
+        model_builders=args.model_builders,
+    )
+    model = build_model(config)
+    builds = model is not None and (
+        config.model_builders == "yes"
+        or (config.model_builders == "auto" and resolve_model(config).provider == "openai")
+    )
+    try:
+        report = replay(
+            args.files,
+            configurations=args.stores,
+            out_dir=args.out,
+            data_dir=args.data_dir,
+            budget=args.budget,
+            k=args.k,
+            limit_questions=args.limit_questions,
+            model=model,
+            builds_with_model=builds,
+            judge=args.judge,
+            console=err,
+        )
+    finally:
+        close = getattr(model, "close", None)
+        if callable(close):
+            close()
+    # A table needs room; a pipe or file gets a wide one instead of a squeezed one.
+    wide = Console(file=out.file, width=out.width if out.is_terminal else 160, highlight=False)
+    wide.print(summary_table(report))
+    for kind, path in report.extra.get("files_written", {}).items():
+        out.print(f"{kind}: {path}")
     return 0
 
 

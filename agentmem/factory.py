@@ -181,15 +181,18 @@ def _close(part: object) -> None:
         seen += 1
 
 
-def build(config: Config, *, model: ChatModel | None | str = "auto") -> Components:
+def build(
+    config: Config, *, model: ChatModel | None | str = "auto", embedder: Embedder | None = None
+) -> Components:
     """Build records, vectors, embedder, model and memory manager from ``config``.
 
     Args:
         config: The configuration.
         model: A chat model to use instead of the configured one (``None`` for none).
+        embedder: An embedder to share (e.g. one loaded MiniLM for several memories).
     """
     records = Records(config.records_url)
-    embedder = build_embedder(config)
+    embedder = embedder or build_embedder(config)
     vectors = VectorIndex(embedder, path=config.vectors_path, url=config.chroma_url)
     chat_model = build_model(config) if model == "auto" else model
     assert not isinstance(chat_model, str)

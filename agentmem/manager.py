@@ -28,7 +28,7 @@ from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, 
 from agentmem.records import ItemEventRow, Records
 from agentmem.rewrite import model_rewrite, rewrite_query
 from agentmem.tokens import TokenCounter, fit_to_budget
-from agentmem.types import MemoryItem, Query, Recalled, Scope, Turn
+from agentmem.types import MemoryItem, Query, Recalled, Scope, Turn, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +170,7 @@ class MemoryManager:
         :meth:`resume` retries them. The turns themselves are already on disk.
         """
         started = time.perf_counter()
+        wall_start = utcnow()
         changes: list[MemoryChange] = []
         failures: dict[str, str] = {}
         decisions: list[Decision] = []
@@ -183,7 +184,11 @@ class MemoryManager:
         for store in self.stores:
             try:
                 for item in store.write(turns):
-                    changes.append(MemoryChange("ADD", item, reason=f"written by {store.name}"))
+                    # An item older than this write was revised (e.g. a MemTree ancestor
+                    # re-aggregated); a new one was added.
+                    revised = item.created_at is not None and item.created_at < wall_start
+                    action: Action = "MERGE" if revised else "ADD"
+                    changes.append(MemoryChange(action, item, reason=f"written by {store.name}"))
             except AgentMemError as exc:
                 logger.warning("memory structure %s failed to write: %s", store.name, exc)
                 failures[store.name] = str(exc)

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import NaiveDatetime
 from sqlalchemy import JSON, Column, Index, event, func
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
 
 from agentmem.errors import DataDirLockedError, InputError, NotFoundError, StorageError
@@ -227,7 +227,7 @@ class Records:
                 with Session(self.engine, expire_on_commit=False) as session:
                     yield session
                     session.commit()
-            except OperationalError as exc:
+            except (OperationalError, InterfaceError) as exc:
                 raise _storage_error(exc) from exc
 
     # -- users and sessions ---------------------------------------------------------------
@@ -675,7 +675,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _storage_error(exc: OperationalError) -> StorageError:
+def _storage_error(exc: OperationalError | InterfaceError) -> StorageError:
     message = str(exc.orig) if exc.orig is not None else str(exc)
     if "locked" in message or "busy" in message:
         return DataDirLockedError(

@@ -78,12 +78,17 @@ class MemoryStoreContract(abc.ABC):
     def backend_dir(self, tmp_path: Path) -> Path:
         return tmp_path
 
-    @pytest.fixture
-    def context(self, backend_dir: Path) -> Iterator[StoreContext]:
+    def open_context(self, backend_dir: Path) -> StoreContext:
+        """Open the backends (override to run the contract against servers)."""
         records = Records(backend_dir / "records.db")
         vectors = VectorIndex(self.embedder(), path=backend_dir / "chroma")
-        yield StoreContext(records, vectors, self.embedder())
-        records.close()
+        return StoreContext(records, vectors, self.embedder())
+
+    @pytest.fixture
+    def context(self, backend_dir: Path) -> Iterator[StoreContext]:
+        opened = self.open_context(backend_dir)
+        yield opened
+        opened.records.close()
 
     @pytest.fixture
     def store(self, context: StoreContext) -> MemoryStore:
@@ -176,14 +181,12 @@ class MemoryStoreContract(abc.ABC):
     ) -> None:
         self.write_dialogue(store, context)
         before = [r.item.id for r in self.retrieve(store, self.query(context))]
-        records = Records(backend_dir / "records.db")
-        vectors = VectorIndex(self.embedder(), path=backend_dir / "chroma")
-        reopened = StoreContext(records, vectors, self.embedder())
+        reopened = self.open_context(backend_dir)
         try:
             again = self.make_store(reopened)
             after = [r.item.id for r in self.retrieve(again, self.query(reopened))]
         finally:
-            records.close()
+            reopened.records.close()
         assert after == before
 
     def test_users_never_see_each_other(self, store: MemoryStore, context: StoreContext) -> None:

@@ -18,7 +18,7 @@ T0 = datetime(2024, 3, 1, 9, 0)
 T1 = datetime(2024, 3, 8, 18, 30)
 T2 = datetime(2024, 4, 2, 12, 0)
 
-CORE_TABLES = ("users", "sessions", "turns", "memory_items", "item_events")
+CORE_TABLES = ("users", "sessions", "turns", "memory_items", "item_events", "pending_work")
 
 
 def sql(records: Records, statement: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -319,6 +319,7 @@ def populate(records: Records, user_id: str, session_id: str) -> None:
     )
     records.invalidate([old.id], "changed taste", superseded_by=new.id)
     records.update_item(new.id, text_value=f"{user_id} loves coffee", reason="stronger")
+    records.queue_work("summary", user_id, "update", {"turn_ids": [turn.id]}, "model down")
 
 
 def user_rows(records: Records) -> dict[str, dict[str, int]]:
@@ -356,3 +357,15 @@ def test_forget_erases_every_row_of_one_user_only(records: Records) -> None:
     assert records.users() == ["bob"]
     assert records.turns("alice") == []
     assert records.forget("alice") == dict.fromkeys(CORE_TABLES, 0)
+
+
+def test_work_queue_round_trip(records: Records) -> None:
+    work_id = records.queue_work("memo", "alice", "chunk", {"turn_ids": [1, 2]}, "timeout")
+    records.queue_work("memo", "bob", "chunk", {"turn_ids": [3]}, "timeout")
+    [queued] = records.pending_work("memo", "alice")
+    assert queued.payload == {"turn_ids": [1, 2]} and queued.attempts == 1
+    records.fail_work(work_id, "timeout again")
+    assert records.pending_work("memo", "alice")[0].attempts == 2
+    records.finish_work(work_id)
+    assert records.pending_work("memo", "alice") == []
+    assert len(records.pending_work("memo")) == 1

@@ -103,7 +103,9 @@ def validate_summary(data: Any, turn_ids: set[int]) -> list[SummarySentence]:
         cited = entry.get("turn_ids")
         if not isinstance(cited, list) or not cited:
             raise ValueError(f"sentence {text!r} cites no turn_ids; give the turns it rests on")
-        unknown = [i for i in cited if not isinstance(i, int) or i not in turn_ids]
+        unknown = [
+            i for i in cited if isinstance(i, bool) or not isinstance(i, int) or i not in turn_ids
+        ]
         if unknown:
             raise ValueError(
                 f"sentence {text!r} cites turn_ids {unknown} that were not shown; "

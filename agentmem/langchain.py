@@ -1,0 +1,429 @@
+"""LangChain interop: a retriever over :class:`~agentmem.memory.Memory`, and chat model adapters.
+
+This is the only module that imports ``langchain_core``; ``import agentmem`` never loads it.
+
+* :class:`AgentMemRetriever` is a ``BaseRetriever`` over :meth:`Memory.search`: drop it into
+  any LangChain chain that takes a retriever. It passes langchain-tests' standard
+  retriever suite (``top_k`` is its number-of-results argument, in the constructor and in
+  ``invoke``).
+* :class:`LangChainChatModel` makes any LangChain chat model an agentmem
+  :class:`~agentmem.protocols.ChatModel` (to build memory or answer in the agent loop).
+* :class:`AgentMemChatModel` is the reverse: an agentmem chat model (an OpenAI-compatible
+  endpoint, the local GGUF model, the scripted fake) as a LangChain ``BaseChatModel``.
+
+Conversation history is agentmem's job here (turns in the records database), so nothing
+builds on LangChain's deprecated ``BaseChatMessageHistory``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.retrievers import BaseRetriever
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentmem.errors import (
+    AgentMemError,
+    InputError,
+    ModelError,
+    ModelResponseError,
+    ModelTimeoutError,
+    ModelUnavailableError,
+    StructuredOutputError,
+)
+from agentmem.llm import parse_json_answer
+from agentmem.memory import Memory, MemoryRecord
+from agentmem.protocols import ChatModel
+from agentmem.types import Completion, Message, Role, Usage
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+StructuredMode = Literal["auto", "native", "json"]
+
+
+# -- the retriever ---------------------------------------------------------------------------
+
+
+class AgentMemRetriever(BaseRetriever):
+    """Retrieve a user's memory items as LangChain documents.
+
+    Each document's ``page_content`` is the item's text, its ``id`` the item's id, and its
+    metadata JSON-safe: ``id``, ``store``, ``kind``, ``score``, ``source_turn_ids``,
+    ``current``, ``valid_from`` / ``invalid_at`` (ISO 8601 or ``None``) and
+    ``superseded_by``.
+
+    Example:
+        ```python
+        retriever = AgentMemRetriever(memory=memory, user_id="ana", top_k=5)
+        docs = retriever.invoke("Where does Ana live?")
+        docs = retriever.invoke("Where does Ana live?", top_k=2)
+        ```
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    memory: Memory
+    """The memory to search."""
+    user_id: str
+    """Whose memory to search (a user never sees another's items)."""
+    top_k: int = Field(default=10, ge=1)
+    """How many documents to return (at most)."""
+    include_history: bool = False
+    """Also return invalidated items (their ``current`` metadata is False)."""
+    agent_id: str | None = None
+    """Only items of this agent (and items with no agent)."""
+    filters: dict[str, Any] | None = None
+    """Equality filters, as :meth:`Memory.search` takes them."""
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        top_k: int | None = None,
+        filters: dict[str, Any] | None = None,
+        as_of: datetime | str | None = None,
+    ) -> list[Document]:
+        result = self.memory.search(
+            query,
+            user_id=self.user_id,
+            top_k=self.top_k if top_k is None else top_k,
+            filters=self.filters if filters is None else filters,
+            as_of=as_of,
+            include_history=self.include_history,
+            agent_id=self.agent_id,
+        )
+        return [record_document(record) for record in result.items]
+
+
+def record_document(record: MemoryRecord) -> Document:
+    """Return a memory item as a LangChain document with JSON-safe metadata."""
+    return Document(
+        id=record["id"],
+        page_content=record["memory"],
+        metadata={
+            "id": record["id"],
+            "store": record["store"],
+            "kind": record["kind"],
+            "score": record["score"],
+            "source_turn_ids": list(record["source_turn_ids"]),
+            "current": record["current"],
+            "valid_from": _iso(record["valid_from"]),
+            "invalid_at": _iso(record["invalid_at"]),
+            "superseded_by": record["superseded_by"],
+        },
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+# -- message conversion ------------------------------------------------------------------------
+
+_ROLES: dict[str, Role] = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "ai": "assistant",
+    "assistant": "assistant",
+}
+
+
+def to_langchain_messages(messages: Sequence[Message]) -> list[BaseMessage]:
+    """Convert agentmem messages to LangChain messages."""
+    converted: list[BaseMessage] = []
+    for message in messages:
+        if message.role == "system":
+            converted.append(SystemMessage(content=message.content))
+        elif message.role == "assistant":
+            converted.append(AIMessage(content=message.content, name=message.name))
+        else:
+            converted.append(HumanMessage(content=message.content, name=message.name))
+    return converted
+
+
+def from_langchain_messages(messages: Sequence[BaseMessage]) -> list[Message]:
+    """Convert LangChain messages to agentmem messages.
+
+    Raises:
+        InputError: A message has a role agentmem's chat models do not take (e.g. a tool
+            result).
+    """
+    converted = []
+    for message in messages:
+        kind = message.role if isinstance(message, ChatMessage) else message.type
+        role = _ROLES.get(kind)
+        if role is None:
+            raise InputError(
+                f"agentmem chat models take system, user and assistant messages, not {kind!r}"
+            )
+        converted.append(Message(role, str(message.text), message.name))
+    return converted
+
+
+def _usage(message: object) -> Usage:
+    metadata = getattr(message, "usage_metadata", None) or {}
+    return Usage(int(metadata.get("input_tokens", 0)), int(metadata.get("output_tokens", 0)))
+
+
+def _usage_metadata(usage: Usage) -> UsageMetadata:
+    return UsageMetadata(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+# -- a LangChain chat model as an agentmem ChatModel --------------------------------------------
+
+
+def json_instruction(schema: dict[str, Any]) -> str:
+    """Return the instruction that asks a model without structured output for JSON."""
+    return (
+        "Answer with one JSON object and nothing else (no prose, no code fence). "
+        f"It must follow this JSON schema:\n{json.dumps(schema, sort_keys=True)}"
+    )
+
+
+class LangChainChatModel:
+    """Use any LangChain chat model where agentmem takes a :class:`ChatModel`.
+
+    With a schema, the model's native structured output (``with_structured_output``) is
+    used when it has one, else the schema is put in the prompt and the answer parsed as
+    JSON. Errors are wrapped in :class:`~agentmem.errors.ModelError` subclasses.
+
+    Args:
+        model: The LangChain chat model.
+        name: The model's name in reports (default: its ``model_name`` or type).
+        structured_output: ``"auto"`` (native when supported, else JSON prompting),
+            ``"native"`` or ``"json"``.
+
+    Attributes:
+        last_usage: The usage of the last finished stream, when the model reported one.
+    """
+
+    def __init__(
+        self,
+        model: BaseChatModel,
+        *,
+        name: str | None = None,
+        structured_output: StructuredMode = "auto",
+    ) -> None:
+        self.model = model
+        self.name = name or str(getattr(model, "model_name", None) or model._llm_type)
+        self.structured_output = structured_output
+        self.last_usage: Usage | None = None
+
+    def complete(
+        self, messages: Sequence[Message], *, schema: dict[str, Any] | None = None
+    ) -> Completion:
+        """Answer ``messages``; with ``schema``, the parsed JSON answer is in ``data``.
+
+        Raises:
+            ModelError: The model failed.
+            StructuredOutputError: The answer does not match ``schema``.
+        """
+        prompt = to_langchain_messages(messages)
+        if schema is not None and self.structured_output != "json":
+            native = self._native(prompt, schema)
+            if native is not None:
+                return native
+        if schema is not None:
+            prompt = _with_instruction(prompt, json_instruction(schema))
+        reply = self._call(lambda: self.model.invoke(prompt))
+        text = str(reply.text)
+        data = parse_json_answer(text, schema) if schema is not None else None
+        return Completion(text=text, data=data, usage=_usage(reply), model=self.name)
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        """Answer ``messages`` as a stream of text chunks.
+
+        Raises:
+            ModelError: The model failed.
+        """
+        self.last_usage = None
+        prompt = to_langchain_messages(messages)
+        usage = Usage()
+        chunks = self._call(lambda: iter(self.model.stream(prompt)))
+        while True:
+            chunk = self._call(lambda: next(chunks, None))
+            if chunk is None:
+                break
+            usage = usage + _usage(chunk)
+            text = str(chunk.text)
+            if text:
+                yield text
+        self.last_usage = usage
+
+    def _native(self, prompt: list[BaseMessage], schema: dict[str, Any]) -> Completion | None:
+        """Answer with the model's structured output; ``None`` if it has none (auto mode)."""
+        titled = {"title": "answer", **schema}  # function-calling backends need a name
+        try:
+            runnable = self.model.with_structured_output(titled, include_raw=True)
+        except NotImplementedError as exc:
+            if self.structured_output == "native":
+                raise ModelError(
+                    f"{self.name} has no native structured output",
+                    hint="use structured_output='auto' or 'json'",
+                ) from exc
+            logger.debug("%s has no structured output; prompting for JSON", self.name)
+            return None
+        result = self._call(lambda: runnable.invoke(prompt))
+        raw = result.get("raw") if isinstance(result, dict) else None
+        parsed = result.get("parsed") if isinstance(result, dict) else result
+        if isinstance(parsed, BaseModel):
+            parsed = parsed.model_dump()
+        if parsed is None:
+            error = result.get("parsing_error") if isinstance(result, dict) else None
+            raise StructuredOutputError(f"{self.name} gave no parsable structured answer: {error}")
+        text = json.dumps(parsed)
+        data = parse_json_answer(text, schema)  # the same required-key check as JSON mode
+        return Completion(text=text, data=data, usage=_usage(raw), model=self.name)
+
+    def _call(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except AgentMemError:
+            raise
+        except Exception as exc:  # a provider's error: wrap it at the boundary
+            raise _model_error(self.name, exc) from exc
+
+
+def _with_instruction(prompt: list[BaseMessage], instruction: str) -> list[BaseMessage]:
+    """Put ``instruction`` in the leading system message (some providers take only one)."""
+    if prompt and isinstance(prompt[0], SystemMessage):
+        merged = SystemMessage(content=f"{prompt[0].text}\n\n{instruction}")
+        return [merged, *prompt[1:]]
+    return [SystemMessage(content=instruction), *prompt]
+
+
+def _model_error(name: str, exc: Exception) -> ModelError:
+    message = f"{name} failed: {type(exc).__name__}: {exc}"
+    if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower():
+        return ModelTimeoutError(message)
+    if isinstance(exc, ConnectionError) or "connection" in type(exc).__name__.lower():
+        return ModelUnavailableError(message)
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return ModelResponseError(message, status=status)
+    return ModelError(message)
+
+
+# -- an agentmem ChatModel as a LangChain chat model --------------------------------------------
+
+
+class AgentMemChatModel(BaseChatModel):
+    """Use an agentmem :class:`ChatModel` as a LangChain chat model.
+
+    Example:
+        ```python
+        from agentmem.testing import ScriptedChatModel
+
+        model = AgentMemChatModel(chat_model=ScriptedChatModel(["Hi!"]))
+        model.invoke("Hello").content  # "Hi!"
+        ```
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    chat_model: ChatModel
+    """The agentmem chat model that answers."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "agentmem"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.chat_model.name}
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        completion = self.chat_model.complete(from_langchain_messages(messages))
+        text = completion.text
+        cut = _first_stop(text, stop)
+        message = AIMessage(
+            content=text if cut is None else text[:cut],
+            usage_metadata=_usage_metadata(completion.usage),
+            response_metadata={"model_name": completion.model or self.chat_model.name},
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        # Hold back a tail that could be the start of a stop sequence until it is decided.
+        hold = max((len(s) - 1 for s in stop or ()), default=0)
+        buffer = ""
+        for piece in self.chat_model.stream(from_langchain_messages(messages)):
+            buffer += piece
+            cut = _first_stop(buffer, stop)
+            if cut is not None:
+                buffer = buffer[:cut]
+                break
+            ready, buffer = buffer[: len(buffer) - hold], buffer[len(buffer) - hold :]
+            if ready:
+                yield self._chunk(ready, run_manager)
+        if buffer:
+            yield self._chunk(buffer, run_manager)
+        # One closing chunk carries what belongs to the whole answer, once.
+        usage = getattr(self.chat_model, "last_usage", None)
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=_usage_metadata(usage) if isinstance(usage, Usage) else None,
+                response_metadata={"model_name": self.chat_model.name},
+                chunk_position="last",
+            )
+        )
+
+    @staticmethod
+    def _chunk(text: str, run_manager: CallbackManagerForLLMRun | None) -> ChatGenerationChunk:
+        chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+        if run_manager is not None:
+            run_manager.on_llm_new_token(text, chunk=chunk)
+        return chunk
+
+
+def _first_stop(text: str, stop: Sequence[str] | None) -> int | None:
+    found = [text.find(s) for s in stop or () if s and s in text]
+    return min(found) if found else None
+
+
+__all__ = [
+    "AgentMemChatModel",
+    "AgentMemRetriever",
+    "LangChainChatModel",
+    "from_langchain_messages",
+    "json_instruction",
+    "record_document",
+    "to_langchain_messages",
+]

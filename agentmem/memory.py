@@ -1,0 +1,801 @@
+"""The ``Memory`` facade: add, search, get, update, delete, history, forget and export.
+
+A small, mem0-shaped API over the memory manager for applications that bring their own
+agent loop::
+
+    from agentmem import Memory
+
+    with Memory("./memory", model="none") as memory:
+        memory.add([{"role": "user", "content": "I live in Boston."}], user_id="ana")
+        memory.add([{"role": "user", "content": "We moved to Denver."}], user_id="ana")
+        for item in memory.search("Where does Ana live?", user_id="ana").items:
+            print(item["memory"], item["current"])
+
+Every call is scoped by ``user_id``: a user never sees, changes or deletes another user's
+items (an id of another user's item raises :class:`~agentmem.errors.NotFoundError`, as an
+unknown id does). Turns are committed to the records database before anything that can
+fail, items are invalidated rather than deleted (``delete`` too), and every change is in
+the item's history. Results report the tokens and the seconds they cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self, TypedDict
+
+from agentmem.config import load_config
+from agentmem.errors import AgentMemError, InputError
+from agentmem.factory import Components, build
+from agentmem.items import ItemIndex, vector_metadata
+from agentmem.manager import MemoryChange, MemoryManager, WriteReport
+from agentmem.protocols import ChatModel, StoreContext
+from agentmem.records import ItemEventRow, Records
+from agentmem.types import MemoryItem, Message, Recalled, Scope, Turn, utcnow
+
+logger = logging.getLogger(__name__)
+
+EventName = Literal["ADD", "UPDATE", "SUPERSEDE", "DELETE", "NOOP"]
+
+#: Budget passed to recall by :meth:`Memory.search`: the caller asked for ``top_k``
+#: items, not for a prompt-sized block, so nothing is dropped for tokens.
+_NO_BUDGET = 10**9
+#: Tokens an item costs beyond its text in a prompt (as the manager's budget counts it).
+_ITEM_OVERHEAD = 8
+#: Item fields a search filter may name besides metadata keys.
+_FIELD_FILTERS = ("store", "kind", "current", "agent_id", "session_id")
+_MESSAGE_KEYS = {"role", "content", "name", "timestamp", "metadata"}
+_ACTIONS: dict[str, EventName] = {
+    "ADD": "ADD",
+    "UPDATE": "UPDATE",
+    "MERGE": "UPDATE",
+    "SUPERSEDE": "SUPERSEDE",
+    "DELETE": "DELETE",
+    "NOOP": "NOOP",
+}
+
+
+# The results' entries are plain JSON-like dicts (typed) rather than dataclasses: they are
+# the public, mem0-compatible output, meant to be serialised and indexed by key.
+class MemoryEvent(TypedDict):
+    """One change a call made to memory (the per-turn diff).
+
+    Keys:
+        event: ADD (new item), UPDATE (text changed), SUPERSEDE (replaced, or no longer
+            holding), DELETE (ended or deleted), NOOP (already known).
+        id: The item the event is about.
+        memory: Its text.
+        store: The structure that holds it.
+        previous: Other items this change invalidated (e.g. the fact a new one replaced).
+        reason: Why, in words.
+        current: Whether the item still holds after the change.
+        superseded_by: The item that replaced it, if any.
+    """
+
+    event: EventName
+    id: str
+    memory: str
+    store: str
+    previous: list[str]
+    reason: str
+    current: bool
+    superseded_by: str | None
+
+
+class MemoryRecord(TypedDict):
+    """A memory item as the facade returns it.
+
+    ``memory`` and ``text`` hold the same text (``memory`` is mem0's name). ``score`` is
+    the fused recall score for search results (higher is better), ``None`` otherwise.
+    ``metadata`` is the item's own metadata over the metadata given to :meth:`Memory.add`
+    with the turns it came from.
+    """
+
+    id: str
+    memory: str
+    text: str
+    store: str
+    kind: str
+    score: float | None
+    user_id: str
+    agent_id: str | None
+    session_id: str | None
+    source_turn_ids: list[int]
+    valid_from: datetime | None
+    invalid_at: datetime | None
+    superseded_by: str | None
+    current: bool
+    created_at: datetime | None
+    metadata: dict[str, Any]
+
+
+class HistoryEntry(TypedDict):
+    """One recorded change to an item, oldest first in :meth:`Memory.history`."""
+
+    item_id: str
+    event: str
+    reason: str
+    at: datetime | None
+    created_at: datetime
+    old_memory: str | None
+    new_memory: str | None
+    related_id: str | None
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """What an update, a delete or a session's consolidation did, and what it cost.
+
+    Attributes:
+        events: The changes, in the order they happened.
+        tokens: Model tokens spent (0 with the offline builders).
+        seconds: Wall-clock seconds the call took.
+    """
+
+    events: list[MemoryEvent] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def count(self, event: EventName) -> int:
+        """Return how many events were ``event``."""
+        return sum(1 for e in self.events if e["event"] == event)
+
+
+@dataclass(frozen=True)
+class AddResult(ChangeResult):
+    """What :meth:`Memory.add` stored and changed, and what it cost.
+
+    Attributes:
+        turn_ids: The stored turns (the provenance later items point to).
+        session_id: The session the turns were added to.
+        failures: Structures that failed to fold the turns in, with the error; the turns
+            are kept and :meth:`Memory.resume` retries them.
+    """
+
+    turn_ids: list[int] = field(default_factory=list)
+    session_id: str = ""
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every structure folded the turns in."""
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What :meth:`Memory.search` found, and what it cost.
+
+    Attributes:
+        items: The items found, best first.
+        query: The query actually searched (after rewriting with rules or a model).
+        tokens: Tokens the items' texts would cost in a prompt.
+        model_tokens: Model tokens spent (query rewriting with a model; 0 offline).
+        seconds: Wall-clock seconds the search took.
+        timings: Seconds per structure, plus ``embed``, ``rewrite`` and ``total``.
+    """
+
+    items: list[MemoryRecord]
+    query: str
+    tokens: int
+    model_tokens: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[MemoryRecord]:
+        return iter(self.items)
+
+
+class Memory:
+    """Long-term, consistent memory behind a mem0-style API.
+
+    Args:
+        data_dir: Where memory is kept (default: ``$AGENTMEM_HOME`` or the platform's data
+            folder); unused by what ``database_url`` or ``chroma_url`` puts on a server.
+        chat_model: A chat model to build memory with (and rewrite queries), ``None`` for
+            none, or ``"auto"`` for the configured one. An injected model builds memory
+            only with ``model_builders="yes"``.
+        config_file: A TOML configuration file.
+        env: The environment to read (``os.environ`` by default; ``{}`` ignores it).
+        **config: :class:`~agentmem.config.Config` fields, e.g. ``stores=("turns",)``,
+            ``model="none"``, ``database_url=...``, ``chroma_url=...``.
+
+    Raises:
+        ConfigError: A configuration value is invalid.
+        StorageError: The records database or the vector index cannot be opened.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        *,
+        chat_model: ChatModel | None | Literal["auto"] = "auto",
+        config_file: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        **config: Any,
+    ) -> None:
+        settings = load_config(env=env, config_file=config_file, data_dir=data_dir, **config)
+        model: ChatModel | None | str = chat_model
+        if chat_model is not None and chat_model != "auto":
+            model = _metered(chat_model)  # type: ignore[arg-type]
+        self._attach(build(settings, model=model))
+
+    @classmethod
+    def from_config(
+        cls,
+        source: Mapping[str, Any] | str | Path,
+        *,
+        chat_model: ChatModel | None | Literal["auto"] = "auto",
+        env: Mapping[str, str] | None = None,
+    ) -> Memory:
+        """Build memory from a dict of config fields or a TOML file's path.
+
+        A dict may hold the fields at top level or under ``"agentmem"``, like the file.
+
+        Raises:
+            ConfigError: A value, key or file is invalid.
+        """
+        if isinstance(source, str | Path):
+            return cls(config_file=source, chat_model=chat_model, env=env)
+        values = dict(source.get("agentmem", source))
+        data_dir = values.pop("data_dir", None)
+        return cls(data_dir, chat_model=chat_model, env=env, **values)
+
+    @classmethod
+    def from_components(cls, components: Components) -> Memory:
+        """Wrap already built components (e.g. the app's); ``close`` closes them."""
+        memory = cls.__new__(cls)
+        memory._attach(components)
+        return memory
+
+    def _attach(self, components: Components) -> None:
+        self.components = components
+        self._context = StoreContext(components.records, components.vectors, components.embedder)
+        self._lock = threading.RLock()
+        self._sessions: dict[tuple[str, str | None], str] = {}
+        self._closed = False
+
+    # -- access for advanced use -------------------------------------------------------
+
+    @property
+    def manager(self) -> MemoryManager:
+        """The memory manager underneath."""
+        return self.components.manager
+
+    @property
+    def records(self) -> Records:
+        """The records database (turns, items, history)."""
+        return self.components.records
+
+    # -- writing -------------------------------------------------------------------------
+
+    def add(
+        self,
+        messages: str | Mapping[str, Any] | Message | Sequence[Mapping[str, Any] | Message],
+        *,
+        user_id: str,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        timestamp: datetime | str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> AddResult:
+        """Store messages as turns and fold them into memory; return the diff.
+
+        Args:
+            messages: OpenAI-style messages (``{"role": "user" | "assistant", "content":
+                ..., "name": speaker}``), one message, or a string said by the user.
+                System messages are instructions, not memory, and are skipped. A message
+                may carry its own ``timestamp`` and ``metadata``.
+            user_id: Whose memory this is.
+            agent_id: The agent in the conversation, recorded on turns and items.
+            session_id: The dialogue session (created if new). Without one, the user's
+                open session in this ``Memory`` is used (one is started the first time);
+                :meth:`end_session` closes it.
+            timestamp: The dialogue time of the messages (now by default); validity
+                (``valid_from``, ``invalid_at``) is measured in dialogue time.
+            metadata: JSON metadata for the turns; search filters can match it.
+
+        Raises:
+            InputError: A message, id or time is not acceptable; nothing was stored.
+            StorageError: The records database failed; nothing was stored.
+        """
+        started = time.perf_counter()
+        user_id = _check_user(user_id)
+        moment = _moment(timestamp, "timestamp")
+        specs = _turn_specs(messages)
+        with self._lock:
+            before = self._model_tokens()
+            session = self._session(user_id, agent_id, session_id, moment)
+            turns = self.records.add_turns(
+                [
+                    {
+                        "user_id": user_id,
+                        "session_id": session,
+                        "agent_id": agent_id,
+                        "speaker": spec["name"],
+                        "role": spec["role"],
+                        "text": spec["content"],
+                        "timestamp": spec["timestamp"] or moment,
+                        "metadata": {**(metadata or {}), **spec["metadata"]},
+                    }
+                    for spec in specs
+                ]
+            )
+            report = self.manager.write(turns)
+            tokens = self._model_tokens() - before
+        return _add_result(report, session, tokens, time.perf_counter() - started)
+
+    def resume(self, user_id: str | None = None) -> AddResult | None:
+        """Fold in turns that were stored but never memorized; ``None`` if there were none."""
+        started = time.perf_counter()
+        with self._lock:
+            before = self._model_tokens()
+            report = self.manager.resume(user_id)
+            tokens = self._model_tokens() - before
+        if report is None:
+            return None
+        return _add_result(report, "", tokens, time.perf_counter() - started)
+
+    def end_session(self, user_id: str, session_id: str | None = None) -> ChangeResult:
+        """End a session (default: the user's open one), letting structures consolidate it."""
+        started = time.perf_counter()
+        user_id = _check_user(user_id)
+        with self._lock:
+            if session_id is None:
+                opened = [key for key in self._sessions if key[0] == user_id]
+                sessions = [self._sessions.pop(key) for key in opened]
+            else:
+                sessions = [session_id]
+            before = self._model_tokens()
+            items = [i for s in sessions for i in self.manager.end_session(user_id, s)]
+            tokens = self._model_tokens() - before
+        events = [_event(MemoryChange("ADD", item, reason="consolidated")) for item in items]
+        return ChangeResult(events, tokens, time.perf_counter() - started)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        top_k: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        as_of: datetime | str | None = None,
+        include_history: bool = False,
+        agent_id: str | None = None,
+    ) -> SearchResult:
+        """Return the items most relevant to ``query``, best first.
+
+        Args:
+            query: What to look for.
+            user_id: Whose memory to search.
+            top_k: The most items to return.
+            filters: Equality filters: ``store``, ``kind``, ``current``, ``agent_id`` and
+                ``session_id`` match the item's fields, any other key its metadata; a
+                list value matches any of its elements.
+            as_of: Return what was valid at this dialogue time.
+            include_history: Also return invalidated items (``current`` is False).
+            agent_id: Only items of this agent (and items with no agent).
+
+        Raises:
+            InputError: The query, ``top_k`` or a filter is not acceptable.
+        """
+        started = time.perf_counter()
+        user_id = _check_user(user_id)
+        if not isinstance(query, str) or not query.strip():
+            raise InputError("the search query is empty")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise InputError(f"top_k must be a positive integer, not {top_k!r}")
+        if filters is not None and not isinstance(filters, Mapping):
+            raise InputError("filters must be a mapping of field or metadata key to value")
+        # Filters apply after fusion, so ask each structure for more when filtering.
+        per_store = top_k * 4 if filters else top_k
+        with self._lock:
+            before = self._model_tokens()
+            recall = self.manager.recall(
+                query,
+                Scope(user_id, agent_id),
+                budget_tokens=_NO_BUDGET,
+                k=per_store,
+                as_of=_moment(as_of, "as_of"),
+                include_history=include_history,
+            )
+            model_tokens = self._model_tokens() - before
+            records = self._records(recall.items, user_id)
+        found = [r for r in records if _matches(r, filters or {})][:top_k]
+        counter = self.manager.counter
+        tokens = sum(counter.count(r["memory"]) + _ITEM_OVERHEAD for r in found)
+        return SearchResult(
+            found,
+            recall.query,
+            tokens,
+            model_tokens,
+            time.perf_counter() - started,
+            dict(recall.timings),
+        )
+
+    def get(self, memory_id: str, *, user_id: str) -> MemoryRecord:
+        """Return one item.
+
+        Raises:
+            NotFoundError: No such item for this user.
+        """
+        user_id = _check_user(user_id)
+        item = self.records.get_item(memory_id, user_id=user_id)
+        return self._records([Recalled(item, 0.0)], user_id, scored=False)[0]
+
+    def get_all(
+        self, *, user_id: str, store: str | None = None, include_history: bool = False
+    ) -> list[MemoryRecord]:
+        """Return every item of a user (optionally of one structure), oldest first."""
+        user_id = _check_user(user_id)
+        names = [store] if store is not None else [s.name for s in self.manager.structures]
+        items = [
+            Recalled(item, 0.0)
+            for name in names
+            for item in self.records.store_items(name, user_id, current_only=not include_history)
+        ]
+        return self._records(items, user_id, scored=False)
+
+    def history(self, memory_id: str, *, user_id: str) -> list[HistoryEntry]:
+        """Return every recorded change to an item, oldest first.
+
+        Raises:
+            NotFoundError: No such item for this user.
+        """
+        user_id = _check_user(user_id)
+        return [_history_entry(e) for e in self.manager.history(memory_id, user_id=user_id)]
+
+    # -- editing ----------------------------------------------------------------------------
+
+    def update(
+        self,
+        memory_id: str,
+        text: str,
+        *,
+        user_id: str,
+        reason: str = "updated by user",
+        at: datetime | str | None = None,
+    ) -> ChangeResult:
+        """Change an item's text, keeping its provenance; the old text stays in its history.
+
+        The item is re-embedded when its structure keeps a vector for it. A fact's slot
+        and value (used to detect changes) are not re-derived from the new text.
+
+        Raises:
+            NotFoundError: No such item for this user.
+            InputError: The text is empty, or the item is no longer current (history is
+                kept as it was).
+        """
+        started = time.perf_counter()
+        user_id = _check_user(user_id)
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("the new text is empty")
+        moment = _moment(at, "at")
+        with self._lock:
+            item = self.records.get_item(memory_id, user_id=user_id)
+            if not item.current:
+                raise InputError(
+                    f"memory item {memory_id!r} is no longer current; its history is kept as is"
+                )
+            if text == item.text:
+                change = MemoryChange("NOOP", item, reason="the same text")
+            else:
+                vectors = self.components.vectors
+                if vectors.get(item.store, user_id, [item.id]):
+                    index = ItemIndex(self._context, item.store)
+                    updated = index.update(item, text, reason=reason, at=moment)
+                else:  # a structure that keeps no vector for it (e.g. keyword-only)
+                    updated = self.records.update_item(
+                        item.id, text_value=text, reason=reason, at=moment, user_id=user_id
+                    )
+                change = MemoryChange("UPDATE", updated, reason=reason)
+        return ChangeResult([_event(change)], 0, time.perf_counter() - started)
+
+    def delete(
+        self, memory_id: str, *, user_id: str, at: datetime | str | None = None
+    ) -> ChangeResult:
+        """Invalidate an item (reason "deleted by user"); it stays in history and exports.
+
+        Deleting a fact also invalidates what still asserts its value in other structures
+        (the turns that stated it, say), as when the user says the fact ended.
+
+        Raises:
+            NotFoundError: No such item for this user.
+        """
+        started = time.perf_counter()
+        user_id = _check_user(user_id)
+        moment = _moment(at, "at") or utcnow()
+        with self._lock:
+            item = self.records.get_item(memory_id, user_id=user_id)
+            if not item.current:
+                change = MemoryChange("NOOP", item, reason="already invalidated")
+                return ChangeResult([_event(change)], 0, time.perf_counter() - started)
+            deleted = self.records.invalidate(
+                [item.id], "deleted by user", at=moment, action="DELETE"
+            )[0]
+            vectors = self.components.vectors
+            if vectors.get(item.store, user_id, [item.id]):
+                vectors.update_metadata(item.store, user_id, [item.id], [vector_metadata(deleted)])
+            events = [_event(MemoryChange("DELETE", deleted, reason="deleted by user"))]
+            # Propagate: items that still assert a deleted fact's value are stale now.
+            guard = self.manager.guard
+            guard.reset(user_id)
+            stores = {s.name: s for s in self.manager.structures}
+            for stale_item, stale in guard.sweep(user_id, stores):
+                now = self.records.get_item(stale_item.id)
+                reason = f"asserted {stale.value!r}, which no longer holds"
+                events.append(_event(MemoryChange("SUPERSEDE", now, reason=reason)))
+        return ChangeResult(events, 0, time.perf_counter() - started)
+
+    # -- erasure, export, lifetime ------------------------------------------------------------
+
+    def forget(self, user_id: str) -> dict[str, int]:
+        """Erase everything about a user from every backend; return a receipt of counts."""
+        user_id = _check_user(user_id)
+        with self._lock:
+            for key in [k for k in self._sessions if k[0] == user_id]:
+                del self._sessions[key]
+            return self.manager.forget(user_id)
+
+    def export(self, user_id: str, path: str | Path | None = None) -> dict[str, Any]:
+        """Return (and optionally write as JSON) everything memory holds about a user."""
+        user_id = _check_user(user_id)
+        with self._lock:
+            return self.manager.export(user_id, path)
+
+    def close(self) -> None:
+        """End the open sessions (consolidating them) and release every backend."""
+        if self._closed:
+            return
+        with self._lock:
+            for (user_id, _agent), session in list(self._sessions.items()):
+                try:
+                    self.manager.end_session(user_id, session)
+                except AgentMemError as exc:  # closing must release the backends anyway
+                    logger.warning("could not consolidate session %s: %s", session, exc)
+            self._sessions.clear()
+            self.components.close()
+            self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _session(
+        self, user_id: str, agent_id: str | None, session_id: str | None, moment: datetime | None
+    ) -> str:
+        if session_id is not None:
+            return self.records.start_session(
+                user_id, session_id=session_id, agent_id=agent_id, started_at=moment
+            )
+        key = (user_id, agent_id)
+        if key not in self._sessions:
+            self._sessions[key] = self.records.start_session(
+                user_id, agent_id=agent_id, started_at=moment
+            )
+        return self._sessions[key]
+
+    def _model_tokens(self) -> int:
+        usage = getattr(self.components.model, "usage", None)
+        return int(getattr(usage, "total_tokens", 0) or 0)
+
+    def _records(
+        self, found: Sequence[Recalled], user_id: str, *, scored: bool = True
+    ) -> list[MemoryRecord]:
+        wanted = {t for r in found for t in r.item.source_turn_ids}
+        turns: dict[int, Turn] = (
+            {t.id: t for t in self.records.turns(user_id, ids=wanted)} if wanted else {}
+        )
+        return [_record(r.item, r.score if scored else None, turns) for r in found]
+
+
+def _metered(model: ChatModel) -> ChatModel:
+    """Wrap a model so its tokens are counted, unless it already counts them."""
+    if hasattr(model, "usage"):
+        return model
+    from agentmem.llm import MeteredChatModel
+
+    return MeteredChatModel(model)
+
+
+def _check_user(user_id: str) -> str:
+    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > 256:
+        raise InputError(
+            "user_id must be a non-empty string of at most 256 characters",
+            hint="every call is scoped by user: pass user_id=...",
+        )
+    return user_id
+
+
+def _moment(value: datetime | str | None, what: str) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise InputError(f"{what} is not an ISO 8601 time: {value!r}") from exc
+    raise InputError(f"{what} must be a datetime or an ISO 8601 string, not {value!r}")
+
+
+class _Spec(TypedDict):
+    role: Literal["user", "assistant"]
+    name: str
+    content: str
+    timestamp: datetime | None
+    metadata: dict[str, Any]
+
+
+def _turn_specs(
+    messages: str | Mapping[str, Any] | Message | Sequence[Mapping[str, Any] | Message],
+) -> list[_Spec]:
+    """Validate messages into turn specs; system messages are skipped.
+
+    Raises:
+        InputError: A message is malformed, or no user/assistant message is left.
+    """
+    if isinstance(messages, str):
+        listed: list[Any] = [{"role": "user", "content": messages}]
+    elif isinstance(messages, Mapping | Message):
+        listed = [messages]
+    elif isinstance(messages, Sequence):
+        listed = list(messages)
+    else:
+        raise InputError(f"messages must be a list of message dicts, not {type(messages).__name__}")
+    specs: list[_Spec] = []
+    for position, message in enumerate(listed):
+        if isinstance(message, Message):
+            message = {"role": message.role, "content": message.content, "name": message.name}
+        if not isinstance(message, Mapping):
+            raise InputError(f"message {position} is a {type(message).__name__}, not a dict")
+        unknown = set(message) - _MESSAGE_KEYS
+        if unknown:
+            raise InputError(f"message {position} has unknown keys {sorted(unknown)}")
+        role = message.get("role")
+        if role == "system":
+            logger.debug("skipping a system message: instructions are not memory")
+            continue
+        if role not in ("user", "assistant"):
+            raise InputError(f"message {position} has role {role!r}; use 'user' or 'assistant'")
+        name = message.get("name") or role
+        if not isinstance(name, str):
+            raise InputError(f"message {position}'s name must be a string")
+        meta = message.get("metadata") or {}
+        if not isinstance(meta, Mapping):
+            raise InputError(f"message {position}'s metadata must be a mapping")
+        specs.append(
+            _Spec(
+                role=role,
+                name=name,
+                content=_content(message.get("content"), position),
+                timestamp=_moment(message.get("timestamp"), f"message {position}'s timestamp"),
+                metadata=dict(meta),
+            )
+        )
+    if not specs:
+        raise InputError("no user or assistant message to add")
+    return specs
+
+
+def _content(content: Any, position: int) -> str:
+    """Return a message's text; OpenAI-style lists of text parts are joined."""
+    if isinstance(content, str):
+        return content  # the records database checks emptiness and size
+    if isinstance(content, list) and all(
+        isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        for p in content
+    ):
+        return "\n".join(p["text"] for p in content)
+    raise InputError(f"message {position}'s content must be text, not {type(content).__name__}")
+
+
+def _event(change: MemoryChange) -> MemoryEvent:
+    item = change.item
+    return MemoryEvent(
+        event=_ACTIONS.get(change.action, "UPDATE"),
+        id=item.id,
+        memory=item.text,
+        store=item.store,
+        previous=[i for i in change.related_ids if i != item.id],
+        reason=change.reason,
+        current=item.current,
+        superseded_by=item.superseded_by,
+    )
+
+
+def _add_result(report: WriteReport, session: str, tokens: int, seconds: float) -> AddResult:
+    return AddResult(
+        events=[_event(c) for c in report.changes],
+        tokens=tokens,
+        seconds=seconds,
+        turn_ids=list(report.turn_ids),
+        session_id=session,
+        failures=dict(report.failures),
+    )
+
+
+def _record(item: MemoryItem, score: float | None, turns: Mapping[int, Turn]) -> MemoryRecord:
+    metadata: dict[str, Any] = {}
+    for turn_id in item.source_turn_ids:
+        turn = turns.get(turn_id)
+        if turn is not None:
+            metadata.update(turn.metadata)
+    metadata.update(item.metadata)
+    return MemoryRecord(
+        id=item.id,
+        memory=item.text,
+        text=item.text,
+        store=item.store,
+        kind=item.kind,
+        score=score,
+        user_id=item.user_id,
+        agent_id=item.agent_id,
+        session_id=item.session_id,
+        source_turn_ids=list(item.source_turn_ids),
+        valid_from=item.valid_from,
+        invalid_at=item.invalid_at,
+        superseded_by=item.superseded_by,
+        current=item.current,
+        created_at=item.created_at,
+        metadata=metadata,
+    )
+
+
+def _matches(record: MemoryRecord, filters: Mapping[str, Any]) -> bool:
+    missing = object()
+    for key, expected in filters.items():
+        actual = (
+            record[key]  # type: ignore[literal-required]
+            if key in _FIELD_FILTERS
+            else record["metadata"].get(key, missing)
+        )
+        if isinstance(expected, list | tuple | set | frozenset):
+            if actual not in expected:
+                return False
+        elif actual != expected:
+            return False
+    return True
+
+
+def _history_entry(event: ItemEventRow) -> HistoryEntry:
+    return HistoryEntry(
+        item_id=event.item_id,
+        event=event.action,
+        reason=event.reason,
+        at=event.at,
+        created_at=event.created_at,
+        old_memory=event.old_text,
+        new_memory=event.new_text,
+        related_id=event.related_item_id,
+    )
+
+
+__all__ = [
+    "AddResult",
+    "ChangeResult",
+    "HistoryEntry",
+    "Memory",
+    "MemoryEvent",
+    "MemoryRecord",
+    "SearchResult",
+]

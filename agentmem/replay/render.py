@@ -1,0 +1,277 @@
+"""Presenting a scored replay: the rich summary table, report.json, summary.md, chart.png.
+
+matplotlib is imported only when the chart is drawn, with its non-interactive backend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from rich.table import Table
+
+from agentmem.replay.report import CATEGORIES, ConfigSummary, Metrics, Report
+
+logger = logging.getLogger(__name__)
+
+STALE_LEAK_RULE = (
+    "A stale leak is a context item presented as current (not marked as no longer "
+    "current) that mentions a value outdated by the end of the dialogue (normalised "
+    "whole-word match) and does not also mention the current answer: an item that mentions "
+    "both states the change rather than presenting the old value as current. Counted on "
+    "scenario questions of kind `update`."
+)
+
+EVIDENCE_RULE = (
+    "Evidence recall is the share of a question's evidence turns present in the context; an "
+    "item counts for the turns it came from only if it came from at most 3 turns."
+)
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _leaks(metrics: Metrics) -> str:
+    if not metrics.update_questions:
+        return "–"
+    return (
+        f"{metrics.stale_leak_questions}/{metrics.update_questions} "
+        f"({metrics.stale_leak_items} items)"
+    )
+
+
+def _has_answers(report: Report) -> bool:
+    return any(s.overall.f1 is not None for s in report.summaries)
+
+
+def _has_judge(report: Report) -> bool:
+    return any(s.overall.judged is not None for s in report.summaries)
+
+
+def _row(summary: ConfigSummary, answers: bool, judged: bool) -> list[str]:
+    m = summary.overall
+    row = [
+        summary.name,
+        _percent(m.evidence_recall),
+        _percent(m.answer_in_context),
+        _leaks(m),
+        _percent(m.keep_recall),
+    ]
+    if answers:
+        row += [_number(m.f1, 3), _percent(m.exact)]
+    if judged:
+        row.append(_percent(m.judged))
+    row += [
+        _number(m.context_tokens),
+        _number(summary.turns_per_second, 1),
+        f"{_number(summary.recall_p50_ms, 1)} / {_number(summary.recall_p95_ms, 1)}",
+    ]
+    return row
+
+
+def _headers(answers: bool, judged: bool) -> list[str]:
+    headers = [
+        "configuration",
+        "evidence recall",
+        "answer in context",
+        "stale leaks",
+        "keep recall",
+    ]
+    if answers:
+        headers += ["F1", "exact"]
+    if judged:
+        headers.append("judge")
+    return headers + ["context tokens", "ingest turns/s", "recall p50 / p95 ms"]
+
+
+def summary_table(report: Report) -> Table:
+    """Return the summary as a rich table: one row per configuration."""
+    answers, judged = _has_answers(report), _has_judge(report)
+    table = Table(title="agentmem replay", title_justify="left")
+    for index, header in enumerate(_headers(answers, judged)):
+        table.add_column(header, justify="left" if index == 0 else "right")
+    for summary in report.summaries:
+        table.add_row(*_row(summary, answers, judged))
+    return table
+
+
+def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary_markdown(report: Report) -> str:
+    """Return the summary as Markdown: the main table, then per category and per kind."""
+    answers, judged = _has_answers(report), _has_judge(report)
+    settings = report.settings
+    parts = [
+        "# agentmem replay",
+        "",
+        f"Files: {', '.join(settings.get('files', []))}  ",
+        f"Conversations: {len(settings.get('conversations', []))}; budget "
+        f"{settings.get('budget')} tokens; k {settings.get('k')}; model "
+        f"{settings.get('model')}; memory built by "
+        f"{'the model' if settings.get('builds_with_model') else 'the offline builders'}.",
+        _shared_embedding(report),
+        "",
+        _markdown_table(
+            _headers(answers, judged), [_row(s, answers, judged) for s in report.summaries]
+        ),
+        "",
+        "## Evidence recall by LoCoMo category",
+        "",
+    ]
+    labels = [c for c in CATEGORIES.values() if any(c in s.by_category for s in report.summaries)]
+    parts.append(
+        _markdown_table(
+            ["configuration", *labels],
+            [
+                [s.name, *[_percent(_get(s.by_category, c, "evidence_recall")) for c in labels]]
+                for s in report.summaries
+            ],
+        )
+    )
+    if answers:
+        parts += ["", "## F1 by LoCoMo category", ""]
+        parts.append(
+            _markdown_table(
+                ["configuration", *labels],
+                [
+                    [s.name, *[_number(_get(s.by_category, c, "f1"), 3) for c in labels]]
+                    for s in report.summaries
+                ],
+            )
+        )
+    kinds = sorted({k for s in report.summaries for k in s.by_kind})
+    if kinds:
+        parts += ["", "## Stale-fact scenarios by kind", ""]
+        rows = []
+        for s in report.summaries:
+            for kind in kinds:
+                m = s.by_kind.get(kind)
+                if m is None:
+                    continue
+                rows.append(
+                    [
+                        s.name,
+                        kind,
+                        str(m.questions),
+                        _percent(m.evidence_recall),
+                        _percent(m.answer_in_context),
+                        _leaks(m),
+                        _percent(m.keep_recall),
+                    ]
+                )
+        parts.append(
+            _markdown_table(
+                [
+                    "configuration",
+                    "kind",
+                    "questions",
+                    "evidence recall",
+                    "answer in context",
+                    "stale leaks",
+                    "keep recall",
+                ],
+                rows,
+            )
+        )
+    parts += ["", "## Costs", ""]
+    parts.append(
+        _markdown_table(
+            [
+                "configuration",
+                "turns",
+                "ingest ms/turn",
+                "model calls/turn",
+                "model tokens/turn",
+                "failed sessions",
+            ],
+            [
+                [
+                    s.name,
+                    str(s.ingested_turns),
+                    _number(s.ingest_ms_per_turn, 1),
+                    _number(s.model_calls_per_turn, 2),
+                    _number(s.model_tokens_per_turn, 0),
+                    str(s.ingest_failures),
+                ]
+                for s in report.summaries
+            ],
+        )
+    )
+    parts += ["", "## Definitions", "", f"- {EVIDENCE_RULE}", f"- {STALE_LEAK_RULE}", ""]
+    return "\n".join(parts)
+
+
+def _shared_embedding(report: Report) -> str:
+    shared = report.extra.get("shared_embedding") or {}
+    if not shared.get("texts"):
+        return ""
+    return (
+        f"Turns and questions were embedded once for all configurations ({shared['texts']} "
+        f"texts in {shared['seconds']:.1f} s); ingest times exclude that shared work."
+    )
+
+
+def _get(groups: dict[str, Metrics], key: str, attribute: str) -> float | None:
+    metrics = groups.get(key)
+    value = getattr(metrics, attribute) if metrics is not None else None
+    return None if value is None else float(value)
+
+
+def draw_chart(report: Report, path: Path) -> None:
+    """Draw evidence recall per LoCoMo category as grouped bars, one per configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [c for c in CATEGORIES.values() if any(c in s.by_category for s in report.summaries)]
+    labels = labels or ["all"]
+    width = 0.8 / max(len(report.summaries), 1)
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.6 * len(labels) + 2), 4.2))
+    for index, summary in enumerate(report.summaries):
+        values = [
+            _get(summary.by_category, label, "evidence_recall")
+            if label != "all"
+            else summary.overall.evidence_recall
+            for label in labels
+        ]
+        positions = [
+            i + (index - (len(report.summaries) - 1) / 2) * width for i in range(len(labels))
+        ]
+        axes.bar(positions, [v or 0.0 for v in values], width, label=summary.name)
+    axes.set_xticks(range(len(labels)), labels)
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("evidence recall")
+    axes.set_title(f"Evidence recall by category (budget {report.settings.get('budget')} tokens)")
+    axes.legend(fontsize="small")
+    axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_report(report: Report, out_dir: Path) -> dict[str, Path]:
+    """Write report.json, summary.md and chart.png into ``out_dir``; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out_dir / "report.json",
+        "markdown": out_dir / "summary.md",
+        "chart": out_dir / "chart.png",
+    }
+    paths["json"].write_text(
+        json.dumps(report.to_json(), indent=1, ensure_ascii=False), encoding="utf-8"
+    )
+    paths["markdown"].write_text(summary_markdown(report), encoding="utf-8")
+    draw_chart(report, paths["chart"])
+    logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return paths

@@ -1,0 +1,315 @@
+"""Scoring a replay's outputs against the gold data, and aggregating the scores.
+
+This is the only place where a system's outputs meet the gold answers, evidence and stale
+values: per question (see :mod:`agentmem.replay.scoring` for each metric's rule), then per
+configuration, per LoCoMo category and per scenario kind, with the costs of ingestion and
+recall beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agentmem.building import structured_call
+from agentmem.errors import AgentMemError
+from agentmem.prompts.replay import JUDGE_SCHEMA, judge_messages, validate_judgement
+from agentmem.protocols import ChatModel
+from agentmem.replay.dataset import Gold
+from agentmem.replay.outputs import QuestionOutput, ReplayRun
+from agentmem.replay.progress import IngestStats
+from agentmem.replay.scoring import (
+    answer_in_context,
+    evidence_recall,
+    gold_text,
+    keep_recalled,
+    score_answer,
+    stale_leaks,
+)
+
+logger = logging.getLogger(__name__)
+
+#: LoCoMo's categories, as numbered in its own evaluation code.
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+
+
+@dataclass(frozen=True)
+class ScoredQuestion:
+    """One configuration's output for one question, with its scores.
+
+    ``None`` marks a metric that does not apply (no evidence, no answer, no model, not an
+    update or keep question).
+    """
+
+    output: QuestionOutput
+    gold: Gold
+    evidence_recall: float | None
+    answer_in_context: float | None
+    stale_leaks: int | None
+    keep_recalled: bool | None
+    f1: float | None = None
+    exact: bool | None = None
+    judged_correct: bool | None = None
+
+    @property
+    def category(self) -> str:
+        """The LoCoMo category's name."""
+        return CATEGORIES.get(self.gold.category, str(self.gold.category))
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the question's detail: context with provenance, answer, gold, scores."""
+        data = self.output.to_json()
+        data.update(
+            category=self.category,
+            kind=self.gold.kind,
+            gold_answer=self.gold.answer,
+            evidence=list(self.gold.evidence),
+            stale=list(self.gold.stale),
+            scores={
+                "evidence_recall": self.evidence_recall,
+                "answer_in_context": self.answer_in_context,
+                "stale_leaks": self.stale_leaks,
+                "keep_recalled": self.keep_recalled,
+                "f1": self.f1,
+                "exact": self.exact,
+                "judged_correct": self.judged_correct,
+            },
+        )
+        return data
+
+
+def _mean(values: Sequence[float | bool | None]) -> float | None:
+    kept = [float(v) for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Scores of a group of questions (means over the questions where each applies).
+
+    Attributes:
+        questions: Questions in the group.
+        evidence_recall: Mean evidence recall.
+        answer_in_context: Mean answer-in-context.
+        update_questions: Questions of kind ``update``.
+        stale_leak_questions: Update questions whose context leaked a stale value.
+        stale_leak_items: Leaking items over all update questions.
+        keep_recall: Share of ``keep`` questions whose answer is in a current item.
+        f1: Mean LoCoMo F1 of the generated answers.
+        exact: Share of exact matches.
+        judged: Share the judge found correct.
+        context_tokens: Mean tokens of context per question.
+    """
+
+    questions: int
+    evidence_recall: float | None
+    answer_in_context: float | None
+    update_questions: int
+    stale_leak_questions: int
+    stale_leak_items: int
+    keep_recall: float | None
+    f1: float | None
+    exact: float | None
+    judged: float | None
+    context_tokens: float | None
+
+    @property
+    def stale_leak_rate(self) -> float | None:
+        """Share of update questions with at least one stale leak."""
+        return self.stale_leak_questions / self.update_questions if self.update_questions else None
+
+    @classmethod
+    def of(cls, scored: Sequence[ScoredQuestion]) -> Metrics:
+        """Aggregate scored questions."""
+        leaks = [s.stale_leaks for s in scored if s.stale_leaks is not None]
+        return cls(
+            questions=len(scored),
+            evidence_recall=_mean([s.evidence_recall for s in scored]),
+            answer_in_context=_mean([s.answer_in_context for s in scored]),
+            update_questions=len(leaks),
+            stale_leak_questions=sum(1 for n in leaks if n > 0),
+            stale_leak_items=sum(leaks),
+            keep_recall=_mean([s.keep_recalled for s in scored]),
+            f1=_mean([s.f1 for s in scored]),
+            exact=_mean([s.exact for s in scored]),
+            judged=_mean([s.judged_correct for s in scored]),
+            context_tokens=_mean([s.output.context_tokens for s in scored]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the metrics as JSON-ready data."""
+        return {**asdict(self), "stale_leak_rate": self.stale_leak_rate}
+
+
+@dataclass(frozen=True)
+class ConfigSummary:
+    """One configuration's scores and costs.
+
+    Attributes:
+        name: The configuration.
+        overall: Scores over every question.
+        by_category: Scores per LoCoMo category.
+        by_kind: Scores per scenario kind.
+        ingested_turns: Turns ingested (over every run that contributed).
+        turns_per_second: Ingest throughput.
+        ingest_ms_per_turn: Ingest latency per turn, in milliseconds.
+        model_calls_per_turn: Model calls per ingested turn (0 offline).
+        model_tokens_per_turn: Model tokens per ingested turn (0 offline).
+        recall_p50_ms: Median seconds to build a context, in milliseconds.
+        recall_p95_ms: 95th percentile of the same.
+        ingest_failures: Sessions whose write into memory failed.
+    """
+
+    name: str
+    overall: Metrics
+    by_category: dict[str, Metrics]
+    by_kind: dict[str, Metrics]
+    ingested_turns: int
+    turns_per_second: float | None
+    ingest_ms_per_turn: float | None
+    model_calls_per_turn: float
+    model_tokens_per_turn: float
+    recall_p50_ms: float | None
+    recall_p95_ms: float | None
+    ingest_failures: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the summary as JSON-ready data."""
+        data = asdict(self)
+        data["overall"] = self.overall.to_json()
+        data["by_category"] = {k: v.to_json() for k, v in self.by_category.items()}
+        data["by_kind"] = {k: v.to_json() for k, v in self.by_kind.items()}
+        return data
+
+
+@dataclass
+class Report:
+    """A scored replay."""
+
+    settings: dict[str, Any]
+    summaries: list[ConfigSummary]
+    questions: list[ScoredQuestion]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self, name: str) -> ConfigSummary:
+        """Return one configuration's summary.
+
+        Raises:
+            KeyError: No such configuration.
+        """
+        for summary in self.summaries:
+            if summary.name == name:
+                return summary
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the whole report as JSON-ready data."""
+        return {
+            "settings": self.settings,
+            "configurations": [s.to_json() for s in self.summaries],
+            "questions": [q.to_json() for q in self.questions],
+            **self.extra,
+        }
+
+
+def score_output(
+    output: QuestionOutput, gold: Gold, judge: Callable[[str, str, str], bool | None] | None = None
+) -> ScoredQuestion:
+    """Score one output against its gold data."""
+    leaks = len(stale_leaks(output.items, gold)) if gold.kind == "update" else None
+    kept = keep_recalled(output.items, gold) if gold.kind == "keep" else None
+    f1 = exact = verdict = None
+    if output.answer is not None:
+        score = score_answer(output.answer, gold)
+        f1, exact = score.f1, score.exact
+        truth = gold_text(gold)
+        if judge is not None and gold.category != 5 and truth is not None:
+            verdict = judge(output.question, truth, output.answer)
+    return ScoredQuestion(
+        output=output,
+        gold=gold,
+        evidence_recall=evidence_recall(output.items, gold),
+        answer_in_context=answer_in_context(output.context_text, gold),
+        stale_leaks=leaks,
+        keep_recalled=kept,
+        f1=f1,
+        exact=exact,
+        judged_correct=verdict,
+    )
+
+
+def model_judge(model: ChatModel) -> Callable[[str, str, str], bool | None]:
+    """Return a judge that asks ``model`` whether an answer matches the gold answer."""
+
+    def judge(question: str, gold: str, answer: str) -> bool | None:
+        try:
+            verdict = structured_call(
+                model,
+                judge_messages(question, gold, answer),
+                JUDGE_SCHEMA,
+                validate=validate_judgement,
+            )
+        except AgentMemError as exc:
+            logger.warning("the judge failed on %r: %s", question, exc)
+            return None
+        return bool(verdict)
+
+    return judge
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values), q)) * 1000 if values else None
+
+
+def summarise(
+    name: str, scored: Sequence[ScoredQuestion], ingest: Sequence[IngestStats]
+) -> ConfigSummary:
+    """Aggregate one configuration's scored questions and ingest statistics."""
+    by_category: dict[str, list[ScoredQuestion]] = {}
+    for label in CATEGORIES.values():
+        group = [s for s in scored if s.category == label]
+        if group:
+            by_category[label] = group
+    by_kind: dict[str, list[ScoredQuestion]] = {}
+    for s in scored:
+        if s.gold.kind:
+            by_kind.setdefault(s.gold.kind, []).append(s)
+    turns = sum(i.turns for i in ingest)
+    seconds = sum(i.seconds for i in ingest)
+    calls = sum(i.model_calls for i in ingest)
+    tokens = sum(i.prompt_tokens + i.completion_tokens for i in ingest)
+    recall = [s.output.recall_seconds for s in scored]
+    return ConfigSummary(
+        name=name,
+        overall=Metrics.of(scored),
+        by_category={k: Metrics.of(v) for k, v in by_category.items()},
+        by_kind={k: Metrics.of(v) for k, v in sorted(by_kind.items())},
+        ingested_turns=turns,
+        turns_per_second=turns / seconds if seconds > 0 else None,
+        ingest_ms_per_turn=seconds / turns * 1000 if turns else None,
+        model_calls_per_turn=calls / turns if turns else 0.0,
+        model_tokens_per_turn=tokens / turns if turns else 0.0,
+        recall_p50_ms=_percentile(recall, 50),
+        recall_p95_ms=_percentile(recall, 95),
+        ingest_failures=sum(i.failures for i in ingest),
+    )
+
+
+def build_report(run: ReplayRun) -> Report:
+    """Score every output of a replay and aggregate per configuration."""
+    gold = {q.id: g for s in run.samples for q, g in zip(s.questions, s.gold, strict=True)}
+    judge = model_judge(run.answer_model) if run.settings.judge and run.answer_model else None
+    scored = [score_output(o, gold[o.question_id], judge) for o in run.outputs]
+    summaries = [
+        summarise(name, [s for s in scored if s.output.config == name], run.ingest.get(name, []))
+        for name in run.settings.configurations
+    ]
+    settings = asdict(run.settings)
+    settings["files"] = sorted({s.source for s in run.samples})
+    settings["conversations"] = [s.conversation.sample_id for s in run.samples]
+    settings["data_dir"] = str(run.data_dir)
+    return Report(settings, summaries, scored, dict(run.extra))

@@ -1,0 +1,367 @@
+"""Replaying conversations into each configuration and asking every question.
+
+For each configuration, each conversation is ingested session by session in order, with
+the dialogue's own timestamps: every turn is stored with its speaker's name and the role
+``"user"`` (the memory belongs to the conversation as a whole, and both speakers are
+people the memory is about), its dataset id as ``external_id``, then the session's turns
+are written into memory in one batch and the session is closed (consolidation). Then every
+question is asked as of the end of the dialogue: the configuration builds its context under
+the token budget and, when a chat model is configured, the model answers from it.
+
+Only the conversation and the question texts pass through here; gold answers, evidence and
+stale values stay with the scorer (:mod:`agentmem.replay.report`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from agentmem.errors import AgentMemError, ModelError
+from agentmem.llm import MeteredChatModel
+from agentmem.prompts.replay import answer_messages
+from agentmem.protocols import ChatModel, Embedder
+from agentmem.replay.cache import CachedChatModel
+from agentmem.replay.dataset import Conversation, Question, Sample, Session, load_samples
+from agentmem.replay.embedding import configuration_embedder, embed_up_front, shared_texts
+from agentmem.replay.outputs import QuestionOutput, ReplayRun, ReplaySettings
+from agentmem.replay.progress import IngestStats
+from agentmem.replay.progress import Progress as ProgressFile
+from agentmem.replay.scoring import ContextItem
+from agentmem.replay.systems import (
+    ReplayMemory,
+    check_configurations,
+    open_memory,
+    parse_configurations,
+)
+from agentmem.tokens import TokenCounter
+
+logger = logging.getLogger(__name__)
+
+
+def _key(config: str, settings: ReplaySettings) -> str:
+    """Return a configuration's data folder and progress key (model-built memory apart)."""
+    name = f"{config}@{settings.model}" if settings.builds_with_model else config
+    return re.sub(r"[^A-Za-z0-9_.+@\-]", "_", name)
+
+
+def finished(
+    progress: ProgressFile,
+    key: str,
+    sample: Sample,
+    questions: Sequence[Question],
+    answer_key: str,
+) -> bool:
+    """Whether a configuration ingested a conversation and answered all its questions."""
+    done = progress.ingested(key, sample.conversation.sample_id)
+    return len(done) >= len(sample.conversation.sessions) and all(
+        progress.answer(key, q.id, answer_key) is not None for q in questions
+    )
+
+
+def session_id(conversation: Conversation, session: Session) -> str:
+    """Return the records' session id of a dialogue session (unique across samples)."""
+    return f"{conversation.sample_id}/session_{session.number}"
+
+
+def ingest_conversation(
+    memory: ReplayMemory,
+    conversation: Conversation,
+    progress: ProgressFile,
+    key: str,
+    *,
+    meter: MeteredChatModel | None = None,
+    advance: Any = None,
+) -> list[IngestStats]:
+    """Ingest the sessions of a conversation not yet ingested; return their statistics.
+
+    Turns already in the records database (same ``external_id``) are not stored twice,
+    and turns stored by an interrupted run but never memorized are folded in first.
+    """
+    user = conversation.sample_id
+    done = progress.ingested(key, user)
+    if len(done) < len(conversation.sessions):
+        memory.resume(user)
+    stats = []
+    for session in conversation.sessions:
+        if session.number in done:
+            if advance is not None:
+                advance(len(session.turns))
+            continue
+        started = time.perf_counter()
+        calls, usage = (meter.calls, meter.usage) if meter else (0, None)
+        sid = session_id(conversation, session)
+        records = memory.records
+        records.start_session(user, session_id=sid, started_at=session.started_at)
+        known = {t.external_id for t in records.turns(user, session_id=sid)}
+        fresh = [t for t in session.turns if t.dia_id not in known]
+        stored = records.add_turns(
+            [
+                dict(
+                    user_id=user,
+                    session_id=sid,
+                    speaker=t.speaker,
+                    role="user",
+                    text=t.text,
+                    timestamp=t.timestamp,
+                    external_id=t.dia_id,
+                )
+                for t in fresh
+            ]
+        )
+        failures = 0
+        try:
+            if stored:
+                memory.write(stored)
+            memory.end_session(user, sid)
+        except AgentMemError as exc:  # the turns are stored; a later run resumes them
+            logger.warning("%s: ingesting %s failed: %s", memory.name, sid, exc)
+            failures = 1
+        spent = meter.usage if meter else None
+        entry = IngestStats(
+            turns=len(stored),
+            seconds=time.perf_counter() - started,
+            model_calls=(meter.calls - calls) if meter else 0,
+            prompt_tokens=(spent.prompt_tokens - usage.prompt_tokens) if spent and usage else 0,
+            completion_tokens=(
+                (spent.completion_tokens - usage.completion_tokens) if spent and usage else 0
+            ),
+            failures=failures,
+        )
+        if not failures:
+            progress.record_session(key, user, session.number, entry)
+        stats.append(entry)
+        if advance is not None:
+            advance(len(session.turns))
+    return stats
+
+
+def ask(
+    memory: ReplayMemory,
+    question: Question,
+    *,
+    config: str,
+    as_of: datetime,
+    budget: int,
+    k: int,
+    dia_ids: dict[int, str],
+    counter: TokenCounter,
+    answer_model: ChatModel | None = None,
+    meter: MeteredChatModel | None = None,
+) -> QuestionOutput:
+    """Build a configuration's context for a question and, with a model, answer it."""
+    calls = meter.calls if meter else 0
+    started = time.perf_counter()
+    recalled = memory.recall(question.text, question.sample_id, budget=budget, k=k, as_of=as_of)
+    seconds = time.perf_counter() - started
+    items = tuple(
+        ContextItem(
+            text=r.item.text,
+            store=r.item.store,
+            kind=r.item.kind,
+            score=round(float(r.score), 6),
+            dia_ids=tuple(dia_ids[t] for t in r.item.source_turn_ids if t in dia_ids),
+            current=r.item.current,
+            valid_from=r.item.valid_from,
+            invalid_at=r.item.invalid_at,
+        )
+        for r in recalled
+    )
+    output = QuestionOutput(
+        config=config,
+        question_id=question.id,
+        sample_id=question.sample_id,
+        question=question.text,
+        items=items,
+        context_tokens=0,
+        recall_seconds=seconds,
+        recall_model_calls=(meter.calls - calls) if meter else 0,
+    )
+    lines = output.context_text.splitlines()
+    output = replace(output, context_tokens=counter.count("\n".join(lines)))
+    if answer_model is not None:
+        messages = answer_messages(question.text, lines, now=as_of)
+        try:
+            answer = answer_model.complete(messages).text.strip()
+        except ModelError as exc:  # scored as a wrong answer; not recorded, so retried
+            logger.warning("answering %s failed: %s", question.id, exc)
+            return replace(output, answer="", error=str(exc))
+        output = replace(output, answer=answer)
+    return output
+
+
+def run_replay(
+    paths: Sequence[str | Path],
+    *,
+    configurations: str | Sequence[str] = "all,turns",
+    out_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    budget: int = 1000,
+    k: int = 20,
+    limit_questions: int | None = None,
+    model: ChatModel | None = None,
+    builds_with_model: bool = False,
+    judge: bool = False,
+    embedder: Embedder | None = None,
+    console: Console | None = None,
+) -> ReplayRun:
+    """Replay conversations into every configuration and collect what each produced.
+
+    Args:
+        paths: LoCoMo-format JSON files.
+        configurations: Comma list of configurations (baselines are added).
+        out_dir: Where progress, the model cache and the report go (a temp dir if ``None``).
+        data_dir: Where each configuration's memory goes (default ``<out_dir>/data``).
+        budget: Most tokens of context per question.
+        k: Items per structure before fusion.
+        limit_questions: Ask at most this many questions per conversation.
+        model: The chat model that answers (and builds memory if ``builds_with_model``).
+        builds_with_model: Build memory with ``model`` instead of the offline builders.
+        judge: Grade answers with the model as well (done by the report).
+        embedder: The embedding model shared by every configuration (MiniLM by default);
+            see :mod:`agentmem.replay.embedding`.
+        console: Where the progress bar goes.
+
+    Raises:
+        InputError: A file is not LoCoMo JSON.
+        ConfigError: A configuration names an unknown structure.
+    """
+    samples = load_samples(list(paths))
+    names = parse_configurations(configurations)
+    check_configurations(names)
+    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="agentmem-replay-"))
+    out.mkdir(parents=True, exist_ok=True)
+    data = Path(data_dir) if data_dir else out / "data"
+    model_name = model.name if model is not None else "none"
+    settings = ReplaySettings(
+        tuple(names),
+        budget,
+        k,
+        limit_questions,
+        model_name,
+        builds_with_model and bool(model),
+        judge,
+    )
+    if embedder is None:
+        from agentmem.embeddings import MiniLMEmbedder
+
+        embedder = MiniLMEmbedder()
+    cached = CachedChatModel(model, out / "model_cache.sqlite") if model is not None else None
+    answer_model = MeteredChatModel(cached) if cached is not None else None
+    counter = TokenCounter()
+    counter.count("warm up")
+    progress = ProgressFile(out / "progress.sqlite")
+    outputs: list[QuestionOutput] = []
+    ingest: dict[str, list[IngestStats]] = {}
+    asked = [
+        list(s.questions[:limit_questions] if limit_questions is not None else s.questions)
+        for s in samples
+    ]
+    total = len(names) * sum(
+        s.conversation.turn_count + len(q) for s, q in zip(samples, asked, strict=True)
+    )
+    console = console or Console(stderr=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    answer_key = settings.answer_key()
+    try:
+        with bar:
+            # A finished conversation needs no vectors: a re-run of a done replay is free.
+            unfinished = [
+                (sample, questions)
+                for sample, questions in zip(samples, asked, strict=True)
+                if not all(
+                    finished(progress, _key(name, settings), sample, questions, answer_key)
+                    for name in names
+                )
+            ]
+            texts = shared_texts([s for s, _ in unfinished], [q for _, q in unfinished])
+            warm = getattr(embedder, "warm", None)
+            if texts and callable(warm):
+                # Load the model before anything is timed: no configuration pays for it.
+                warm()
+            shared = bar.add_task("embedding turns and questions", total=len(texts))
+            vectors, seconds = embed_up_front(
+                embedder, texts, advance=lambda n: bar.advance(shared, n)
+            )
+            task = bar.add_task("replay", total=total)
+            for name in names:
+                key = _key(name, settings)
+                meter = MeteredChatModel(cached) if settings.builds_with_model and cached else None
+                memory = open_memory(
+                    name,
+                    data / key,
+                    configuration_embedder(embedder, vectors),
+                    builder=meter,
+                    counter=counter,
+                )
+                try:
+                    for sample, questions in zip(samples, asked, strict=True):
+                        conversation = sample.conversation
+                        bar.update(task, description=f"{name} · {conversation.sample_id} · ingest")
+                        ingest_conversation(
+                            memory,
+                            conversation,
+                            progress,
+                            key,
+                            meter=meter,
+                            advance=lambda n: bar.advance(task, n),
+                        )
+                        bar.update(task, description=f"{name} · {conversation.sample_id} · ask")
+                        dia_ids = {
+                            t.id: t.external_id or ""
+                            for t in memory.records.turns(conversation.sample_id)
+                        }
+                        for question in questions:
+                            recorded = progress.answer(key, question.id, answer_key)
+                            if recorded is not None:
+                                output = QuestionOutput.from_json(recorded)
+                            else:
+                                output = ask(
+                                    memory,
+                                    question,
+                                    config=name,
+                                    as_of=conversation.ends_at,
+                                    budget=budget,
+                                    k=k,
+                                    dia_ids=dia_ids,
+                                    counter=counter,
+                                    answer_model=answer_model,
+                                    meter=meter,
+                                )
+                                if output.error is None:
+                                    progress.record_answer(
+                                        key, question.id, answer_key, output.to_json()
+                                    )
+                            outputs.append(output)
+                            bar.advance(task)
+                    ingest[name] = [
+                        stats
+                        for sample in samples
+                        for stats in progress.ingested(key, sample.conversation.sample_id).values()
+                    ]
+                finally:
+                    memory.records.close()
+    finally:
+        progress.close()
+    run = ReplayRun(settings, samples, outputs, ingest, out, data, answer_model)
+    run.extra["shared_embedding"] = {"texts": len(texts), "seconds": round(seconds, 3)}
+    if cached is not None:
+        run.extra["model_cache"] = {"hits": cached.hits, "misses": cached.misses}
+    return run

@@ -1,0 +1,247 @@
+"""Scoring a replay: LoCoMo's answer metrics, evidence recall and stale-fact consistency.
+
+The answer metrics follow LoCoMo's official scorer (``task_eval/evaluation.py`` of
+snap-research/locomo), re-implemented here:
+
+* normalisation: drop commas, lower-case, strip ASCII punctuation, drop the words
+  ``a``, ``an``, ``the`` and ``and``, fold white space;
+* F1: token overlap after Porter stemming (NLTK's ``PorterStemmer``);
+* category 1 (multi-hop): prediction and gold are split on commas, and the score is the
+  mean over gold parts of the best F1 against any predicted part;
+* category 3 (open-domain): only the gold text before the first ``;`` counts;
+* category 5 (adversarial): correct (1) iff the prediction says ``not mentioned`` or
+  ``no information available``, else 0;
+* exact match: the normalised prediction and gold have the same *set* of words.
+
+The other metrics judge the context a system put in front of the model:
+
+* evidence recall: the share of a question's evidence turns present in the context. An
+  item counts for the turns it came from only if it came from at most
+  :data:`MAX_EVIDENCE_SOURCES` turns: a summary of a whole session does not "contain"
+  every turn of it.
+* answer in context: whether the normalised gold answer occurs, as a contiguous run of
+  words, in the normalised context text (category 1: the share of comma-separated gold
+  parts that occur). Not defined for category 5, which has no answer.
+* stale leak: an item is a stale leak when it is presented as current (not marked as no
+  longer current), mentions a ``stale`` value (normalised whole-word match) and does not
+  also mention the gold current answer. An item that mentions both states the change
+  ("I left the barista job and now I work as a librarian") rather than presenting the old
+  value as current.
+* keep recall: for a ``keep`` question, whether the gold answer appears (normalised
+  whole-word match) in an item presented as current.
+
+Only this module reads gold answers, evidence and stale values.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agentmem.errors import MissingExtraError
+from agentmem.replay.dataset import Gold
+
+#: An item counts as evidence for its turns only if it came from at most this many turns.
+MAX_EVIDENCE_SOURCES = 3
+
+#: The phrases LoCoMo's scorer accepts as "the conversation does not say" (category 5).
+NOT_MENTIONED_PHRASES = ("no information available", "not mentioned")
+
+_ARTICLES = re.compile(r"\b(a|an|the|and)\b")
+_PUNCTUATION = frozenset(string.punctuation)
+_stemmer: Any = None
+_stemmer_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ContextItem:
+    """One item of a context as the system presented it, with its provenance.
+
+    Attributes:
+        text: The item's text as put in the prompt.
+        store: The structure that returned it.
+        kind: Its kind within that structure.
+        score: Its fused (or similarity) score.
+        dia_ids: The dataset ids of the turns it came from.
+        current: Whether it is presented as current (not marked as no longer current).
+        valid_from: Dialogue time from which it holds.
+        invalid_at: Dialogue time at which it stopped holding.
+    """
+
+    text: str
+    store: str
+    kind: str
+    score: float
+    dia_ids: tuple[str, ...]
+    current: bool = True
+    valid_from: datetime | None = None
+    invalid_at: datetime | None = None
+
+
+def normalize_answer(text: str) -> str:
+    """Normalise text the way LoCoMo's scorer does before comparing answers."""
+    text = text.replace(",", "").lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def _stem(word: str) -> str:
+    global _stemmer
+    with _stemmer_lock:
+        if _stemmer is None:
+            try:
+                from nltk.stem import PorterStemmer
+            except ImportError as exc:
+                raise MissingExtraError(
+                    "LoCoMo's F1 needs NLTK's Porter stemmer", hint="pip install nltk"
+                ) from exc
+            _stemmer = PorterStemmer()
+    return str(_stemmer.stem(word))
+
+
+def token_f1(prediction: str, truth: str) -> float:
+    """Return LoCoMo's token F1 of ``prediction`` against ``truth`` (stemmed words)."""
+    predicted = [_stem(w) for w in normalize_answer(prediction).split()]
+    expected = [_stem(w) for w in normalize_answer(truth).split()]
+    same = sum((Counter(predicted) & Counter(expected)).values())
+    if same == 0:
+        return 0.0
+    precision = same / len(predicted)
+    recall = same / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def multi_answer_f1(prediction: str, truth: str) -> float:
+    """Return LoCoMo's category 1 F1: mean over gold parts of the best predicted part."""
+    predicted = [p.strip() for p in prediction.split(",")]
+    expected = [g.strip() for g in truth.split(",")]
+    best = [max(token_f1(p, g) for p in predicted) for g in expected]
+    return sum(best) / len(best)
+
+
+def exact_match(prediction: str, truth: str) -> bool:
+    """Return LoCoMo's exact match: the same set of normalised words."""
+    return set(normalize_answer(prediction).split()) == set(normalize_answer(truth).split())
+
+
+def says_not_mentioned(prediction: str) -> bool:
+    """Whether an answer says the conversation does not tell (LoCoMo's category 5 check)."""
+    lowered = prediction.lower()
+    return any(phrase in lowered for phrase in NOT_MENTIONED_PHRASES)
+
+
+def gold_text(gold: Gold) -> str | None:
+    """Return the gold answer LoCoMo scores against (category 3: the part before ``;``)."""
+    if gold.answer is None:
+        return None
+    return gold.answer.split(";")[0].strip() if gold.category == 3 else gold.answer
+
+
+@dataclass(frozen=True)
+class AnswerScore:
+    """LoCoMo's F1 and exact match of one generated answer."""
+
+    f1: float
+    exact: bool
+
+
+def score_answer(prediction: str, gold: Gold) -> AnswerScore:
+    """Score a generated answer as LoCoMo's official scorer does for its category."""
+    if gold.category == 5:
+        correct = says_not_mentioned(prediction)
+        return AnswerScore(float(correct), correct)
+    truth = gold_text(gold) or ""
+    f1 = multi_answer_f1(prediction, truth) if gold.category == 1 else token_f1(prediction, truth)
+    return AnswerScore(f1, exact_match(prediction, truth))
+
+
+def contains_phrase(text: str, phrase: str) -> bool:
+    """Whether normalised ``phrase`` occurs as whole words in normalised ``text``."""
+    needle = normalize_answer(phrase)
+    return bool(needle) and f" {needle} " in f" {normalize_answer(text)} "
+
+
+def answer_in_context(context_text: str, gold: Gold) -> float | None:
+    """Return whether (or, for category 1, how much of) the gold answer is in the context.
+
+    Returns:
+        1.0 or 0.0 (category 1: the share of comma-separated gold parts found), or
+        ``None`` when the question has no answer (category 5).
+    """
+    truth = gold_text(gold)
+    if gold.category == 5 or truth is None:
+        return None
+    parts = [p for p in truth.split(",") if normalize_answer(p)] if gold.category == 1 else [truth]
+    if not parts:
+        return None
+    return sum(contains_phrase(context_text, p) for p in parts) / len(parts)
+
+
+def evidence_recall(items: Sequence[ContextItem], gold: Gold) -> float | None:
+    """Return the share of evidence turns the context covers (``None`` without evidence).
+
+    An item covers the turns it came from only if it came from at most
+    :data:`MAX_EVIDENCE_SOURCES` turns.
+    """
+    if not gold.evidence:
+        return None
+    covered: set[str] = set()
+    for item in items:
+        if 0 < len(item.dia_ids) <= MAX_EVIDENCE_SOURCES:
+            covered.update(item.dia_ids)
+    return sum(e in covered for e in gold.evidence) / len(gold.evidence)
+
+
+def stale_leaks(items: Sequence[ContextItem], gold: Gold) -> list[ContextItem]:
+    """Return the items that present a stale value as current (see the module docstring).
+
+    An item leaks when it is presented as current, mentions one of ``gold.stale`` as whole
+    words after normalisation, and does not also mention the gold answer.
+    """
+    if not gold.stale:
+        return []
+    answer = gold_text(gold)
+    leaks = []
+    for item in items:
+        if not item.current:
+            continue
+        if not any(contains_phrase(item.text, value) for value in gold.stale):
+            continue
+        if answer and contains_phrase(item.text, answer):
+            continue
+        leaks.append(item)
+    return leaks
+
+
+def keep_recalled(items: Sequence[ContextItem], gold: Gold) -> bool:
+    """Whether the gold answer appears in an item presented as current."""
+    answer = gold_text(gold)
+    return bool(answer) and any(
+        item.current and contains_phrase(item.text, answer or "") for item in items
+    )
+
+
+__all__ = [
+    "MAX_EVIDENCE_SOURCES",
+    "AnswerScore",
+    "ContextItem",
+    "answer_in_context",
+    "contains_phrase",
+    "evidence_recall",
+    "exact_match",
+    "gold_text",
+    "keep_recalled",
+    "multi_answer_f1",
+    "normalize_answer",
+    "says_not_mentioned",
+    "score_answer",
+    "stale_leaks",
+    "token_f1",
+]

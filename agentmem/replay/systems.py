@@ -1,0 +1,295 @@
+"""The memory configurations a replay compares, each behind one small interface.
+
+A configuration is a ``+``-joined list of structure names (``memtree+graph``, ``turns``,
+``all``): those structures plus the fact ledger behind a
+:class:`~agentmem.manager.MemoryManager`, built like :func:`agentmem.factory.build` does
+but on an embedder shared by every configuration, so the turns are embedded once. Two
+baselines are always added:
+
+* ``recent``: the most recent turns that fit the budget, no retrieval at all;
+* ``similarity``: plain similarity search over the turns: no fact ledger, no stale guard,
+  no query rewriting.
+
+This module is a composition point, like the factory: it may name concrete structures.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from agentmem.errors import ConfigError
+from agentmem.extraction import CachingExtractor, ModelExtractor, RuleExtractor
+from agentmem.facts import FactLedger
+from agentmem.manager import MemoryManager
+from agentmem.protocols import ChatModel, Embedder, StoreContext
+from agentmem.records import Records
+from agentmem.tokens import TokenCounter, fit_to_budget
+from agentmem.types import MemoryItem, Query, Recalled, Scope, Turn
+from agentmem.vectors import VectorIndex
+
+logger = logging.getLogger(__name__)
+
+#: The baselines every replay adds.
+BASELINES = ("recent", "similarity")
+
+#: Tokens each item costs beyond its text (the manager's accounting, used for all).
+ITEM_OVERHEAD = 8
+
+
+def parse_configurations(spec: str | Sequence[str]) -> list[str]:
+    """Split ``"all,turns"`` into configurations and append the two baselines.
+
+    Raises:
+        ConfigError: The list is empty or a name has odd characters.
+    """
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+(\+[A-Za-z0-9_.\-]+)*", part):
+            raise ConfigError(
+                f"bad configuration {part!r}", hint="use structure names joined by '+'"
+            )
+        if part not in names:
+            names.append(part)
+    names += [b for b in BASELINES if b not in names]
+    return names
+
+
+def check_configurations(names: Sequence[str]) -> None:
+    """Fail early, before any work, when a configuration names an unknown structure.
+
+    Raises:
+        ConfigError: A structure name is unknown.
+    """
+    from agentmem.factory import expand_store_names, store_factories
+
+    known = store_factories()
+    for name in names:
+        if name in BASELINES:
+            continue
+        for part in expand_store_names(name.split("+")):
+            if part not in known:
+                raise ConfigError(
+                    f"unknown memory structure {part!r} in configuration {name!r}",
+                    hint=f"known: {', '.join(sorted([*known, 'all']))}",
+                )
+
+
+class ReplayMemory(Protocol):
+    """One configuration as the replay drives it."""
+
+    name: str
+    records: Records
+
+    def resume(self, user_id: str) -> None:
+        """Fold in turns stored by an interrupted run but never memorized."""
+        ...
+
+    def write(self, turns: Sequence[Turn]) -> None:
+        """Fold stored turns into memory."""
+        ...
+
+    def end_session(self, user_id: str, session_id: str) -> None:
+        """Let the memory consolidate a finished session."""
+        ...
+
+    def recall(
+        self, question: str, user_id: str, *, budget: int, k: int, as_of: datetime
+    ) -> list[Recalled]:
+        """Return the items for ``question`` that fit ``budget`` tokens, best first."""
+        ...
+
+
+class ManagerMemory:
+    """Structures and the fact ledger behind a memory manager (the system under test)."""
+
+    def __init__(self, name: str, manager: MemoryManager) -> None:
+        self.name = name
+        self.manager = manager
+        self.records = manager.records
+
+    def resume(self, user_id: str) -> None:
+        """Retry queued builds and fold in pending turns."""
+        self.manager.resume(user_id)
+
+    def write(self, turns: Sequence[Turn]) -> None:
+        """Write through the manager: facts, structures, then invalidation."""
+        report = self.manager.write(turns)
+        for store, error in report.failures.items():
+            logger.warning(
+                "%s: %s failed to write %d turns: %s", self.name, store, len(turns), error
+            )
+
+    def end_session(self, user_id: str, session_id: str) -> None:
+        """Consolidate the session (summaries, memos)."""
+        self.manager.end_session(user_id, session_id)
+
+    def recall(
+        self, question: str, user_id: str, *, budget: int, k: int, as_of: datetime
+    ) -> list[Recalled]:
+        """Recall through the manager, as of the end of the dialogue."""
+        result = self.manager.recall(
+            question, Scope(user_id), budget_tokens=budget, k=k, as_of=as_of
+        )
+        return list(result.items)
+
+
+class RecentMemory:
+    """The ``recent`` baseline: the latest turns that fit the budget, no retrieval."""
+
+    name = "recent"
+
+    def __init__(self, records: Records, counter: TokenCounter) -> None:
+        self.records = records
+        self.counter = counter
+        # Each user's turns with their token costs, newest first; dropped on every write.
+        self._turns: dict[str, list[tuple[Turn, int]]] = {}
+
+    def resume(self, user_id: str) -> None:
+        """Mark pending turns as memorized: the records are all this baseline needs."""
+        self.records.mark_memorized(t.id for t in self.records.pending_turns(user_id))
+        self._turns.pop(user_id, None)
+
+    def write(self, turns: Sequence[Turn]) -> None:
+        """Nothing to build: the turns are already stored."""
+        self.records.mark_memorized(t.id for t in turns)
+        for user_id in {t.user_id for t in turns}:
+            self._turns.pop(user_id, None)
+
+    def end_session(self, user_id: str, session_id: str) -> None:
+        """Nothing to consolidate."""
+
+    def recall(
+        self, question: str, user_id: str, *, budget: int, k: int, as_of: datetime
+    ) -> list[Recalled]:
+        """Return the most recent turns up to ``as_of`` that fit, oldest first.
+
+        The window is contiguous: it stops at the first turn that does not fit.
+        """
+        if user_id not in self._turns:
+            self._turns[user_id] = [
+                (t, self.counter.count(t.render()) + ITEM_OVERHEAD)
+                for t in reversed(self.records.turns(user_id))
+            ]
+        kept: list[Recalled] = []
+        used = 0
+        for turn, cost in self._turns[user_id]:
+            if turn.timestamp > as_of:
+                continue
+            if used + cost > budget:
+                break
+            used += cost
+            kept.append(Recalled(_turn_item(turn, self.name), 1.0))
+        return kept[::-1]
+
+
+class SimilarityMemory:
+    """The ``similarity`` baseline: turns by cosine similarity, nothing else."""
+
+    name = "similarity"
+
+    def __init__(self, context: StoreContext, counter: TokenCounter) -> None:
+        from memory_stores.turns import TurnStore
+
+        self.records = context.records
+        self.embedder = context.embedder
+        self.counter = counter
+        self.store = TurnStore(context)
+
+    def resume(self, user_id: str) -> None:
+        """Fold in pending turns."""
+        pending = self.records.pending_turns(user_id)
+        if pending:
+            self.write(pending)
+
+    def write(self, turns: Sequence[Turn]) -> None:
+        """Embed and store each turn."""
+        self.store.write(turns)
+        self.records.mark_memorized(t.id for t in turns)
+
+    def end_session(self, user_id: str, session_id: str) -> None:
+        """Nothing to consolidate."""
+
+    def recall(
+        self, question: str, user_id: str, *, budget: int, k: int, as_of: datetime
+    ) -> list[Recalled]:
+        """Return the ``k`` most similar turns that fit the budget, best first."""
+        query = Query(
+            text=question,
+            scope=Scope(user_id),
+            embedding=self.embedder.embed([question])[0],
+            as_of=as_of,
+        )
+        found = self.store.retrieve(query, k)
+        fitted = fit_to_budget(
+            found, lambda r: r.item.text, self.counter, budget, per_item_overhead=ITEM_OVERHEAD
+        )
+        return fitted.kept
+
+
+def _turn_item(turn: Turn, store: str) -> MemoryItem:
+    return MemoryItem(
+        id=f"turn-{turn.id}",
+        store=store,
+        kind="turn",
+        user_id=turn.user_id,
+        text=turn.render(),
+        source_turn_ids=(turn.id,),
+        valid_from=turn.timestamp,
+        session_id=turn.session_id,
+    )
+
+
+def open_memory(
+    name: str,
+    folder: Path,
+    embedder: Embedder,
+    *,
+    builder: ChatModel | None = None,
+    counter: TokenCounter | None = None,
+) -> ReplayMemory:
+    """Build one configuration on its own records database and vector index in ``folder``.
+
+    Args:
+        name: ``recent``, ``similarity``, or structure names joined by ``+`` (``all``
+            expands to every built-in structure except ``turns``).
+        folder: The configuration's own data directory.
+        embedder: The embedder shared by every configuration.
+        builder: The chat model that builds memory, or ``None`` for the offline builders.
+        counter: Counts tokens for the budget.
+
+    Raises:
+        ConfigError: A structure name is unknown.
+    """
+    from agentmem.factory import build_stores, expand_store_names
+
+    counter = counter or TokenCounter()
+    records = Records(folder / "agentmem.sqlite")
+    if name == "recent":
+        return RecentMemory(records, counter)
+    vectors = VectorIndex(embedder, path=folder / "chroma")
+    if name == "similarity":
+        return SimilarityMemory(StoreContext(records, vectors, embedder), counter)
+    extractor = CachingExtractor(ModelExtractor(builder) if builder else RuleExtractor())
+    context = StoreContext(
+        records=records, vectors=vectors, embedder=embedder, model=builder, extractor=extractor
+    )
+    names = expand_store_names(name.split("+"))
+    stores = build_stores(names, context)
+    logger.info("configuration %s: structures %s plus the fact ledger", name, names or "none")
+    manager = MemoryManager(
+        records,
+        embedder,
+        stores,
+        facts=FactLedger(context),
+        counter=counter,
+        rewriter=builder,
+    )
+    return ManagerMemory(name, manager)

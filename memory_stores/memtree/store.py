@@ -1,0 +1,405 @@
+"""The MemTree store: persists each user's tree as items and vectors, and builds it.
+
+See the package docstring for the algorithm and the documented deviations from the paper.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from agentmem.building import BuildStats, structured_call
+from agentmem.errors import ModelError
+from agentmem.items import ItemIndex, vector_metadata, visible
+from agentmem.prompts.memtree import (
+    AGGREGATE_SCHEMA,
+    NodeChange,
+    aggregate_messages,
+    validate_aggregation,
+)
+from agentmem.protocols import StoreContext
+from agentmem.types import MemoryItem, Query, Recalled, Turn
+from memory_stores.memtree.tree import Node, Tree
+
+logger = logging.getLogger(__name__)
+
+#: How many added and removed memories of one node the model is shown at most.
+MAX_LISTED = 20
+
+#: At a session end, rewrite internal vectors that drifted at all (cosine below 0.99).
+SESSION_DRIFT = 0.01
+
+
+class MemTreeStore:
+    """A dynamic tree of aggregated memories per user (MemTree).
+
+    Args:
+        context: The core services; with ``context.model`` set, the nodes an insert or an
+            invalidation changed are rewritten by the model at the session end.
+        name: The structure's name in records and results.
+        base_threshold: ``θ0``, the similarity needed to descend below the root.
+        threshold_growth: ``λ``, how much stricter the threshold gets with depth.
+        top_words: The word limit of a depth-1 node's extractive text.
+        words_per_level: How many more words each level further down may hold.
+        max_words: The word limit of any internal node.
+        vector_drift: Rewrite an internal node's stored vector once its cosine with the
+            current mean of its leaves falls below ``1 - vector_drift`` (at session ends, once
+            it falls below ``1 - SESSION_DRIFT``).
+        duplicate: A new memory at least this similar to a leaf is a restatement: it joins
+            the leaf as a sibling instead of expanding it one level deeper.
+        vector_batch: Write new and drifted vectors to the index once this many wait (and
+            at session ends); until then retrieval scores them in memory. 1 writes at once.
+    """
+
+    def __init__(
+        self,
+        context: StoreContext,
+        *,
+        name: str = "memtree",
+        base_threshold: float = 0.4,
+        threshold_growth: float = 0.5,
+        top_words: int = 40,
+        words_per_level: int = 20,
+        max_words: int = 120,
+        vector_drift: float = 0.1,
+        duplicate: float = 0.95,
+        vector_batch: int = 16,
+    ) -> None:
+        self.name = name
+        self.context = context
+        self.base_threshold = base_threshold
+        self.threshold_growth = threshold_growth
+        self.top_words = top_words
+        self.words_per_level = words_per_level
+        self.max_words = max_words
+        self.vector_drift = vector_drift
+        self.duplicate = duplicate
+        self.vector_batch = vector_batch
+        self.stats = BuildStats()
+        self._index = ItemIndex(context, name)
+        self._trees: dict[str, Tree] = {}
+        self._lock = threading.RLock()
+
+    def threshold(self, depth: int, tree_depth: int) -> float:
+        """Return ``θ(d) = θ0 · exp(λ · d / D)`` for a node at ``depth`` (the root is 0)."""
+        return self.base_threshold * math.exp(self.threshold_growth * depth / max(tree_depth, 1))
+
+    def word_limit(self, depth: int) -> int:
+        """Return the word limit of an internal node at ``depth`` (1 = below the root)."""
+        return min(self.max_words, self.top_words + self.words_per_level * max(depth - 1, 0))
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
+        """Insert one leaf per turn and re-aggregate the nodes it passed on the way down."""
+        by_user: dict[str, dict[int, Turn]] = {}
+        for turn in turns:
+            by_user.setdefault(turn.user_id, {})[turn.id] = turn
+        changed: list[MemoryItem] = []
+        with self._lock:
+            for user_id, group in by_user.items():
+                tree = self._tree(user_id)
+                # A resumed write may repeat turns already folded in.
+                fresh = [t for t in group.values() if t.id not in tree.turn_ids]
+                if not fresh:
+                    continue
+                # The utterance without its "speaker:" prefix: see the package docstring.
+                vectors = self._index.embed([t.text for t in fresh])
+                try:
+                    changed += self._insert_all(tree, fresh, vectors)
+                except Exception:
+                    self._trees.pop(user_id, None)  # rebuild from what was persisted
+                    raise
+        return changed
+
+    def _insert_all(self, tree: Tree, turns: list[Turn], vectors: np.ndarray) -> list[MemoryItem]:
+        """Insert in memory, aggregate each changed node once, then persist in batches."""
+        created: dict[str, Node] = {}
+        touched: dict[str, datetime] = {}  # existing nodes to save, with the change's time
+        track = self.context.model is not None
+        for turn, vector in zip(turns, vectors, strict=True):
+            done = tree.insert(turn, vector, self.threshold, duplicate=self.duplicate, track=track)
+            created.update((n.id, n) for n in done.created)
+            for node in [*done.path, *([done.moved] if done.moved else [])]:
+                touched[node.id] = turn.timestamp
+        nodes = [tree.nodes[i] for i in created.keys() | touched.keys()]
+        # Children first: a parent quotes its children's representatives.
+        for node in sorted((n for n in nodes if not n.leaf), key=lambda n: -n.depth):
+            node.text, node.reps = tree.aggregate(node, self.word_limit(node.depth))
+        new = list(created.values())
+        stored = self.context.records.add_items(
+            [self._item(tree, n) for n in new], reason="inserted into the memory tree"
+        )
+        updated = [
+            self._save(tree.nodes[i], "aggregated new information below", at)
+            for i, at in touched.items()
+            if i not in created
+        ]
+        # Vector writes cost ~5 ms a call whatever their size: gather them.
+        stale = self._stale((n for n in nodes if n.id not in created), self.vector_drift)
+        tree.pending.update(n.id for n in [*new, *stale])
+        if len(tree.pending) >= self.vector_batch:
+            self._flush(tree)
+        return stored + updated
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def _metadata(self, node: Node) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "parent": node.parent,
+            "depth": node.depth,
+            "children": len(node.children),
+            "leaf": node.leaf,
+        }
+        if node.leaf:
+            meta["speaker"] = node.speaker
+        else:
+            meta |= {"leaves": node.count, "reps": node.reps, "dirty": node.dirty}
+            meta |= {"added": node.added, "removed": node.removed, "base_text": node.base_text}
+        return meta
+
+    def _item(self, tree: Tree, node: Node) -> MemoryItem:
+        return MemoryItem(
+            id=node.id,
+            store=self.name,
+            kind="node",
+            user_id=tree.user_id,
+            text=node.text,
+            source_turn_ids=tuple(sorted(node.turns)),
+            valid_from=node.valid_from,
+            agent_id=node.agent_id,
+            session_id=node.session_id,
+            metadata=self._metadata(node),
+        )
+
+    def _save(self, node: Node, reason: str, at: datetime | None) -> MemoryItem:
+        """Write a node's text, provenance and metadata; a text change enters its history."""
+        return self.context.records.update_item(
+            node.id,
+            text_value=None if node.leaf else node.text,
+            metadata=self._metadata(node),
+            source_turn_ids=None if node.leaf else sorted(node.turns),
+            reason=reason,
+            at=at,
+        )
+
+    def _stale(self, nodes: Iterable[Node], tolerance: float) -> list[Node]:
+        """Return the current internal nodes whose stored vector drifted beyond ``tolerance``."""
+        return [
+            n
+            for n in nodes
+            if n.current
+            and not n.leaf
+            and n.count > 0
+            and (n.stored is None or float(n.direction @ n.stored) < 1 - tolerance)
+        ]
+
+    def _flush(self, tree: Tree, also: Iterable[Node] = ()) -> None:
+        """Write the pending vectors (and ``also``) to the index in one call."""
+        waiting = [tree.nodes[i] for i in tree.pending if i in tree.nodes]
+        self._upsert(tree, list({n.id: n for n in [*waiting, *also] if n.current}.values()))
+        tree.pending.clear()
+
+    def _upsert(self, tree: Tree, nodes: list[Node]) -> None:
+        """Write the nodes' current vectors (and their validity metadata) to the index."""
+        if not nodes:
+            return
+        self.context.vectors.upsert(
+            self.name,
+            tree.user_id,
+            [n.id for n in nodes],
+            np.stack([n.direction for n in nodes]),
+            [vector_metadata(self._item(tree, n)) for n in nodes],
+        )
+        for node in nodes:
+            node.stored = node.direction.copy()
+
+    def _tree(self, user_id: str) -> Tree:
+        """Return the user's cached tree, rebuilding it from storage on first use."""
+        tree = self._trees.get(user_id)
+        if tree is None:
+            items = self.context.records.store_items(
+                self.name, user_id, kind="node", current_only=False
+            )
+            vectors = self.context.vectors.get(self.name, user_id, [i.id for i in items])
+            unindexed = {i.id for i in items if i.current and i.id not in vectors}
+            lost = [i for i in items if i.metadata.get("leaf") and i.id not in vectors]
+            if lost:  # a crash before pending vectors were written
+                speakers = [str(i.metadata.get("speaker", "")) for i in lost]
+                embedded = self._index.embed(
+                    [i.text.removeprefix(f"{s}: ") for i, s in zip(lost, speakers, strict=True)]
+                )
+                vectors.update(zip([i.id for i in lost], embedded, strict=True))
+            tree = self._trees[user_id] = Tree.from_items(user_id, items, vectors)
+            tree.pending = unindexed
+        return tree
+
+    # -- reading, invalidation, erasure -----------------------------------------------------
+
+    def retrieve(self, query: Query, k: int) -> list[Recalled]:
+        """Return the ``k`` nodes of the collapsed tree (any level) most similar to the query.
+
+        Nodes whose vectors still wait to be written are scored in memory and merged in.
+        """
+        if query.embedding is None or k <= 0:
+            return []
+        with self._lock:
+            tree = self._trees.get(query.scope.user_id)
+            waiting = [tree.nodes[i] for i in tree.pending if i in tree.nodes] if tree else []
+            vectors = {n.id: n.direction.copy() for n in waiting}
+        if not vectors:
+            return self._index.search(query, k)
+        found = [r for r in self._index.search(query, k + len(vectors)) if r.item.id not in vectors]
+        target = np.asarray(query.embedding, dtype=np.float32)
+        target = target / max(float(np.linalg.norm(target)), 1e-12)
+        for item in self.context.records.items(vectors, user_id=query.scope.user_id):
+            if visible(item, query):
+                found.append(Recalled(item, float(vectors[item.id] @ target)))
+        return sorted(found, key=lambda r: r.score, reverse=True)[:k]
+
+    def invalidate(
+        self,
+        item_ids: Sequence[str],
+        reason: str,
+        *,
+        at: datetime | None = None,
+        superseded_by: str | None = None,
+    ) -> None:
+        """Mark nodes invalid; re-aggregate the ancestors of invalidated leaves."""
+        with self._lock:
+            mine = [i for i in self.context.records.items(item_ids) if i.store == self.name]
+            for user_id in {i.user_id for i in mine}:
+                # Load before the change, so the sums still count it; the index must hold
+                # every vector whose validity metadata is about to change.
+                self._flush(self._tree(user_id))
+            changed = self._index.invalidate(
+                [i.id for i in mine], reason, at=at, superseded_by=superseded_by
+            )
+            for item in changed:
+                tree = self._tree(item.user_id)
+                node = tree.nodes.get(item.id)
+                if node is None or not node.current:
+                    continue
+                node.current = False
+                if node.leaf:
+                    self._drop_leaf(tree, node, reason, item.invalid_at)
+
+    def _drop_leaf(self, tree: Tree, leaf: Node, reason: str, at: datetime | None) -> None:
+        """Re-aggregate an invalidated leaf's ancestors; invalidate those left empty."""
+        ancestors = tree.remove_leaf(leaf)
+        for ancestor in ancestors:  # nearest first: a parent quotes its children
+            if self.context.model is not None:
+                ancestor.dirty = True
+                ancestor.removed.append(leaf.id)
+            if ancestor.count <= 0 and ancestor.current:
+                ancestor.current = False
+                self._index.invalidate(
+                    [ancestor.id], "every memory below it is no longer current", at=at
+                )
+            elif ancestor.current:
+                limit = self.word_limit(ancestor.depth)
+                ancestor.text, ancestor.reps = tree.aggregate(ancestor, limit)
+                self._save(ancestor, f"re-aggregated after an invalidation: {reason}", at)
+        self._upsert(tree, self._stale(ancestors, 0.0))
+
+    def forget(self, user_id: str) -> int:
+        """Drop the user's node vectors and cached tree (``Records.forget`` drops the rows)."""
+        with self._lock:
+            self._trees.pop(user_id, None)
+            return self._index.forget(user_id)
+
+    # -- model aggregation ------------------------------------------------------------------
+
+    def end_session(self, user_id: str, session_id: str) -> list[MemoryItem]:
+        """Rewrite the user's dirty nodes with the model in one call; refresh stale vectors."""
+        changed: list[MemoryItem] = []
+        with self._lock:
+            tree = self._tree(user_id)
+            if self.context.model is not None:
+                try:
+                    changed = self._consolidate(tree)
+                except ModelError as exc:
+                    logger.warning("memtree aggregation for %s failed, queued: %s", user_id, exc)
+                    self.stats.add_failure(queued=True)
+                    dirty = [n.id for n in tree.nodes.values() if n.dirty]
+                    self.context.records.queue_work(
+                        self.name,
+                        user_id,
+                        "aggregate",
+                        {"session_id": session_id, "node_ids": dirty},
+                        str(exc),
+                    )
+            # Offline texts stay in place; the stored vectors catch up with the means.
+            self._flush(tree, self._stale(tree.nodes.values(), SESSION_DRIFT))
+        return changed
+
+    def _consolidate(self, tree: Tree) -> list[MemoryItem]:
+        """Ask the model for the new text of every dirty node at once; apply the answer.
+
+        Raises:
+            ModelError: The call failed, or its answer stayed invalid after a repair.
+        """
+        assert self.context.model is not None
+        dirty = [n for n in tree.nodes.values() if n.dirty and n.current and not n.leaf]
+        if not dirty:
+            return []
+
+        def texts(ids: list[str], *, current: bool) -> tuple[str, ...]:
+            found = [tree.nodes[i] for i in ids if i in tree.nodes]
+            return tuple(n.text for n in found if n.current == current)[-MAX_LISTED:]
+
+        changes = [
+            NodeChange(
+                node_id=n.id,
+                depth=n.depth,
+                memories=n.count,
+                existing=n.base_text or n.text,
+                added=texts(n.added, current=True),
+                removed=texts(n.removed, current=False),
+                max_words=self.word_limit(n.depth),
+            )
+            for n in dirty
+        ]
+        node_ids = [n.id for n in dirty]
+        answer: dict[str, str] = structured_call(
+            self.context.model,
+            aggregate_messages(changes),
+            AGGREGATE_SCHEMA,
+            validate=functools.partial(validate_aggregation, node_ids=node_ids),
+            stats=self.stats,
+        )
+        changed = []
+        for node in dirty:
+            node.text = node.base_text = answer[node.id]
+            node.dirty, node.added, node.removed = False, [], []
+            changed.append(self._save(node, "aggregated by the model", None))
+        return changed
+
+    def retry_pending(self, user_id: str | None = None) -> int:
+        """Retry queued model aggregations; return how many now succeeded."""
+        if self.context.model is None:
+            return 0
+        done = 0
+        with self._lock:
+            for work in self.context.records.pending_work(self.name, user_id):
+                assert work.id is not None
+                try:
+                    self._consolidate(self._tree(work.user_id))
+                except ModelError as exc:
+                    logger.warning("memtree aggregation retry failed: %s", exc)
+                    self.stats.add_failure(queued=False)
+                    self.context.records.fail_work(work.id, str(exc))
+                    continue
+                self.context.records.finish_work(work.id)
+                done += 1
+        return done
+
+
+__all__ = ["MAX_LISTED", "SESSION_DRIFT", "MemTreeStore"]

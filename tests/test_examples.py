@@ -1,0 +1,122 @@
+"""Every script in examples/ has a main() that runs offline against the fakes.
+
+Examples are discovered, so a new one is tested without touching this file. The keyword
+store of examples/custom_store.py also passes the shared store contract, and registers
+through the ``agentmem.stores`` entry-point group like an installed plugin would.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from agentmem.factory import ENTRY_POINT_GROUP, store_factories
+from agentmem.memory import Memory
+from agentmem.protocols import MemoryStore, StoreContext
+from agentmem.store_contract import MemoryStoreContract
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SCRIPTS = sorted(EXAMPLES.glob("*.py"))
+
+
+def load(path: Path) -> ModuleType:
+    """Import an example script as a module (examples/ is not a package)."""
+    name = f"agentmem_example_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pydantic look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_examples_are_found() -> None:
+    assert {"quickstart", "langchain_bot", "custom_store"} <= {p.stem for p in SCRIPTS}
+
+
+def check_quickstart(out: str) -> None:
+    """The move to Denver supersedes Boston, which stays in history."""
+    lines = out.splitlines()
+    assert "SUPERSEDE [facts] Sam lives in Denver" in lines
+    assert any(
+        line.startswith("current") and line.endswith("Sam lives in Denver") for line in lines
+    )
+    assert any(
+        line.startswith("until 2024-06-10") and line.endswith("Sam lives in Boston")
+        for line in lines
+    )
+
+
+def check_langchain_bot(out: str) -> None:
+    """The bot answers a later question from what memory recalled."""
+    answer = out.split("you: Where does my sister live?\nbot: ", 1)[1].splitlines()[0]
+    assert answer.startswith("From what you told me:") and "Porto" in answer
+
+
+def check_custom_store(out: str) -> None:
+    """The keyword store's items are recalled, and its stale turn is superseded."""
+    assert "current    [keywords] user: My sister Ana lives in Porto." in out
+    assert "superseded [keywords] user: I live in Boston." in out
+
+
+#: What some examples must print, beyond printing something.
+CHECKS = {
+    "quickstart": check_quickstart,
+    "langchain_bot": check_langchain_bot,
+    "custom_store": check_custom_store,
+}
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_example_main_runs_offline(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    module = load(path)
+    assert callable(getattr(module, "main", None)), f"{path.name} has no main()"
+    assert module.main() in (None, 0)
+    out = capsys.readouterr().out
+    assert out.strip(), f"{path.name} printed nothing"
+    if path.stem in CHECKS:
+        CHECKS[path.stem](out)
+
+
+class TestKeywordStoreContract(MemoryStoreContract):
+    """The example's keyword store passes the contract every structure must pass."""
+
+    def make_store(self, context: StoreContext) -> MemoryStore:
+        store: MemoryStore = load(EXAMPLES / "custom_store.py").KeywordStore(context)
+        return store
+
+
+@pytest.fixture
+def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Install the keyword store as a plugin: a dist-info with the entry point, on sys.path."""
+    dist = tmp_path / "site" / "keyword_store_example-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: keyword-store-example\nVersion: 0.1\n", encoding="utf-8"
+    )
+    (dist / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nkeywords = custom_store:KeywordStore\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    yield "keywords"
+    sys.modules.pop("custom_store", None)
+
+
+def test_a_plugin_store_registers_through_the_entry_point_group(
+    installed_plugin: str, tmp_path: Path
+) -> None:
+    factory = store_factories()[installed_plugin]
+    assert factory.__name__ == "KeywordStore"
+    with Memory(tmp_path / "data", model="none", stores=("turns", "keywords"), env={}) as memory:
+        assert [s.name for s in memory.manager.stores] == ["turns", "keywords"]
+        memory.add("My sister Ana lives in Porto.", user_id="ana")
+        found = memory.search("sister Ana", user_id="ana", filters={"store": "keywords"})
+        assert [r["memory"] for r in found.items] == ["user: My sister Ana lives in Porto."]

@@ -1,0 +1,302 @@
+"""The replay end to end: the CLI on a small hand-made conversation, resuming, the model path.
+
+The fixture (tests/fixtures/replay_mini.json) is a four-session dialogue in the LoCoMo
+format in which Nora moves from Leeds to Bristol and changes job from baker to florist,
+with distractors about other people, an image turn, and one question of each kind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentmem.cli import main
+from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
+from agentmem.errors import ConfigError, InputError, ModelResponseError
+from agentmem.records import Records
+from agentmem.replay import Report, load_samples, parse_configurations, replay
+from agentmem.replay.cache import request_key
+from agentmem.replay.dataset import Question, parse_dialogue_time
+from agentmem.testing import ScriptedChatModel
+from agentmem.types import Message
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "replay_mini.json"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+CONFIGS = ("turns", "recent", "similarity")
+
+
+def run_cli(args: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(args, stdin=io.StringIO(), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def replay_cli(out: Path) -> tuple[int, str, str]:
+    return run_cli(
+        ["replay", str(FIXTURE), "--stores", "turns", "--budget", "200", "--out", str(out)]
+    )
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Replay the fixture once through the CLI; return the --out folder and stdout."""
+    out = tmp_path_factory.mktemp("replay")
+    code, stdout, stderr = replay_cli(out)
+    assert code == 0, stderr
+    return out, stdout
+
+
+def report_of(out: Path) -> dict[str, Any]:
+    return json.loads((out / "report.json").read_text(encoding="utf-8"))
+
+
+def question(report: dict[str, Any], config: str, text: str) -> dict[str, Any]:
+    [found] = [q for q in report["questions"] if q["config"] == config and q["question"] == text]
+    return found
+
+
+def turn_count(out: Path, config: str) -> int:
+    records = Records(out / "data" / config / "agentmem.sqlite")
+    try:
+        return records.count_turns("mini-01")
+    finally:
+        records.close()
+
+
+def progress_rows(out: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with sqlite3.connect(out / "progress.sqlite") as db:
+        return {
+            "sessions": sorted(
+                db.execute("SELECT config, sample_id, session, stats FROM sessions")
+            ),
+            "answers": sorted(db.execute("SELECT config, question_id, output FROM answers")),
+        }
+
+
+# -- loading ----------------------------------------------------------------------------
+
+
+def test_dialogue_times_are_parsed_from_locomo_strings() -> None:
+    assert parse_dialogue_time("1:56 pm on 8 May, 2023") == datetime(2023, 5, 8, 13, 56)
+    assert parse_dialogue_time("10:15 am on 2 March, 2023") == datetime(2023, 3, 2, 10, 15)
+    with pytest.raises(InputError, match="session time"):
+        parse_dialogue_time("sometime in spring")
+
+
+def test_fixture_loads_with_dialogue_time_captions_and_gold_kept_apart() -> None:
+    [sample] = load_samples([FIXTURE])
+    conversation = sample.conversation
+    # session_5 has a date but no turns: it is not a session.
+    assert [s.number for s in conversation.sessions] == [1, 2, 3, 4]
+    first = conversation.sessions[0].turns
+    assert first[0].timestamp == datetime(2023, 3, 2, 10, 15)
+    assert first[1].timestamp > first[0].timestamp  # turns keep their order in time
+    assert first[6].text.endswith("[shares a photo: a photo of a tabby cat asleep on a green sofa]")
+    assert conversation.ends_at == conversation.sessions[-1].turns[-1].timestamp
+    # What the system may see holds no gold fields; the gold is aligned beside it.
+    assert set(Question.__dataclass_fields__) == {"id", "sample_id", "text"}
+    gold = dict(zip([q.text for q in sample.questions], sample.gold, strict=True))
+    assert gold["Which cities has Nora lived in?"].evidence == ("D1:3", "D3:2")
+    assert gold["Where does Nora live now?"].stale == ("Leeds",)
+    assert gold["What did Felix's cousin bake for the wedding?"].answer is None
+
+
+def test_configurations_add_the_baselines_once() -> None:
+    assert parse_configurations("all,turns") == ["all", "turns", "recent", "similarity"]
+    assert parse_configurations("memtree+graph, turns,turns,recent") == [
+        "memtree+graph",
+        "turns",
+        "recent",
+        "similarity",
+    ]
+    with pytest.raises(ConfigError):
+        parse_configurations("turns;drop")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "locomo").is_dir(), reason="../shared/data is absent")
+def test_shared_dev_data_loads() -> None:
+    samples = load_samples(
+        [SHARED_DATA / "locomo" / "locomo_dev.json", SHARED_DATA / "scenarios" / "stale_dev.json"]
+    )
+    assert [s.conversation.sample_id for s in samples][:2] == ["conv-26", "conv-30"]
+    assert all(len(s.questions) == len(s.gold) for s in samples)
+    kinds = {g.kind for s in samples for g in s.gold}
+    assert {"update", "keep", "when"} <= kinds
+    assert all(":" in e for s in samples for g in s.gold for e in g.evidence)
+
+
+# -- the CLI end to end -------------------------------------------------------------------
+
+
+def test_cli_replay_writes_the_report_files(replayed: tuple[Path, str]) -> None:
+    out, stdout = replayed
+    assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "| turns |" in summary and "| similarity |" in summary and "| recent |" in summary
+    assert "stale leak" in summary.lower()
+    for config in CONFIGS:
+        assert config in stdout
+    report = report_of(out)
+    assert [c["name"] for c in report["configurations"]] == list(CONFIGS)
+    assert len(report["questions"]) == 8 * len(CONFIGS)
+    for config in report["configurations"]:
+        overall = config["overall"]
+        for metric in ("evidence_recall", "answer_in_context", "keep_recall"):
+            assert 0.0 <= overall[metric] <= 1.0, (config["name"], metric)
+        assert 0 < overall["context_tokens"] <= 200
+        assert config["ingested_turns"] == 26
+        assert config["turns_per_second"] > 0
+        assert config["recall_p50_ms"] <= config["recall_p95_ms"]
+        assert overall["f1"] is None  # no model, no answers
+        assert set(config["by_category"]) == {
+            "multi-hop",
+            "temporal",
+            "open-domain",
+            "single-hop",
+            "adversarial",
+        }
+
+
+def test_context_items_carry_provenance_and_dialogue_time(replayed: tuple[Path, str]) -> None:
+    report = report_of(replayed[0])
+    found = question(report, "turns", "Where does Nora live now?")
+    assert found["scores"]["evidence_recall"] == 1.0
+    [moved] = [i for i in found["items"] if i["text"].startswith("Nora: I moved to Bristol")]
+    assert moved["dia_ids"] == ["D3:2"] and moved["store"] == "turns" and moved["current"]
+    assert moved["valid_from"] == "2023-06-14T14:05:05"  # the session's time + one turn
+    assert {i["store"] for i in found["items"]} == {"turns", "facts"}
+
+
+def test_fact_tracking_keeps_stale_values_out_and_similarity_does_not(
+    replayed: tuple[Path, str],
+) -> None:
+    report = report_of(replayed[0])
+    summaries = {c["name"]: c["overall"] for c in report["configurations"]}
+    assert summaries["turns"]["update_questions"] == 2
+    assert summaries["turns"]["stale_leak_items"] == 0
+    assert summaries["similarity"]["stale_leak_questions"] == 2
+    leaked = question(report, "similarity", "Where does Nora live now?")
+    assert any("I live in Leeds" in i["text"] and i["current"] for i in leaked["items"])
+    assert question(report, "turns", "What pet does Nora have?")["scores"]["keep_recalled"]
+
+
+def test_rerun_continues_without_ingesting_or_asking_again(replayed: tuple[Path, str]) -> None:
+    out, _ = replayed
+    before = progress_rows(out)
+    assert len(before["sessions"]) == 4 * len(CONFIGS)
+    assert len(before["answers"]) == 8 * len(CONFIGS)
+    code, _, stderr = replay_cli(out)
+    assert code == 0, stderr
+    assert progress_rows(out) == before  # nothing ingested, nothing asked again
+    assert all(turn_count(out, config) == 26 for config in CONFIGS)
+
+
+def test_an_interrupted_session_is_finished_without_storing_turns_twice(
+    replayed: tuple[Path, str],
+) -> None:
+    out, _ = replayed
+    # As if the run had stopped after storing session 4 but before recording it.
+    with sqlite3.connect(out / "progress.sqlite") as db:
+        db.execute("DELETE FROM sessions WHERE config = 'turns' AND session = 4")
+        db.execute("DELETE FROM answers WHERE config = 'turns'")
+    code, _, stderr = replay_cli(out)
+    assert code == 0, stderr
+    rows = progress_rows(out)
+    assert ("turns", "mini-01", 4) in [row[:3] for row in rows["sessions"]]
+    assert len(rows["answers"]) == 8 * len(CONFIGS)
+    assert turn_count(out, "turns") == 26
+    assert report_of(out)["configurations"][0]["overall"]["stale_leak_items"] == 0
+
+
+def test_cli_rejects_unknown_structures_and_bad_numbers(tmp_path: Path) -> None:
+    code, _, err = run_cli(["replay", str(FIXTURE), "--stores", "nosuch", "--out", str(tmp_path)])
+    assert code == 2 and "unknown memory structure 'nosuch'" in err
+    code, _, err = run_cli(["replay", str(FIXTURE), "--budget", "0", "--out", str(tmp_path)])
+    assert code == 2 and "--budget must be positive" in err
+    code, _, err = run_cli(["replay", str(tmp_path / "missing.json"), "--out", str(tmp_path)])
+    assert code == 2 and "cannot read" in err
+
+
+# -- answering with a model ----------------------------------------------------------------
+
+
+def scripted_answers(messages: list[Message]) -> str | dict[str, Any]:
+    """A stand-in model: judges say correct, the answerer answers from its prompt."""
+    system, user = messages[0].content, messages[-1].content
+    if "grade answers" in system:
+        return {"correct": "Bristol" in user.split("Candidate answer:")[1], "reason": "compared"}
+    if "Where does Nora live" in user:
+        return "Bristol" if "Bristol" in system else "Leeds"
+    return "Not mentioned in the conversation"
+
+
+def test_model_answers_are_scored_like_locomo_retried_and_cached(
+    tmp_path: Path, embedder: MiniLMEmbedder
+) -> None:
+    shared = CachingEmbedder(embedder)
+
+    def run(model: ScriptedChatModel) -> Report:
+        return replay(
+            [FIXTURE],
+            configurations="turns",
+            out_dir=tmp_path,
+            budget=200,
+            model=model,
+            judge=True,
+            embedder=shared,
+        )
+
+    # The very first answer fails: it scores as wrong, and is not recorded as done.
+    first = ScriptedChatModel([ModelResponseError("boom", retryable=False)], default=None)
+    first.add(*[scripted_answers] * 60)
+    report = run(first)
+    asked = [request_key(first.name, c.messages, c.schema) for c in first.calls]
+    judged = [c for c in first.calls if c.schema is not None]
+    assert len(asked) - len(judged) >= 8 and judged  # answers, then judgements
+    assert len(set(asked)) == len(asked)  # the cache never lets a request through twice
+    scored = {(q.output.config, q.output.question): q for q in report.questions}
+    failed = scored[("turns", "Where does Nora live now?")]
+    assert failed.output.error and failed.f1 == 0.0
+    adversarial = scored[("turns", "What did Felix's cousin bake for the wedding?")]
+    assert adversarial.f1 == 1.0  # LoCoMo: "not mentioned" is right for category 5
+    assert scored[("turns", "What pet does Nora have?")].f1 == 0.0
+    assert "| F1 |" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+
+    # A re-run asks only the failed question again (its judgement may come from the cache).
+    second = ScriptedChatModel([scripted_answers] * 2, default=None)
+    report = run(second)
+    assert sum(c.schema is None for c in second.calls) == 1
+    where = report.questions[0]
+    assert where.output.question == "Where does Nora live now?" and where.output.error is None
+    assert where.output.answer == "Bristol" and where.f1 == 1.0 and where.exact
+    assert where.judged_correct is True
+    assert report.summary("turns").overall.f1 is not None
+
+    # A fresh run over the same --out (progress forgotten) asks the cache, not the model.
+    (tmp_path / "progress.sqlite").unlink()
+    silent = ScriptedChatModel([], default=None)
+    again = run(silent)
+    assert silent.calls == []
+    assert [q.f1 for q in again.questions] == [q.f1 for q in report.questions]
+
+
+# -- the example ---------------------------------------------------------------------------
+
+
+def test_example_replays_the_fixture(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "replay_locomo", ROOT / "examples" / "replay_locomo.py"
+    )
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main([str(FIXTURE), "--stores", "turns", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "report.json").is_file() and (tmp_path / "chart.png").is_file()

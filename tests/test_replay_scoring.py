@@ -1,0 +1,171 @@
+"""The replay's scorer: LoCoMo's normalisation, F1 and EM, and our context metrics.
+
+Expected values are computed by hand from LoCoMo's official scorer
+(snap-research/locomo, task_eval/evaluation.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from agentmem.replay.dataset import Gold
+from agentmem.replay.outputs import QuestionOutput
+from agentmem.replay.report import Metrics, score_output
+from agentmem.replay.scoring import (
+    ContextItem,
+    answer_in_context,
+    evidence_recall,
+    exact_match,
+    keep_recalled,
+    multi_answer_f1,
+    normalize_answer,
+    says_not_mentioned,
+    score_answer,
+    stale_leaks,
+    token_f1,
+)
+
+
+def item(text: str, *dia_ids: str, current: bool = True, store: str = "turns") -> ContextItem:
+    return ContextItem(text, store, "turn", 1.0, tuple(dia_ids), current)
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("The Cat, and a Dog!", "cat dog"),
+        ("Caroline's LGBTQ group", "carolines lgbtq group"),
+        ("  An   apple\tpie ", "apple pie"),
+        ("7 May, 2023", "7 may 2023"),
+        ("Anderson and Theo", "anderson theo"),  # whole words only: 'an' in Anderson stays
+    ],
+)
+def test_normalisation_matches_locomo(raw: str, normalised: str) -> None:
+    assert normalize_answer(raw) == normalised
+
+
+def test_token_f1_stems_and_ignores_order() -> None:
+    assert token_f1("painting sunsets", "Sunset painting") == pytest.approx(1.0)
+    # 6 predicted tokens (she went to beach in paris), 1 gold, 1 shared: 2*(1/6*1)/(1/6+1).
+    assert token_f1("She went to the beach in Paris", "Paris") == pytest.approx(2 / 7)
+    assert token_f1("In 2022", "2022") == pytest.approx(2 / 3)
+    assert token_f1("something else", "Paris") == 0.0
+    assert token_f1("", "Paris") == 0.0
+
+
+def test_category_1_splits_on_commas_and_averages_over_gold_parts() -> None:
+    gold = Gold("Psychology, counseling certification", ("D1:9",), 1)
+    # Gold parts: "Psychology" (best 1.0) and "counseling certification" (best against
+    # "counseling": P=1, R=1/2, F1=2/3); mean = 5/6.
+    assert multi_answer_f1("psychology, counseling", gold.answer or "") == pytest.approx(5 / 6)
+    assert score_answer("psychology, counseling", gold).f1 == pytest.approx(5 / 6)
+    # The same answer scored as another category is plain token F1 on the whole text.
+    as_single_hop = Gold(gold.answer, gold.evidence, 4)
+    assert score_answer("psychology, counseling", as_single_hop).f1 == pytest.approx(0.8)
+
+
+def test_category_3_scores_only_the_part_before_the_semicolon() -> None:
+    gold = Gold("yes; she used to start work at four", (), 3)
+    assert score_answer("Yes", gold).f1 == pytest.approx(1.0)
+    assert score_answer("Yes", gold).exact
+
+
+def test_category_5_is_correct_only_when_the_answer_says_not_mentioned() -> None:
+    gold = Gold(None, ("D1:4",), 5, adversarial_answer="a cake")
+    assert score_answer("Not mentioned in the conversation", gold).f1 == 1.0
+    assert score_answer("No information available.", gold).exact
+    assert score_answer("He baked a cake", gold).f1 == 0.0
+    assert not score_answer("I don't know", gold).exact
+    assert says_not_mentioned("That is NOT MENTIONED anywhere")
+
+
+def test_exact_match_compares_word_sets_without_stemming() -> None:
+    assert exact_match("Sunset painting", "painting, the sunset")
+    assert not exact_match("paintings", "painting")
+
+
+def test_evidence_recall_counts_only_items_from_at_most_three_turns() -> None:
+    gold = Gold("x", ("D1:1", "D1:2", "D1:6"), 4)
+    items = [
+        item("one turn", "D1:1"),
+        item("a session summary", "D1:2", "D1:3", "D1:4", "D1:5", store="summary"),
+        item("a memo", "D1:3", "D1:4", "D1:6", store="memo"),
+    ]
+    assert evidence_recall(items, gold) == pytest.approx(2 / 3)
+    assert evidence_recall(items[1:2], gold) == 0.0
+    assert evidence_recall(items, Gold("x", (), 4)) is None
+
+
+def test_answer_in_context_is_containment_of_the_normalised_answer() -> None:
+    context = "- (14 June 2023) Nora: I moved to Bristol, last week!"
+    assert answer_in_context(context, Gold("bristol", (), 4)) == 1.0
+    assert answer_in_context(context, Gold("Bristol harbour", (), 4)) == 0.0
+    assert answer_in_context(context, Gold("Leeds, Bristol", (), 1)) == 0.5
+    assert answer_in_context(context, Gold("last week; or so", (), 3)) == 1.0
+    assert answer_in_context(context, Gold(None, (), 5)) is None
+    # Whole words: "Bristo" is not in the context although it is a substring.
+    assert answer_in_context(context, Gold("Bristo", (), 4)) == 0.0
+
+
+def test_stale_leak_is_a_current_item_with_the_old_value_and_not_the_new_one() -> None:
+    gold = Gold("Bristol", ("D3:2",), 4, kind="update", stale=("Leeds",))
+    leaking = item("Nora: I live in Leeds now.", "D1:3")
+    shouting = item("LEEDS, again!", "D1:9")
+    items = [
+        leaking,
+        item("Nora: I live in Leeds now.", "D1:3", current=False),
+        item("Nora: I moved from Leeds to Bristol.", "D3:2"),
+        item("Leedsville is lovely", "D2:1"),
+        shouting,
+    ]
+    assert stale_leaks(items, gold) == [leaking, shouting]
+    assert stale_leaks(items, Gold("Bristol", (), 4, kind="keep")) == []
+
+
+def test_keep_recall_needs_the_answer_in_a_current_item() -> None:
+    gold = Gold("a tabby cat named Miso", ("D1:7",), 4, kind="keep")
+    assert keep_recalled([item("Nora: I have a tabby cat named Miso.", "D1:7")], gold)
+    assert not keep_recalled([item("I have a tabby cat named Miso", "D1:7", current=False)], gold)
+    assert not keep_recalled([item("Nora: I have a tabby cat.", "D1:7")], gold)
+
+
+def _output(items: list[ContextItem], answer: str | None = None) -> QuestionOutput:
+    return QuestionOutput(
+        config="turns",
+        question_id="s#q0",
+        sample_id="s",
+        question="Where does Nora live now?",
+        items=tuple(items),
+        context_tokens=12,
+        recall_seconds=0.01,
+        answer=answer,
+    )
+
+
+def test_score_output_applies_each_metric_only_where_it_belongs() -> None:
+    gold = Gold("Bristol", ("D3:2",), 4, kind="update", stale=("Leeds",))
+    output = _output(
+        [item("Nora: I live in Leeds.", "D1:3"), item("Nora: I moved to Bristol.", "D3:2")],
+        answer="Bristol",
+    )
+    scored = score_output(output, gold, judge=lambda q, g, a: a == g)
+    assert scored.stale_leaks == 1
+    assert scored.keep_recalled is None
+    assert scored.evidence_recall == 1.0
+    assert scored.answer_in_context == 1.0
+    assert scored.f1 == pytest.approx(1.0) and scored.exact
+    assert scored.judged_correct is True
+    unanswered = score_output(_output([]), gold)
+    assert unanswered.f1 is None and unanswered.stale_leaks == 0 and unanswered.evidence_recall == 0
+    metrics = Metrics.of([scored, unanswered])
+    assert metrics.update_questions == 2 and metrics.stale_leak_questions == 1
+    assert metrics.stale_leak_rate == pytest.approx(0.5)
+    assert metrics.f1 == pytest.approx(1.0)  # only answered questions count
+
+
+def test_context_items_round_trip_through_json() -> None:
+    when = datetime(2023, 6, 14, 14, 5)
+    output = _output([ContextItem("x", "facts", "fact", 0.5, ("D1:1",), False, when, when)])
+    assert QuestionOutput.from_json(output.to_json()) == output

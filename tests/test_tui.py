@@ -1,0 +1,482 @@
+"""The chat app, driven by Pilot against real components (SQLite, chromadb, MiniLM) in tmp dirs.
+
+Most tests share one set of components and keep apart by user id; the snapshot tests build
+their own, so turn ids and scores on screen do not depend on which tests ran before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+from agentmem.agent import Agent
+from agentmem.config import load_config
+from agentmem.factory import Components, build, build_model
+from agentmem.protocols import ChatModel
+from agentmem.records import new_item_id
+from agentmem.testing import FakeOpenAIServer, Fault, ScriptedChatModel
+from agentmem.types import MemoryItem
+from tui.app import ChatApp
+from tui.memory import RecallFilter, graph_view, memo_topics, summary_lines, tree_nodes
+from tui.screens import ConfirmScreen, HistoryScreen
+from tui.widgets import HistoryInput, ItemList, Reply
+
+SIZE = (130, 40)
+NOON = datetime(2026, 1, 5, 12, 0)
+
+
+def fixed_clock() -> datetime:
+    return NOON
+
+
+def make_components(data_dir: Path) -> Components:
+    config = load_config(env={}, data_dir=data_dir, model="none", stores="turns", user_id="ana")
+    return build(config)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Components]:
+    """Components shared by the behaviour tests (each test talks as its own user)."""
+    components = make_components(tmp_path_factory.mktemp("tui"))
+    yield components
+    components.close()
+
+
+def make_app(
+    components: Components,
+    user_id: str,
+    model: ChatModel | None = None,
+) -> ChatApp:
+    agent = Agent(
+        components.manager, model, user_id=user_id, session_id=f"{user_id}-1", clock=fixed_clock
+    )
+    return ChatApp(components, agent, show_timings=False)
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    """Wait for the models to load, every worker, and the UI updates they posted."""
+    app = pilot.app
+    assert isinstance(app, ChatApp)
+    await asyncio.to_thread(app.warmed.wait, 120)
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def say(pilot: Pilot[None], text: str) -> None:
+    """Type ``text`` into the message input, send it, and wait for the turn to finish."""
+    prompt = pilot.app.query_one("#prompt", HistoryInput)
+    prompt.focus()
+    prompt.value = text
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+def steady_cursor(pilot: Pilot[None]) -> None:
+    """Stop the input's cursor blinking, so a screenshot does not depend on timing."""
+    pilot.app.query_one("#prompt", HistoryInput).cursor_blink = False
+
+
+def list_texts(app: ChatApp, selector: str) -> list[str]:
+    return [
+        f"{line.badge} {line.text} {' '.join(line.notes)}"
+        for line in app.query_one(selector, ItemList).entries
+    ]
+
+
+def replies(app: ChatApp) -> list[Reply]:
+    return list(app.query(Reply))
+
+
+def close_model(model: object) -> None:
+    """Close a model built by the factory, through its retry and metering wrappers."""
+    while model is not None:
+        close = getattr(model, "close", None)
+        if callable(close):
+            close()
+        model = getattr(model, "inner", None)
+
+
+def errors(app: ChatApp) -> list[str]:
+    return [f"{n.title}: {n.message}" for n in app._notifications if n.severity == "error"]
+
+
+# -- talking --------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_message_shows_the_streamed_reply_and_what_was_recalled(shared: Components) -> None:
+    model = ScriptedChatModel(["Noted.", "Your sister lives in Porto."])
+    app = make_app(shared, "talk", model)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await say(pilot, "My sister Ana lives in Porto.")
+        await pilot.press("ctrl+n")  # a new session: the fact now comes from long-term memory
+        await settle(pilot)
+        await say(pilot, "Where does my sister live?")
+        answer = replies(app)[-1]
+        assert answer.source == "Your sister lives in Porto."
+        assert "<memory>" in model.calls[-1].messages[0].content
+        recalled = list_texts(app, "#recalled")
+        assert any("facts" in line and "Porto" in line and "score" in line for line in recalled)
+        assert any("from turn #" in line for line in recalled)
+        status = str(app.query_one("#status", Static).render())
+        assert "scripted" in status and "recall from: facts, turns" in status
+        assert "prompt" in status and " ms" not in status  # timings hidden on request
+        # Highlighting a recalled item shows its source turn, and marks it in the chat.
+        recalled_list = app.query_one("#recalled", ItemList)
+        recalled_list.focus()
+        recalled_list.highlighted = next(
+            i
+            for i, line in enumerate(recalled_list.entries)
+            if line.item and "Porto" in line.item.text
+        )
+        await pilot.pause()
+        details = str(app.query_one("#details-text", Static).render())
+        assert "user: My sister Ana lives in Porto." in details
+        assert app.query(".-source")
+        # Up recalls earlier inputs, newest first; down comes back to the draft.
+        prompt = app.query_one("#prompt", HistoryInput)
+        prompt.focus()
+        prompt.value = "draft"
+        await pilot.press("up")
+        assert prompt.value == "Where does my sister live?"
+        await pilot.press("up")
+        assert prompt.value == "My sister Ana lives in Porto."
+        await pilot.press("down", "down")
+        assert prompt.value == "draft"
+
+
+@pytest.mark.asyncio
+async def test_without_a_model_answers_are_recall_only_and_labelled(shared: Components) -> None:
+    app = make_app(shared, "norecall")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "No chat model is configured" in replies(app)[0].source
+        await say(pilot, "My cat is called Miso.")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        await say(pilot, "What is my cat called?")
+        answer = replies(app)[-1]
+        assert answer.source.startswith("[recall only")
+        assert "Miso" in answer.source
+        assert "recall only" in str(answer.border_title)
+        assert "no model (recall-only answers)" in str(app.query_one("#status", Static).render())
+        session = app.agent.session_id
+    # Continuing the session (``agentmem chat --session``) shows what was said, labelled.
+    agent = Agent(shared.manager, None, user_id="norecall", session_id=session, clock=fixed_clock)
+    app = ChatApp(shared, agent, show_timings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        earlier = replies(app)[1:]
+        assert [reply.source.startswith("[recall only") for reply in earlier] == [True]
+        assert earlier[0].has_class("-recall-only")
+
+
+@pytest.mark.asyncio
+async def test_a_superseding_statement_shows_in_changes_and_moves_the_old_fact_to_history(
+    shared: Components,
+) -> None:
+    app = make_app(shared, "mover", ScriptedChatModel(default="Noted."))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await say(pilot, "I live in Boston.")
+        await say(pilot, "We moved to Denver.")
+        changes = list_texts(app, "#changes")
+        assert any(
+            line.startswith("SUPERSEDE user lives in Denver")
+            and "replaces: user lives in Boston" in line
+            for line in changes
+        )
+        facts = app.query_one("#facts", ItemList).entries
+        history_at = next(i for i, line in enumerate(facts) if line.badge == "History")
+        current = [line.text for line in facts[:history_at] if line.item]
+        old = [line for line in facts[history_at:] if line.item]
+        assert current == ["user lives in Denver"]
+        assert [line.text for line in old] == ["user lives in Boston"]
+        assert any("replaced by 'user lives in Denver'" in note for note in old[0].notes)
+        # The history command shows the recorded versions of the selected fact.
+        assert old[0].item is not None
+        app.select_item(old[0].item)
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, HistoryScreen)
+        actions = [line.badge for line in app.screen.query_one("#history", ItemList).entries]
+        assert actions == ["ADD", "SUPERSEDE"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("failure", ["status-500", "unreachable"])
+async def test_a_failing_endpoint_notifies_with_a_hint_and_keeps_the_turn(
+    shared: Components, failure: str
+) -> None:
+    with FakeOpenAIServer() as server:
+        if failure == "unreachable":
+            with socket.socket() as probe:  # a port nothing listens on
+                probe.bind(("127.0.0.1", 0))
+                base_url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+        else:
+            server.fail(Fault.status(500))
+            server.script("Lisbon, noted.")
+            base_url = server.base_url
+        config = load_config(
+            env={},
+            data_dir=shared.config.data_dir,
+            model="openai:fake-chat",
+            openai_base_url=base_url,
+            retries=1,
+            timeout=2,
+        )
+        model = build_model(config)
+        user = f"failing-{failure}"
+        app = make_app(shared, user, model)
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                await settle(pilot)
+                await say(pilot, "My brother Tom lives in Lisbon.")
+                (error,) = errors(app)
+                assert error.startswith("The model failed:")
+                assert "Your message was saved (turn #" in error
+                if failure == "unreachable":
+                    assert "cannot reach" in error and "OPENAI_BASE_URL" in error
+                else:
+                    assert "HTTP 500" in error
+                assert replies(app)[-1].has_class("-failed")
+                assert any("Tom lives in Lisbon" in line for line in list_texts(app, "#changes"))
+                # The app is still usable; once the endpoint answers, the reply streams in.
+                assert app.busy is None and app.is_running
+                if failure == "status-500":
+                    await say(pilot, "Where does Tom live?")
+                    assert replies(app)[-1].source == "Lisbon, noted."
+                    assert len(errors(app)) == 1
+        finally:
+            close_model(model)
+    assert shared.records.turns(user)[0].text == "My brother Tom lives in Lisbon."
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_forget_asks_first_then_erases_the_user(shared: Components) -> None:
+    app = make_app(shared, "forgetme", ScriptedChatModel(default="Noted."))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await say(pilot, "My sister Ana lives in Porto.")
+        assert shared.records.turns("forgetme")
+        await pilot.press("f8")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")  # no: nothing happens
+        await settle(pilot)
+        assert shared.records.turns("forgetme")
+        await pilot.press("f8")
+        await pilot.pause()
+        await pilot.click("#yes")
+        await settle(pilot)
+        assert shared.records.turns("forgetme") == []
+        assert shared.records.store_items("facts", "forgetme", current_only=False) == []
+        notes = [n.message for n in app._notifications if n.title == "Forgotten"]
+        assert notes and "rows:turns 2" in notes[0]
+        assert len(replies(app)) == 1  # the conversation starts over
+        assert [line for line in app.query_one("#facts", ItemList).entries if line.item] == []
+
+
+@pytest.mark.asyncio
+async def test_switch_user_rebuilds_the_agent_and_shows_their_memory(shared: Components) -> None:
+    app = make_app(shared, "first", ScriptedChatModel(default="Noted."))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await say(pilot, "I work as a nurse.")
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        await pilot.press("ctrl+u", *"second", "enter")  # clear the current id, type another
+        await settle(pilot)
+        assert app.agent.user_id == "second" and app.agent.memory is app.memory
+        assert app.sub_title == "user second"
+        assert [line.text for line in app.query_one("#facts", ItemList).entries if line.item] == []
+        await say(pilot, "I work as a pilot.")
+    assert [t.text for t in shared.records.turns("second")] == ["I work as a pilot.", "Noted."]
+    assert [t.text for t in shared.records.turns("first")] == ["I work as a nurse.", "Noted."]
+
+
+@pytest.mark.asyncio
+async def test_export_copy_and_palette_commands(shared: Components) -> None:
+    app = make_app(shared, "exporter", ScriptedChatModel(default="Porto, I remember."))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await say(pilot, "My sister Ana lives in Porto.")
+        app.copy_to_clipboard("")
+        await pilot.press("ctrl+p")  # the command palette
+        await pilot.press(*"copy last answer")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.clipboard == "Porto, I remember."
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        (note,) = [n.message for n in app._notifications if n.title == "Exported"]
+        path = Path(note.rsplit(" to ", 1)[1])
+        assert path.parent == shared.config.data_dir and path.name.startswith("export-exporter-")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        assert data["user_id"] == "exporter" and len(data["turns"]) == 2
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        assert {"New session", "Switch user", "Forget user", "Export user"} <= titles
+        assert {
+            "Toggle recall from facts",
+            "Toggle recall from turns",
+            "Copy last answer",
+        } <= titles
+
+
+@pytest.mark.asyncio
+async def test_structures_switched_off_are_left_out_of_recall(shared: Components) -> None:
+    app = make_app(shared, "toggler")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await say(pilot, "My sister Ana lives in Porto.")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        await pilot.press("space")  # the cursor starts on the first structure: facts
+        await pilot.click("#apply")
+        await pilot.pause()
+        assert app.memory.disabled == {"facts"}
+        assert "off: facts" in str(app.query_one("#status", Static).render())
+        await say(pilot, "Where does my sister live?")
+        stores = {
+            line.item.store for line in app.query_one("#recalled", ItemList).entries if line.item
+        }
+        assert stores == {"turns"}
+        # Still written: the facts browser has the new session's facts.
+        app.toggle_structure("facts")
+        await say(pilot, "Where does Ana live?")
+        stores = {
+            line.item.store for line in app.query_one("#recalled", ItemList).entries if line.item
+        }
+        assert "facts" in stores
+
+
+@pytest.mark.asyncio
+async def test_structures_not_configured_say_so(shared: Components) -> None:
+    app = make_app(shared, "plain")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        notes = [str(w.render()) for w in app.query(".not-enabled")]
+        assert len(notes) == 4
+        assert any("MemTree is not enabled" in note for note in notes)
+        assert any("--stores graph" in note for note in notes)
+
+
+# -- the browsers' content, from items as the structures store them ----------------------------
+
+
+def _item(
+    store: str, kind: str, text: str, turns: tuple[int, ...] = (1,), **meta: object
+) -> MemoryItem:
+    return MemoryItem(
+        new_item_id(), store, kind, "browsed", text, turns, valid_from=NOON, metadata=meta
+    )
+
+
+def test_browsers_read_trees_triples_memos_and_summary_versions(shared: Components) -> None:
+    records = shared.records
+    root = _item("memtree", "node", "travel and family", leaf=False, parent=None, depth=1, leaves=2)
+    leaf = _item("memtree", "node", "user: I live in Porto", leaf=True, parent=root.id, depth=2)
+    orphan = _item("memtree", "node", "user: an orphan", leaf=True, parent="gone", depth=3)
+    denver = _item(
+        "graph",
+        "fact",
+        "user lives in Denver",
+        subject="user",
+        predicate="residence",
+        object="Denver",
+    )
+    ana = _item(
+        "graph", "fact", "Ana lives in Porto", subject="Ana", predicate="residence", object="Porto"
+    )
+    memo = _item(
+        "memo", "memo", "Topic: pets. Miso the cat.", topic="pets", summary="Miso the cat."
+    )
+    old = _item("summary", "summary", "The user lives in Boston.", version=1)
+    new = _item("summary", "summary", "The user lives in Denver.", version=2, turn_range=[1, 4])
+    records.add_items([root, leaf, orphan, denver, ana, memo, old, new])
+    records.invalidate([old.id], "a newer version", at=NOON, superseded_by=new.id)
+
+    forest, left_out = tree_nodes(records, "browsed")
+    assert left_out == 0
+    assert [node.label for node in forest] == ["travel and family  (2 leaves)", "user: an orphan"]
+    assert [child.item.id for child in forest[0].children if child.item] == [leaf.id]
+
+    view = graph_view(records, "browsed", "denver")
+    assert [line.text for line in view.facts] == ["user —residence→ Denver"]
+    assert dict(view.top_entities) == {"user": 1, "Denver": 1, "Ana": 1, "Porto": 1}
+
+    (topic,) = memo_topics(records, "browsed")
+    assert topic.label == "pets  (1)" and topic.children[0].label == "Miso the cat."
+
+    versions = summary_lines(records, "browsed")
+    assert [(line.badge, line.tone) for line in versions] == [("v2", "normal"), ("v1", "old")]
+    assert versions[0].notes[0].startswith("current") and "turns #1–#4" in versions[0].notes[0]
+
+
+def test_recall_filter_reads_from_the_chosen_structures_but_writes_to_all(
+    shared: Components,
+) -> None:
+    memory = RecallFilter(shared.manager)
+    agent = Agent(memory, None, user_id="filtered", clock=fixed_clock)
+    agent.send("My sister Ana lives in Porto.")
+    agent.new_session()
+    memory.set_disabled(["turns", "unknown"])
+    assert memory.disabled == {"turns"} and memory.enabled == ["facts"]
+    result = agent.send("Where does my sister live?")
+    assert {hit.item.store for hit in result.recall.items} == {"facts"}
+    assert {change.item.store for change in result.memory.changes} >= {"turns"}
+    memory.set_disabled(memory.names)
+    assert agent.send("Where does Ana live?").recall.items == ()
+
+
+# -- layout snapshots -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Components]:
+    components = make_components(tmp_path)
+    yield components
+    components.close()
+
+
+def test_snapshot_conversation_with_recall(fresh: Components, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(fresh, "ana", ScriptedChatModel(["Noted.", "Your sister Ana lives in Porto."]))
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        steady_cursor(pilot)
+        await settle(pilot)
+        await say(pilot, "My sister Ana lives in Porto.")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        await say(pilot, "Where does my sister live?")
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_changes_and_facts_history(fresh: Components, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(fresh, "ana", ScriptedChatModel(default="Noted."))
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        steady_cursor(pilot)
+        await settle(pilot)
+        await say(pilot, "I live in Boston.")
+        await say(pilot, "We moved to Denver.")
+        app.query_one("#memory-tabs").active = "tab-browse"  # type: ignore[attr-defined]
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -1,0 +1,188 @@
+"""The chat app's widgets: messages, the input with history, and the memory lists and trees."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.widgets import Input, Markdown, OptionList, Static, Tree
+from textual.widgets.option_list import Option
+from textual.widgets.tree import TreeNode
+
+from agentmem.prompts import format_date
+from agentmem.types import MemoryItem, Turn
+from tui.memory import Line, Node, Tone, clip, provenance, validity
+
+_TONE_STYLES: dict[Tone, str] = {
+    "normal": "bold $accent",
+    "old": "bold $text-muted",
+    "heading": "bold reverse $primary",
+    "add": "bold $success",
+    "supersede": "bold $warning",
+    "delete": "bold $error",
+    "noop": "$text-muted",
+    "merge": "bold $secondary",
+    "error": "bold reverse $error",
+}
+
+
+def line_content(line: Line) -> Content:
+    """Render a :class:`Line`: badge, text, then its notes dimmed and indented."""
+    text_style = "strike $text-muted" if line.tone == "old" else ""
+    if line.tone == "heading":
+        text_style = "bold"
+    parts: list[str | tuple[str, str]] = [(f" {line.badge} ", _TONE_STYLES[line.tone]), " "]
+    parts.append((line.text, text_style))
+    for note in line.notes:
+        parts += ["\n   ", (note, "$text-muted")]
+    return Content.assemble(*parts)
+
+
+class UserMessage(Markdown):
+    """A message the user sent."""
+
+    def __init__(self, text: str, *, turn_id: int | None = None) -> None:
+        super().__init__(text)
+        self.turn_id = turn_id
+
+
+class Reply(Markdown):
+    """An answer from the agent, streamed into place."""
+
+    BORDER_TITLE = "agentmem"
+
+    def __init__(self, text: str = "", *, turn_id: int | None = None) -> None:
+        super().__init__(text)
+        self.turn_id = turn_id
+
+
+class Divider(Static):
+    """A line across the conversation: a new session, another user."""
+
+
+class HistoryInput(Input):
+    """An input whose up and down keys recall the previous inputs."""
+
+    BINDINGS = [
+        Binding("up", "history(-1)", "Previous input", show=False),
+        Binding("down", "history(1)", "Next input", show=False),
+    ]
+
+    def __init__(self, *, placeholder: str = "", id: str | None = None) -> None:
+        super().__init__(placeholder=placeholder, id=id)
+        self.entries: list[str] = []
+        self._position: int | None = None
+        self._draft = ""
+
+    def remember(self, text: str) -> None:
+        """Add a sent input to the history."""
+        if not self.entries or self.entries[-1] != text:
+            self.entries.append(text)
+        self._position = None
+        self._draft = ""
+
+    def action_history(self, step: int) -> None:
+        """Show the previous (``-1``) or next (``1``) input; past the newest, the draft."""
+        if not self.entries or (self._position is None and step > 0):
+            return
+        if self._position is None:
+            self._draft = self.value
+            position = len(self.entries) - 1
+        else:
+            position = max(0, self._position + step)
+        if position >= len(self.entries):
+            self._position = None
+            self.value = self._draft
+        else:
+            self._position = position
+            self.value = self.entries[position]
+        self.action_end()
+
+
+class ItemList(OptionList):
+    """A list of :class:`Line` entries; the ones without an item cannot be selected."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.entries: list[Line] = []
+
+    def show(self, lines: Sequence[Line]) -> None:
+        """Replace the entries, keeping the highlighted item when it is still listed."""
+        kept = self.item_at(self.highlighted)
+        self.entries = list(lines)
+        self.set_options(
+            Option(line_content(line), disabled=line.item is None) for line in self.entries
+        )
+        for index, line in enumerate(self.entries):
+            if kept is not None and line.item is not None and line.item.id == kept.id:
+                self.highlighted = index
+                break
+
+    def item_at(self, index: int | None) -> MemoryItem | None:
+        """Return the item of the entry at ``index``, if any."""
+        if index is None or not 0 <= index < len(self.entries):
+            return None
+        return self.entries[index].item
+
+
+class ItemTree(Tree[MemoryItem | None]):
+    """A tree of :class:`Node` values (MemTree nodes, memos by topic)."""
+
+    def show(self, nodes: Sequence[Node], *, empty: str, note: str = "") -> None:
+        """Replace the tree; expand the first two levels."""
+        self.clear()
+        if not nodes:
+            self.root.add_leaf(empty, data=None)
+        for node in nodes:
+            self._add(self.root, node, expand=True)
+        if note:
+            self.root.add_leaf(note, data=None)
+        self.root.expand()
+
+    def _add(self, parent: TreeNode[MemoryItem | None], node: Node, *, expand: bool) -> None:
+        # Tree labels are Rich text (Textual's Tree predates Content).
+        label = Text(node.label, style="" if node.current else "dim strike")
+        if not node.children:
+            parent.add_leaf(label, data=node.item)
+            return
+        branch = parent.add(label, data=node.item, expand=expand)
+        for child in node.children:
+            self._add(branch, child, expand=False)
+
+
+class ItemDetails(VerticalScroll):
+    """The selected item in full: structure, validity, text, and its source turns."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select an item to see where it came from.", id="details-text")
+
+    def show(self, item: MemoryItem | None, turns: Sequence[Turn] = ()) -> None:
+        """Show ``item`` and the turns it was derived from."""
+        text = self.query_one("#details-text", Static)
+        if item is None:
+            text.update("Select an item to see where it came from.")
+            return
+        parts: list[str | tuple[str, str]] = [
+            (f" {item.store} · {item.kind} ", "bold reverse $accent"),
+            " ",
+            (validity(item), "$text-muted"),
+            "\n",
+            item.text,
+            "\n",
+            (provenance(item), "bold"),
+        ]
+        for turn in turns:
+            when = format_date(turn.timestamp)
+            parts += [
+                "\n",
+                (f"#{turn.id} {when} {turn.speaker}: ", "$accent"),
+                clip(turn.text, 400),
+            ]
+        if len(item.source_turn_ids) > len(turns):
+            parts += ["\n", (f"… {len(item.source_turn_ids) - len(turns)} more", "$text-muted")]
+        text.update(Content.assemble(*parts))
+        self.scroll_home(animate=False)
