@@ -121,26 +121,48 @@ class ItemIndex:
         kinds: Iterable[str] | None = None,
         oversample: int = 2,
     ) -> list[Recalled]:
-        """Return up to ``k`` visible items most similar to the query, best first."""
+        """Return up to ``k`` visible items most similar to the query, best first.
+
+        A chromadb metadata filter makes the query scan the matching rows (about 50 ms at
+        20k items against 3 ms unfiltered), so the query runs unfiltered, oversampled, and
+        validity is judged from the records (the source of truth). Only when too few of
+        the nearest items are visible (much of the collection invalidated) does it fall
+        back to the filtered query, which then cannot miss what the filter keeps.
+        """
         if query.embedding is None or k <= 0:
             return []
-        where: dict[str, Any] | None = None
+        wanted = k * oversample + len(query.exclude_turn_ids)
+        kind_list = list(kinds or [])
+        found, exhausted = self._nearest(query, k, wanted, self._kind_filter(kind_list))
+        if len(found) < k and not exhausted:
+            found, _ = self._nearest(query, k, wanted, self._filter(query, kind_list))
+        return found
+
+    @staticmethod
+    def _kind_filter(kinds: list[str]) -> dict[str, Any] | None:
+        if not kinds:
+            return None
+        return {"kind": {"$in": kinds}} if len(kinds) > 1 else {"kind": kinds[0]}
+
+    def _filter(self, query: Query, kinds: list[str]) -> dict[str, Any] | None:
         clauses: list[dict[str, Any]] = []
         if query.as_of is None and not query.include_history:
             clauses.append({"current": True})
         elif query.as_of is not None and not query.include_history:
             moment = timestamp(query.as_of)
             clauses += [{"valid_from": {"$lte": moment}}, {"invalid_at": {"$gt": moment}}]
-        kind_list = list(kinds or [])
-        if kind_list:
-            clauses.append(
-                {"kind": {"$in": kind_list}} if len(kind_list) > 1 else {"kind": kind_list[0]}
-            )
-        if len(clauses) == 1:
-            where = clauses[0]
-        elif clauses:
-            where = {"$and": clauses}
-        wanted = k * oversample + len(query.exclude_turn_ids)
+        kind = self._kind_filter(kinds)
+        if kind:
+            clauses.append(kind)
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def _nearest(
+        self, query: Query, k: int, wanted: int, where: dict[str, Any] | None
+    ) -> tuple[list[Recalled], bool]:
+        """Return the visible items among the ``wanted`` nearest, and whether none are left."""
+        assert query.embedding is not None
         hits = self.context.vectors.query(
             self.store, query.scope.user_id, query.embedding, wanted, where=where
         )
@@ -155,7 +177,7 @@ class ItemIndex:
                 found.append(Recalled(item, hit.similarity))
             if len(found) == k:
                 break
-        return found
+        return found, len(hits) < wanted
 
     def invalidate(
         self,

@@ -1,0 +1,431 @@
+"""HippoRAG 2's knowledge graph: triples and passages ranked by Personalized PageRank.
+
+After Gutiérrez et al., "From RAG to Memory: Non-Parametric Continual Learning for Large
+Language Models" (2025). Each user has an undirected graph whose nodes are entities
+(normalised subjects and objects of extracted triples) and passages (dialogue turns):
+
+* relation edges join a triple's subject and object; their weight is the number of
+  current facts that state the pair (co-occurrence count), and the edge remembers every
+  supporting fact with its validity, so history and ``as_of`` queries still see it;
+* context edges join a passage to the entities of its facts and to the proper nouns it
+  mentions (weight 1 while some of that support is current);
+* synonym edges join entities whose name embeddings are at least ``synonym_threshold``
+  similar (weight = similarity), found by a vector search over the user's entity items
+  when an entity is new.
+
+Retrieval follows HippoRAG 2 without its LLM filter ("recognition memory"), since
+retrieval may not call a model; a similarity floor (``fact_threshold``) stands in for it.
+The query embedding is matched to facts, entities and passages; PageRank (restart
+probability ``1 - damping`` = 0.5) restarts at the entities of the top facts (weighted by
+the fact's similarity), at matched entities, and at dense-matched passages with
+``passage_weight`` (0.05) times their similarity; each entity's restart weight is divided
+by the number of passages it links to (HippoRAG's node specificity). Passages are ranked
+by PageRank mass.
+
+Scores: a fact scores its cosine similarity to the query; a passage scores
+``best * mass / top_mass``, where ``best`` is the highest similarity among the matched
+facts and passages and ``top_mass`` the mass of the best passage: the best passage
+inherits the strength of the strongest evidence behind the walk, the others decay with
+their mass. Facts (at most ``fact_share`` of ``k`` while passages remain) and passages are
+merged by that score, best first.
+
+Triples come from the shared extractor (``context.extractor``, else the rule extractor);
+the store makes no model call of its own. When the extractor raises, the turns are folded
+in with the rule extractor and queued; :meth:`GraphStore.retry_pending` re-extracts them.
+The networkx graph is the graph of record, rebuilt lazily per user from the persisted
+items; the PageRank engine mirrors it in cached sparse matrices that writes and
+invalidations update by deltas.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+
+from agentmem.building import BuildStats
+from agentmem.errors import AgentMemError
+from agentmem.extraction import Fact, FactExtractor, RuleExtractor
+from agentmem.items import visible
+from agentmem.protocols import StoreContext
+from agentmem.types import MemoryItem, Query, Recalled, Turn
+from agentmem.vectors import Hit
+from memory_stores.graph.folding import Batch, fact_key
+from memory_stores.graph.index import KindIndex
+from memory_stores.graph.ppr import PersonalizedPageRank
+from memory_stores.graph.user_graph import UserGraph, View, entity_node, passage_node
+
+logger = logging.getLogger(__name__)
+
+
+class GraphStore:
+    """Knowledge-triple graph with passages, ranked by Personalized PageRank (HippoRAG 2).
+
+    Args:
+        context: The core services (``context.extractor`` supplies the triples).
+        name: The structure's name in records and results.
+        damping: Probability of following an edge in the walk (HippoRAG 2: 0.5).
+        tol: PageRank's L1 error bound.
+        max_iter: PageRank's iteration limit.
+        synonym_threshold: Entity-name similarity from which a synonym edge is added.
+        synonym_candidates: Nearest entities examined for each new entity.
+        fact_seeds: Top matched facts whose entities seed the walk.
+        fact_threshold: Similarity a fact needs to seed the walk (a stand-in for HippoRAG
+            2's LLM filter of the matched facts, which retrieval cannot call).
+        entity_seeds: Nearest entities considered as seeds.
+        entity_threshold: Similarity a query needs to seed an entity directly.
+        passage_seeds: Dense-matched passages that seed the walk.
+        passage_weight: Restart weight of a passage relative to an entity (HippoRAG 2: 0.05).
+        fact_share: Share of ``k`` given to facts while passages remain.
+        entity_turn_cap: Most turns recorded as an entity's provenance.
+    """
+
+    def __init__(
+        self,
+        context: StoreContext,
+        *,
+        name: str = "graph",
+        damping: float = 0.5,
+        tol: float = 1e-6,
+        max_iter: int = 100,
+        synonym_threshold: float = 0.8,
+        synonym_candidates: int = 5,
+        fact_seeds: int = 5,
+        fact_threshold: float = 0.3,
+        entity_seeds: int = 5,
+        entity_threshold: float = 0.5,
+        passage_seeds: int = 20,
+        passage_weight: float = 0.05,
+        fact_share: float = 0.4,
+        entity_turn_cap: int = 20,
+    ) -> None:
+        self.name = name
+        self.damping, self.tol, self.max_iter = damping, tol, max_iter
+        self.synonym_threshold = synonym_threshold
+        self.synonym_candidates = synonym_candidates
+        self.fact_seeds, self.entity_seeds = fact_seeds, entity_seeds
+        self.fact_threshold = fact_threshold
+        self.entity_threshold = entity_threshold
+        self.passage_seeds, self.passage_weight = passage_seeds, passage_weight
+        self.fact_share = fact_share
+        self.entity_turn_cap = entity_turn_cap
+        #: Extraction failures (the store itself never calls a model).
+        self.stats = BuildStats()
+        self._context = context
+        self._index = KindIndex(context, name)
+        self._rules = RuleExtractor()
+        self._users: dict[str, UserGraph] = {}
+        self._lock = threading.RLock()
+
+    def _new_engine(self) -> PersonalizedPageRank:
+        return PersonalizedPageRank(damping=self.damping, tol=self.tol, max_iter=self.max_iter)
+
+    @property
+    def extractor(self) -> FactExtractor:
+        """The shared extractor, or the rule extractor when the context has none."""
+        return self._context.extractor or self._rules
+
+    def user_graph(self, user_id: str) -> UserGraph:
+        """Return a user's graph, loading it from the records on first use."""
+        with self._lock:
+            state = self._users.get(user_id)
+            if state is None:
+                state = self._users[user_id] = self._load(user_id)
+            return state
+
+    def _load(self, user_id: str) -> UserGraph:
+        """Rebuild a user's graph from the persisted items (after a restart)."""
+        state = UserGraph(self._new_engine)
+        items = self._context.records.store_items(self.name, user_id, current_only=False)
+        for item in items:
+            if item.kind in ("entity", "passage"):
+                state.add_node(item)
+        self._link(state, items)
+        logger.debug("graph of %s loaded: %d items", user_id, len(items))
+        return state
+
+    @staticmethod
+    def _link(state: UserGraph, items: Sequence[MemoryItem]) -> None:
+        for item in items:
+            meta = item.metadata
+            if item.kind == "passage":
+                for key in meta.get("mentions", ()):
+                    state.support(passage_node(item.id), entity_node(key), mention=True)
+            elif item.kind == "entity":
+                for key, similarity in meta.get("synonyms", {}).items():
+                    state.support(entity_node(meta["key"]), entity_node(key), synonym=similarity)
+            elif item.kind == "fact":
+                state.add_fact(item)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
+        """Fold turns in: a passage each, their facts, new entities and synonym edges."""
+        turns = list(turns)
+        if not turns:
+            return []
+        facts = self._extract(turns)
+        changed: list[MemoryItem] = []
+        with self._lock:
+            for user_id in dict.fromkeys(t.user_id for t in turns):
+                state = self.user_graph(user_id)
+                # A replay after another structure failed writes the same turns again.
+                fresh = [t for t in turns if t.user_id == user_id and t.id not in state.turns]
+                changed += self._fold(state, user_id, fresh, facts, passages=True)
+        return changed
+
+    def _extract(self, turns: Sequence[Turn]) -> dict[int, list[Fact]]:
+        """Extract with the shared extractor; on failure queue a retry and use the rules."""
+        extractor = self.extractor
+        try:
+            return extractor.extract(turns)
+        except AgentMemError as exc:
+            if extractor is self._rules:
+                raise
+            logger.warning(
+                "graph: extraction failed for %d turns, using rules: %s", len(turns), exc
+            )
+            self.stats.add_failure(queued=True)
+            for user_id in dict.fromkeys(t.user_id for t in turns):
+                ids = [t.id for t in turns if t.user_id == user_id]
+                self._context.records.queue_work(
+                    self.name, user_id, "extract", {"turn_ids": ids}, str(exc)
+                )
+            return self._rules.extract(turns)
+
+    def _fold(
+        self,
+        state: UserGraph,
+        user_id: str,
+        turns: Sequence[Turn],
+        facts: dict[int, list[Fact]],
+        *,
+        passages: bool,
+    ) -> list[MemoryItem]:
+        """Store the turns' new items (one embedding call) and add them to the graph."""
+        batch = Batch(self.name, state, self.entity_turn_cap)
+        for turn in turns:
+            batch.add_turn(turn, facts.get(turn.id, []), passage=passages)
+        texts = batch.texts()
+        if not texts:
+            return []
+        # A passage's text is the turn as another store embedded it: usually cached.
+        vectors = self._index.embed(texts)
+        keys = list(batch.entities)
+        synonyms = self._synonyms(state, user_id, keys, batch.entity_vectors(vectors))
+        items, embeddings = batch.items(vectors, synonyms)
+        stored = self._index.add(items, embeddings, reason="graph: turn folded in")
+        for item in stored:
+            if item.kind != "fact":
+                state.add_node(item)
+        self._link(state, stored)
+        updated = []
+        for key, turn_ids in batch.extended.items():
+            if turn_ids:
+                known = state.graph.nodes[entity_node(key)]["turns"]
+                known += turn_ids
+                updated.append(
+                    self._context.records.update_item(
+                        state.entities[key],
+                        source_turn_ids=known,
+                        reason="graph: entity mentioned again",
+                    )
+                )
+        return stored + updated
+
+    def _synonyms(
+        self, state: UserGraph, user_id: str, keys: list[str], vectors: np.ndarray
+    ) -> dict[str, dict[str, float]]:
+        """Find, for each new entity, the known or new entities similar enough to be synonyms."""
+        found: dict[str, dict[str, float]] = {key: {} for key in keys}
+        for key, vector in zip(keys, vectors, strict=True):
+            if not state.entities:
+                break
+            near = self._index.nearest(user_id, vector, {"entity": self.synonym_candidates})
+            for hit in near["entity"]:
+                node = state.nodes.get(hit.id)
+                if node is not None and hit.similarity >= self.synonym_threshold:
+                    found[key][node[2:]] = round(hit.similarity, 4)
+        if len(keys) > 1:  # new entities of the same write, against each other
+            similarity = vectors @ vectors.T
+            close = np.triu(similarity >= self.synonym_threshold, 1)
+            for first, second in zip(*np.nonzero(close), strict=True):
+                sim = round(float(similarity[first, second]), 4)
+                found[keys[int(second)]][keys[int(first)]] = sim
+        return found
+
+    # -- retrieval ------------------------------------------------------------------------
+
+    def retrieve(self, query: Query, k: int) -> list[Recalled]:
+        """Return the top facts and the passages ranked by PageRank from the query's seeds."""
+        if k <= 0:
+            return []
+        user_id = query.scope.user_id
+        state = self.user_graph(user_id)
+        if not state.passage_index:
+            return []
+        embedding = query.embedding
+        if embedding is None:
+            embedding = self._index.embed([query.text])[0]
+        # Seeds need only ids and similarities: no records lookup until the results. The
+        # recency window is left out of the results, not out of the seeds: recent facts
+        # still point the walk at older passages.
+        view: View = "history" if query.include_history else query.as_of
+        wanted = max(k, self.fact_seeds) + len(query.exclude_turn_ids)
+        asked = {"fact": wanted, "entity": self.entity_seeds, "passage": self.passage_seeds}
+        near = self._index.nearest(user_id, embedding, asked, view)
+        facts, entities, dense = near["fact"], near["entity"], near["passage"]
+        with self._lock:
+            seeds = self._seeds(state, facts[: self.fact_seeds], entities, dense)
+            walked = (
+                self._walk(state, view, seeds, k + len(query.exclude_turn_ids)) if seeds else []
+            )
+        # One records lookup loads the facts and the candidate passages together.
+        ids = [h.id for h in facts] + [item_id for item_id, _ in walked]
+        items = {i.id: i for i in self._context.records.items(ids, user_id=user_id)}
+        ranked = [
+            (items[item_id], mass)
+            for item_id, mass in walked
+            if item_id in items and visible(items[item_id], query)
+        ][:k]
+        best = max([h.similarity for h in facts[:1] + dense[:1]] + [1e-6])
+        top_mass = ranked[0][1] if ranked else 1.0
+        passages = [Recalled(item, best * mass / top_mass) for item, mass in ranked]
+        shown: list[Recalled] = []
+        texts: set[str] = set()
+        for hit in facts:  # the same fact stated in several turns shows once
+            fact = items.get(hit.id)
+            if fact is not None and visible(fact, query) and fact.text not in texts:
+                texts.add(fact.text)
+                shown.append(Recalled(fact, hit.similarity))
+        fact_cap = max(math.ceil(k * self.fact_share), k - len(passages))
+        # A stable sort keeps a fact ahead of the passage it ties with.
+        return sorted(shown[:fact_cap] + passages, key=lambda r: -r.score)[:k]
+
+    def _seeds(
+        self,
+        state: UserGraph,
+        facts: Sequence[Hit],
+        entities: Sequence[Hit],
+        passages: Sequence[Hit],
+    ) -> dict[int, float]:
+        """Return the walk's restart weights by engine index (HippoRAG 2's node weights)."""
+        weights: dict[str, float] = {}
+        for fact in facts:
+            if fact.similarity < self.fact_threshold or fact.id not in state.facts:
+                continue
+            subject, obj = state.facts[fact.id][1][0]  # the fact's relation edge
+            for node in dict.fromkeys((subject, obj)):
+                weights[node] = weights.get(node, 0.0) + fact.similarity
+        for entity in entities:
+            found = state.nodes.get(entity.id)
+            if found is not None and entity.similarity >= self.entity_threshold:
+                weights[found] = weights.get(found, 0.0) + entity.similarity
+        seeds: dict[int, float] = {}
+        for node, weight in weights.items():
+            index = state.engine.index(node)
+            if index is not None:  # specificity: an entity in many passages says little
+                seeds[index] = weight / max(1, state.graph.nodes[node]["passages"])
+        for passage in passages:
+            index = state.engine.index(passage_node(passage.id))
+            if index is not None:
+                weight = self.passage_weight * max(passage.similarity, 0.0)
+                seeds[index] = seeds.get(index, 0.0) + weight
+        return {index: weight for index, weight in seeds.items() if weight > 0}
+
+    def _walk(
+        self, state: UserGraph, view: View, seeds: dict[int, float], k: int
+    ) -> list[tuple[str, float]]:
+        """Run the walk; return candidate passages (item id, mass), best first."""
+        mass = state.view_engine(view).run(seeds)
+        scores = mass[state.passages()]
+        candidates = np.flatnonzero(scores > 0)
+        wanted = k + 8  # room for what visibility drops
+        if len(candidates) > wanted:
+            candidates = candidates[np.argpartition(-scores[candidates], wanted)[:wanted]]
+        top = scores.max() if len(scores) else 1.0
+        nodes = state.graph.nodes
+        # Near-equal masses differ only by rounding; break such ties by recency, so a
+        # reloaded graph (another summation order) ranks the same.
+        order = sorted(
+            (int(i) for i in candidates),
+            key=lambda i: (-round(scores[i] / top, 9), -nodes[state.passage_nodes[i]]["turn"]),
+        )
+        return [(nodes[state.passage_nodes[i]]["item"], float(scores[i])) for i in order]
+
+    # -- invalidation and erasure ---------------------------------------------------------
+
+    def invalidate(
+        self,
+        item_ids: Sequence[str],
+        reason: str,
+        *,
+        at: datetime | None = None,
+        superseded_by: str | None = None,
+    ) -> None:
+        """Mark facts, passages or entities invalid; their edges stop conducting."""
+        mine = [i.id for i in self._context.records.items(item_ids) if i.store == self.name]
+        changed = self._index.invalidate(mine, reason, at=at, superseded_by=superseded_by)
+        with self._lock:
+            for item in changed:
+                state = self._users.get(item.user_id)
+                if state is not None:  # an unloaded graph reads validity when it loads
+                    state.invalidate(item)
+
+    def forget(self, user_id: str) -> int:
+        """Drop the user's vectors and cached graph (the records database forgets the rows)."""
+        with self._lock:
+            self._users.pop(user_id, None)
+        return self._index.forget(user_id)
+
+    # -- retries --------------------------------------------------------------------------
+
+    def retry_pending(self, user_id: str | None = None) -> int:
+        """Re-extract turns whose extraction failed; return how many batches succeeded.
+
+        The model's facts replace the rule-based stand-ins: new facts are added, and rule
+        facts the model did not confirm are invalidated from their own turn's time.
+        """
+        records = self._context.records
+        done = 0
+        for work in records.pending_work(self.name, user_id):
+            turns = records.turns(work.user_id, ids=work.payload.get("turn_ids", []))
+            try:
+                facts = self.extractor.extract(turns)
+            except AgentMemError as exc:
+                records.fail_work(work.id or 0, str(exc))
+                continue
+            with self._lock:
+                self._replace_facts(work.user_id, turns, facts)
+            records.finish_work(work.id or 0)
+            done += 1
+        return done
+
+    def _replace_facts(
+        self, user_id: str, turns: Sequence[Turn], facts: dict[int, list[Fact]]
+    ) -> None:
+        state = self.user_graph(user_id)
+        turns = [t for t in turns if t.id in state.turns]
+        ids = {t.id for t in turns}
+        old = [
+            f
+            for f in self._context.records.store_items(self.name, user_id, kind="fact")
+            if set(f.source_turn_ids) & ids
+        ]
+        have = {(f.source_turn_ids[0], fact_key(f)) for f in old}
+        fresh = {
+            turn_id: [f for f in found if (turn_id, fact_key(f)) not in have]
+            for turn_id, found in facts.items()
+        }
+        self._fold(state, user_id, turns, fresh, passages=False)
+        wanted = {(turn_id, fact_key(f)) for turn_id, found in facts.items() for f in found}
+        stale = [f for f in old if (f.source_turn_ids[0], fact_key(f)) not in wanted]
+        for fact in stale:
+            self.invalidate([fact.id], "graph: replaced by model extraction", at=fact.valid_from)
+
+
+__all__ = ["GraphStore"]
