@@ -77,7 +77,7 @@ PG_PORT=$(free_port)
 say "PostgreSQL $("$BINDIR/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT"
 
 # -- Chroma -------------------------------------------------------------------------------
-CHROMA="$(dirname "$PYTHON")/chroma"
+CHROMA="$(cd "$(dirname "$PYTHON")" && pwd)/chroma"  # absolute: the server starts elsewhere
 [ -x "$CHROMA" ] || CHROMA=$(command -v chroma || true)
 [ -n "$CHROMA" ] || give_up "the chroma CLI (shipped with chromadb) is not installed"
 CHROMA_PORT=$(free_port)

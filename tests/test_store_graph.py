@@ -150,11 +150,13 @@ def test_invalidated_fact_stops_conducting_but_stays_in_history(
     assert rank(before, FESTIVAL) < rank(before, UNRELATED)
 
 
-def test_negative_facts_are_facts(context: StoreContext) -> None:
+def test_negative_facts_are_history_not_current_memory(context: StoreContext) -> None:
     store = GraphStore(context)
     store.write(add_turns(context, ["Sam no longer works as a barista.", *FILLER]))
     found = ask(store, context, "What is Sam's job?")
-    fact = next(r.item for r in found if r.item.kind == "fact")
+    assert not any(r.item.kind == "fact" and "barista" in r.item.text for r in found)
+    history = ask(store, context, "What is Sam's job?", include_history=True)
+    fact = next(r.item for r in history if r.item.kind == "fact")
     assert fact.metadata["polarity"] is False and "barista" in fact.text
 
 

@@ -299,6 +299,11 @@ class GraphStore:
         texts: set[str] = set()
         for hit in facts:  # the same fact stated in several turns shows once
             fact = items.get(hit.id)
+            # A "no longer" fact records an ending: it is history, shown only with it, so
+            # the ended value is never put before the model as if it were current news.
+            ended = fact is not None and fact.metadata.get("polarity") is False
+            if ended and not query.include_history:
+                continue
             if fact is not None and visible(fact, query) and fact.text not in texts:
                 texts.add(fact.text)
                 shown.append(Recalled(fact, hit.similarity))
