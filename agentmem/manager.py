@@ -152,6 +152,9 @@ class MemoryManager:
         self.rewriter = rewriter
         self.iterative = iterative
         self.guard = StaleGuard(records)
+        #: Names of the structures recall fans out to; ``None`` for all. Writes always
+        #: reach every structure, so narrowing recall loses nothing.
+        self.recall_from: frozenset[str] | None = None
 
     @property
     def structures(self) -> list[MemoryStore]:
@@ -330,6 +333,8 @@ class MemoryManager:
         rankings: list[list[Recalled]] = []
         stale_count = 0
         for store in self.structures:
+            if self.recall_from is not None and store.name not in self.recall_from:
+                continue
             tick = time.perf_counter()
             kept = []
             for recalled in store.retrieve(query, k):

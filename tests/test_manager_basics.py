@@ -63,3 +63,17 @@ def test_resume_folds_in_pending_turns(store_context: StoreContext) -> None:
     assert report is not None and report.ok
     assert records.pending_turns("u1") == []
     assert manager.resume("u1") is None
+
+
+def test_recall_can_be_narrowed_to_some_structures(store_context: StoreContext) -> None:
+    records = store_context.records
+    first, second = TurnStore(store_context), TurnStore(store_context, name="turns2")
+    manager = MemoryManager(records, store_context.embedder, [first, second])
+    session = records.start_session("u1")
+    manager.write([records.add_turn("u1", session, "user", "user", "I play the cello")])
+    manager.recall_from = frozenset({"turns2"})
+    recall = manager.recall("cello", Scope("u1"))
+    assert {r.item.store for r in recall.items} == {"turns2"}
+    assert "turns" not in recall.timings
+    manager.recall_from = frozenset()
+    assert manager.recall("cello", Scope("u1")).items == ()

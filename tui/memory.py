@@ -21,7 +21,7 @@ from agentmem.manager import MemoryManager, RecallResult, WriteReport
 from agentmem.prompts import format_date
 from agentmem.protocols import ChatModel
 from agentmem.records import ItemEventRow, Records
-from agentmem.types import MemoryItem, Scope, Turn
+from agentmem.types import MemoryItem, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -455,9 +455,8 @@ class RecallFilter(MemoryManager):
     """A memory manager whose recall can leave structures out, while writes reach them all.
 
     Switching a structure off for recall is a reading choice: every structure still folds
-    each turn in, so switching it back on loses nothing. Recall with some structures off
-    goes through a second :class:`MemoryManager` over the chosen subset, sharing the
-    records, embedder, fact ledger and stale-value guard.
+    each turn in, so switching it back on loses nothing. It narrows the manager's own
+    ``recall_from``.
 
     Args:
         base: The manager built from the configuration.
@@ -477,7 +476,6 @@ class RecallFilter(MemoryManager):
         # either manager must see that reset.
         self.guard = base.guard
         self._disabled: frozenset[str] = frozenset()
-        self._views: dict[frozenset[str], MemoryManager | None] = {}
 
     @property
     def names(self) -> list[str]:
@@ -497,60 +495,9 @@ class RecallFilter(MemoryManager):
     def set_disabled(self, names: Sequence[str] | frozenset[str]) -> None:
         """Leave these structures out of recall (unknown names are ignored)."""
         self._disabled = frozenset(names) & frozenset(self.names)
+        self.recall_from = frozenset(self.enabled) if self._disabled else None
 
     def toggle(self, name: str) -> bool:
         """Switch one structure's recall on or off; return whether it is now on."""
         self.set_disabled(self._disabled ^ {name})
         return name not in self._disabled
-
-    def _view(self) -> MemoryManager | None:
-        disabled = self._disabled
-        if disabled not in self._views:
-            stores = [s for s in self.stores if s.name not in disabled]
-            facts = self.facts if self.facts and self.facts.name not in disabled else None
-            view = None
-            if stores or facts:
-                view = MemoryManager(
-                    self.records,
-                    self.embedder,
-                    stores,
-                    facts=facts,
-                    counter=self.counter,
-                    rewriter=self.rewriter,
-                    iterative=self.iterative,
-                )
-                view.guard = self.guard
-            self._views[disabled] = view
-        return self._views[disabled]
-
-    def recall(
-        self,
-        text: str,
-        scope: Scope,
-        *,
-        budget_tokens: int = 1000,
-        k: int = 10,
-        exclude_turn_ids: Sequence[int] = (),
-        as_of: datetime | None = None,
-        include_history: bool = False,
-        context: Sequence[Turn] = (),
-        iterative: bool | None = None,
-    ) -> RecallResult:
-        """Recall from the enabled structures only (see :meth:`MemoryManager.recall`)."""
-        recall = super().recall
-        if self._disabled:
-            view = self._view()
-            if view is None:  # everything is off: nothing to recall
-                return RecallResult((), 0, 0, {"total": 0.0}, text)
-            recall = view.recall
-        return recall(
-            text,
-            scope,
-            budget_tokens=budget_tokens,
-            k=k,
-            exclude_turn_ids=exclude_turn_ids,
-            as_of=as_of,
-            include_history=include_history,
-            context=context,
-            iterative=iterative,
-        )
