@@ -192,13 +192,13 @@ class Agent:
             timestamp=moment,
             agent_id=self.agent_id,
             metadata={"recall_only": self.model is None},
+            # A recall-only answer is an echo of memory; folding it back in would
+            # duplicate it, so it is stored as already memorized (even across a crash).
+            memorized=self.model is None,
         )
         tick = time.perf_counter()
-        # A recall-only answer is an echo of memory; folding it back in would duplicate it.
         to_remember = [user_turn] if self.model is None else [user_turn, assistant_turn]
         report = self._remember(to_remember)
-        if self.model is None:
-            self.records.mark_memorized([assistant_turn.id])
         timings["memory"] = time.perf_counter() - tick
         timings["total"] = time.perf_counter() - started
         counter = self.memory.counter

@@ -250,7 +250,7 @@ def _plain_chat(
 
 def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     from agentmem.config import load_config
-    from agentmem.factory import build_model, resolve_model
+    from agentmem.factory import build_embedder, build_model, resolve_model
     from agentmem.replay import replay, summary_table
 
     for name in ("budget", "k"):
@@ -265,6 +265,9 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
         model_builders=args.model_builders,
     )
     model = build_model(config)
+    # MiniLM is loaded by the replay itself (shared by every configuration); another
+    # configured embedder (e.g. an OpenAI-compatible endpoint) is used as configured.
+    embedder = build_embedder(config) if config.embedder != "minilm" else None
     builds = model is not None and (
         config.model_builders == "yes"
         or (config.model_builders == "auto" and resolve_model(config).provider == "openai")
@@ -281,12 +284,14 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
             model=model,
             builds_with_model=builds,
             judge=args.judge,
+            embedder=embedder,
             console=err,
         )
     finally:
-        close = getattr(model, "close", None)
-        if callable(close):
-            close()
+        for part in (model, embedder):
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
     # A table needs room; a pipe or file gets a wide one instead of a squeezed one.
     wide = Console(file=out.file, width=out.width if out.is_terminal else 160, highlight=False)
     wide.print(summary_table(report))

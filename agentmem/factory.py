@@ -168,6 +168,7 @@ class Components:
         for part in (self.model, self.embedder):
             _close(part)
         self.records.close()
+        self.vectors.close()
 
 
 def _close(part: object) -> None:

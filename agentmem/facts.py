@@ -25,7 +25,7 @@ from typing import Literal
 from agentmem.extraction import Fact, normalise
 from agentmem.items import ItemIndex
 from agentmem.protocols import StoreContext
-from agentmem.records import new_item_id
+from agentmem.records import derived_item_id
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 
 logger = logging.getLogger(__name__)
@@ -169,6 +169,20 @@ class FactLedger:
                 item = replace(item, source_turn_ids=(*item.source_turn_ids, turn.id))
                 existing[existing.index(same[0])] = item
                 batch.provenance[item.id] = item
+            if fact.single_valued and fact.polarity:
+                # Two current values in a single-valued slot: a write interrupted after
+                # the new value was stored but before the old one was invalidated.
+                older = [
+                    i
+                    for i in existing
+                    if i.metadata.get("value_key") != fact.value_key and _when(i) <= _when(item)
+                ]
+                if older:
+                    reason = f"replaced by {fact.render()!r} (turn {turn.id}, repaired)"
+                    repaired = batch.invalidate(older, reason, item.valid_from or at, item.id)
+                    for old in older:
+                        existing.remove(old)
+                    return Decision("REPLACE", fact, item, repaired, "a single-valued slot changed")
             return Decision("NOOP", fact, item, (), "the same value again")
         others = [i for i in existing if i.metadata.get("value_key") != fact.value_key]
         if fact.single_valued and others:
@@ -189,8 +203,11 @@ class FactLedger:
         return Decision(operation, fact, item, (), "a new value" if others else "a new slot")
 
     def _item(self, fact: Fact, turn: Turn, *, invalid: bool = False) -> MemoryItem:
+        # Derived from the turn and the fact, so a resumed write re-deriving it is
+        # recognised instead of stored twice.
+        key = (FACT_STORE, turn.user_id, turn.id, *fact.slot, fact.value_key, fact.polarity)
         return MemoryItem(
-            id=new_item_id(),
+            id=derived_item_id(*key),
             store=FACT_STORE,
             kind="fact",
             user_id=turn.user_id,
@@ -230,6 +247,10 @@ class _Batch:
     ) -> tuple[MemoryItem, ...]:
         self.invalidations.append(([i.id for i in items], reason, at, superseded_by))
         return tuple(replace(i, invalid_at=at, superseded_by=superseded_by) for i in items)
+
+
+def _when(item: MemoryItem) -> datetime:
+    return item.valid_from or item.created_at or datetime.min
 
 
 def asserts_value(text: str, value: str) -> bool:

@@ -72,12 +72,25 @@ class ItemIndex:
         *,
         reason: str = "",
     ) -> list[MemoryItem]:
-        """Persist items (records first, then vectors) and return them as stored."""
+        """Persist items and return them as stored, skipping ids already stored.
+
+        Vectors go first, then the records: a crash in between leaves a vector without
+        a record, which search ignores (validity is judged from the records), never a
+        record without its vector. Items whose id is already stored (a resumed write
+        deriving the same item again) are left as they are and not returned.
+        """
         if not items:
             return []
-        stored = self.context.records.add_items(items, reason=reason)
-        vectors = self.embed([i.text for i in stored]) if embeddings is None else embeddings
-        for user_id, group in _by_user(stored, vectors):
+        known = self.context.records.existing_ids(i.id for i in items)
+        keep = [n for n, item in enumerate(items) if item.id not in known]
+        if not keep:
+            return []
+        new_items = [items[n] for n in keep]
+        if embeddings is None:
+            vectors = self.embed([i.text for i in new_items])
+        else:
+            vectors = np.asarray(embeddings)[keep]
+        for user_id, group in _by_user(new_items, vectors):
             self.context.vectors.upsert(
                 self.store,
                 user_id,
@@ -85,7 +98,7 @@ class ItemIndex:
                 np.stack([v for _, v in group]),
                 [vector_metadata(i) for i, _ in group],
             )
-        return stored
+        return self.context.records.add_items(new_items, reason=reason)
 
     def update(
         self,

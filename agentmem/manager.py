@@ -238,6 +238,9 @@ class MemoryManager:
         if not pending:
             return None
         logger.info("resuming memory writes for %d pending turns", len(pending))
+        # An interrupted write may have stored a new value without yet invalidating what
+        # asserts the old one elsewhere; recall's stale check catches those before any
+        # prompt sees them, as it does for items consolidated after a sweep.
         return self.write(pending)
 
     def end_session(self, user_id: str, session_id: str) -> list[MemoryItem]:

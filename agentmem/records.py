@@ -121,6 +121,19 @@ def new_item_id() -> str:
     return uuid.uuid4().hex
 
 
+#: Namespace of :func:`derived_item_id` (any fixed UUID; changing it renames every item).
+_DERIVED = uuid.UUID("6f1c1d2e-8d3a-4c52-9a57-0b7c2f1e4a10")
+
+
+def derived_item_id(*parts: object) -> str:
+    """Return an item id determined by ``parts`` (e.g. the structure, user and turn).
+
+    An item derived deterministically from its source gets the same id when a resumed
+    write derives it again, so it is recognised instead of stored twice.
+    """
+    return uuid.uuid5(_DERIVED, "\x1f".join(str(p) for p in parts)).hex
+
+
 def _check_text(value: str, what: str) -> str:
     if not isinstance(value, str):
         raise InputError(f"{what} must be a string, not {type(value).__name__}")
@@ -290,8 +303,12 @@ class Records:
         agent_id: str | None = None,
         external_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        memorized: bool = False,
     ) -> Turn:
         """Validate and commit one turn; return it with its id.
+
+        ``memorized=True`` stores a turn that memory must never fold in (e.g. a
+        recall-only answer), in the same commit, so a crash cannot make it pending.
 
         Raises:
             InputError: The text, ids or role are not acceptable; nothing was stored.
@@ -309,6 +326,7 @@ class Records:
                     agent_id=agent_id,
                     external_id=external_id,
                     metadata=metadata,
+                    memorized=memorized,
                 )
             ]
         )[0]
@@ -335,6 +353,7 @@ class Records:
                     timestamp=as_utc_naive(stamp) if stamp else utcnow(),
                     external_id=spec.get("external_id"),
                     metadata_=dict(spec.get("metadata") or {}),
+                    memorized=bool(spec.get("memorized", False)),
                 )
             )
         with self.session() as s:
@@ -549,6 +568,15 @@ class Records:
         with self.session() as s:
             found = {row.id: _item(row) for row in s.exec(query)}
         return [found[i] for i in ids if i in found]
+
+    def existing_ids(self, item_ids: Iterable[str]) -> set[str]:
+        """Return which of ``item_ids`` are stored (any user)."""
+        ids = list(item_ids)
+        if not ids:
+            return set()
+        with self.session() as s:
+            query = select(MemoryItemRow.id).where(col(MemoryItemRow.id).in_(ids))
+            return set(s.exec(query))
 
     def get_item(self, item_id: str, *, user_id: str | None = None) -> MemoryItem:
         """Return one item.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ from chromadb.config import Settings
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from agentmem.errors import ConfigError, StorageError
+from agentmem.locking import FolderLock
 from agentmem.protocols import Embedder
 
 logger = logging.getLogger(__name__)
@@ -108,6 +110,7 @@ class VectorIndex:
         self._hnsw: dict[str, Any] = {"space": "cosine", "ef_search": 100, "ef_construction": 200}
         self._hnsw.update(hnsw or {})
         settings = Settings(anonymized_telemetry=False, allow_reset=True)
+        self._folder_lock: FolderLock | None = None
         try:
             if url:
                 from urllib.parse import urlparse
@@ -122,16 +125,30 @@ class VectorIndex:
                     settings=settings,
                 )
             elif path is not None:
-                Path(path).mkdir(parents=True, exist_ok=True)
+                # Before chromadb touches the folder: one process at a time writes it.
+                self._folder_lock = FolderLock(path)
+                # An index dropped without close() lets go when it is collected.
+                weakref.finalize(self, self._folder_lock.release)
                 self.client = chromadb.PersistentClient(path=str(path), settings=settings)
             else:
                 self.client = chromadb.EphemeralClient(settings=settings)
-        except ConfigError:
+        except (ConfigError, StorageError):
             raise
         except Exception as exc:
+            self.close()
             raise StorageError(f"cannot open the vector index: {exc}") from exc
         self._collections: dict[str, Any] = {}
         self._lock = threading.RLock()
+
+    def close(self) -> None:
+        """Let another process open the folder once this process is done; idempotent.
+
+        chromadb keeps no file handles worth closing between calls; what matters is the
+        folder lock (see :mod:`agentmem.locking`), which also ends with the process.
+        """
+        if self._folder_lock is not None:
+            self._folder_lock.release()
+            self._folder_lock = None
 
     def _collection(self, store: str, user_id: str, *, create: bool = True) -> Any:
         name = collection_name(store, user_id)

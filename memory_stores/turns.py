@@ -11,7 +11,7 @@ from datetime import datetime
 
 from agentmem.items import ItemIndex
 from agentmem.protocols import StoreContext
-from agentmem.records import new_item_id
+from agentmem.records import derived_item_id
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 
 
@@ -28,10 +28,13 @@ class TurnStore:
         self._index = ItemIndex(context, name)
 
     def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
-        """Store each turn as one item, embedded as ``speaker: text``."""
+        """Store each turn as one item, embedded as ``speaker: text``.
+
+        A turn already stored (a resumed write repeating it) is not stored again.
+        """
         items = [
             MemoryItem(
-                id=new_item_id(),
+                id=derived_item_id(self.name, turn.user_id, turn.id),
                 store=self.name,
                 kind="turn",
                 user_id=turn.user_id,

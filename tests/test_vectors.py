@@ -119,6 +119,7 @@ def test_vectors_persist_for_a_new_index_in_another_process(
     question = query_vector(embedder, "my job at the hospital")
     np.save(tmp_path / "query.npy", question)
     expected = [h.id for h in writer.query("facts", "alice", question, 10)]
+    writer.close()  # another process may open the folder only once this one lets go
 
     # A fresh process has no chromadb client cache to lean on: only what is on disk.
     reader = subprocess.run(

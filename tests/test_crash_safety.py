@@ -1,0 +1,326 @@
+"""Crash safety: processes killed with SIGKILL at random points lose and duplicate nothing.
+
+The replay and the chat run as real processes; the test kills them at random moments and
+restarts them until the work is done, then compares what is on disk with an uninterrupted
+run. Embeddings come from the fake OpenAI-compatible server over loopback HTTP, so a
+restart costs the interpreter and its imports, not a model load; what is tested (the
+records, the vector index and the resume logic) is the same as with MiniLM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agentmem.records import Records
+from agentmem.testing import FakeOpenAIServer
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+
+KILLS = 20
+CITIES = ["Leeds", "Bristol", "Porto", "Lyon", "Denver", "Austin", "Kyoto", "Oslo"]
+JOBS = ["baker", "florist", "nurse", "teacher", "welder", "pilot", "chemist", "editor"]
+PETS = ["a cat named Miso", "a dog named Rex", "a parrot named Kiwi", "two goldfish"]
+HOBBIES = ["climbing", "chess", "pottery", "salsa", "running", "baking bread", "knitting"]
+
+
+def conversation(sample_id: str, names: tuple[str, str], seed: int, sessions: int) -> dict:
+    """Return a LoCoMo-format conversation whose facts change from session to session."""
+    rng = random.Random(seed)
+    a, b = names
+    body: dict[str, object] = {"speaker_a": a, "speaker_b": b}
+    start = datetime(2023, 1, 7, 10, 0)
+    city, job = rng.choice(CITIES), rng.choice(JOBS)
+    for number in range(1, sessions + 1):
+        when = start + timedelta(days=9 * number)
+        body[f"session_{number}_date_time"] = when.strftime("%-I:%M %p on %-d %B, %Y")
+        lines: list[str] = []
+        if number > 1 and number % 2 == 0:
+            city = rng.choice([c for c in CITIES if c != city])
+            lines.append(f"Big news: I moved to {city} last week.")
+        if number > 1 and number % 3 == 0:
+            job = rng.choice([j for j in JOBS if j != job])
+            lines.append(f"I quit my old job, I work as a {job} now.")
+        lines.append(f"I live in {city} and I work as a {job}.")
+        while len(lines) < 16:
+            lines.append(
+                rng.choice(
+                    [
+                        f"I have {rng.choice(PETS)} at home.",
+                        f"Lately I spend my weekends on {rng.choice(HOBBIES)}.",
+                        f"My sister visited me and we went {rng.choice(HOBBIES)}.",
+                        f"Did you try {rng.choice(HOBBIES)} yet? It helps me relax.",
+                        f"The weather in {rng.choice(CITIES)} was lovely on our trip.",
+                    ]
+                )
+            )
+        body[f"session_{number}"] = [
+            {"speaker": (a, b)[i % 2], "dia_id": f"D{number}:{i + 1}", "text": text}
+            for i, text in enumerate(lines)
+        ]
+    question = {"question": f"Where does {a} live?", "answer": city, "evidence": [], "category": 4}
+    return {"sample_id": sample_id, "conversation": body, "qa": [question]}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(embedding_dimension=48) as fake:
+        yield fake
+
+
+def environment(server: FakeOpenAIServer, home: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "AGENTMEM_HOME": str(home),
+        "AGENTMEM_EMBEDDER": "openai:fake-embedding",
+        "OPENAI_BASE_URL": server.base_url,
+        "OPENAI_API_KEY": "test",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return env
+
+
+def per_turn(store: str, kind: str, metadata: dict[str, object]) -> bool:
+    """Whether an item is derived from its turn alone (so a resumed run re-derives it exactly).
+
+    Consolidated items (MemTree inner nodes, summaries, memos, graph entities) are rebuilt
+    from whatever batches the writes came in, so after a crash their wording may differ
+    from an uninterrupted run's; they must only never be duplicated. (A MemTree's inner
+    nodes are left out of that check: a chain of single-child nodes repeats one text by
+    design, crash or not.)
+    """
+    if store == "memtree":
+        return bool(metadata.get("leaf"))
+    if store == "graph":
+        return kind in ("passage", "fact")
+    return store in ("turns", "facts")
+
+
+def snapshot(database: Path) -> dict[str, object]:
+    """Return what a records database holds, keyed by dataset ids, not row ids."""
+    records = Records(database)
+    try:
+        turns = {}
+        external: dict[int, str] = {}
+        for user in records.users():
+            for turn in records.turns(user):
+                external[turn.id] = turn.external_id or f"{user}#{turn.text}"
+                turns.setdefault(user, []).append((turn.external_id, turn.speaker, turn.text))
+        items: Counter[tuple[object, ...]] = Counter()
+        aggregates: Counter[tuple[object, ...]] = Counter()
+        for user in records.users():
+            for store in ("turns", "facts", "memtree", "summary", "memo", "graph"):
+                for item in records.store_items(store, user, current_only=False):
+                    sources = tuple(sorted(external[t] for t in item.source_turn_ids))
+                    key = (user, store, item.kind, item.text, sources, item.current)
+                    if per_turn(store, item.kind, item.metadata):
+                        items[key] += 1
+                    elif item.current and store != "memtree":
+                        # At most one current summary; one topic or entity per name.
+                        identity = {
+                            "summary": (user, store, item.kind),
+                            "topic": (user, store, item.kind, item.text),
+                            "entity": (user, store, item.kind, item.text),
+                        }.get(item.kind, key)
+                        aggregates[identity] += 1
+        return {
+            "turns": turns,
+            "items": items,
+            "aggregates": aggregates,
+            "pending": len(records.pending_turns()),
+            "work": sum(
+                len(records.pending_work(s))
+                for s in ("turns", "facts", "memtree", "summary", "memo", "graph")
+            ),
+        }
+    finally:
+        records.close()
+
+
+def assert_same(got: dict[str, object], expected: dict[str, object]) -> None:
+    """Assert two snapshots are equal, showing only what differs."""
+    assert got["turns"] == expected["turns"], "turns differ"
+    have, want = got["items"], expected["items"]
+    assert isinstance(have, Counter) and isinstance(want, Counter)
+    extra, missing = have - want, want - have
+    assert not extra and not missing, f"extra: {sorted(extra)[:8]}\nmissing: {sorted(missing)[:8]}"
+    assert (got["pending"], got["work"]) == (expected["pending"], expected["work"])
+    aggregates = got["aggregates"]
+    assert isinstance(aggregates, Counter) and aggregates
+    twice = [key for key, count in aggregates.items() if count > 1]
+    assert not twice, f"duplicated current items: {twice[:4]}"
+
+
+def replay_command(dataset: Path, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "agentmem.cli",
+        "replay",
+        str(dataset),
+        "--stores",
+        "all+turns",
+        "--model",
+        "none",
+        "--out",
+        str(out),
+    ]
+
+
+def test_replay_killed_twenty_times_loses_and_duplicates_nothing(
+    server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    dataset = tmp_path / "dialogues.json"
+    samples = [
+        conversation("conv-a", ("Nora", "Felix"), seed=1, sessions=8),
+        conversation("conv-b", ("Omar", "Iris"), seed=2, sessions=8),
+    ]
+    dataset.write_text(json.dumps(samples), encoding="utf-8")
+    env = environment(server, tmp_path / "home")
+
+    started = time.perf_counter()
+    reference = subprocess.run(
+        replay_command(dataset, tmp_path / "reference"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    full = time.perf_counter() - started
+    assert reference.returncode == 0, reference.stderr
+    database = Path("data/all+turns/agentmem.sqlite")
+    expected = snapshot(tmp_path / "reference" / database)
+    assert sum(len(t) for t in expected["turns"].values()) == 2 * 8 * 16  # type: ignore[union-attr]
+    assert expected["pending"] == 0
+
+    rng = random.Random(20261126)
+    kills = completions = 0
+    series = 0
+    out = tmp_path / f"crashed-{series}"
+    while kills < KILLS:
+        process = subprocess.Popen(
+            replay_command(dataset, out),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            process.wait(timeout=rng.uniform(0.4, full))
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+            continue
+        # It finished before the kill: check this series, then start a fresh one.
+        assert process.returncode == 0
+        completions += 1
+        assert_same(snapshot(out / database), expected)
+        series += 1
+        out = tmp_path / f"crashed-{series}"
+
+    finish = subprocess.run(
+        replay_command(dataset, out), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert finish.returncode == 0, finish.stderr
+    assert_same(snapshot(out / database), expected)
+    assert kills >= KILLS
+
+
+def test_chat_killed_mid_conversation_keeps_every_acknowledged_turn(
+    server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    env = environment(server, home)
+    command = [
+        sys.executable,
+        "-m",
+        "agentmem.cli",
+        "chat",
+        "--plain",
+        "--model",
+        "none",
+        "--stores",
+        "all,turns",
+        "--user",
+        "sam",
+    ]
+    rng = random.Random(7)
+    lines = [
+        f"Note {n}: I moved to {rng.choice(CITIES)} and I work as a {rng.choice(JOBS)}."
+        for n in range(60)
+    ]
+    acknowledged: list[str] = []
+    sent = 0
+    kills = 0
+    while sent < len(lines) and kills < 8:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        budget = rng.randint(1, 8)
+        for _ in range(budget):
+            if sent == len(lines):
+                break
+            process.stdin.write(lines[sent] + "\n")
+            process.stdin.flush()
+            sent += 1
+            if rng.random() < 0.3:
+                break  # kill while this line is in flight
+            # Each answer opens with one header line (its recalled items follow): the
+            # turn is stored before any answer is made, so the header acknowledges it.
+            reply = process.stdout.readline()
+            while reply and not reply.startswith("[recall only"):
+                reply = process.stdout.readline()
+            assert reply, "the chat exited early"
+            acknowledged.append(lines[sent - 1])
+        time.sleep(rng.uniform(0.0, 0.3))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stdin.close()
+        process.stdout.close()
+        kills += 1
+
+    # A last run with no input resumes whatever was accepted but never memorized.
+    final = subprocess.run(command, env=env, input="", capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+
+    records = Records(home / "agentmem.sqlite")
+    try:
+        said = [t.text for t in records.turns("sam") if t.role == "user"]
+        assert records.pending_turns() == []
+        items = {
+            store: records.store_items(store, "sam", current_only=False)
+            for store in ("turns", "memtree", "graph")
+        }
+        # Recall-only answers are kept as turns but never folded into memory.
+        turn_ids = {t.id for t in records.turns("sam") if t.role == "user"}
+    finally:
+        records.close()
+    assert kills >= 5
+    counts = Counter(said)
+    assert all(counts[line] == 1 for line in acknowledged), "an acknowledged turn was lost"
+    assert all(count == 1 for count in counts.values()), "a turn was stored twice"
+    # One item per turn in the structures that keep one, and none twice.
+    per_turn = Counter(i.source_turn_ids for i in items["turns"])
+    assert set(per_turn) == {(t,) for t in turn_ids} and set(per_turn.values()) == {1}
+    leaves = Counter(i.source_turn_ids for i in items["memtree"] if i.metadata.get("leaf"))
+    assert set(leaves.values()) == {1} and len(leaves) == len(turn_ids)
+    passages = Counter(i.source_turn_ids for i in items["graph"] if i.kind == "passage")
+    assert set(passages.values()) == {1} and len(passages) == len(turn_ids)
