@@ -14,6 +14,7 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from agentmem.errors import AgentMemError, InputError, ModelError
 
@@ -121,9 +122,10 @@ def _setup_logging(verbosity: int, console: Console) -> None:
 
 def _report(console: Console, exc: AgentMemError) -> None:
     message = str(exc.args[0]) if exc.args else type(exc).__name__
-    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # Messages quote user input (paths, text): never read them as markup.
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     if exc.hint:
-        console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+        console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
 
 
 def main(
@@ -226,7 +228,8 @@ def _plain_chat(
             assert isinstance(recall, RecallResult)
             if show_recall and agent.model is not None:
                 for item in recall.memory:
-                    out.print(f"[dim]recalled {render_memory_line(item)}[/]", markup=True)
+                    line = escape(render_memory_line(item))
+                    out.print(f"[dim]recalled {line}[/]", markup=True, highlight=False)
 
         def write(chunk: str) -> None:
             out.file.write(chunk)

@@ -20,6 +20,7 @@ Environment variables:
 from __future__ import annotations
 
 import getpass
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -139,13 +140,17 @@ def _coerce(name: str, value: Any) -> Any:
             return value if isinstance(value, ModelSpec) else ModelSpec.parse(str(value))
         if name == "stores":
             items = value.split(",") if isinstance(value, str) else list(value)
-            stores = tuple(s.strip() for s in items if str(s).strip())
+            if not all(isinstance(s, str) for s in items):
+                raise ConfigError(f"stores must be structure names, not {value!r}")
+            stores = tuple(s.strip() for s in items if s.strip())
             if not stores:
                 raise ConfigError("no memory structure configured", hint="e.g. stores = ['turns']")
             return stores
         if name == "model_builders" and value not in ("auto", "yes", "no"):
             raise ConfigError(f"model_builders must be auto, yes or no, not {value!r}")
         if name == "data_dir":
+            if "\x00" in str(value):
+                raise ConfigError("data_dir contains a NUL character")
             return Path(str(value)).expanduser()
         if name in _INT_FIELDS:
             number = int(value)
@@ -153,7 +158,10 @@ def _coerce(name: str, value: Any) -> Any:
                 raise ConfigError(f"{name} must not be negative, got {value!r}")
             return number
         if name in _FLOAT_FIELDS:
-            return float(value)
+            real = float(value)
+            if not math.isfinite(real) or real < 0:
+                raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
+            return real
         if name in _BOOL_FIELDS:
             if isinstance(value, bool):
                 return value
@@ -162,9 +170,13 @@ def _coerce(name: str, value: Any) -> Any:
             if str(value).lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(inf)
         raise ConfigError(f"bad value for {name}: {value!r}") from exc
-    if value is not None and not isinstance(value, str | dict):
+    if name == "extra":
+        if not isinstance(value, dict):
+            raise ConfigError(f"bad value for extra: {value!r} (expected a table)")
+        return value
+    if value is not None and not isinstance(value, str):
         raise ConfigError(f"bad value for {name}: {value!r} (expected a string)")
     return value
 
@@ -182,7 +194,16 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    return dict(data.get("agentmem", data))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not valid TOML: not UTF-8 (invalid byte at offset {exc.start})"
+        ) from exc
+    except ValueError as exc:  # a path with a NUL character
+        raise ConfigError(f"cannot read config file {path!r}: {exc}") from exc
+    section = data.get("agentmem", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [agentmem] must be a table")
+    return dict(section)
 
 
 def load_config(

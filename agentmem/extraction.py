@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -566,6 +566,7 @@ class CachingExtractor:
         self.name = inner.name
         self.capacity = capacity
         self._cache: dict[int, list[Fact]] = {}
+        self._degraded: set[int] = set()
         self._lock = threading.Lock()
 
     def clear(self) -> int:
@@ -573,6 +574,7 @@ class CachingExtractor:
         with self._lock:
             count = len(self._cache)
             self._cache.clear()
+            self._degraded.clear()
             return count
 
     def extract(self, turns: Sequence[Turn]) -> dict[int, list[Fact]]:
@@ -580,14 +582,56 @@ class CachingExtractor:
         with self._lock:
             missing = [t for t in turns if t.id not in self._cache]
         if missing:
-            fresh = self.inner.extract(missing)
-            with self._lock:
-                for turn in missing:
-                    self._cache[turn.id] = fresh.get(turn.id, [])
-                while len(self._cache) > self.capacity:
-                    self._cache.pop(next(iter(self._cache)))
+            self._extract(missing)
         with self._lock:
             return {t.id: list(self._cache.get(t.id, [])) for t in turns}
+
+    def degraded(self, turn_ids: Iterable[int]) -> set[int]:
+        """Return which of these turns got a fallback's facts because the model failed."""
+        with self._lock:
+            return self._degraded.intersection(turn_ids)
+
+    def retry(self, turns: Sequence[Turn]) -> dict[int, list[Fact]]:
+        """Extract again the turns whose facts came from the fallback; return all facts.
+
+        Turns the model already handled come from the cache, so several consumers of one
+        failed batch (the fact ledger, the graph) cost one retry between them.
+        """
+        with self._lock:
+            again = [t for t in turns if t.id in self._degraded or t.id not in self._cache]
+        if again:
+            self._extract(again)
+        with self._lock:
+            return {t.id: list(self._cache.get(t.id, [])) for t in turns}
+
+    def _extract(self, turns: Sequence[Turn]) -> None:
+        marked = getattr(self.inner, "extract_marked", None)
+        if callable(marked):
+            fresh, fell_back = marked(turns)
+        else:
+            fresh, fell_back = self.inner.extract(turns), set()
+        with self._lock:
+            for turn in turns:
+                self._cache[turn.id] = fresh.get(turn.id, [])
+            self._degraded.difference_update(t.id for t in turns)
+            self._degraded.update(fell_back)
+            while len(self._cache) > self.capacity:
+                self._degraded.discard(oldest := next(iter(self._cache)))
+                self._cache.pop(oldest)
+
+
+def degraded_turns(extractor: FactExtractor, turn_ids: Iterable[int]) -> set[int]:
+    """Return which turns got fallback facts from ``extractor`` (a :class:`CachingExtractor`)."""
+    if isinstance(extractor, CachingExtractor):
+        return extractor.degraded(turn_ids)
+    return set()
+
+
+def extract_again(extractor: FactExtractor, turns: Sequence[Turn]) -> dict[int, list[Fact]]:
+    """Return the turns' facts, asking the model again for those it failed on before."""
+    if isinstance(extractor, CachingExtractor):
+        return extractor.retry(turns)
+    return extractor.extract(turns)
 
 
 class ModelExtractor:
@@ -618,9 +662,18 @@ class ModelExtractor:
 
     def extract(self, turns: Sequence[Turn]) -> dict[int, list[Fact]]:
         """Return the facts of each turn, one model call per ``batch_size`` turns."""
+        return self.extract_marked(turns)[0]
+
+    def extract_marked(self, turns: Sequence[Turn]) -> tuple[dict[int, list[Fact]], set[int]]:
+        """Return the facts of each turn, and the turns whose facts came from the fallback.
+
+        Those turns deserve another try once the model answers again (see
+        :meth:`agentmem.facts.FactLedger.retry_pending`).
+        """
         from agentmem.prompts.extraction import FACTS_SCHEMA, extraction_messages, validate_facts
 
         result: dict[int, list[Fact]] = {}
+        fell_back: set[int] = set()
         for start in range(0, len(turns), self.batch_size):
             batch = list(turns[start : start + self.batch_size])
             ids = {t.id for t in batch}
@@ -639,6 +692,7 @@ class ModelExtractor:
                 )
                 self.stats.add_failure(queued=False)
                 result.update(self.fallback.extract(batch))
+                fell_back.update(ids)
                 continue
             for turn in batch:
                 result.setdefault(turn.id, [])
@@ -658,4 +712,4 @@ class ModelExtractor:
                         generic=not known,
                     )
                 )
-        return result
+        return result, fell_back

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-from agentmem.extraction import Fact, normalise
+from agentmem.errors import AgentMemError
+from agentmem.extraction import Fact, degraded_turns, extract_again, normalise
 from agentmem.items import ItemIndex
 from agentmem.protocols import StoreContext
 from agentmem.records import derived_item_id
-from agentmem.types import MemoryItem, Query, Recalled, Turn
+from agentmem.types import MemoryItem, Query, Recalled, Turn, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class FactLedger:
         shows both events in its history).
         """
         extracted = self.extractor.extract(turns)
+        self._queue_degraded(turns)
         decisions: list[Decision] = []
         by_id = {t.id: t for t in turns}
         batch = _Batch()
@@ -145,6 +147,98 @@ class FactLedger:
                         decisions.append(self._resolve_one(fact, by_id[fact.turn_id], slots, batch))
         self._persist(batch)
         return decisions
+
+    # -- retrying failed model extraction ---------------------------------------------------
+
+    def _queue_degraded(self, turns: Sequence[Turn]) -> None:
+        """Queue the turns whose facts came from the rules because the model failed."""
+        failed = degraded_turns(self.extractor, (t.id for t in turns))
+        if not failed:
+            return
+        records = self.context.records
+        for user_id in dict.fromkeys(t.user_id for t in turns):
+            ids = sorted(t.id for t in turns if t.user_id == user_id and t.id in failed)
+            if ids:
+                logger.info("facts: queued %d turns for model extraction again", len(ids))
+                records.queue_work(
+                    FACT_STORE, user_id, "extract", {"turn_ids": ids}, "model extraction failed"
+                )
+
+    def retry_pending(self, user_id: str | None = None) -> int:
+        """Extract again, with the model, turns whose facts came from the rules.
+
+        The model's facts are resolved as of their turn's time: one older than the slot's
+        current value goes in as history (already superseded), never over a newer value.
+        Rule facts of those turns that the model does not confirm are invalidated. Work
+        whose extraction fails again stays queued, its attempts counted.
+
+        Returns:
+            How many queued batches were done.
+        """
+        records = self.context.records
+        done = 0
+        for work in records.pending_work(FACT_STORE, user_id):
+            ids = [int(i) for i in work.payload.get("turn_ids", [])]
+            turns = records.turns(work.user_id, ids=ids)
+            try:
+                facts = extract_again(self.extractor, turns)
+            except AgentMemError as exc:
+                records.fail_work(work.id or 0, str(exc))
+                continue
+            if degraded_turns(self.extractor, ids):
+                records.fail_work(work.id or 0, "model extraction failed again")
+                continue
+            self._apply_retry(work.user_id, turns, facts)
+            records.finish_work(work.id or 0)
+            done += 1
+        return done
+
+    def _apply_retry(
+        self, user_id: str, turns: Sequence[Turn], facts: dict[int, list[Fact]]
+    ) -> None:
+        ids = {t.id for t in turns}
+        mine = [
+            i
+            for i in self.context.records.store_items(FACT_STORE, user_id, current_only=False)
+            if i.source_turn_ids and i.source_turn_ids[0] in ids
+        ]
+        wanted = {
+            (t, *f.slot, f.value_key, f.polarity)
+            for t, found in facts.items()
+            for f in found
+            if not f.generic
+        }
+        batch = _Batch()
+        unconfirmed = [i for i in mine if i.current and _fact_key(i) not in wanted]
+        if unconfirmed:
+            batch.invalidate(unconfirmed, "not confirmed by model extraction", utcnow(), None)
+        slots: dict[tuple[str, str], list[MemoryItem]] = {}
+        dropped = {i.id for i in unconfirmed}
+        for item in self.current(user_id):
+            if item.id not in dropped:
+                key = (str(item.metadata.get("subject_key")), str(item.metadata.get("attribute")))
+                slots.setdefault(key, []).append(item)
+        have = {_fact_key(i) for i in mine}
+        for turn in sorted(turns, key=lambda t: t.id):
+            for fact in facts.get(turn.id, []):
+                if fact.generic or (turn.id, *fact.slot, fact.value_key, fact.polarity) in have:
+                    continue
+                existing = slots.setdefault(fact.slot, [])
+                newer = [
+                    i
+                    for i in existing
+                    if i.metadata.get("value_key") != fact.value_key and _when(i) > turn.timestamp
+                ]
+                if fact.single_valued and fact.polarity and newer:
+                    # Said before the slot's current value: history, never current again.
+                    first = min(newer, key=_when)
+                    item = replace(
+                        self._item(fact, turn), invalid_at=_when(first), superseded_by=first.id
+                    )
+                    batch.add(item)
+                    continue
+                self._resolve_one(fact, turn, slots, batch)
+        self._persist(batch)
 
     def _resolve_one(
         self,
@@ -247,6 +341,17 @@ class _Batch:
     ) -> tuple[MemoryItem, ...]:
         self.invalidations.append(([i.id for i in items], reason, at, superseded_by))
         return tuple(replace(i, invalid_at=at, superseded_by=superseded_by) for i in items)
+
+
+def _fact_key(item: MemoryItem) -> tuple[object, ...]:
+    meta = item.metadata
+    return (
+        item.source_turn_ids[0] if item.source_turn_ids else None,
+        meta.get("subject_key"),
+        meta.get("attribute"),
+        meta.get("value_key"),
+        meta.get("polarity"),
+    )
 
 
 def _when(item: MemoryItem) -> datetime:

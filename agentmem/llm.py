@@ -106,6 +106,10 @@ class RetryingChatModel:
         max_delay: Upper bound of one pause, in seconds.
         sleep: Pauses for the given seconds (injected so tests need not wait).
         rng: Source of the jitter; a fresh ``random.Random()`` by default.
+
+    Attributes:
+        retries: Failed attempts that were tried again, so far (a call's last failed
+            attempt is raised, not retried, and is not counted); thread-safe.
     """
 
     def __init__(
@@ -127,6 +131,8 @@ class RetryingChatModel:
         self.max_delay = max_delay
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.retries = 0
+        self._lock = threading.Lock()
 
     @property
     def last_usage(self) -> Usage | None:
@@ -175,6 +181,8 @@ class RetryingChatModel:
                     close()
 
     def _pause(self, attempt: int, exc: ModelError) -> None:
+        with self._lock:
+            self.retries += 1
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         # "Equal jitter": at least half the backoff, so clients that failed together
         # spread out without retrying immediately.

@@ -228,7 +228,8 @@ class MemoryManager:
 
     def resume(self, user_id: str | None = None) -> WriteReport | None:
         """Fold in turns that were accepted but never memorized, and retry failed builds."""
-        for store in self.stores:
+        # The fact ledger first: the graph reuses the facts its retry extracts.
+        for store in self.structures:
             if isinstance(store, Resumable):
                 try:
                     store.retry_pending(user_id)

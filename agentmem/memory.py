@@ -394,6 +394,9 @@ class Memory:
         user_id = _check_user(user_id)
         if not isinstance(query, str) or not query.strip():
             raise InputError("the search query is empty")
+        _check_unicode(query, "the search query")
+        if agent_id is not None:
+            _check_unicode(agent_id, "agent_id")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise InputError(f"top_k must be a positive integer, not {top_k!r}")
         if filters is not None and not isinstance(filters, Mapping):
@@ -624,7 +627,15 @@ def _check_user(user_id: str) -> str:
             "user_id must be a non-empty string of at most 256 characters",
             hint="every call is scoped by user: pass user_id=...",
         )
+    _check_unicode(user_id, "user_id")
     return user_id
+
+
+def _check_unicode(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{what} is not valid Unicode text: {exc.reason}") from exc
 
 
 def _moment(value: datetime | str | None, what: str) -> datetime | None:

@@ -137,20 +137,28 @@ def derived_item_id(*parts: object) -> str:
 def _check_text(value: str, what: str) -> str:
     if not isinstance(value, str):
         raise InputError(f"{what} must be a string, not {type(value).__name__}")
-    if not value.strip():
-        raise InputError(f"{what} is empty")
     if len(value) > MAX_TURN_CHARS:
         raise InputError(f"{what} is {len(value):,} characters; the limit is {MAX_TURN_CHARS:,}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InputError(f"{what} is not valid Unicode text: {exc.reason}") from exc
-    return value.replace("\x00", "")
+    # NUL is dropped (SQLite and most tools end strings there); what is left must say something.
+    value = value.replace("\x00", "")
+    if not value.strip():
+        raise InputError(f"{what} is empty")
+    return value
 
 
 def _check_id(value: str, what: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 256:
         raise InputError(f"{what} must be a non-empty string of at most 256 characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{what} is not valid Unicode text: {exc.reason}") from exc
+    if "\x00" in value:
+        raise InputError(f"{what} must not contain NUL characters")
     return value
 
 
@@ -268,6 +276,8 @@ class Records:
         """Create (or reuse) a dialogue session for ``user_id``; return its id."""
         self.ensure_user(user_id)
         session_id = _check_id(session_id, "session_id") if session_id else uuid.uuid4().hex[:12]
+        if agent_id is not None:
+            _check_id(agent_id, "agent_id")
         with self.session() as s:
             row = s.get(SessionRow, session_id)
             if row is None:
@@ -346,7 +356,9 @@ class Records:
                 TurnRow(
                     user_id=_check_id(spec["user_id"], "user_id"),
                     session_id=_check_id(spec["session_id"], "session_id"),
-                    agent_id=spec.get("agent_id"),
+                    agent_id=_check_id(spec["agent_id"], "agent_id")
+                    if spec.get("agent_id") is not None
+                    else None,
                     speaker=_check_id(spec.get("speaker") or role, "speaker"),
                     role=role,
                     text=_check_text(spec["text"], "turn text"),

@@ -10,6 +10,9 @@
           server.script("Hello!", {"facts": []})
           server.fail(Fault.status(500))
           model = OpenAIChatModel("fake", base_url=server.base_url)
+
+  With ``default_reply=schema_reply`` it answers any structured-output request with a
+  valid instance of the requested schema, so whole pipelines can run against it.
 """
 
 from __future__ import annotations
@@ -227,12 +230,14 @@ class RecordedRequest:
         path: The URL path, e.g. ``"/v1/chat/completions"``.
         body: The parsed JSON body (empty for a GET, or a body that is not JSON).
         headers: The request headers, names lower-cased.
+        fault: The fault injected into this request, or ``None``.
     """
 
     method: str
     path: str
     body: dict[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    fault: Fault | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return ``body[key]``, or ``default``."""
@@ -246,6 +251,141 @@ class RecordedRequest:
 
 ServerReply = str | dict[str, Any] | Callable[[dict[str, Any]], str | dict[str, Any]]
 """A scripted chat answer of the fake server: text, a JSON object, or a function of the body."""
+
+_NUMBERED_LINE = re.compile(r"^\[(\d+)\]\s*(.*)$", re.MULTILINE)
+_WORD = re.compile(r"[A-Za-z0-9][\w'-]*")
+_STRING_WORDS = 8
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """What :func:`schema_reply` borrows from a request's messages to fill a schema."""
+
+    text: str
+    lines: tuple[tuple[int, str], ...]  # ("[12] Nora: I moved" -> (12, "Nora: I moved"))
+    fallback_words: str
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> _Prompt:
+        contents: list[str] = []
+        for message in body.get("messages") or ():
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                contents.append(content)
+        text = "\n".join(contents)
+        lines = tuple((int(n), rest) for n, rest in _NUMBERED_LINE.findall(text))
+        last = contents[-1] if contents else ""
+        return cls(text, lines, _words(last) or "OK")
+
+    def line(self, index: int) -> tuple[int | None, str]:
+        if not self.lines:
+            return None, self.fallback_words
+        number, rest = self.lines[index % len(self.lines)]
+        return number, _words(rest) or self.fallback_words
+
+    def quoted(self, key: str) -> list[Any]:
+        """Return the values the prompt quotes as JSON ``"key": value``, in order, once each.
+
+        Placeholders without a letter or digit (``"..."`` in a format example) are no data.
+        """
+        pattern = re.compile(rf'"{re.escape(key)}"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)')
+        values: list[Any] = []
+        for raw in pattern.findall(self.text):
+            value = json.loads(raw)
+            if re.search(r"\w", str(value)) and value not in values:
+                values.append(value)
+        return values
+
+
+def _words(text: str) -> str:
+    return " ".join(_WORD.findall(text)[:_STRING_WORDS])
+
+
+def schema_reply(body: Mapping[str, Any], *, text: str = "OK") -> str | dict[str, Any]:
+    """Answer a chat request validly: an instance of its JSON schema, else ``text``.
+
+    Meant as ``FakeOpenAIServer(default_reply=schema_reply)``. For a request whose
+    ``response_format`` is a ``json_schema``, the schema is walked: an object gets its
+    required properties; ``const``, ``enum`` and ``anyOf``/``oneOf``/``allOf`` take their
+    first choice; a boolean is ``true``, ``null`` is ``null``. Values are borrowed from the
+    prompt the way prompts show what an answer may cite:
+
+    * lines numbered ``[N] ...`` are the items an answer can refer to: integers are such
+      an ``N``, strings are the first words of its line (of the last message when the
+      prompt numbers no lines), and the elements of an array go through the lines in
+      order;
+    * an array of objects whose property the prompt quotes as JSON (``"node_id": "a1"``)
+      gets one element per quoted value, so an answer covers every item it was shown.
+
+    Other arrays get one element (or ``minItems``). A ``json_object`` request gets ``{}``.
+
+    Args:
+        body: The chat completion request body.
+        text: The answer to a request without a JSON format.
+    """
+    response_format = body.get("response_format") or {}
+    if not isinstance(response_format, dict):
+        return text
+    if response_format.get("type") == "json_object":
+        return {}
+    if response_format.get("type") != "json_schema":
+        return text
+    schema = (response_format.get("json_schema") or {}).get("schema") or {}
+    value = _instance(schema, _Prompt.of(body), 0)
+    return value if isinstance(value, dict) else json.dumps(value)
+
+
+def _instance(schema: Mapping[str, Any], prompt: _Prompt, index: int) -> Any:
+    """Return a value valid under ``schema``, filled from the ``index``-th numbered line."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for combinator in ("anyOf", "oneOf", "allOf"):
+        choices = schema.get(combinator)
+        if choices:
+            return _instance(choices[0], prompt, index)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and "properties" in schema):
+        properties = schema.get("properties") or {}
+        return {
+            name: _instance(properties.get(name) or {}, prompt, index)
+            for name in schema.get("required") or ()
+        }
+    if kind == "array":
+        return _array(schema, prompt, index)
+    number, words = prompt.line(index)
+    if kind == "integer":
+        return number if number is not None else int(schema.get("minimum", 0))
+    if kind == "number":
+        return float(number if number is not None else schema.get("minimum", 0))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    limit = schema.get("maxLength")
+    return words[:limit].rstrip() if isinstance(limit, int) else words
+
+
+def _array(schema: Mapping[str, Any], prompt: _Prompt, index: int) -> list[Any]:
+    if schema.get("maxItems") == 0:
+        return []
+    items = schema.get("items")
+    items = items if isinstance(items, dict) else {}
+    if items.get("type") == "object" or "properties" in items:
+        for name in items.get("required") or ():
+            quoted = prompt.quoted(name)
+            if quoted:
+                rows = []
+                for position, value in enumerate(quoted):
+                    row = _instance(items, prompt, index + position)
+                    row[name] = value
+                    rows.append(row)
+                return rows
+    count = max(1, int(schema.get("minItems", 1)))
+    return [_instance(items, prompt, index + position) for position in range(count)]
 
 
 class _Server(ThreadingHTTPServer):
@@ -268,12 +408,14 @@ class FakeOpenAIServer:
     words are similar) and ``GET /v1/models``.
 
     Each request first takes a queued fault (see :meth:`fail`); with none queued, a
-    ``fault_rate`` draws one at random from ``random_faults`` using a seeded generator.
-    Chat requests then take the next scripted reply (see :meth:`script`) or
-    ``default_reply``. Token usage is estimated as a token per 4 characters.
+    ``fault_rate`` draws one at random from ``random_faults`` using a seeded generator;
+    each recorded request keeps the fault it got. Chat requests then take the next
+    scripted reply (see :meth:`script`) or ``default_reply``. Token usage is estimated as
+    a token per 4 characters.
 
     Args:
-        default_reply: The chat answer when the script is empty.
+        default_reply: The chat answer when the script is empty: text, a JSON object, or
+            a function of the request body, such as :func:`schema_reply`.
         embedding_dimension: The vector length unless a request asks for ``dimensions``.
         fault_rate: The probability of a random fault per request without a queued one.
         seed: Seeds the random faults.
@@ -288,7 +430,7 @@ class FakeOpenAIServer:
     def __init__(
         self,
         *,
-        default_reply: str = "OK",
+        default_reply: ServerReply = "OK",
         embedding_dimension: int = 64,
         fault_rate: float = 0.0,
         seed: int = 0,
@@ -386,16 +528,27 @@ class FakeOpenAIServer:
         with self._lock:
             self._connections.pop(connection, None)
 
-    def _record(self, request: RecordedRequest) -> None:
+    def _admit(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        *,
+        authorized: bool,
+    ) -> Fault | None:
+        """Draw the request's fault (none when unauthorized) and record both, atomically."""
         with self._lock:
-            self._requests.append(request)
+            fault = self._next_fault() if authorized else None
+            self._requests.append(RecordedRequest(method, path, body, headers, fault))
+        return fault
 
     def _next_fault(self) -> Fault | None:
-        with self._lock:
-            if self._faults:
-                return self._faults.popleft()
-            if self.fault_rate > 0 and self.random_faults and self._rng.random() < self.fault_rate:
-                return self._rng.choice(self.random_faults)
+        # Called with self._lock held.
+        if self._faults:
+            return self._faults.popleft()
+        if self.fault_rate > 0 and self.random_faults and self._rng.random() < self.fault_rate:
+            return self._rng.choice(self.random_faults)
         return None
 
     def _next_reply(self, body: dict[str, Any]) -> str:
@@ -504,26 +657,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str, body: dict[str, Any]) -> None:
         fake = self.server.fake
         path = self.path.split("?", 1)[0]
-        fake._record(
-            RecordedRequest(
-                method, path, body, {name.lower(): value for name, value in self.headers.items()}
-            )
+        authorized = (
+            fake.api_key is None or self.headers.get("Authorization") == f"Bearer {fake.api_key}"
         )
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        fault = fake._admit(method, path, body, headers, authorized=authorized)
         try:
-            self._answer(method, path, body)
+            if authorized:
+                self._answer(method, path, body, fault)
+            else:
+                self._send_error_json(401, "Incorrect API key provided.")
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (a timeout); nobody is left to answer.
             self.close_connection = True
 
-    def _answer(self, method: str, path: str, body: dict[str, Any]) -> None:
+    def _answer(self, method: str, path: str, body: dict[str, Any], fault: Fault | None) -> None:
         fake = self.server.fake
-        if (
-            fake.api_key is not None
-            and self.headers.get("Authorization") != f"Bearer {fake.api_key}"
-        ):
-            self._send_error_json(401, "Incorrect API key provided.")
-            return
-        fault = fake._next_fault()
         if fault is not None and fault.kind == "delay":
             if not fake._wait(fault.seconds) or self._client_hung_up():
                 self._drop()

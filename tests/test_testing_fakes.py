@@ -12,7 +12,8 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,10 @@ from agentmem.testing import (
     Fault,
     ScriptedCall,
     ScriptedChatModel,
+    schema_reply,
     split_into_chunks,
 )
-from agentmem.types import Message, Usage
+from agentmem.types import Message, Turn, Usage
 
 HELLO = [Message("system", "Be brief."), Message("user", "Say hello to the whole world")]
 SCHEMA = {"type": "object", "properties": {"facts": {"type": "array"}}, "required": ["facts"]}
@@ -386,6 +388,17 @@ def test_delayed_request_whose_client_left_uses_no_reply(server: FakeOpenAIServe
     assert json.loads(raw)["choices"][0]["message"]["content"] == "kept for the next request"
 
 
+def test_recorded_requests_keep_their_fault(server: FakeOpenAIServer) -> None:
+    server.fail(Fault.status(503))
+
+    _chat(server)
+    _chat(server)
+
+    first, second = server.chat_requests()
+    assert first.fault == Fault.status(503)
+    assert second.fault is None
+
+
 def test_fault_rate_is_reproducible_with_a_seed() -> None:
     def statuses(seed: int) -> list[int]:
         with FakeOpenAIServer(
@@ -397,6 +410,170 @@ def test_fault_rate_is_reproducible_with_a_seed() -> None:
 
     assert first == again
     assert {200, 500, 503} <= set(first)
+
+
+# -- schema_reply ----------------------------------------------------------------------------
+
+
+def _schema_body(schema: dict[str, Any], *contents: str) -> dict[str, Any]:
+    return {
+        "model": "fake-chat",
+        "messages": [{"role": "user", "content": content} for content in contents],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": False},
+        },
+    }
+
+
+def test_schema_reply_fills_a_schema_from_the_numbered_lines_of_the_prompt() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "notes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "line": {"type": "integer"},
+                        "gist": {"type": "string", "maxLength": 12},
+                        "mood": {"enum": ["calm", "angry"]},
+                        "sure": {"type": "boolean"},
+                        "optional": {"type": "string"},
+                    },
+                    "required": ["line", "gist", "mood", "sure"],
+                },
+                "minItems": 2,
+            },
+            "score": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+            "kind": {"const": "notes"},
+        },
+        "required": ["notes", "score", "kind"],
+    }
+    prompt = "Take notes.\n[7] Ana: I moved to Porto last spring!\n[9] Ben: Nice, why Porto?"
+
+    reply = schema_reply(_schema_body(schema, prompt))
+
+    assert reply == {
+        "notes": [
+            {"line": 7, "gist": "Ana I moved", "mood": "calm", "sure": True},
+            {"line": 9, "gist": "Ben Nice why", "mood": "calm", "sure": True},
+        ],
+        "score": 7.0,
+        "kind": "notes",
+    }
+
+
+def test_schema_reply_answers_every_item_the_prompt_quotes() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "nodes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"node_id": {"type": "string"}, "text": {"type": "string"}},
+                    "required": ["node_id", "text"],
+                },
+            }
+        },
+        "required": ["nodes"],
+    }
+    example = 'Answer {"nodes": [{"node_id": "...", "text": "..."}]}'
+    listing = json.dumps([{"node_id": "a1", "depth": 1}, {"node_id": "b2", "depth": 2}])
+
+    reply = schema_reply(_schema_body(schema, example, "Rewrite these nodes: " + listing))
+
+    assert isinstance(reply, dict)
+    assert [node["node_id"] for node in reply["nodes"]] == ["a1", "b2"]
+    assert all(node["text"].startswith("Rewrite these nodes") for node in reply["nodes"])
+
+
+def test_schema_reply_without_a_schema_is_text_or_an_empty_object() -> None:
+    plain = {"messages": [{"role": "user", "content": "hi"}]}
+    json_object = {**plain, "response_format": {"type": "json_object"}}
+
+    assert schema_reply(plain) == "OK"
+    assert schema_reply(plain, text="Hello") == "Hello"
+    assert schema_reply(json_object) == {}
+
+
+def _prompts() -> list[tuple[str, Callable[[list[Turn]], tuple[list[Message], Any, Any]]]]:
+    from agentmem.prompts import extraction, memo, memtree, summary
+
+    def facts(turns: list[Turn]) -> tuple[list[Message], Any, Any]:
+        ids = {t.id for t in turns}
+        return (
+            extraction.extraction_messages(turns),
+            extraction.FACTS_SCHEMA,
+            lambda data: extraction.validate_facts(data, ids),
+        )
+
+    def memos(turns: list[Turn]) -> tuple[list[Message], Any, Any]:
+        ids = [t.id for t in turns]
+        return (
+            memo.memo_messages(turns, ["moving house"]),
+            memo.MEMO_SCHEMA,
+            lambda data: memo.validate_memos(data, ids),
+        )
+
+    def sentences(turns: list[Turn]) -> tuple[list[Message], Any, Any]:
+        previous = [summary.SummarySentence("Ana lives in Lisbon.", (2,))]
+        ids = {2} | {t.id for t in turns}
+        return (
+            summary.summary_messages(previous, turns, max_sentences=5, max_words=60),
+            summary.SUMMARY_SCHEMA,
+            lambda data: summary.validate_summary(data, ids),
+        )
+
+    def nodes(turns: list[Turn]) -> tuple[list[Message], Any, Any]:
+        changes = [
+            memtree.NodeChange("n-1", 1, 4, "Ana's moves", ("Ana moved to Porto",)),
+            memtree.NodeChange("n-2", 2, 1, "Ben asks why"),
+        ]
+        return (
+            memtree.aggregate_messages(changes),
+            memtree.AGGREGATE_SCHEMA,
+            lambda data: memtree.validate_aggregation(data, ["n-1", "n-2"]),
+        )
+
+    return [("facts", facts), ("memos", memos), ("summary", sentences), ("memtree", nodes)]
+
+
+@pytest.mark.parametrize(("name", "prompt"), _prompts(), ids=[name for name, _ in _prompts()])
+def test_schema_reply_passes_the_validators_of_agentmem_prompts(
+    name: str, prompt: Callable[[list[Turn]], tuple[list[Message], Any, Any]]
+) -> None:
+    when = datetime(2024, 1, 4, 9, 5)
+    turns = [
+        Turn(7, "ana", "s1", "Ana", "user", "I moved to Porto last spring!", when),
+        Turn(8, "ana", "s1", "Ben", "user", "Nice, why Porto?", when),
+    ]
+    messages, schema, validate = prompt(turns)
+    body = _schema_body(schema)
+    body["messages"] = [{"role": m.role, "content": m.content} for m in messages]
+
+    reply = schema_reply(body)
+
+    assert validate(reply), name
+
+
+def test_server_with_schema_reply_answers_structured_requests_validly() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "turn": {"type": "integer"}},
+        "required": ["city", "turn"],
+    }
+    with FakeOpenAIServer(default_reply=schema_reply) as fake:
+        status, raw = _request(
+            fake, "POST", "/v1/chat/completions", _schema_body(schema, "[3] Ana: Porto")
+        )
+        plain = json.loads(_chat(fake)[1])["choices"][0]["message"]["content"]
+
+    content = json.loads(raw)["choices"][0]["message"]["content"]
+    assert status == 200
+    assert json.loads(content) == {"city": "Ana Porto", "turn": 3}
+    assert plain == "OK"
 
 
 # -- lifecycle -----------------------------------------------------------------------------

@@ -4,8 +4,8 @@ This module holds the chat prompt; each memory builder's prompts live in a submo
 (``agentmem.prompts.memtree``, ``.summary``, ``.memo``, ``.extraction``).
 
 Recalled memory always goes into the prompt inside a ``<memory>`` block that says it is
-data, not instructions, with any tag-like text in the memory escaped, so a remembered
-"ignore previous instructions" stays a quotation.
+data, not instructions, one line per item, with any tag-like text and line break in the
+memory escaped, so a remembered "ignore previous instructions" stays a quotation.
 """
 
 from __future__ import annotations
@@ -29,8 +29,13 @@ MEMORY_PREAMBLE = (
 
 
 def escape_memory_text(text: str) -> str:
-    """Neutralise text that could close or open the memory block."""
-    return text.replace("<", "‹").replace(">", "›")
+    """Neutralise text that could close or open the memory block, or forge a line of it.
+
+    Angle brackets become look-alikes, so no tag (``</memory>``, ``<|im_start|>``) survives.
+    Line breaks of every kind become spaces, so an item stays on its one line and cannot
+    fake another item, a date, a status or the block's preamble.
+    """
+    return " ".join(text.splitlines()).replace("<", "‹").replace(">", "›")
 
 
 def format_date(moment: datetime | None) -> str:

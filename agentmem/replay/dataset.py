@@ -145,9 +145,13 @@ def parse_dialogue_time(text: str) -> datetime:
 
 
 def turn_text(raw: dict[str, Any]) -> str:
-    """Return a turn's text; an image turn says what the photo shows, from its caption."""
-    text = str(raw.get("text") or "").strip()
-    caption = str(raw.get("blip_caption") or "").strip()
+    """Return a turn's text; an image turn says what the photo shows, from its caption.
+
+    Raises:
+        InputError: The text or the caption is not a string.
+    """
+    text = _optional_text(raw.get("text"), "a turn's text").strip()
+    caption = _optional_text(raw.get("blip_caption"), "a turn's blip_caption").strip()
     if caption:
         text = f"{text} [shares a photo: {caption}]".strip()
     return text
@@ -164,57 +168,158 @@ def split_evidence(values: list[Any]) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _optional_text(value: Any, what: str) -> str:
+    """Return a JSON scalar as text (``""`` for null); a list or an object is refused."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # "\ud800" escapes decode to lone surrogates
+            raise InputError(f"{what} is not valid Unicode text: {exc.reason}") from exc
+        return value
+    if isinstance(value, int | float):  # bool included: LoCoMo has numeric answers
+        return str(value)
+    raise InputError(f"{what} must be text, not a JSON {_json_type(value)}")
+
+
+def _listed(value: Any, what: str) -> list[Any]:
+    """Return a JSON list (a lone string counts as a list of one; null as empty)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return value
+    raise InputError(f"{what} must be a list, not a JSON {_json_type(value)}")
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "string" if isinstance(value, str) else type(value).__name__
+
+
 def _sessions(sample_id: str, conversation: dict[str, Any]) -> tuple[Session, ...]:
-    numbers = sorted(
-        int(match.group(1))
-        for key in conversation
-        if (match := _SESSION_KEY.fullmatch(key)) and isinstance(conversation[key], list)
-    )
+    """Return the sessions in number order.
+
+    Raises:
+        InputError: A session repeats a number, lacks its time, or holds a malformed turn.
+    """
+    keys: dict[int, str] = {}
+    for key, value in conversation.items():
+        match = _SESSION_KEY.fullmatch(key)
+        if match is None or value is None:
+            continue
+        if not isinstance(value, list):  # skipping it would silently lose a session
+            raise InputError(f"{sample_id}: {key} is a JSON {_json_type(value)}, not a list")
+        number = int(match.group(1))
+        if number in keys:  # "session_1" and "session_01": one would silently be lost
+            raise InputError(f"{sample_id}: {keys[number]} and {key} are the same session")
+        keys[number] = key
     sessions = []
-    for number in numbers:
-        stamp = conversation.get(f"session_{number}_date_time")
+    for number in sorted(keys):
+        key = keys[number]
+        stamp = conversation.get(f"{key}_date_time")
         if not stamp:
-            raise InputError(f"{sample_id}: session_{number} has no session_{number}_date_time")
-        started = parse_dialogue_time(str(stamp))
+            raise InputError(f"{sample_id}: {key} has no {key}_date_time")
+        try:
+            started = parse_dialogue_time(_optional_text(stamp, "it"))
+        except InputError as exc:
+            raise InputError(f"{sample_id}: {key}_date_time: {exc.args[0]}", hint=exc.hint) from exc
         turns = []
-        for position, raw in enumerate(conversation[f"session_{number}"]):
-            text = turn_text(raw)
+        for position, raw in enumerate(conversation[key]):
+            where = f"{sample_id}: turn {position + 1} of {key}"
+            if not isinstance(raw, dict):
+                raise InputError(f"{where} is a JSON {_json_type(raw)}, not an object")
+            try:
+                text = turn_text(raw)
+            except InputError as exc:
+                raise InputError(f"{where}: {exc}") from exc
+            dia_id = _optional_text(raw.get("dia_id"), f"{where}: dia_id")
             if not text:
-                logger.warning("%s: skipping empty turn %s", sample_id, raw.get("dia_id"))
+                logger.warning("%s: skipping empty turn %s", sample_id, dia_id or position + 1)
                 continue
+            try:
+                timestamp = started + timedelta(seconds=SECONDS_PER_TURN * position)
+            except OverflowError as exc:
+                raise InputError(f"{where} falls after the year 9999") from exc
             turns.append(
                 DialogueTurn(
-                    dia_id=str(raw.get("dia_id") or f"D{number}:{position + 1}"),
-                    speaker=str(raw.get("speaker") or "unknown"),
+                    dia_id=dia_id or f"D{number}:{position + 1}",
+                    speaker=_optional_text(raw.get("speaker"), f"{where}: speaker") or "unknown",
                     text=text,
-                    timestamp=started + timedelta(seconds=SECONDS_PER_TURN * position),
+                    timestamp=timestamp,
                 )
             )
         sessions.append(Session(number, started, tuple(turns)))
     return tuple(sessions)
 
 
-def _sample(raw: dict[str, Any], source: str) -> Sample:
-    try:
-        sample_id = str(raw["sample_id"])
-        conversation = raw["conversation"]
-        speakers = (str(conversation["speaker_a"]), str(conversation["speaker_b"]))
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"{source}: a sample lacks {exc}; is this LoCoMo JSON?") from exc
+def _sample(raw: Any, source: str) -> Sample:
+    """Return one sample of a file.
+
+    Raises:
+        InputError: The sample is not LoCoMo-shaped (a field is missing or of a wrong type).
+    """
+    if not isinstance(raw, dict):
+        raise InputError(
+            f"{source}: a sample is a JSON {_json_type(raw)}, not an object; is this LoCoMo JSON?"
+        )
+    conversation = raw.get("conversation")
+    missing = [k for k in ("sample_id", "conversation") if raw.get(k) is None]
+    if isinstance(conversation, dict):
+        missing += [k for k in ("speaker_a", "speaker_b") if conversation.get(k) is None]
+    elif not missing:
+        missing = ["a conversation object"]
+    if missing or not isinstance(conversation, dict):
+        raise InputError(f"{source}: a sample lacks {', '.join(missing)}; is this LoCoMo JSON?")
+    sample_id = _optional_text(raw["sample_id"], f"{source}: sample_id")
+    speakers = (
+        _optional_text(conversation["speaker_a"], f"{sample_id}: speaker_a"),
+        _optional_text(conversation["speaker_b"], f"{sample_id}: speaker_b"),
+    )
     questions = []
     gold = []
-    for index, qa in enumerate(raw.get("qa") or []):
-        category = int(qa.get("category", 0))
+    for index, qa in enumerate(_listed(raw.get("qa"), f"{sample_id}: qa")):
+        where = f"{sample_id}: question {index}"
+        if not isinstance(qa, dict):
+            raise InputError(f"{where} is a JSON {_json_type(qa)}, not an object")
+        if not isinstance(qa.get("question"), str):
+            raise InputError(f"{where} has no question text")
+        category = qa.get("category", 0)
+        if isinstance(category, bool) or not isinstance(category, int):
+            raise InputError(f"{where}: category must be an integer, not {category!r:.40}")
         answer = qa.get("answer")
-        questions.append(Question(f"{sample_id}#q{index}", sample_id, str(qa["question"])))
+        adversarial = qa.get("adversarial_answer")
+        kind = qa.get("kind")
+        if kind is not None and not isinstance(kind, str):
+            raise InputError(f"{where}: kind must be text, not a JSON {_json_type(kind)}")
+        questions.append(Question(f"{sample_id}#q{index}", sample_id, qa["question"]))
         gold.append(
             Gold(
-                answer=None if answer is None else str(answer),
-                evidence=split_evidence(list(qa.get("evidence") or [])),
+                answer=None if answer is None else _optional_text(answer, f"{where}: answer"),
+                evidence=split_evidence(
+                    [
+                        _optional_text(e, f"{where}: evidence")
+                        for e in _listed(qa.get("evidence"), f"{where}: evidence")
+                    ]
+                ),
                 category=category,
-                kind=qa.get("kind"),
-                stale=tuple(str(v) for v in qa.get("stale") or ()),
-                adversarial_answer=qa.get("adversarial_answer"),
+                kind=kind,
+                stale=tuple(
+                    _optional_text(v, f"{where}: stale")
+                    for v in _listed(qa.get("stale"), f"{where}: stale")
+                ),
+                adversarial_answer=None
+                if adversarial is None
+                else _optional_text(adversarial, f"{where}: adversarial_answer"),
             )
         )
     return Sample(
@@ -229,23 +334,42 @@ def load_samples(paths: Sequence[str | Path]) -> list[Sample]:
     """Load every sample of the given LoCoMo-format files, in order.
 
     Raises:
-        InputError: A file is unreadable, not LoCoMo JSON, or repeats a sample id.
+        InputError: A file is unreadable, not UTF-8 JSON, not LoCoMo-shaped (a field is
+            missing or of a wrong type), or repeats a sample id.
     """
     samples: list[Sample] = []
     seen: set[str] = set()
     for path in map(Path, paths):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            content = path.read_bytes()
         except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc}") from exc
-        except json.JSONDecodeError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except ValueError as exc:  # a path with a NUL character
+            raise InputError(f"cannot read {str(path)!r}: {exc}") from exc
+        try:
+            # utf-8-sig: a byte order mark, as some editors write, is not an error.
+            data = json.loads(content.decode("utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{path} is not UTF-8 text: invalid byte at offset {exc.start}",
+                hint="LoCoMo files are UTF-8 JSON",
+            ) from exc
+        except ValueError as exc:  # JSONDecodeError, or a number of over 4,300 digits
             raise InputError(f"{path} is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise InputError(f"{path} is nested too deeply to be LoCoMo JSON") from exc
         if isinstance(data, dict):
             data = [data]
         if not isinstance(data, list):
             raise InputError(f"{path}: expected a JSON list of samples")
         for raw in data:
-            sample = _sample(raw, str(path))
+            try:
+                sample = _sample(raw, str(path))
+            except InputError as exc:  # say which file, when a sample's id is all it names
+                message = str(exc.args[0])
+                if not message.startswith(str(path)):
+                    message = f"{path}: {message}"
+                raise InputError(message, hint=exc.hint) from exc
             if sample.conversation.sample_id in seen:
                 raise InputError(
                     f"{path}: sample id {sample.conversation.sample_id!r} appears twice",

@@ -29,6 +29,11 @@ class IngestStats:
         prompt_tokens: Prompt tokens of those calls.
         completion_tokens: Completion tokens of those calls.
         failures: Structures that failed to write (their turns stay pending).
+        model_failures: Model calls that still failed after their retries.
+        model_retries: Failed model attempts that were retried (answers excluded).
+        build_failures: Model builds (facts, memos, summaries, aggregations) that failed
+            after retries and repair; the structure's offline builder stood in.
+        builds_queued: Of those, the builds queued in the records for a later retry.
     """
 
     turns: int
@@ -37,6 +42,10 @@ class IngestStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     failures: int = 0
+    model_failures: int = 0
+    model_retries: int = 0
+    build_failures: int = 0
+    builds_queued: int = 0
 
 
 class Progress:

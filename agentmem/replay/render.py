@@ -193,6 +193,10 @@ def summary_markdown(report: Report) -> str:
                 "model calls/turn",
                 "model tokens/turn",
                 "failed sessions",
+                "failed model calls",
+                "retries",
+                "failed builds",
+                "builds retried / pending",
             ],
             [
                 [
@@ -202,6 +206,10 @@ def summary_markdown(report: Report) -> str:
                     _number(s.model_calls_per_turn, 2),
                     _number(s.model_tokens_per_turn, 0),
                     str(s.ingest_failures),
+                    str(s.model_failures),
+                    str(s.model_retries),
+                    str(s.build_failures),
+                    f"{s.builds_retried} / {s.builds_pending}",
                 ]
                 for s in report.summaries
             ],

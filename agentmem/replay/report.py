@@ -9,7 +9,7 @@ recall beside them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -162,6 +162,13 @@ class ConfigSummary:
         recall_p50_ms: Median seconds to build a context, in milliseconds.
         recall_p95_ms: 95th percentile of the same.
         ingest_failures: Sessions whose write into memory failed.
+        model_failures: Model calls made while ingesting that failed after their retries.
+        model_retries: Failed model attempts retried while ingesting.
+        build_failures: Model builds that failed while ingesting (the offline builder
+            stood in).
+        builds_queued: Of those, the builds queued for a retry.
+        builds_retried: Queued builds retried successfully in this run.
+        builds_pending: Queued builds still waiting after this run.
     """
 
     name: str
@@ -176,6 +183,12 @@ class ConfigSummary:
     recall_p50_ms: float | None
     recall_p95_ms: float | None
     ingest_failures: int = 0
+    model_failures: int = 0
+    model_retries: int = 0
+    build_failures: int = 0
+    builds_queued: int = 0
+    builds_retried: int = 0
+    builds_pending: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """Return the summary as JSON-ready data."""
@@ -266,9 +279,16 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def summarise(
-    name: str, scored: Sequence[ScoredQuestion], ingest: Sequence[IngestStats]
+    name: str,
+    scored: Sequence[ScoredQuestion],
+    ingest: Sequence[IngestStats],
+    builds: Mapping[str, int] | None = None,
 ) -> ConfigSummary:
-    """Aggregate one configuration's scored questions and ingest statistics."""
+    """Aggregate one configuration's scored questions and ingest statistics.
+
+    ``builds`` is what retrying the queued model builds did in this run (``retried``,
+    ``pending``).
+    """
     by_category: dict[str, list[ScoredQuestion]] = {}
     for label in CATEGORIES.values():
         group = [s for s in scored if s.category == label]
@@ -296,6 +316,12 @@ def summarise(
         recall_p50_ms=_percentile(recall, 50),
         recall_p95_ms=_percentile(recall, 95),
         ingest_failures=sum(i.failures for i in ingest),
+        model_failures=sum(i.model_failures for i in ingest),
+        model_retries=sum(i.model_retries for i in ingest),
+        build_failures=sum(i.build_failures for i in ingest),
+        builds_queued=sum(i.builds_queued for i in ingest),
+        builds_retried=int((builds or {}).get("retried", 0)),
+        builds_pending=int((builds or {}).get("pending", 0)),
     )
 
 
@@ -304,8 +330,14 @@ def build_report(run: ReplayRun) -> Report:
     gold = {q.id: g for s in run.samples for q, g in zip(s.questions, s.gold, strict=True)}
     judge = model_judge(run.answer_model) if run.settings.judge and run.answer_model else None
     scored = [score_output(o, gold[o.question_id], judge) for o in run.outputs]
+    builds = run.extra.get("model_builds") or {}
     summaries = [
-        summarise(name, [s for s in scored if s.output.config == name], run.ingest.get(name, []))
+        summarise(
+            name,
+            [s for s in scored if s.output.config == name],
+            run.ingest.get(name, []),
+            builds.get(name),
+        )
         for name in run.settings.configurations
     ]
     settings = asdict(run.settings)

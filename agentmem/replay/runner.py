@@ -4,9 +4,13 @@ For each configuration, each conversation is ingested session by session in orde
 the dialogue's own timestamps: every turn is stored with its speaker's name and the role
 ``"user"`` (the memory belongs to the conversation as a whole, and both speakers are
 people the memory is about), its dataset id as ``external_id``, then the session's turns
-are written into memory in one batch and the session is closed (consolidation). Then every
-question is asked as of the end of the dialogue: the configuration builds its context under
-the token budget and, when a chat model is configured, the model answers from it.
+are written into memory in one batch and the session is closed (consolidation). A model
+build that failed meanwhile (after the model's own retries) was queued by its structure;
+once the conversation is ingested, the queue is retried, and what still fails stays queued
+for the next run. Failed calls, retries and failed builds are counted per session
+(:class:`~agentmem.replay.progress.IngestStats`). Then every question is asked as of the
+end of the dialogue: the configuration builds its context under the token budget and, when
+a chat model is configured, the model answers from it.
 
 Only the conversation and the question texts pass through here; gold answers, evidence and
 stale values stay with the scorer (:mod:`agentmem.replay.report`).
@@ -18,8 +22,8 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agentmem.errors import AgentMemError, ModelError
-from agentmem.llm import MeteredChatModel
+from agentmem.llm import MeteredChatModel, RetryingChatModel
 from agentmem.prompts.replay import answer_messages
 from agentmem.protocols import ChatModel, Embedder
 from agentmem.replay.cache import CachedChatModel
@@ -45,6 +49,7 @@ from agentmem.replay.systems import (
     parse_configurations,
 )
 from agentmem.tokens import TokenCounter
+from agentmem.types import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +74,52 @@ def finished(
     )
 
 
+@dataclass(frozen=True)
+class _Tally:
+    """The running counters a session's statistics are differences of."""
+
+    calls: int = 0
+    failures: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    build_failures: int = 0
+    builds_queued: int = 0
+
+    @classmethod
+    def take(
+        cls,
+        memory: ReplayMemory,
+        meter: MeteredChatModel | None,
+        retries: Callable[[], int] | None,
+    ) -> _Tally:
+        builds = memory.build_counts()
+        usage = meter.usage if meter is not None else Usage()
+        return cls(
+            calls=meter.calls if meter is not None else 0,
+            failures=meter.failures if meter is not None else 0,
+            retries=retries() if retries is not None else 0,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            build_failures=builds.failures,
+            builds_queued=builds.queued,
+        )
+
+    def __sub__(self, other: _Tally) -> _Tally:
+        return _Tally(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
+
+
+def retry_counter(model: ChatModel | None) -> Callable[[], int] | None:
+    """Return a reader of the retries made by the retrying wrapper inside ``model``, if any."""
+    part: object | None = model
+    for _ in range(8):
+        if isinstance(part, RetryingChatModel):
+            retrying = part
+            return lambda: retrying.retries
+        part = getattr(part, "inner", None)
+    return None
+
+
 def session_id(conversation: Conversation, session: Session) -> str:
     """Return the records' session id of a dialogue session (unique across samples)."""
     return f"{conversation.sample_id}/session_{session.number}"
@@ -81,12 +132,22 @@ def ingest_conversation(
     key: str,
     *,
     meter: MeteredChatModel | None = None,
+    retries: Callable[[], int] | None = None,
     advance: Any = None,
 ) -> list[IngestStats]:
     """Ingest the sessions of a conversation not yet ingested; return their statistics.
 
     Turns already in the records database (same ``external_id``) are not stored twice,
     and turns stored by an interrupted run but never memorized are folded in first.
+
+    Args:
+        memory: The configuration.
+        conversation: The dialogue.
+        progress: Where ingested sessions are recorded.
+        key: The configuration's progress key.
+        meter: Counts the building model's calls, failures and tokens.
+        retries: Reads how many failed model attempts were retried so far.
+        advance: Called with the number of turns handled, for a progress bar.
     """
     user = conversation.sample_id
     done = progress.ingested(key, user)
@@ -99,7 +160,7 @@ def ingest_conversation(
                 advance(len(session.turns))
             continue
         started = time.perf_counter()
-        calls, usage = (meter.calls, meter.usage) if meter else (0, None)
+        before = _Tally.take(memory, meter, retries)
         sid = session_id(conversation, session)
         records = memory.records
         records.start_session(user, session_id=sid, started_at=session.started_at)
@@ -127,16 +188,18 @@ def ingest_conversation(
         except AgentMemError as exc:  # the turns are stored; a later run resumes them
             logger.warning("%s: ingesting %s failed: %s", memory.name, sid, exc)
             failures = 1
-        spent = meter.usage if meter else None
+        spent = _Tally.take(memory, meter, retries) - before
         entry = IngestStats(
             turns=len(stored),
             seconds=time.perf_counter() - started,
-            model_calls=(meter.calls - calls) if meter else 0,
-            prompt_tokens=(spent.prompt_tokens - usage.prompt_tokens) if spent and usage else 0,
-            completion_tokens=(
-                (spent.completion_tokens - usage.completion_tokens) if spent and usage else 0
-            ),
+            model_calls=spent.calls,
+            prompt_tokens=spent.prompt_tokens,
+            completion_tokens=spent.completion_tokens,
             failures=failures,
+            model_failures=spent.failures,
+            model_retries=spent.retries,
+            build_failures=spent.build_failures,
+            builds_queued=spent.builds_queued,
         )
         if not failures:
             progress.record_session(key, user, session.number, entry)
@@ -144,6 +207,54 @@ def ingest_conversation(
         if advance is not None:
             advance(len(session.turns))
     return stats
+
+
+@dataclass(frozen=True)
+class RetryPass:
+    """What retrying a conversation's queued model builds did.
+
+    Attributes:
+        queued: Builds waiting before the retry.
+        retried: Of those, the builds that now succeeded.
+        pending: Builds still queued afterwards (retried by the next run).
+        model_calls: Model calls the retry made.
+    """
+
+    queued: int = 0
+    retried: int = 0
+    pending: int = 0
+    model_calls: int = 0
+
+
+def retry_queued_builds(
+    memory: ReplayMemory, user_id: str, *, meter: MeteredChatModel | None = None
+) -> RetryPass:
+    """Retry the user's queued model builds and fold in turns left pending.
+
+    Failures are logged, not raised: what still fails stays queued for the next run.
+    """
+    queued = memory.pending_builds(user_id)
+    if not queued and not memory.records.pending_turns(user_id):
+        return RetryPass()
+    calls = meter.calls if meter is not None else 0
+    try:
+        memory.resume(user_id)
+    except AgentMemError as exc:
+        logger.warning("%s: retrying the builds of %s failed: %s", memory.name, user_id, exc)
+    pending = memory.pending_builds(user_id)
+    if pending:
+        logger.warning(
+            "%s: %d model builds of %s are still queued; the next run retries them",
+            memory.name,
+            pending,
+            user_id,
+        )
+    return RetryPass(
+        queued=queued,
+        retried=max(queued - pending, 0),
+        pending=pending,
+        model_calls=(meter.calls - calls) if meter is not None else 0,
+    )
 
 
 def ask(
@@ -232,6 +343,13 @@ def run_replay(
             see :mod:`agentmem.replay.embedding`.
         console: Where the progress bar goes.
 
+    Returns:
+        The run. With a model, its ``extra`` holds ``model_calls`` (``calls`` past the
+        cache, ``failures`` of those after their retries, and ``retries`` made by a
+        :class:`~agentmem.llm.RetryingChatModel` inside ``model``) and ``model_cache``;
+        ``model_builds`` holds, per configuration, what retrying its queued builds did
+        (:class:`RetryPass` summed over the conversations).
+
     Raises:
         InputError: A file is not LoCoMo JSON.
         ConfigError: A configuration names an unknown structure.
@@ -256,13 +374,17 @@ def run_replay(
         from agentmem.embeddings import MiniLMEmbedder
 
         embedder = MiniLMEmbedder()
-    cached = CachedChatModel(model, out / "model_cache.sqlite") if model is not None else None
+    # Counts what reaches the model past the cache: calls, and calls failed after retries.
+    network = MeteredChatModel(model) if model is not None else None
+    cached = CachedChatModel(network, out / "model_cache.sqlite") if network is not None else None
     answer_model = MeteredChatModel(cached) if cached is not None else None
     counter = TokenCounter()
     counter.count("warm up")
     progress = ProgressFile(out / "progress.sqlite")
     outputs: list[QuestionOutput] = []
     ingest: dict[str, list[IngestStats]] = {}
+    retry_passes: dict[str, list[RetryPass]] = {}
+    retries = retry_counter(model)
     asked = [
         list(s.questions[:limit_questions] if limit_questions is not None else s.questions)
         for s in samples
@@ -321,7 +443,11 @@ def run_replay(
                             progress,
                             key,
                             meter=meter,
+                            retries=retries,
                             advance=lambda n: bar.advance(task, n),
+                        )
+                        retry_passes.setdefault(name, []).append(
+                            retry_queued_builds(memory, conversation.sample_id, meter=meter)
                         )
                         bar.update(task, description=f"{name} · {conversation.sample_id} · ask")
                         dia_ids = {
@@ -362,6 +488,17 @@ def run_replay(
         progress.close()
     run = ReplayRun(settings, samples, outputs, ingest, out, data, answer_model)
     run.extra["shared_embedding"] = {"texts": len(texts), "seconds": round(seconds, 3)}
-    if cached is not None:
+    run.extra["model_builds"] = {
+        name: {
+            field.name: sum(getattr(p, field.name) for p in passes) for field in fields(RetryPass)
+        }
+        for name, passes in retry_passes.items()
+    }
+    if cached is not None and network is not None:
         run.extra["model_cache"] = {"hits": cached.hits, "misses": cached.misses}
+        run.extra["model_calls"] = {
+            "calls": network.calls,
+            "failures": network.failures,
+            "retries": retries() if retries is not None else 0,
+        }
     return run

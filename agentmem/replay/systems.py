@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from agentmem.building import BuildStats
 from agentmem.errors import ConfigError
 from agentmem.extraction import CachingExtractor, ModelExtractor, RuleExtractor
 from agentmem.facts import FactLedger
@@ -82,6 +84,20 @@ def check_configurations(names: Sequence[str]) -> None:
                 )
 
 
+@dataclass(frozen=True)
+class BuildCounts:
+    """Model builds of a configuration that failed since it was opened.
+
+    Attributes:
+        failures: Builds (fact extractions, memos, summaries, aggregations) that failed
+            after the model's retries and a repair; the offline builder stood in.
+        queued: Of those, the builds queued in the records for a later retry.
+    """
+
+    failures: int = 0
+    queued: int = 0
+
+
 class ReplayMemory(Protocol):
     """One configuration as the replay drives it."""
 
@@ -104,6 +120,14 @@ class ReplayMemory(Protocol):
         self, question: str, user_id: str, *, budget: int, k: int, as_of: datetime
     ) -> list[Recalled]:
         """Return the items for ``question`` that fit ``budget`` tokens, best first."""
+        ...
+
+    def build_counts(self) -> BuildCounts:
+        """Return the model builds that failed since the memory was opened."""
+        ...
+
+    def pending_builds(self, user_id: str) -> int:
+        """Return how many failed builds of the user wait in the records for a retry."""
         ...
 
 
@@ -139,6 +163,37 @@ class ManagerMemory:
             question, Scope(user_id), budget_tokens=budget, k=k, as_of=as_of
         )
         return list(result.items)
+
+    def build_counts(self) -> BuildCounts:
+        """Sum the failures counted by the fact extractor and every structure."""
+        failures = queued = 0
+        for stats in self._build_stats():
+            failures += stats.failures
+            queued += stats.queued
+        return BuildCounts(failures, queued)
+
+    def _build_stats(self) -> Iterator[BuildStats]:
+        # The extractor is shared by the fact ledger and the graph; wrappers (the caching
+        # extractor) hold the counting one as ``inner``.
+        extractor = self.manager.facts.extractor if self.manager.facts is not None else None
+        seen: list[BuildStats] = []
+        for part in [extractor, *self.manager.stores]:
+            for _ in range(4):
+                if part is None:
+                    break
+                stats = getattr(part, "stats", None)
+                if isinstance(stats, BuildStats):
+                    if all(stats is not known for known in seen):
+                        seen.append(stats)
+                        yield stats
+                    break
+                part = getattr(part, "inner", None)
+
+    def pending_builds(self, user_id: str) -> int:
+        """Count the user's queued builds over every structure."""
+        return sum(
+            len(self.records.pending_work(store.name, user_id)) for store in self.manager.stores
+        )
 
 
 class RecentMemory:
@@ -189,6 +244,14 @@ class RecentMemory:
             kept.append(Recalled(_turn_item(turn, self.name), 1.0))
         return kept[::-1]
 
+    def build_counts(self) -> BuildCounts:
+        """Nothing is built."""
+        return BuildCounts()
+
+    def pending_builds(self, user_id: str) -> int:
+        """Nothing is built."""
+        return 0
+
 
 class SimilarityMemory:
     """The ``similarity`` baseline: turns by cosine similarity, nothing else."""
@@ -232,6 +295,14 @@ class SimilarityMemory:
             found, lambda r: r.item.text, self.counter, budget, per_item_overhead=ITEM_OVERHEAD
         )
         return fitted.kept
+
+    def build_counts(self) -> BuildCounts:
+        """Nothing is built by a model."""
+        return BuildCounts()
+
+    def pending_builds(self, user_id: str) -> int:
+        """Nothing is built by a model."""
+        return 0
 
 
 def _turn_item(turn: Turn, store: str) -> MemoryItem:

@@ -49,7 +49,13 @@ import numpy as np
 
 from agentmem.building import BuildStats
 from agentmem.errors import AgentMemError
-from agentmem.extraction import Fact, FactExtractor, RuleExtractor
+from agentmem.extraction import (
+    Fact,
+    FactExtractor,
+    RuleExtractor,
+    degraded_turns,
+    extract_again,
+)
 from agentmem.items import visible
 from agentmem.protocols import StoreContext
 from agentmem.types import MemoryItem, Query, Recalled, Turn
@@ -182,7 +188,7 @@ class GraphStore:
         """Extract with the shared extractor; on failure queue a retry and use the rules."""
         extractor = self.extractor
         try:
-            return extractor.extract(turns)
+            facts = extractor.extract(turns)
         except AgentMemError as exc:
             if extractor is self._rules:
                 raise
@@ -196,6 +202,16 @@ class GraphStore:
                     self.name, user_id, "extract", {"turn_ids": ids}, str(exc)
                 )
             return self._rules.extract(turns)
+        # A model extractor that fell back to rules for some turns: retry those later.
+        failed = degraded_turns(extractor, (t.id for t in turns))
+        for user_id in dict.fromkeys(t.user_id for t in turns):
+            ids = sorted(t.id for t in turns if t.user_id == user_id and t.id in failed)
+            if ids:
+                self.stats.add_failure(queued=True)
+                self._context.records.queue_work(
+                    self.name, user_id, "extract", {"turn_ids": ids}, "model extraction failed"
+                )
+        return facts
 
     def _fold(
         self,
@@ -399,10 +415,14 @@ class GraphStore:
         done = 0
         for work in records.pending_work(self.name, user_id):
             turns = records.turns(work.user_id, ids=work.payload.get("turn_ids", []))
+            # A shared caching extractor re-asks the model only for turns it fell back on.
             try:
-                facts = self.extractor.extract(turns)
+                facts = extract_again(self.extractor, turns)
             except AgentMemError as exc:
                 records.fail_work(work.id or 0, str(exc))
+                continue
+            if degraded_turns(self.extractor, (t.id for t in turns)):
+                records.fail_work(work.id or 0, "model extraction failed again")
                 continue
             with self._lock:
                 self._replace_facts(work.user_id, turns, facts)
