@@ -46,6 +46,11 @@ class BuildStats:
             self.failures += 1
             self.queued += int(queued)
 
+    def add_queued(self) -> None:
+        """Count a retry queued for a failure counted elsewhere (a shared extractor's)."""
+        with self._lock:
+            self.queued += 1
+
     def as_dict(self) -> dict[str, int]:
         """Return the counters as plain numbers."""
         return {

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
+from agentmem.building import BuildStats
 from agentmem.errors import AgentMemError
 from agentmem.extraction import Fact, degraded_turns, extract_again, normalise
 from agentmem.items import ItemIndex
@@ -90,6 +91,8 @@ class FactLedger:
         self.context = context
         self.extractor = context.extractor or RuleExtractor()
         self._index = ItemIndex(context, FACT_STORE)
+        #: Retries queued here; the extractor counts the failed calls themselves.
+        self.stats = BuildStats()
 
     # -- the MemoryStore protocol -----------------------------------------------------------
 
@@ -159,6 +162,7 @@ class FactLedger:
         for user_id in dict.fromkeys(t.user_id for t in turns):
             ids = sorted(t.id for t in turns if t.user_id == user_id and t.id in failed)
             if ids:
+                self.stats.add_queued()
                 logger.info("facts: queued %d turns for model extraction again", len(ids))
                 records.queue_work(
                     FACT_STORE, user_id, "extract", {"turn_ids": ids}, "model extraction failed"

@@ -483,7 +483,7 @@ def run_replay(
                         for stats in progress.ingested(key, sample.conversation.sample_id).values()
                     ]
                 finally:
-                    memory.records.close()
+                    memory.close()
     finally:
         progress.close()
     run = ReplayRun(settings, samples, outputs, ingest, out, data, answer_model)

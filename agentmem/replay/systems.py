@@ -130,14 +130,24 @@ class ReplayMemory(Protocol):
         """Return how many failed builds of the user wait in the records for a retry."""
         ...
 
+    def close(self) -> None:
+        """Release the records database and the vector index folder."""
+        ...
+
 
 class ManagerMemory:
     """Structures and the fact ledger behind a memory manager (the system under test)."""
 
-    def __init__(self, name: str, manager: MemoryManager) -> None:
+    def __init__(self, name: str, manager: MemoryManager, vectors: VectorIndex) -> None:
         self.name = name
         self.manager = manager
         self.records = manager.records
+        self.vectors = vectors
+
+    def close(self) -> None:
+        """Release the records database and the vector index folder."""
+        self.records.close()
+        self.vectors.close()
 
     def resume(self, user_id: str) -> None:
         """Retry queued builds and fold in pending turns."""
@@ -177,7 +187,7 @@ class ManagerMemory:
         # extractor) hold the counting one as ``inner``.
         extractor = self.manager.facts.extractor if self.manager.facts is not None else None
         seen: list[BuildStats] = []
-        for part in [extractor, *self.manager.stores]:
+        for part in [extractor, self.manager.facts, *self.manager.stores]:
             for _ in range(4):
                 if part is None:
                     break
@@ -192,7 +202,7 @@ class ManagerMemory:
     def pending_builds(self, user_id: str) -> int:
         """Count the user's queued builds over every structure."""
         return sum(
-            len(self.records.pending_work(store.name, user_id)) for store in self.manager.stores
+            len(self.records.pending_work(store.name, user_id)) for store in self.manager.structures
         )
 
 
@@ -200,6 +210,10 @@ class RecentMemory:
     """The ``recent`` baseline: the latest turns that fit the budget, no retrieval."""
 
     name = "recent"
+
+    def close(self) -> None:
+        """Release the records database."""
+        self.records.close()
 
     def __init__(self, records: Records, counter: TokenCounter) -> None:
         self.records = records
@@ -265,6 +279,12 @@ class SimilarityMemory:
         self.embedder = context.embedder
         self.counter = counter
         self.store = TurnStore(context)
+        self.vectors = context.vectors
+
+    def close(self) -> None:
+        """Release the records database and the vector index folder."""
+        self.records.close()
+        self.vectors.close()
 
     def resume(self, user_id: str) -> None:
         """Fold in pending turns."""
@@ -363,4 +383,4 @@ def open_memory(
         counter=counter,
         rewriter=builder,
     )
-    return ManagerMemory(name, manager)
+    return ManagerMemory(name, manager, vectors)

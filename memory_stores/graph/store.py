@@ -207,7 +207,7 @@ class GraphStore:
         for user_id in dict.fromkeys(t.user_id for t in turns):
             ids = sorted(t.id for t in turns if t.user_id == user_id and t.id in failed)
             if ids:
-                self.stats.add_failure(queued=True)
+                self.stats.add_queued()  # the extractor counted the failure itself
                 self._context.records.queue_work(
                     self.name, user_id, "extract", {"turn_ids": ids}, "model extraction failed"
                 )
