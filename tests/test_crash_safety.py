@@ -29,6 +29,8 @@ from agentmem.testing import FakeOpenAIServer
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 
 KILLS = 20
+SESSIONS = 6  # per conversation
+LINES = 14  # per session
 CITIES = ["Leeds", "Bristol", "Porto", "Lyon", "Denver", "Austin", "Kyoto", "Oslo"]
 JOBS = ["baker", "florist", "nurse", "teacher", "welder", "pilot", "chemist", "editor"]
 PETS = ["a cat named Miso", "a dog named Rex", "a parrot named Kiwi", "two goldfish"]
@@ -53,7 +55,7 @@ def conversation(sample_id: str, names: tuple[str, str], seed: int, sessions: in
             job = rng.choice([j for j in JOBS if j != job])
             lines.append(f"I quit my old job, I work as a {job} now.")
         lines.append(f"I live in {city} and I work as a {job}.")
-        while len(lines) < 16:
+        while len(lines) < LINES:
             lines.append(
                 rng.choice(
                     [
@@ -184,8 +186,8 @@ def test_replay_killed_twenty_times_loses_and_duplicates_nothing(
 ) -> None:
     dataset = tmp_path / "dialogues.json"
     samples = [
-        conversation("conv-a", ("Nora", "Felix"), seed=1, sessions=8),
-        conversation("conv-b", ("Omar", "Iris"), seed=2, sessions=8),
+        conversation("conv-a", ("Nora", "Felix"), seed=1, sessions=SESSIONS),
+        conversation("conv-b", ("Omar", "Iris"), seed=2, sessions=SESSIONS),
     ]
     dataset.write_text(json.dumps(samples), encoding="utf-8")
     env = environment(server, tmp_path / "home")
@@ -202,7 +204,7 @@ def test_replay_killed_twenty_times_loses_and_duplicates_nothing(
     assert reference.returncode == 0, reference.stderr
     database = Path("data/all+turns/agentmem.sqlite")
     expected = snapshot(tmp_path / "reference" / database)
-    assert sum(len(t) for t in expected["turns"].values()) == 2 * 8 * 16  # type: ignore[union-attr]
+    assert sum(len(t) for t in expected["turns"].values()) == 2 * SESSIONS * LINES  # type: ignore[union-attr]
     assert expected["pending"] == 0
 
     rng = random.Random(20261126)
