@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -139,6 +141,83 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return vectors / norms
+
+
+class RetryingEmbedder:
+    """Retry an embedder's retryable failures (a remote endpoint's 5xx, 429, timeouts).
+
+    Like :class:`~agentmem.llm.RetryingChatModel`: exponential backoff with jitter, and
+    an error whose ``retryable`` flag is unset (a bad key, a missing model) raised at once.
+
+    Args:
+        inner: The embedder to call.
+        attempts: Calls in all, the first one included.
+        base_delay: Seconds before the first retry; doubled for each further one.
+        max_delay: Upper bound of one pause, in seconds.
+        sleep: Pauses for the given seconds (injected so tests need not wait).
+
+    Attributes:
+        retries: Failed attempts that were tried again, so far.
+    """
+
+    def __init__(
+        self,
+        inner: Embedder,
+        *,
+        attempts: int = 3,
+        base_delay: float = 0.5,
+        max_delay: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.inner = inner
+        self.name = inner.name
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._sleep = sleep
+        self._rng = random.Random()
+        self.retries = 0
+        self._lock = threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        """The vector length of the inner embedder."""
+        return self.inner.dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed through the inner embedder, retrying retryable failures.
+
+        Raises:
+            EmbeddingError: The last attempt failed, or the failure is not retryable.
+        """
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self.inner.embed(texts)
+            except EmbeddingError as exc:
+                if not exc.retryable or attempt == self.attempts:
+                    raise
+                with self._lock:
+                    self.retries += 1
+                ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+                delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+                logger.warning(
+                    "%s failed (%s); retry %d of %d in %.2f s",
+                    self.name,
+                    exc,
+                    attempt,
+                    self.attempts - 1,
+                    delay,
+                )
+                self._sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def close(self) -> None:
+        """Close the inner embedder, if it holds a client."""
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()
 
 
 class CachingEmbedder:

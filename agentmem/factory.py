@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 
 from agentmem.agent import Agent, Budget
 from agentmem.config import Config, ModelSpec
-from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
+from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder, RetryingEmbedder
 from agentmem.errors import ConfigError
 from agentmem.extraction import CachingExtractor, ModelExtractor, RuleExtractor
 from agentmem.facts import FactLedger
@@ -84,14 +84,13 @@ def build_embedder(config: Config) -> Embedder:
     if spec.startswith("openai:"):
         from agentmem.openai_client import OpenAIEmbedder
 
-        return CachingEmbedder(
-            OpenAIEmbedder(
-                spec.partition(":")[2],
-                api_key=config.openai_api_key,
-                base_url=config.openai_base_url,
-                timeout=config.timeout,
-            )
+        remote = OpenAIEmbedder(
+            spec.partition(":")[2],
+            api_key=config.openai_api_key,
+            base_url=config.openai_base_url,
+            timeout=config.timeout,
         )
+        return CachingEmbedder(RetryingEmbedder(remote, attempts=max(config.retries, 1)))
     raise ConfigError(f"unknown embedder {spec!r}", hint="use minilm or openai:<model>")
 
 

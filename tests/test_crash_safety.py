@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from agentmem.records import Records
-from agentmem.testing import FakeOpenAIServer
+from agentmem.testing import FakeOpenAIServer, schema_reply
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 
@@ -326,3 +326,67 @@ def test_chat_killed_mid_conversation_keeps_every_acknowledged_turn(
     assert set(leaves.values()) == {1} and len(leaves) == len(turn_ids)
     passages = Counter(i.source_turn_ids for i in items["graph"] if i.kind == "passage")
     assert set(passages.values()) == {1} and len(passages) == len(turn_ids)
+
+
+def test_replay_building_with_a_faulty_model_survives_kills_and_resumes_its_queue(
+    tmp_path: Path,
+) -> None:
+    """Kills while model builds fail and queue: the last run leaves nothing pending."""
+    dataset = tmp_path / "dialogues.json"
+    dataset.write_text(
+        json.dumps([conversation("conv-m", ("Nora", "Felix"), seed=3, sessions=SESSIONS)]),
+        encoding="utf-8",
+    )
+    config = tmp_path / "agentmem.toml"
+    config.write_text("timeout = 2.0\nretries = 3\n", encoding="utf-8")
+
+    def command(out: Path) -> list[str]:
+        return [
+            *replay_command(dataset, out)[:-4],
+            *("--model", "openai:fake-chat", "--model-builders", "yes"),
+            *("--config", str(config), "--out", str(out)),
+        ]
+
+    def check(out: Path, *, settled: bool) -> None:
+        got = snapshot(out / "data" / "all+turns@openai_fake-chat" / "agentmem.sqlite")
+        turns, items = got["turns"], got["items"]
+        assert isinstance(turns, dict) and isinstance(items, Counter)
+        assert [len(t) for t in turns.values()] == [SESSIONS * LINES]
+        assert set(items.values()) == {1}, "an item derived from one turn was stored twice"
+        # Every turn has exactly one item in the turn store and one passage in the graph.
+        for store, kind in (("turns", "turn"), ("graph", "passage")):
+            sources = [k[4] for k in items if k[1] == store and k[2] == kind]
+            assert sorted(sources) == sorted((e,) for e, _, _ in turns["conv-m"]), store
+        if settled:
+            assert got["pending"] == 0 and got["work"] == 0  # deferred builds resumed
+
+    rng = random.Random(5)
+    kills = series = 0
+    out = tmp_path / "out-0"
+    with FakeOpenAIServer(
+        default_reply=schema_reply, embedding_dimension=48, fault_rate=0.3, seed=5
+    ) as server:
+        env = environment(server, tmp_path / "home")
+        while kills < 6:
+            process = subprocess.Popen(
+                command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            try:
+                # A whole run takes about 5 s here, 2 of them starting up.
+                process.wait(timeout=rng.uniform(1.0, 4.5))
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                kills += 1
+                continue
+            if process.returncode == 2:
+                # Stopped with a clear error (a call failed every retry): run it again.
+                continue
+            assert process.returncode == 0
+            check(out, settled=False)  # faults go on: some builds may still be queued
+            series += 1
+            out = tmp_path / f"out-{series}"
+        server.fault_rate = 0.0
+        finish = subprocess.run(command(out), env=env, capture_output=True, text=True)
+    assert finish.returncode == 0, finish.stderr
+    check(out, settled=True)

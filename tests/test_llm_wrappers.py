@@ -450,3 +450,26 @@ def test_local_model_with_a_bad_file_is_unavailable(tmp_path: Path) -> None:
         LlamaCppChatModel(str(broken)).warm()
 
     assert not caught.value.retryable
+
+
+def test_retrying_embedder_retries_transient_failures_only() -> None:
+    from agentmem.embeddings import RetryingEmbedder
+    from agentmem.errors import EmbeddingError
+    from agentmem.openai_client import OpenAIEmbedder
+    from agentmem.testing import FakeOpenAIServer, Fault
+
+    with FakeOpenAIServer(embedding_dimension=8) as server:
+        remote = OpenAIEmbedder("fake-embedding", base_url=server.base_url, api_key="k")
+        embedder = RetryingEmbedder(remote, attempts=3, sleep=lambda _: None)
+        server.fail(Fault.status(503), Fault.status(500))
+        vectors = embedder.embed(["a red bike", "a blue car"])
+        assert vectors.shape == (2, 8) and embedder.retries == 2
+        server.fail(Fault.status(500), Fault.status(500), Fault.status(500))
+        with pytest.raises(EmbeddingError) as failed:
+            embedder.embed(["again"])
+        assert failed.value.retryable and embedder.retries == 4
+        server.fail(Fault.status(401))
+        with pytest.raises(EmbeddingError):
+            embedder.embed(["unauthorised"])
+        assert embedder.retries == 4  # not retried
+        remote.close()
