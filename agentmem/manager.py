@@ -195,11 +195,15 @@ class MemoryManager:
             except AgentMemError as exc:
                 logger.warning("memory structure %s failed to write: %s", store.name, exc)
                 failures[store.name] = str(exc)
-        if any(d.superseded for d in decisions):
+        superseded = [i.id for d in decisions for i in d.superseded]
+        if superseded:
             for user_id in dict.fromkeys(t.user_id for t in turns):
                 self.guard.reset(user_id)
                 flagged = self.guard.sweep(
-                    user_id, self._by_name(), spare_turn_ids=[t.id for t in turns]
+                    user_id,
+                    self._by_name(),
+                    spare_turn_ids=[t.id for t in turns],
+                    fact_ids=superseded,
                 )
                 changes += [
                     MemoryChange(
@@ -254,7 +258,7 @@ class MemoryManager:
                 except AgentMemError as exc:
                     logger.warning("%s failed to consolidate: %s", store.name, exc)
         if changed:
-            self.guard.sweep(user_id, self._by_name())
+            self.guard.sweep(user_id, self._by_name(), among=changed)
         return changed
 
     # -- recall -----------------------------------------------------------------------------

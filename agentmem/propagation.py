@@ -120,35 +120,69 @@ class StaleGuard:
         stores: Mapping[str, MemoryStore],
         *,
         spare_turn_ids: Iterable[int] = (),
+        fact_ids: Iterable[str] | None = None,
+        among: Sequence[MemoryItem] | None = None,
     ) -> list[tuple[MemoryItem, StaleValue]]:
         """Invalidate every current item that still asserts a stale value; return them.
 
-        Single-turn items go first, so structures that re-aggregate on invalidation (a
-        MemTree's ancestors) get the chance to drop the value before their own check.
+        Single-turn items go first, one call per structure and value, so structures that
+        re-aggregate on invalidation (a MemTree's ancestors) get the chance to drop the
+        value before their own check; multi-turn items are then re-read and checked one
+        at a time.
+
+        Args:
+            user_id: Whose memory to sweep.
+            stores: The structures by name.
+            spare_turn_ids: Turns whose items are left alone (the turn that made the change
+                mentions the old value).
+            fact_ids: Only the values these superseded facts held (what a write just
+                changed; earlier sweeps handled the rest); all stale values if ``None``.
+            among: Only these items (e.g. just consolidated); the items of the stale
+                values' turns if ``None``.
         """
         values = self.stale_values(user_id)
+        if fact_ids is not None:
+            wanted = set(fact_ids)
+            values = [v for v in values if v.fact_id in wanted]
         if not values:
             return []
         turn_ids = set().union(*(v.turn_ids for v in values)) - set(spare_turn_ids)
-        candidates = [
-            i for i in self.records.items_from_turns(user_id, turn_ids) if i.store in stores
-        ]
-        candidates.sort(key=lambda i: len(i.source_turn_ids))
-        flagged = []
-        for candidate in candidates:
-            item = (
-                self.records.items([candidate.id])[0]
-                if len(candidate.source_turn_ids) > 1
-                else candidate
-            )
+        if among is None:
+            found = self.records.items_from_turns(user_id, turn_ids)
+        else:
+            found = [i for i in among if turn_ids.intersection(i.source_turn_ids)]
+        candidates = [i for i in found if i.store in stores and i.current]
+        flagged: list[tuple[MemoryItem, StaleValue]] = []
+        groups: dict[tuple[str, str], list[MemoryItem]] = {}
+        by_fact = {v.fact_id: v for v in values}
+        for item in (c for c in candidates if len(c.source_turn_ids) <= 1):
             stale = self.stale_for(item, values)
-            if stale is None:
+            if stale is not None:
+                groups.setdefault((item.store, stale.fact_id), []).append(item)
+        for (store, fact_id), items in groups.items():
+            stale = by_fact[fact_id]
+            self._invalidate(stores[store], [i.id for i in items], stale)
+            flagged += [(item, stale) for item in items]
+        multi = sorted(
+            (c for c in candidates if len(c.source_turn_ids) > 1),
+            key=lambda i: len(i.source_turn_ids),
+        )
+        for candidate in multi:
+            # Re-read: invalidating a child may have re-aggregated this item already.
+            fresh = self.records.items([candidate.id])
+            if not fresh:
                 continue
-            stores[item.store].invalidate(
-                [item.id],
-                f"asserts {stale.value!r}, which no longer holds",
-                at=stale.ended_at,
-                superseded_by=stale.new_fact_id,
-            )
-            flagged.append((item, stale))
+            stale = self.stale_for(fresh[0], values)
+            if stale is not None:
+                self._invalidate(stores[fresh[0].store], [fresh[0].id], stale)
+                flagged.append((fresh[0], stale))
         return flagged
+
+    @staticmethod
+    def _invalidate(store: MemoryStore, item_ids: list[str], stale: StaleValue) -> None:
+        store.invalidate(
+            item_ids,
+            f"asserts {stale.value!r}, which no longer holds",
+            at=stale.ended_at,
+            superseded_by=stale.new_fact_id,
+        )

@@ -13,13 +13,13 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import NaiveDatetime
-from sqlalchemy import JSON, Column, Index, event, func
+from sqlalchemy import JSON, Column, Index, event, func, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
@@ -114,6 +114,18 @@ class PendingWorkRow(SQLModel, table=True):
     last_error: str = ""
     created_at: NaiveDatetime = Field(default_factory=utcnow)
     updated_at: NaiveDatetime = Field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class ItemUpdate:
+    """One change to an item for :meth:`Records.update_items` (``None``: left as is)."""
+
+    item_id: str
+    text_value: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    source_turn_ids: Sequence[int] | None = None
+    reason: str = ""
+    at: datetime | None = None
 
 
 def new_item_id() -> str:
@@ -493,30 +505,58 @@ class Records:
         Raises:
             NotFoundError: No such item (for ``user_id``, when given).
         """
+        change = ItemUpdate(item_id, text_value, metadata, source_turn_ids, reason, at)
+        return self.update_items([change], user_id=user_id)[0]
+
+    def update_items(
+        self, changes: Sequence[ItemUpdate], *, user_id: str | None = None
+    ) -> list[MemoryItem]:
+        """Apply several :class:`ItemUpdate` in one transaction; return the items after.
+
+        Raises:
+            NotFoundError: An item does not exist (for ``user_id``, when given); nothing
+                was changed.
+        """
+        if not changes:
+            return []
+        now = utcnow()
+        updated = []
         with self.session() as s:
-            row = self._row(s, item_id, user_id)
-            old_text = row.text
-            if text_value is not None:
-                row.text = text_value
-            if metadata is not None:
-                row.metadata_ = dict(metadata)
-            if source_turn_ids is not None:
-                row.source_turn_ids = sorted(set(source_turn_ids))
-            row.updated_at = utcnow()
-            s.add(row)
-            if text_value is not None and text_value != old_text:
-                s.add(
-                    ItemEventRow(
-                        item_id=item_id,
-                        user_id=row.user_id,
-                        action="UPDATE",
-                        reason=reason,
-                        at=at,
-                        old_text=old_text,
-                        new_text=text_value,
+            ids = list(dict.fromkeys(c.item_id for c in changes))
+            query = select(MemoryItemRow).where(col(MemoryItemRow.id).in_(ids))
+            if user_id is not None:
+                query = query.where(MemoryItemRow.user_id == user_id)
+            rows = {row.id: row for row in s.exec(query)}
+            for change in changes:
+                row = rows.get(change.item_id)
+                if row is None:
+                    raise NotFoundError(
+                        f"no memory item {change.item_id!r}"
+                        + (f" for user {user_id!r}" if user_id else "")
                     )
-                )
-            return _item(row)
+                old_text = row.text
+                if change.text_value is not None:
+                    row.text = change.text_value
+                if change.metadata is not None:
+                    row.metadata_ = dict(change.metadata)
+                if change.source_turn_ids is not None:
+                    row.source_turn_ids = sorted(set(change.source_turn_ids))
+                row.updated_at = now
+                s.add(row)
+                if change.text_value is not None and change.text_value != old_text:
+                    s.add(
+                        ItemEventRow(
+                            item_id=row.id,
+                            user_id=row.user_id,
+                            action="UPDATE",
+                            reason=change.reason,
+                            at=change.at,
+                            old_text=old_text,
+                            new_text=change.text_value,
+                        )
+                    )
+                updated.append(_item(row))
+        return updated
 
     def update_metadata(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the metadata of several items in one transaction (no history event)."""
@@ -624,6 +664,15 @@ class Records:
         if not wanted:
             return []
         query = select(MemoryItemRow).where(MemoryItemRow.user_id == user_id)
+        if self.engine.dialect.name == "sqlite" and len(wanted) <= 500:
+            # Let SQLite look inside the JSON list instead of decoding every row here.
+            listed = ",".join(str(int(t)) for t in sorted(wanted))
+            query = query.where(
+                text(
+                    "EXISTS (SELECT 1 FROM json_each(memory_items.source_turn_ids) "
+                    f"WHERE json_each.value IN ({listed}))"
+                )
+            )
         with self.session() as s:
             rows = s.exec(query)
             return [_item(r) for r in rows if wanted.intersection(r.source_turn_ids or ())]
@@ -728,6 +777,7 @@ def _storage_error(exc: OperationalError | InterfaceError) -> StorageError:
 
 __all__ = [
     "ItemEventRow",
+    "ItemUpdate",
     "MemoryItemRow",
     "PendingWorkRow",
     "Records",

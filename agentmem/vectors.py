@@ -97,6 +97,9 @@ class VectorIndex:
         hnsw: Extra HNSW settings (``ef_search``, ``max_neighbors``, ...).
     """
 
+    #: Buffered metadata updates of one collection that trigger a write.
+    METADATA_BATCH = 512
+
     def __init__(
         self,
         embedder: Embedder,
@@ -111,6 +114,10 @@ class VectorIndex:
         self._hnsw.update(hnsw or {})
         settings = Settings(anonymized_telemetry=False, allow_reset=True)
         self._folder_lock: FolderLock | None = None
+        self._collections: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        # collection name -> (store, user, {item id: metadata}): see update_metadata.
+        self._pending_metadata: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {}
         try:
             if url:
                 from urllib.parse import urlparse
@@ -137,15 +144,14 @@ class VectorIndex:
         except Exception as exc:
             self.close()
             raise StorageError(f"cannot open the vector index: {exc}") from exc
-        self._collections: dict[str, Any] = {}
-        self._lock = threading.RLock()
 
     def close(self) -> None:
-        """Let another process open the folder once this process is done; idempotent.
+        """Write buffered metadata and let another process open the folder; idempotent.
 
         chromadb keeps no file handles worth closing between calls; what matters is the
         folder lock (see :mod:`agentmem.locking`), which also ends with the process.
         """
+        self.flush()
         if self._folder_lock is not None:
             self._folder_lock.release()
             self._folder_lock = None
@@ -185,6 +191,7 @@ class VectorIndex:
         if len(ids) == 0:
             return
         collection = self._collection(store, user_id)
+        self._forget_pending(collection_name(store, user_id), ids)  # superseded by these
         try:
             collection.upsert(
                 ids=list(ids),
@@ -197,14 +204,65 @@ class VectorIndex:
     def update_metadata(
         self, store: str, user_id: str, ids: Sequence[str], metadatas: Sequence[Mapping[str, Any]]
     ) -> None:
-        """Replace the metadata of existing vectors."""
+        """Replace the metadata of existing vectors.
+
+        The update is buffered (a chromadb write costs 10-30 ms whatever its size, and
+        invalidations come one small batch at a time) and written before anything reads
+        that collection's metadata: a filtered query, :meth:`flush`, :meth:`close`, or
+        once :attr:`METADATA_BATCH` updates wait. Unfiltered queries see the buffered
+        values at once. The records database stays the source of truth: a crash that
+        loses buffered updates can cost a filtered query some recall, never validity,
+        since every hit is judged by its record.
+        """
         if len(ids) == 0:
             return
+        name = collection_name(store, user_id)
+        with self._lock:
+            waiting = self._pending_metadata.setdefault(name, (store, user_id, {}))[2]
+            for item_id, metadata in zip(ids, metadatas, strict=True):
+                waiting[item_id] = dict(metadata)
+            full = len(waiting) >= self.METADATA_BATCH
+        if full:
+            self._flush_metadata(name)
+
+    def flush(self) -> None:
+        """Write every buffered metadata update."""
+        with self._lock:
+            names = list(self._pending_metadata)
+        for name in names:
+            self._flush_metadata(name)
+
+    def _flush_metadata(self, name: str) -> None:
+        with self._lock:
+            entry = self._pending_metadata.pop(name, None)
+        if entry is None or not entry[2]:
+            return
+        store, user_id, waiting = entry
         collection = self._collection(store, user_id)
         try:
-            collection.update(ids=list(ids), metadatas=[dict(m) for m in metadatas])
+            collection.update(ids=list(waiting), metadatas=list(waiting.values()))
         except Exception as exc:
             raise StorageError(f"vector metadata update failed: {exc}") from exc
+
+    def _overlay(self, name: str, hits: list[Hit]) -> list[Hit]:
+        """Return hits with buffered metadata updates applied."""
+        with self._lock:
+            entry = self._pending_metadata.get(name)
+            waiting = dict(entry[2]) if entry else {}
+        if not waiting:
+            return hits
+        return [Hit(h.id, h.similarity, waiting.get(h.id, h.metadata)) for h in hits]
+
+    def _forget_pending(self, name: str, ids: Sequence[str] | None = None) -> None:
+        with self._lock:
+            entry = self._pending_metadata.get(name)
+            if entry is None:
+                return
+            if ids is None:
+                del self._pending_metadata[name]
+            else:
+                for item_id in ids:
+                    entry[2].pop(item_id, None)
 
     def query(
         self,
@@ -219,6 +277,9 @@ class VectorIndex:
         collection = self._collection(store, user_id, create=False)
         if collection is None or k <= 0:
             return []
+        name = collection_name(store, user_id)
+        if where:
+            self._flush_metadata(name)  # the filter must see every update
         try:
             size = collection.count()
             if size == 0:
@@ -234,10 +295,11 @@ class VectorIndex:
         ids = result["ids"][0]
         distances = result["distances"][0]
         metadatas = result["metadatas"][0]
-        return [
+        hits = [
             Hit(item_id, 1.0 - float(distance), metadata or {})
             for item_id, distance, metadata in zip(ids, distances, metadatas, strict=True)
         ]
+        return self._overlay(name, hits)
 
     def get(self, store: str, user_id: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Return stored vectors by id (missing ids are left out)."""
@@ -254,6 +316,7 @@ class VectorIndex:
         """Remove vectors by id."""
         collection = self._collection(store, user_id, create=False)
         if collection is not None and ids:
+            self._forget_pending(collection_name(store, user_id), ids)
             collection.delete(ids=list(ids))
 
     def count(self, store: str, user_id: str) -> int:
@@ -271,6 +334,7 @@ class VectorIndex:
             held = int(collection.count())
             self.client.delete_collection(name)
             self._collections.pop(name, None)
+            self._pending_metadata.pop(name, None)
             return held
 
     def collection_names(self) -> list[str]:

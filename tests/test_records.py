@@ -369,3 +369,25 @@ def test_work_queue_round_trip(records: Records) -> None:
     records.finish_work(work_id)
     assert records.pending_work("memo", "alice") == []
     assert len(records.pending_work("memo")) == 1
+
+
+def test_update_items_is_one_transaction_with_history(records: Records) -> None:
+    from agentmem.errors import NotFoundError
+    from agentmem.records import ItemUpdate
+
+    first, second = records.add_items([item("u1", "Ana lives in Leeds"), item("u1", "Ana bakes")])
+    changed = records.update_items(
+        [
+            ItemUpdate(first.id, text_value="Ana lives in Bristol", reason="moved"),
+            ItemUpdate(second.id, metadata={"topic": "work"}, source_turn_ids=[3, 1, 3]),
+        ]
+    )
+    assert [c.text for c in changed] == ["Ana lives in Bristol", "Ana bakes"]
+    assert changed[1].metadata == {"topic": "work"} and changed[1].source_turn_ids == (1, 3)
+    assert [e.action for e in records.history(first.id)] == ["ADD", "UPDATE"]
+    assert [e.action for e in records.history(second.id)] == ["ADD"]  # no text change
+    with pytest.raises(NotFoundError):
+        records.update_items(
+            [ItemUpdate(first.id, text_value="Ana lives in Oslo"), ItemUpdate("missing")]
+        )
+    assert records.get_item(first.id).text == "Ana lives in Bristol"  # all or nothing

@@ -394,3 +394,32 @@ def test_forget_drops_the_users_turn_vectors(store_context: StoreContext) -> Non
     assert store_context.vectors.count("turns", "alice") == 0
     assert store_context.vectors.count("turns", "bob") == 2
     assert store.retrieve(ask(store_context, "alice", "dog"), 5) == []
+
+
+def test_buffered_metadata_is_seen_by_every_query_and_written_on_close(
+    embedder: MiniLMEmbedder, tmp_path: Path
+) -> None:
+    path = tmp_path / "chroma"
+    index = VectorIndex(embedder, path=path)
+    ids = put(index, "alice", PETS + WORK)
+    question = query_vector(embedder, "my job at the hospital")
+    index.update_metadata("facts", "alice", [ids[2]], [{"current": False}])
+    # Unfiltered: the hit carries the buffered value; filtered: the buffer is written first.
+    hits = {h.id: h.metadata for h in index.query("facts", "alice", question, 4)}
+    assert hits[ids[2]] == {"current": False}
+    filtered = index.query("facts", "alice", question, 4, where={"current": True})
+    assert ids[2] not in [h.id for h in filtered] and len(filtered) == 3
+    # An upsert replaces what was buffered for the same id.
+    index.update_metadata("facts", "alice", [ids[3]], [{"current": False}])
+    index.upsert(
+        "facts", "alice", [ids[3]], query_vector(embedder, WORK[1])[None, :], [{"current": True}]
+    )
+    assert {h.id for h in index.query("facts", "alice", question, 4, where={"current": True})} >= {
+        ids[3]
+    }
+    index.update_metadata("facts", "alice", [ids[0]], [{"current": False}])
+    index.close()
+    reopened = VectorIndex(embedder, path=path)
+    kept = reopened.query("facts", "alice", question, 4, where={"current": True})
+    assert {h.id for h in kept} == {ids[1], ids[3]}
+    reopened.close()

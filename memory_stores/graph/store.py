@@ -58,6 +58,7 @@ from agentmem.extraction import (
 )
 from agentmem.items import visible
 from agentmem.protocols import StoreContext
+from agentmem.records import ItemUpdate
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 from agentmem.vectors import Hit
 from memory_stores.graph.folding import Batch, fact_key
@@ -239,19 +240,19 @@ class GraphStore:
             if item.kind != "fact":
                 state.add_node(item)
         self._link(state, stored)
-        updated = []
+        changes = []
         for key, turn_ids in batch.extended.items():
             if turn_ids:
                 known = state.graph.nodes[entity_node(key)]["turns"]
                 known += turn_ids
-                updated.append(
-                    self._context.records.update_item(
+                changes.append(
+                    ItemUpdate(
                         state.entities[key],
                         source_turn_ids=known,
                         reason="graph: entity mentioned again",
                     )
                 )
-        return stored + updated
+        return stored + self._context.records.update_items(changes)
 
     def _synonyms(
         self, state: UserGraph, user_id: str, keys: list[str], vectors: np.ndarray

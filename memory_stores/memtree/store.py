@@ -25,6 +25,7 @@ from agentmem.prompts.memtree import (
     validate_aggregation,
 )
 from agentmem.protocols import StoreContext
+from agentmem.records import ItemUpdate
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 from memory_stores.memtree.tree import Node, Tree
 
@@ -137,11 +138,13 @@ class MemTreeStore:
         stored = self.context.records.add_items(
             [self._item(tree, n) for n in new], reason="inserted into the memory tree"
         )
-        updated = [
-            self._save(tree.nodes[i], "aggregated new information below", at)
-            for i, at in touched.items()
-            if i not in created
-        ]
+        updated = self.context.records.update_items(
+            [
+                self._change(tree.nodes[i], "aggregated new information below", at)
+                for i, at in touched.items()
+                if i not in created
+            ]
+        )
         # Vector writes cost ~5 ms a call whatever their size: gather them.
         stale = self._stale((n for n in nodes if n.id not in created), self.vector_drift)
         tree.pending.update(n.id for n in [*new, *stale])
@@ -181,7 +184,10 @@ class MemTreeStore:
 
     def _save(self, node: Node, reason: str, at: datetime | None) -> MemoryItem:
         """Write a node's text, provenance and metadata; a text change enters its history."""
-        return self.context.records.update_item(
+        return self.context.records.update_items([self._change(node, reason, at)])[0]
+
+    def _change(self, node: Node, reason: str, at: datetime | None) -> ItemUpdate:
+        return ItemUpdate(
             node.id,
             text_value=None if node.leaf else node.text,
             metadata=self._metadata(node),

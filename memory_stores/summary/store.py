@@ -24,7 +24,7 @@ from agentmem.prompts.summary import (
     validate_summary,
 )
 from agentmem.protocols import StoreContext
-from agentmem.records import new_item_id
+from agentmem.records import ItemUpdate, new_item_id
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 from memory_stores.summary.building import (
     Candidate,
@@ -329,12 +329,14 @@ class SummaryStore:
         info = Version(
             version, version_id, state.version_id, moment, max(state.cursor, last.id), builder
         )
+        carried = []
         for position, candidate in enumerate(chosen):
             if candidate.item is not None:
                 meta = {"last_version": version, "summary_id": version_id, "position": position}
-                self.context.records.update_item(
-                    candidate.item.id, metadata={**candidate.item.metadata, **meta}
+                carried.append(
+                    ItemUpdate(candidate.item.id, metadata={**candidate.item.metadata, **meta})
                 )
+        self.context.records.update_items(carried)
         new_items, fresh_vectors = new_sentences(self.name, user_id, chosen, turns, info)
         summary = summary_item(self.name, user_id, chosen, turns, info, retry_of)
         vectors = [c.vector for c in chosen if c.vector is not None]
