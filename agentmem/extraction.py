@@ -553,6 +553,13 @@ class FactExtractor(Protocol):
         ...
 
 
+_TurnKey = tuple[int, str, str]
+
+
+def _key(turn: Turn) -> _TurnKey:
+    return (turn.id, turn.user_id, turn.text)
+
+
 class CachingExtractor:
     """Shares one extraction per turn between consumers (the graph, the manager).
 
@@ -565,8 +572,11 @@ class CachingExtractor:
         self.inner = inner
         self.name = inner.name
         self.capacity = capacity
-        self._cache: dict[int, list[Fact]] = {}
-        self._degraded: set[int] = set()
+        # Keyed by the turn's id, user and text, not the id alone: a row id can come back
+        # for another user's turn (another process forgot a user), and must not bring the
+        # forgotten turn's facts with it.
+        self._cache: dict[_TurnKey, list[Fact]] = {}
+        self._degraded: set[_TurnKey] = set()
         self._lock = threading.Lock()
 
     def clear(self) -> int:
@@ -580,16 +590,17 @@ class CachingExtractor:
     def extract(self, turns: Sequence[Turn]) -> dict[int, list[Fact]]:
         """Return cached facts, extracting the turns not seen yet in one batch."""
         with self._lock:
-            missing = [t for t in turns if t.id not in self._cache]
+            missing = [t for t in turns if _key(t) not in self._cache]
         if missing:
             self._extract(missing)
         with self._lock:
-            return {t.id: list(self._cache.get(t.id, [])) for t in turns}
+            return {t.id: list(self._cache.get(_key(t), [])) for t in turns}
 
     def degraded(self, turn_ids: Iterable[int]) -> set[int]:
         """Return which of these turns got a fallback's facts because the model failed."""
         with self._lock:
-            return self._degraded.intersection(turn_ids)
+            wanted = set(turn_ids)
+            return {key[0] for key in self._degraded if key[0] in wanted}
 
     def retry(self, turns: Sequence[Turn]) -> dict[int, list[Fact]]:
         """Extract again the turns whose facts came from the fallback; return all facts.
@@ -598,11 +609,11 @@ class CachingExtractor:
         failed batch (the fact ledger, the graph) cost one retry between them.
         """
         with self._lock:
-            again = [t for t in turns if t.id in self._degraded or t.id not in self._cache]
+            again = [t for t in turns if _key(t) in self._degraded or _key(t) not in self._cache]
         if again:
             self._extract(again)
         with self._lock:
-            return {t.id: list(self._cache.get(t.id, [])) for t in turns}
+            return {t.id: list(self._cache.get(_key(t), [])) for t in turns}
 
     def _extract(self, turns: Sequence[Turn]) -> None:
         marked = getattr(self.inner, "extract_marked", None)
@@ -612,9 +623,9 @@ class CachingExtractor:
             fresh, fell_back = self.inner.extract(turns), set()
         with self._lock:
             for turn in turns:
-                self._cache[turn.id] = fresh.get(turn.id, [])
-            self._degraded.difference_update(t.id for t in turns)
-            self._degraded.update(fell_back)
+                self._cache[_key(turn)] = fresh.get(turn.id, [])
+            self._degraded.difference_update(_key(t) for t in turns)
+            self._degraded.update(_key(t) for t in turns if t.id in fell_back)
             while len(self._cache) > self.capacity:
                 self._degraded.discard(oldest := next(iter(self._cache)))
                 self._cache.pop(oldest)

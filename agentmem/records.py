@@ -50,7 +50,12 @@ class SessionRow(SQLModel, table=True):
 
 class TurnRow(SQLModel, table=True):
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_user_session", "user_id", "session_id", "id"),)
+    # AUTOINCREMENT: a forgotten user's turn ids are never handed to a later turn, so
+    # nothing keyed by a turn id (provenance, caches) can point at the wrong turn.
+    __table_args__ = (
+        Index("ix_turns_user_session", "user_id", "session_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
     id: int | None = Field(default=None, primary_key=True)
     user_id: str = Field(index=True)
     agent_id: str | None = None
