@@ -39,6 +39,8 @@ class Batch:
         self.entities: dict[str, tuple[str, list[int], Turn]] = {}
         #: Known entities whose provenance gains turns once the batch is stored.
         self.extended: dict[str, list[int]] = {}
+        #: What each passage is embedded as (its turn's text).
+        self.passage_texts: list[str] = []
 
     def add_turn(self, turn: Turn, facts: Sequence[Fact], *, passage: bool) -> None:
         """Add a turn's passage (unless it exists already), its facts and its entities."""
@@ -64,6 +66,9 @@ class Batch:
             self.passages.append(
                 new_item(self.store, "passage", turn, turn.render(), meta, item_id=passage_id)
             )
+            # Embedded without the "speaker:" prefix: the same text every other structure
+            # embeds for the turn, so the shared embedding cache answers it.
+            self.passage_texts.append(turn.text)
 
     def mention(self, name: str, turn: Turn) -> None:
         """Record that ``turn`` mentions an entity; a new one becomes an item of this batch."""
@@ -85,7 +90,7 @@ class Batch:
     def texts(self) -> list[str]:
         """Return what to embed: passages, facts, then new entity names."""
         entities = [name for name, _, _ in self.entities.values()]
-        return [i.text for i in self.passages + self.facts] + entities
+        return self.passage_texts + [i.text for i in self.facts] + entities
 
     def entity_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """Return the rows of :meth:`texts`'s embeddings that belong to new entities."""

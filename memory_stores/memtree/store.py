@@ -300,20 +300,28 @@ class MemTreeStore:
     def _drop_leaf(self, tree: Tree, leaf: Node, reason: str, at: datetime | None) -> None:
         """Re-aggregate an invalidated leaf's ancestors; invalidate those left empty."""
         ancestors = tree.remove_leaf(leaf)
+        emptied: list[str] = []
+        changes: list[ItemUpdate] = []
         for ancestor in ancestors:  # nearest first: a parent quotes its children
             if self.context.model is not None:
                 ancestor.dirty = True
                 ancestor.removed.append(leaf.id)
             if ancestor.count <= 0 and ancestor.current:
                 ancestor.current = False
-                self._index.invalidate(
-                    [ancestor.id], "every memory below it is no longer current", at=at
-                )
+                emptied.append(ancestor.id)
             elif ancestor.current:
                 limit = self.word_limit(ancestor.depth)
                 ancestor.text, ancestor.reps = tree.aggregate(ancestor, limit)
-                self._save(ancestor, f"re-aggregated after an invalidation: {reason}", at)
-        self._upsert(tree, self._stale(ancestors, 0.0))
+                changes.append(
+                    self._change(ancestor, f"re-aggregated after an invalidation: {reason}", at)
+                )
+        self.context.records.update_items(changes)
+        if emptied:
+            self._index.invalidate(emptied, "every memory below it is no longer current", at=at)
+        # Retrieval ranks with the in-memory means; the index catches up in the next batch.
+        tree.pending.update(n.id for n in self._stale(ancestors, 0.0))
+        if len(tree.pending) >= self.vector_batch:
+            self._flush(tree)
 
     def forget(self, user_id: str) -> int:
         """Drop the user's node vectors and cached tree (``Records.forget`` drops the rows)."""

@@ -63,6 +63,7 @@ class Candidate:
         score: Its informativeness, kept in the item's metadata.
         vector: Its embedding, once known.
         item: The existing item, when carried over from the previous version.
+        embed_as: What to embed instead of ``text`` (the sentence without its speaker).
     """
 
     text: str
@@ -72,6 +73,7 @@ class Candidate:
     score: float
     vector: np.ndarray | None = None
     item: MemoryItem | None = None
+    embed_as: str | None = None
 
 
 def normal(text: str) -> str:
@@ -111,10 +113,18 @@ def dialogue_sentences(
     for turn in turns:
         for position, sentence in enumerate(split_sentences(turn.text)):
             score = informativeness(sentence)
-            text = f"{turn.speaker}: {truncate_words(sentence, MAX_SENTENCE_WORDS)}"
+            bare = truncate_words(sentence, MAX_SENTENCE_WORDS)
+            text = f"{turn.speaker}: {bare}"
             if score >= min_informativeness and normal(text) not in seen:
                 seen.add(normal(text))
-                found.append(Candidate(text, (turn.id,), (turn.id, position), score, score))
+                # Embedded without the speaker: a one-sentence turn then shares the vector
+                # every other structure computed for it (the embedding cache).
+                embed_as = turn.text if bare == turn.text.strip() else bare
+                found.append(
+                    Candidate(
+                        text, (turn.id,), (turn.id, position), score, score, embed_as=embed_as
+                    )
+                )
     best = sorted(found, key=lambda c: -c.weight)[: len(turns)]
     return sorted(best, key=lambda c: c.order)
 

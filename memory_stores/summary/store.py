@@ -408,7 +408,7 @@ class SummaryStore:
     def _embed(self, candidates: Sequence[Candidate]) -> None:
         """Embed the candidates' texts in one batch."""
         if candidates:
-            vectors = self._index.embed([c.text for c in candidates])
+            vectors = self._index.embed([c.embed_as or c.text for c in candidates])
             for candidate, vector in zip(candidates, vectors, strict=True):
                 candidate.vector = vector
 
