@@ -164,6 +164,7 @@ class Components:
 
     def close(self) -> None:
         """Release database connections and model clients."""
+        self.manager.close()
         for part in (self.model, self.embedder):
             _close(part)
         self.records.close()

@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -152,9 +154,26 @@ class MemoryManager:
         self.rewriter = rewriter
         self.iterative = iterative
         self.guard = StaleGuard(records)
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
         #: Names of the structures recall fans out to; ``None`` for all. Writes always
         #: reach every structure, so narrowing recall loses nothing.
         self.recall_from: frozenset[str] | None = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=max(2, len(self.structures)), thread_name_prefix="agentmem-recall"
+                )
+            return self._executor
+
+    def close(self) -> None:
+        """Stop the recall threads (the backends are closed by their owner)."""
+        with self._executor_lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
 
     @property
     def structures(self) -> list[MemoryStore]:
@@ -340,12 +359,24 @@ class MemoryManager:
         by_name = self._by_name()
         rankings: list[list[Recalled]] = []
         stale_count = 0
-        for store in self.structures:
-            if self.recall_from is not None and store.name not in self.recall_from:
-                continue
+        active = [
+            s for s in self.structures if self.recall_from is None or s.name in self.recall_from
+        ]
+
+        def retrieve(store: MemoryStore) -> tuple[list[Recalled], float]:
             tick = time.perf_counter()
+            return store.retrieve(query, k), time.perf_counter() - tick
+
+        # Structures search in parallel: their time goes to chromadb, numpy and SQLite,
+        # which release the GIL. Stale checks (which may write) then run in order.
+        if len(active) > 1:
+            found = list(self._pool().map(retrieve, active))
+        else:
+            found = [retrieve(store) for store in active]
+        for store, (results, seconds) in zip(active, found, strict=True):
+            tick = time.perf_counter() - seconds
             kept = []
-            for recalled in store.retrieve(query, k):
+            for recalled in results:
                 stale = self.guard.stale_for(recalled.item, values, as_of=as_of)
                 if stale is None:
                     kept.append(recalled)

@@ -146,6 +146,7 @@ class ManagerMemory:
 
     def close(self) -> None:
         """Release the records database and the vector index folder."""
+        self.manager.close()
         self.records.close()
         self.vectors.close()
 
