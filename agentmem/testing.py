@@ -24,7 +24,6 @@ import json
 import logging
 import random
 import re
-import select
 import socket
 import threading
 import time
@@ -626,11 +625,19 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _client_hung_up(self) -> bool:
+        # A non-blocking peek, not select(): select() fails on descriptors past 1024,
+        # which a long test session reaches.
+        timeout = self.connection.gettimeout()
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            # Non-blocking for the peek (a socket with a timeout would wait on EAGAIN).
+            self.connection.settimeout(0.0)
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (BlockingIOError, InterruptedError, TimeoutError):
+            return False  # nothing to read: the client is still waiting
         except OSError:
             return True
+        finally:
+            self.connection.settimeout(timeout)
 
     def _drop(self) -> None:
         self.close_connection = True

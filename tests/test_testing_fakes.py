@@ -614,3 +614,20 @@ def test_close_interrupts_a_pending_delay() -> None:
     connection.close()
 
     assert time.monotonic() - started < 1
+
+
+def test_delay_fault_works_past_a_thousand_open_descriptors(server: FakeOpenAIServer) -> None:
+    """A long test session holds many files; the hang-up check must not rely on select()."""
+    import os
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1400:
+        pytest.skip("the open-file limit is too low")
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        server.fail(Fault.delay(0.05))
+        status, _ = _chat(server)
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert status == 200
