@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentmem.errors import AgentMemError, InputError
-from agentmem.facts import Decision, FactLedger
+from agentmem.facts import FACT_STORE, Decision, FactLedger
 from agentmem.propagation import StaleGuard
 from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, Resumable
 from agentmem.records import ItemEventRow, Records
@@ -262,10 +262,38 @@ class MemoryManager:
         if not pending:
             return None
         logger.info("resuming memory writes for %d pending turns", len(pending))
-        # An interrupted write may have stored a new value without yet invalidating what
-        # asserts the old one elsewhere; recall's stale check catches those before any
-        # prompt sees them, as it does for items consolidated after a sweep.
-        return self.write(pending)
+        report = self.write(pending)
+        if self.facts is not None:
+            self._sweep_after_resume(pending)
+        return report
+
+    def _sweep_after_resume(self, pending: Sequence[Turn]) -> None:
+        """Do the sweep an interrupted write may not have reached.
+
+        A write killed after the fact ledger stored a new value but before its sweep
+        leaves other structures asserting the old one; re-resolving finds the new value
+        already there (NOOP) and does not sweep. So the values the pending turns ended
+        are swept here, sparing those turns as the write would have.
+        """
+        turn_ids = {t.id for t in pending}
+        moments = {t.timestamp for t in pending}
+        for user_id in dict.fromkeys(t.user_id for t in pending):
+            facts = self.records.store_items(FACT_STORE, user_id, kind="fact", current_only=False)
+            new = {f.id for f in facts if f.source_turn_ids and f.source_turn_ids[0] in turn_ids}
+            ended = [
+                f.id
+                for f in facts
+                if not f.current
+                and not f.metadata.get("rejected")
+                and (
+                    f.superseded_by in new or (f.superseded_by is None and f.invalid_at in moments)
+                )
+            ]
+            if ended:
+                self.guard.reset(user_id)
+                self.guard.sweep(
+                    user_id, self._by_name(), spare_turn_ids=list(turn_ids), fact_ids=ended
+                )
 
     def end_session(self, user_id: str, session_id: str) -> list[MemoryItem]:
         """Let structures that consolidate per session (summaries, memos) do so."""
