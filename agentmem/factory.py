@@ -193,7 +193,8 @@ def build(
         embedder: An embedder to share (e.g. one loaded MiniLM for several memories).
     """
     records = Records(config.records_url)
-    embedder = embedder or build_embedder(config)
+    # ``is None``: an empty CachingEmbedder is falsy (it has a length).
+    embedder = embedder if embedder is not None else build_embedder(config)
     vectors = VectorIndex(embedder, path=config.vectors_path, url=config.chroma_url)
     chat_model = build_model(config) if model == "auto" else model
     assert not isinstance(chat_model, str)

@@ -148,6 +148,10 @@ class ItemIndex:
         kind_list = list(kinds or [])
         found, exhausted = self._nearest(query, k, wanted, self._kind_filter(kind_list))
         if len(found) < k and not exhausted:
+            # Many invalidated neighbours: look further unfiltered first (a few ms even
+            # for hundreds of hits), then with the filter, which scans the matching rows.
+            found, exhausted = self._nearest(query, k, wanted * 8, self._kind_filter(kind_list))
+        if len(found) < k and not exhausted:
             found, _ = self._nearest(query, k, wanted, self._filter(query, kind_list))
         return found
 
