@@ -185,11 +185,13 @@ class MemoryManager:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(self, turns: Sequence[Turn]) -> WriteReport:
+    def write(self, turns: Sequence[Turn], *, mark: bool = True) -> WriteReport:
         """Fold stored turns into memory: facts first, then structures, then invalidation.
 
         A structure that fails is logged and reported; the turns stay pending, and
-        :meth:`resume` retries them. The turns themselves are already on disk.
+        :meth:`resume` retries them. The turns themselves are already on disk. With
+        ``mark=False`` the caller marks them memorized itself, once its own follow-up
+        is done (so a crash before then leaves them pending).
         """
         started = time.perf_counter()
         wall_start = utcnow()
@@ -233,7 +235,7 @@ class MemoryManager:
                     )
                     for item, stale in flagged
                 ]
-        if not failures:
+        if not failures and mark:
             self.records.mark_memorized(t.id for t in turns)
         return WriteReport(
             tuple(t.id for t in turns), tuple(changes), failures, time.perf_counter() - started
@@ -262,9 +264,12 @@ class MemoryManager:
         if not pending:
             return None
         logger.info("resuming memory writes for %d pending turns", len(pending))
-        report = self.write(pending)
+        report = self.write(pending, mark=False)
         if self.facts is not None:
             self._sweep_after_resume(pending)
+        # Only now: a crash during that sweep leaves the turns pending, to sweep again.
+        if report.ok:
+            self.records.mark_memorized(t.id for t in pending)
         return report
 
     def _sweep_after_resume(self, pending: Sequence[Turn]) -> None:
