@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from collections import OrderedDict
@@ -20,6 +19,7 @@ import numpy as np
 
 from agentmem.errors import EmbeddingError, MissingExtraError
 from agentmem.protocols import Embedder
+from agentmem.retry import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -169,17 +169,17 @@ class RetryingEmbedder:
         max_delay: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
         self.inner = inner
         self.name = inner.name
         self.attempts = attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self._sleep = sleep
-        self._rng = random.Random()
-        self.retries = 0
-        self._lock = threading.Lock()
+        self._backoff = Backoff(
+            inner.name, attempts=attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep
+        )
+
+    @property
+    def retries(self) -> int:
+        """Failed attempts that were tried again, so far."""
+        return self._backoff.retries
 
     @property
     def dimension(self) -> int:
@@ -198,19 +198,7 @@ class RetryingEmbedder:
             except EmbeddingError as exc:
                 if not exc.retryable or attempt == self.attempts:
                     raise
-                with self._lock:
-                    self.retries += 1
-                ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-                delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-                logger.warning(
-                    "%s failed (%s); retry %d of %d in %.2f s",
-                    self.name,
-                    exc,
-                    attempt,
-                    self.attempts - 1,
-                    delay,
-                )
-                self._sleep(delay)
+                self._backoff.pause(attempt, exc)
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ from agentmem.errors import (
     StructuredOutputError,
 )
 from agentmem.protocols import ChatModel
+from agentmem.retry import Backoff
 from agentmem.types import Completion, Message, Usage
 
 logger = logging.getLogger(__name__)
@@ -122,17 +123,22 @@ class RetryingChatModel:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
         self.inner = inner
         self.name = inner.name
         self.attempts = attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self.retries = 0
-        self._lock = threading.Lock()
+        self._backoff = Backoff(
+            inner.name,
+            attempts=attempts,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            sleep=sleep,
+            rng=rng,
+        )
+
+    @property
+    def retries(self) -> int:
+        """Failed attempts that were tried again, so far."""
+        return self._backoff.retries
 
     @property
     def last_usage(self) -> Usage | None:
@@ -153,7 +159,7 @@ class RetryingChatModel:
             except ModelError as exc:
                 if not exc.retryable or attempt == self.attempts:
                     raise
-                self._pause(attempt, exc)
+                self._backoff.pause(attempt, exc)
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
@@ -174,28 +180,11 @@ class RetryingChatModel:
             except ModelError as exc:
                 if yielded or not exc.retryable or attempt == self.attempts:
                     raise
-                self._pause(attempt, exc)
+                self._backoff.pause(attempt, exc)
             finally:
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()
-
-    def _pause(self, attempt: int, exc: ModelError) -> None:
-        with self._lock:
-            self.retries += 1
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        # "Equal jitter": at least half the backoff, so clients that failed together
-        # spread out without retrying immediately.
-        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-        logger.warning(
-            "%s failed (%s); retry %d of %d in %.2f s",
-            self.name,
-            exc,
-            attempt,
-            self.attempts - 1,
-            delay,
-        )
-        self._sleep(delay)
 
 
 class MeteredChatModel:
