@@ -21,15 +21,18 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from agentmem.building import BuildStats, structured_call
-from agentmem.errors import ModelError, StructuredOutputError
+from agentmem.errors import AgentMemError, ModelError, StructuredOutputError
 from agentmem.protocols import ChatModel
 from agentmem.text import STOPWORDS, split_sentences
 from agentmem.types import Turn
+
+if TYPE_CHECKING:
+    from agentmem.records import Records
 
 logger = logging.getLogger(__name__)
 
@@ -643,6 +646,61 @@ def extract_again(extractor: FactExtractor, turns: Sequence[Turn]) -> dict[int, 
     if isinstance(extractor, CachingExtractor):
         return extractor.retry(turns)
     return extractor.extract(turns)
+
+
+def queue_degraded(
+    extractor: FactExtractor,
+    turns: Sequence[Turn],
+    records: Records,
+    store: str,
+    stats: BuildStats,
+) -> None:
+    """Queue for ``store`` the turns ``extractor`` answered with fallback facts, per user.
+
+    The extractor counted each failed call itself; ``stats`` counts the queued retries.
+    """
+    failed = degraded_turns(extractor, (t.id for t in turns))
+    if not failed:
+        return
+    for user_id in dict.fromkeys(t.user_id for t in turns):
+        ids = sorted(t.id for t in turns if t.user_id == user_id and t.id in failed)
+        if ids:
+            stats.add_queued()
+            logger.info("%s: queued %d turns for model extraction again", store, len(ids))
+            records.queue_work(
+                store, user_id, "extract", {"turn_ids": ids}, "model extraction failed"
+            )
+
+
+def retry_queued(
+    extractor: FactExtractor,
+    records: Records,
+    store: str,
+    user_id: str | None,
+    apply: Callable[[str, list[Turn], dict[int, list[Fact]]], None],
+) -> int:
+    """Extract ``store``'s queued turns again and ``apply`` the facts; return batches done.
+
+    Work whose extraction fails again (an error, or fallback facts again) stays queued,
+    its attempts counted.
+    """
+    done = 0
+    for work in records.pending_work(store, user_id):
+        ids = [int(i) for i in work.payload.get("turn_ids", [])]
+        turns = records.turns(work.user_id, ids=ids)
+        try:
+            # A shared caching extractor re-asks the model only for turns it fell back on.
+            facts = extract_again(extractor, turns)
+        except AgentMemError as exc:
+            records.fail_work(work.id or 0, str(exc))
+            continue
+        if degraded_turns(extractor, ids):
+            records.fail_work(work.id or 0, "model extraction failed again")
+            continue
+        apply(work.user_id, turns, facts)
+        records.finish_work(work.id or 0)
+        done += 1
+    return done
 
 
 class ModelExtractor:

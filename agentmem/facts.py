@@ -23,8 +23,7 @@ from datetime import datetime
 from typing import Literal
 
 from agentmem.building import BuildStats
-from agentmem.errors import AgentMemError
-from agentmem.extraction import Fact, degraded_turns, extract_again, normalise
+from agentmem.extraction import Fact, normalise, queue_degraded, retry_queued
 from agentmem.items import ItemIndex
 from agentmem.protocols import StoreContext
 from agentmem.records import derived_item_id
@@ -135,7 +134,7 @@ class FactLedger:
         shows both events in its history).
         """
         extracted = self.extractor.extract(turns)
-        self._queue_degraded(turns)
+        queue_degraded(self.extractor, turns, self.context.records, FACT_STORE, self.stats)
         decisions: list[Decision] = []
         by_id = {t.id: t for t in turns}
         batch = _Batch()
@@ -153,21 +152,6 @@ class FactLedger:
 
     # -- retrying failed model extraction ---------------------------------------------------
 
-    def _queue_degraded(self, turns: Sequence[Turn]) -> None:
-        """Queue the turns whose facts came from the rules because the model failed."""
-        failed = degraded_turns(self.extractor, (t.id for t in turns))
-        if not failed:
-            return
-        records = self.context.records
-        for user_id in dict.fromkeys(t.user_id for t in turns):
-            ids = sorted(t.id for t in turns if t.user_id == user_id and t.id in failed)
-            if ids:
-                self.stats.add_queued()
-                logger.info("facts: queued %d turns for model extraction again", len(ids))
-                records.queue_work(
-                    FACT_STORE, user_id, "extract", {"turn_ids": ids}, "model extraction failed"
-                )
-
     def retry_pending(self, user_id: str | None = None) -> int:
         """Extract again, with the model, turns whose facts came from the rules.
 
@@ -180,22 +164,7 @@ class FactLedger:
             How many queued batches were done.
         """
         records = self.context.records
-        done = 0
-        for work in records.pending_work(FACT_STORE, user_id):
-            ids = [int(i) for i in work.payload.get("turn_ids", [])]
-            turns = records.turns(work.user_id, ids=ids)
-            try:
-                facts = extract_again(self.extractor, turns)
-            except AgentMemError as exc:
-                records.fail_work(work.id or 0, str(exc))
-                continue
-            if degraded_turns(self.extractor, ids):
-                records.fail_work(work.id or 0, "model extraction failed again")
-                continue
-            self._apply_retry(work.user_id, turns, facts)
-            records.finish_work(work.id or 0)
-            done += 1
-        return done
+        return retry_queued(self.extractor, records, FACT_STORE, user_id, self._apply_retry)
 
     def _apply_retry(
         self, user_id: str, turns: Sequence[Turn], facts: dict[int, list[Fact]]

@@ -53,8 +53,8 @@ from agentmem.extraction import (
     Fact,
     FactExtractor,
     RuleExtractor,
-    degraded_turns,
-    extract_again,
+    queue_degraded,
+    retry_queued,
 )
 from agentmem.items import visible
 from agentmem.protocols import StoreContext
@@ -204,14 +204,7 @@ class GraphStore:
                 )
             return self._rules.extract(turns)
         # A model extractor that fell back to rules for some turns: retry those later.
-        failed = degraded_turns(extractor, (t.id for t in turns))
-        for user_id in dict.fromkeys(t.user_id for t in turns):
-            ids = sorted(t.id for t in turns if t.user_id == user_id and t.id in failed)
-            if ids:
-                self.stats.add_queued()  # the extractor counted the failure itself
-                self._context.records.queue_work(
-                    self.name, user_id, "extract", {"turn_ids": ids}, "model extraction failed"
-                )
+        queue_degraded(extractor, turns, self._context.records, self.name, self.stats)
         return facts
 
     def _fold(
@@ -412,24 +405,15 @@ class GraphStore:
         The model's facts replace the rule-based stand-ins: new facts are added, and rule
         facts the model did not confirm are invalidated from their own turn's time.
         """
-        records = self._context.records
-        done = 0
-        for work in records.pending_work(self.name, user_id):
-            turns = records.turns(work.user_id, ids=work.payload.get("turn_ids", []))
-            # A shared caching extractor re-asks the model only for turns it fell back on.
-            try:
-                facts = extract_again(self.extractor, turns)
-            except AgentMemError as exc:
-                records.fail_work(work.id or 0, str(exc))
-                continue
-            if degraded_turns(self.extractor, (t.id for t in turns)):
-                records.fail_work(work.id or 0, "model extraction failed again")
-                continue
-            with self._lock:
-                self._replace_facts(work.user_id, turns, facts)
-            records.finish_work(work.id or 0)
-            done += 1
-        return done
+        return retry_queued(
+            self.extractor, self._context.records, self.name, user_id, self._replace_locked
+        )
+
+    def _replace_locked(
+        self, user_id: str, turns: list[Turn], facts: dict[int, list[Fact]]
+    ) -> None:
+        with self._lock:
+            self._replace_facts(user_id, turns, facts)
 
     def _replace_facts(
         self, user_id: str, turns: Sequence[Turn], facts: dict[int, list[Fact]]
