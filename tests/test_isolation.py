@@ -18,7 +18,6 @@ items of their own, so an empty answer cannot pass for an isolated one.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import random
@@ -34,6 +33,7 @@ import pytest
 from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Tree
+from tui_pilot import say, settle
 
 from agentmem.agent import Agent
 from agentmem.config import load_config
@@ -48,7 +48,7 @@ from agentmem.types import MemoryItem
 from agentmem.vectors import collection_name
 from tui.app import ChatApp
 from tui.screens import ConfirmScreen
-from tui.widgets import HistoryInput, ItemList
+from tui.widgets import ItemList
 
 SEED = 20240611
 #: Fifty users; a few ids differ only in case, accent or a trailing space.
@@ -514,23 +514,6 @@ def app_components(embedder: MiniLMEmbedder, tmp_path: Path) -> Iterator[Compone
     components = build(config, model=None, embedder=CachingEmbedder(embedder))
     yield components
     components.close()
-
-
-async def settle(pilot: Pilot[None]) -> None:
-    """Wait for the models to load, every worker, and the UI updates they posted."""
-    app = pilot.app
-    assert isinstance(app, ChatApp)
-    await asyncio.to_thread(app.warmed.wait, 120)
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def say(pilot: Pilot[None], text: str) -> None:
-    prompt = pilot.app.query_one("#prompt", HistoryInput)
-    prompt.focus()
-    prompt.value = text
-    await pilot.press("enter")
-    await settle(pilot)
 
 
 async def switch_user(pilot: Pilot[None], user: str) -> None:

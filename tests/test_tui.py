@@ -6,7 +6,6 @@ their own, so turn ids and scores on screen do not depend on which tests ran bef
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
+from tui_pilot import say, settle
 
 from agentmem.agent import Agent
 from agentmem.config import load_config
@@ -59,24 +59,6 @@ def make_app(
         components.manager, model, user_id=user_id, session_id=f"{user_id}-1", clock=fixed_clock
     )
     return ChatApp(components, agent, show_timings=False)
-
-
-async def settle(pilot: Pilot[None]) -> None:
-    """Wait for the models to load, every worker, and the UI updates they posted."""
-    app = pilot.app
-    assert isinstance(app, ChatApp)
-    await asyncio.to_thread(app.warmed.wait, 120)
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def say(pilot: Pilot[None], text: str) -> None:
-    """Type ``text`` into the message input, send it, and wait for the turn to finish."""
-    prompt = pilot.app.query_one("#prompt", HistoryInput)
-    prompt.focus()
-    prompt.value = text
-    await pilot.press("enter")
-    await settle(pilot)
 
 
 def steady_cursor(pilot: Pilot[None]) -> None:
