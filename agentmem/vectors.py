@@ -251,10 +251,10 @@ class VectorIndex:
         """Return hits with buffered metadata updates applied."""
         with self._lock:
             entry = self._pending_metadata.get(name)
-            waiting = dict(entry[2]) if entry else {}
-        if not waiting:
-            return hits
-        return [Hit(h.id, h.similarity, waiting.get(h.id, h.metadata)) for h in hits]
+            if entry is None:
+                return hits
+            waiting = entry[2]
+            return [Hit(h.id, h.similarity, waiting.get(h.id, h.metadata)) for h in hits]
 
     def _forget_pending(self, name: str, ids: Sequence[str] | None = None) -> None:
         with self._lock:
