@@ -137,10 +137,11 @@ class ItemIndex:
         """Return up to ``k`` visible items most similar to the query, best first.
 
         A chromadb metadata filter makes the query scan the matching rows (about 50 ms at
-        20k items against 3 ms unfiltered), so the query runs unfiltered, oversampled, and
+        20k items against 3 ms unfiltered), so the query runs unfiltered, oversampled, on
+        the current partition (or on both for history and ``as_of`` queries), and
         validity is judged from the records (the source of truth). Only when too few of
-        the nearest items are visible (much of the collection invalidated) does it fall
-        back to the filtered query, which then cannot miss what the filter keeps.
+        the nearest items are visible does it fall back to the filtered query, which then
+        cannot miss what the filter keeps.
         """
         if query.embedding is None or k <= 0:
             return []
@@ -180,13 +181,12 @@ class ItemIndex:
     ) -> tuple[list[Recalled], bool]:
         """Return the visible items among the ``wanted`` nearest, and whether none are left."""
         assert query.embedding is not None
+        user_id = query.scope.user_id
+        history = query.as_of is not None or query.include_history
         hits = self.context.vectors.query(
-            self.store, query.scope.user_id, query.embedding, wanted, where=where
+            self.store, user_id, query.embedding, wanted, where=where, history=history
         )
-        rows = {
-            i.id: i
-            for i in self.context.records.items([h.id for h in hits], user_id=query.scope.user_id)
-        }
+        rows = {i.id: i for i in self.context.records.items([h.id for h in hits], user_id=user_id)}
         found: list[Recalled] = []
         for hit in hits:
             item = rows.get(hit.id)
@@ -194,7 +194,22 @@ class ItemIndex:
                 found.append(Recalled(item, hit.similarity))
             if len(found) == k:
                 break
+        if not history:
+            self._move_stale(user_id, [rows[h.id] for h in hits if h.id in rows])
         return found, len(hits) < wanted
+
+    def _move_stale(self, user_id: str, seen: Sequence[MemoryItem]) -> None:
+        """Send invalidated items met in the current partition on to the history one.
+
+        They are there when a crash lost the buffered move, or in a data folder written
+        before vectors were partitioned; each is moved once, when a search first meets it.
+        """
+        pending = self.context.vectors.pending(self.store, user_id)
+        stale = [i for i in seen if i.invalid_at is not None and i.id not in pending]
+        if stale:
+            self.context.vectors.update_metadata(
+                self.store, user_id, [i.id for i in stale], [vector_metadata(i) for i in stale]
+            )
 
     def invalidate(
         self,

@@ -98,12 +98,14 @@ from agentmem.vectors import VectorIndex
 path, vector_file = sys.argv[1], sys.argv[2]
 index = VectorIndex(MiniLMEmbedder(), path=path)  # the model is never loaded: vectors given
 query = np.load(vector_file)
-hits = index.query("facts", "alice", query, 10)
+hits = index.query("facts", "alice", query, 10, history=True)
+current = index.query("facts", "alice", query, 10)
 stored = index.get("facts", "alice", ["alice-0"])
 print(json.dumps({
     "ids": [h.id for h in hits],
     "metadata": [dict(h.metadata) for h in hits],
     "count": index.count("facts", "alice"),
+    "current": [h.id for h in current],
     "vector": stored["alice-0"].tolist(),
 }))
 """
@@ -118,7 +120,7 @@ def test_vectors_persist_for_a_new_index_in_another_process(
     writer.update_metadata("facts", "alice", [ids[1]], [{"current": False}])
     question = query_vector(embedder, "my job at the hospital")
     np.save(tmp_path / "query.npy", question)
-    expected = [h.id for h in writer.query("facts", "alice", question, 10)]
+    expected = [h.id for h in writer.query("facts", "alice", question, 10, history=True)]
     writer.close()  # another process may open the folder only once this one lets go
 
     # A fresh process has no chromadb client cache to lean on: only what is on disk.
@@ -136,6 +138,8 @@ def test_vectors_persist_for_a_new_index_in_another_process(
     assert seen["ids"][0] == ids[2]
     by_id = dict(zip(seen["ids"], seen["metadata"], strict=True))
     assert by_id[ids[1]] == {"current": False}
+    # The invalidated vector was moved to the history partition on close.
+    assert seen["current"] == [i for i in expected if i != ids[1]]
     np.testing.assert_allclose(seen["vector"], embedder.embed([PETS[0]])[0], atol=1e-6)
 
 
@@ -154,12 +158,15 @@ def test_metadata_update_and_where_filter(vectors: VectorIndex, embedder: MiniLM
 
     current = vectors.query("facts", "alice", question, 10, where={"current": True})
     assert {h.id for h in current} == set(ids[1:])
-    stale = vectors.query("facts", "alice", question, 10, where={"current": False})
+    stale = vectors.query("facts", "alice", question, 10, where={"current": False}, history=True)
     assert [(h.id, dict(h.metadata)) for h in stale] == [
         (ids[0], {"current": False, "kind": "fact"})
     ]
-    # Without a filter the best match is still the (now stale) dog.
-    assert vectors.query("facts", "alice", question, 1)[0].id == ids[0]
+    # The stale dog moved to the history partition: an unfiltered query of the current
+    # one no longer meets it, one that asks for history still ranks it first.
+    assert vectors.count("facts", "alice", history=True) == 1
+    assert ids[0] not in [h.id for h in vectors.query("facts", "alice", question, 10)]
+    assert vectors.query("facts", "alice", question, 1, history=True)[0].id == ids[0]
     # The vector itself is untouched by a metadata update.
     np.testing.assert_allclose(
         vectors.get("facts", "alice", [ids[0]])[ids[0]], embedder.embed([PETS[0]])[0], atol=1e-6
@@ -194,6 +201,64 @@ def test_drop_removes_one_collection(vectors: VectorIndex, embedder: MiniLMEmbed
     # A dropped user's collection comes back empty, not with the old vectors.
     put(vectors, "alice", FOOD[:1])
     assert vectors.count("facts", "alice") == 1
+
+
+def test_invalidated_vectors_move_to_the_history_partition_and_back(
+    vectors: VectorIndex, embedder: MiniLMEmbedder
+) -> None:
+    ids = put(vectors, "alice", PETS + WORK)
+    question = query_vector(embedder, "my golden retriever")
+    vectors.update_metadata("facts", "alice", [ids[0]], [{"current": False}])
+    vectors.flush()
+
+    assert (vectors.count("facts", "alice", history=False), vectors.count("facts", "alice")) == (
+        3,
+        4,
+    )
+    assert collection_name("facts", "alice", history=True) in vectors.collection_names()
+    assert ids[0] not in [h.id for h in vectors.query("facts", "alice", question, 4)]
+    # Vectors are found by id in either partition, unchanged by the move.
+    np.testing.assert_allclose(
+        vectors.get("facts", "alice", ids)[ids[0]], embedder.embed([PETS[0]])[0], atol=1e-6
+    )
+    # Made current again (an upsert, or a metadata update), it leaves the history.
+    vectors.upsert("facts", "alice", [ids[0]], embedder.embed(PETS[:1]), [{"current": True}])
+    assert vectors.count("facts", "alice", history=True) == 0
+    assert vectors.query("facts", "alice", question, 1)[0].id == ids[0]
+    vectors.update_metadata("facts", "alice", ids[:2], [{"current": False}] * 2)
+    vectors.update_metadata("facts", "alice", ids[:1], [{"current": True}])
+    vectors.flush()
+    assert vectors.count("facts", "alice", history=True) == 1
+    assert [h.id for h in vectors.query("facts", "alice", question, 4, history=True)][:1] == ids[:1]
+    # Delete and drop reach both partitions.
+    vectors.delete("facts", "alice", [ids[1]])
+    assert vectors.count("facts", "alice") == 3
+    vectors.update_metadata("facts", "alice", [ids[2]], [{"current": False}])
+    assert vectors.drop("facts", "alice") == 3
+    assert not [
+        n for n in vectors.collection_names() if n.endswith(collection_name("facts", "alice")[-24:])
+    ]
+
+
+def test_search_moves_stale_vectors_it_meets_to_the_history(
+    store_context: StoreContext,
+) -> None:
+    store = TurnStore(store_context)
+    items = store.write(write_turns(store_context, "alice", PETS + WORK))
+    # As a crash that lost the buffered move leaves it: invalid in the records only.
+    store_context.records.invalidate([items[0].id], "the dog was rehomed", at=T2)
+    assert store_context.vectors.count("turns", "alice", history=False) == 4
+
+    found = store.retrieve(ask(store_context, "alice", "What is my dog called?"), 2)
+
+    assert items[0].id not in [r.item.id for r in found] and len(found) == 2
+    assert store_context.vectors.pending("turns", "alice") == {items[0].id}
+    store_context.vectors.flush()
+    assert store_context.vectors.count("turns", "alice", history=False) == 3
+    history = store.retrieve(
+        ask(store_context, "alice", "What is my dog called?", include_history=True), 1
+    )
+    assert [r.item.id for r in history] == [items[0].id]
 
 
 def test_agentmem_embedding_function_is_attached(

@@ -6,8 +6,9 @@ chromadb scan the matching rows (about 50 ms a query at 20,000 items on two core
 3 ms unfiltered), and the graph asks for facts, entities and passages on every recall. So
 the graph keeps passages in one collection (``<store>-passage``) and the short texts,
 facts and entity names, in another (``<store>-fact``), queries each once without a filter,
-and sorts kinds and validity out of the metadata chromadb returns. Only ``as_of`` queries,
-and the rare query whose nearest hits are mostly invalidated, use a filtered search. Two
+and sorts kinds and validity out of the metadata chromadb returns (invalidated items'
+vectors live in a separate partition, see :mod:`agentmem.vectors`). Only ``as_of``
+queries, and the rare query whose nearest hits are mostly stale, use a filtered search. Two
 collections rather than three keep a write at two vector upserts.
 """
 
@@ -101,10 +102,10 @@ class KindIndex:
         if isinstance(view, datetime):
             moment = timestamp(view)
             where = {"$and": [{"valid_from": {"$lte": moment}}, {"invalid_at": {"$gt": moment}}]}
-            return vectors.query(name, user_id, embedding, wanted, where=where)
-        hits = vectors.query(name, user_id, embedding, wanted)
+            return vectors.query(name, user_id, embedding, wanted, where=where, history=True)
         if view is not None:
-            return hits
+            return vectors.query(name, user_id, embedding, wanted, history=True)
+        hits = vectors.query(name, user_id, embedding, wanted)
         current = [h for h in hits if h.metadata.get("current")]
         if len(hits) == wanted and len(current) < len(hits) // 2:
             return vectors.query(name, user_id, embedding, wanted, where={"current": True})
