@@ -9,7 +9,18 @@ most of what it said; kept in one collection, a query for current items would ha
 filter (48-105 ms a call at 100k items) or look far past stale neighbours, where the
 current partition answers unfiltered in a few ms. Invalidating an item moves its vector
 (buffered, see :meth:`VectorIndex.update_metadata`); history and ``as_of`` queries search
-both partitions. Telemetry is off and our own embedding function is always attached, so
+both partitions.
+
+An embedded index (a folder, or in memory) also answers unfiltered queries of partitions up
+to ``exact_limit`` vectors (:attr:`VectorIndex.EXACT_LIMIT` by default) by exact search
+over an in-process copy of their vectors (the idea of Qdrant's ``full_scan_threshold``): a
+matrix product over 20,000 vectors takes ~2.5 ms on two cores against ~8 ms for chromadb's
+HNSW query and its count, and it cannot miss (HNSW's recall@10 is 0.96-0.98 at
+``ef_search`` 100-400 on a user's turns, as it loses near-duplicates). The folder lock
+makes this process the only writer, so the copy is kept exact by the same calls that write
+chromadb; the copies are bounded by :attr:`VectorIndex.EXACT_BUDGET` vectors in all, least
+recently used first out. Larger partitions, filtered queries and a Chroma server use
+chromadb's search. Telemetry is off and our own embedding function is always attached, so
 chromadb never downloads its default model.
 """
 
@@ -19,6 +30,7 @@ import hashlib
 import logging
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -103,6 +115,115 @@ def is_current(metadata: Mapping[str, Any]) -> bool:
     return bool(metadata.get("current", True))
 
 
+class _Exact:
+    """An in-process copy of one partition's vectors, for exact search.
+
+    Rows are unit-normalised (chromadb's cosine distance is 1 - the cosine). Appends
+    write past ``n`` and removals build new arrays, so a reader that took ``(matrix, n,
+    ids, metadatas)`` under the index's lock can search them after letting go of it.
+    """
+
+    def __init__(
+        self,
+        ids: list[str],
+        vectors: np.ndarray,
+        metadatas: list[dict[str, Any]],
+        lock: threading.RLock,
+    ) -> None:
+        self.lock = lock  # the copies' lock, held by every change
+        self.ids = list(ids)
+        self.metadatas = list(metadatas)
+        self.position = {item_id: n for n, item_id in enumerate(self.ids)}
+        self.n = len(self.ids)
+        self.matrix = _unit(vectors) if self.n else np.zeros((0, 0), dtype=np.float32)
+
+    def put(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[Mapping[str, Any]]):
+        """Insert or replace rows."""
+        vectors = _unit(vectors)
+        if self.matrix.shape[1] != vectors.shape[1]:
+            if self.n:
+                raise StorageError("vectors of a new length in an existing collection")
+            self.matrix = np.zeros((0, vectors.shape[1]), dtype=np.float32)
+        for item_id, vector, metadata in zip(ids, vectors, metadatas, strict=True):
+            row = self.position.get(item_id)
+            if row is not None:  # chromadb merges the metadata of an id it holds
+                self.matrix[row] = vector
+                self.metadatas[row] = {**self.metadatas[row], **metadata}
+                continue
+            if self.n == len(self.matrix):
+                grown = np.zeros((max(64, 2 * self.n), self.matrix.shape[1]), dtype=np.float32)
+                grown[: self.n] = self.matrix[: self.n]
+                self.matrix = grown
+            self.matrix[self.n] = vector
+            self.ids.append(item_id)
+            self.metadatas.append(dict(metadata))
+            self.position[item_id] = self.n
+            self.n += 1
+
+    def set_metadata(self, ids: Sequence[str], metadatas: Sequence[Mapping[str, Any]]) -> None:
+        for item_id, metadata in zip(ids, metadatas, strict=True):
+            row = self.position.get(item_id)
+            if row is not None:
+                self.metadatas[row] = {**self.metadatas[row], **metadata}
+
+    def remove(self, ids: Sequence[str]) -> None:
+        rows = {self.position[i] for i in ids if i in self.position}
+        if not rows:
+            return
+        keep = [n for n in range(self.n) if n not in rows]
+        self.matrix = self.matrix[keep]
+        self.ids = [self.ids[n] for n in keep]
+        self.metadatas = [self.metadatas[n] for n in keep]
+        self.position = {item_id: n for n, item_id in enumerate(self.ids)}
+        self.n = len(self.ids)
+
+    def snapshot(self) -> tuple[np.ndarray, int, list[str], list[dict[str, Any]]]:
+        return self.matrix, self.n, self.ids, self.metadatas
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    matrix = np.array(vectors, dtype=np.float32, ndmin=2)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
+
+
+class _ExactCopies:
+    """The exact-search copies of one chromadb system (a folder, or the in-memory one).
+
+    chromadb shares a system between the clients a process opens on the same folder (and
+    between all its in-memory clients), so the copies are shared the same way: a write
+    through one :class:`VectorIndex` is seen by the searches of another.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        # collection name -> copy, most recently used last
+        self.copies: OrderedDict[str, _Exact] = OrderedDict()
+        # collections found too large to copy
+        self.too_large: set[str] = set()
+        self.users = 0
+
+
+_COPIES: dict[str, _ExactCopies] = {}
+_COPIES_LOCK = threading.Lock()
+
+
+def _open_copies(key: str) -> _ExactCopies:
+    with _COPIES_LOCK:
+        copies = _COPIES.setdefault(key, _ExactCopies())
+        copies.users += 1
+        return copies
+
+
+def _close_copies(key: str) -> None:
+    with _COPIES_LOCK:
+        copies = _COPIES.get(key)
+        if copies is not None:
+            copies.users -= 1
+            if copies.users <= 0:
+                del _COPIES[key]
+
+
 class VectorIndex:
     """Item vectors in chromadb, scoped by structure and user.
 
@@ -111,10 +232,17 @@ class VectorIndex:
         path: A folder for an embedded persistent chromadb; ``None`` for an in-memory one.
         url: A Chroma server URL (``http://host:port``) instead of an embedded client.
         hnsw: Extra HNSW settings (``ef_search``, ``max_neighbors``, ...).
+        exact_limit: Search partitions up to this many vectors exactly, in process
+            (embedded indexes only; ``0`` leaves every search to chromadb).
     """
 
     #: Buffered metadata updates of one collection that trigger a write.
     METADATA_BATCH = 512
+    #: Partitions up to this many vectors are searched exactly, in process (embedded only).
+    EXACT_LIMIT = 50_000
+    #: At most this many vectors are copied for exact search, over all partitions
+    #: (about 150 MB at MiniLM's 384 dimensions).
+    EXACT_BUDGET = 100_000
 
     def __init__(
         self,
@@ -123,6 +251,7 @@ class VectorIndex:
         path: str | Path | None = None,
         url: str | None = None,
         hnsw: Mapping[str, Any] | None = None,
+        exact_limit: int | None = None,
     ) -> None:
         self.embedder = embedder
         self._function = AgentMemEmbeddingFunction(embedder)
@@ -137,6 +266,12 @@ class VectorIndex:
         self._lock = threading.RLock()
         # collection name -> (store, user, {item id: metadata}): see update_metadata.
         self._pending_metadata: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {}
+        # Exact-search copies (see _exact_for), shared with indexes of the same system.
+        self._copies: _ExactCopies | None = None
+        self.exact_limit = self.EXACT_LIMIT if exact_limit is None else max(0, exact_limit)
+        self._copies_key = ""
+        if not url and self.exact_limit:
+            self._copies_key = "memory:" if path is None else f"path:{Path(path).resolve()}"
         try:
             if url:
                 from urllib.parse import urlparse
@@ -158,6 +293,9 @@ class VectorIndex:
                 self.client = chromadb.PersistentClient(path=str(path), settings=settings)
             else:
                 self.client = chromadb.EphemeralClient(settings=settings)
+            if self._copies_key:
+                self._copies = _open_copies(self._copies_key)
+                self._release_copies = weakref.finalize(self, _close_copies, self._copies_key)
         except (ConfigError, StorageError):
             raise
         except Exception as exc:
@@ -171,6 +309,9 @@ class VectorIndex:
         folder lock (see :mod:`agentmem.locking`), which also ends with the process.
         """
         self.flush()
+        if self._copies is not None:
+            self._copies = None
+            self._release_copies()
         if self._folder_lock is not None:
             self._folder_lock.release()
             self._folder_lock = None
@@ -232,16 +373,17 @@ class VectorIndex:
             chosen = [ids[n] for n in rows]
             target = self._collection(store, user_id, history=history)
             other = self._collection(store, user_id, create=False, history=not history)
+            stored = [dict(metadatas[n]) or {"_": 0} for n in rows]
             try:
-                target.upsert(
-                    ids=chosen,
-                    embeddings=vectors[rows],
-                    metadatas=[dict(metadatas[n]) or {"_": 0} for n in rows],
-                )
+                target.upsert(ids=chosen, embeddings=vectors[rows], metadatas=stored)
+                self._exact_put(store, user_id, history, chosen, vectors[rows], stored)
                 if other is not None:
-                    stray = other.get(ids=chosen, include=[])["ids"]
+                    stray = list(other.get(ids=chosen, include=[])["ids"])
                     if stray:
-                        other.delete(ids=list(stray))
+                        other.delete(ids=stray)
+                        self._exact_remove(store, user_id, not history, stray)
+            except StorageError:
+                raise
             except Exception as exc:
                 raise StorageError(f"vector upsert failed: {exc}") from exc
 
@@ -312,17 +454,21 @@ class VectorIndex:
         moving = source.get(ids=ids, include=["embeddings"]) if source is not None else None
         if moving is not None and moving["ids"]:
             moved = list(moving["ids"])
-            target.upsert(
-                ids=moved,
-                embeddings=np.asarray(moving["embeddings"], dtype=np.float32),
-                metadatas=[wanted[i] or {"_": 0} for i in moved],
-            )
+            embeddings = np.asarray(moving["embeddings"], dtype=np.float32)
+            stored = [wanted[i] or {"_": 0} for i in moved]
+            target.upsert(ids=moved, embeddings=embeddings, metadatas=stored)
+            self._exact_put(store, user_id, history, moved, embeddings, stored)
             source.delete(ids=moved)
+            self._exact_remove(store, user_id, not history, moved)
             ids = [i for i in ids if i not in set(moved)]
         if ids:
             staying = list(target.get(ids=ids, include=[])["ids"])
             if staying:
-                target.update(ids=staying, metadatas=[wanted[i] or {"_": 0} for i in staying])
+                stored = [wanted[i] or {"_": 0} for i in staying]
+                target.update(ids=staying, metadatas=stored)
+                self._exact_edit(
+                    store, user_id, history, lambda exact: exact.set_metadata(staying, stored)
+                )
 
     def _overlay(self, name: str, hits: list[Hit]) -> list[Hit]:
         """Return hits with buffered metadata updates applied."""
@@ -369,6 +515,10 @@ class VectorIndex:
             self._flush_metadata(name)  # the filter and the history must see every update
         hits: list[Hit] = []
         for partition in (False, True) if history else (False,):
+            exact = None if where else self._exact_for(store, user_id, partition)
+            if exact is not None:
+                hits += self._search_exact(exact, embedding, k)
+                continue
             collection = self._collection(store, user_id, create=False, history=partition)
             if collection is not None:
                 hits += self._search(collection, embedding, k, where)
@@ -380,17 +530,26 @@ class VectorIndex:
             hits = sorted(best.values(), key=lambda h: -h.similarity)[:k]
         return self._overlay(name, hits)
 
+    def _search_exact(self, exact: _Exact, embedding: np.ndarray, k: int) -> list[Hit]:
+        with exact.lock:
+            matrix, n, ids, metadatas = exact.snapshot()
+        if n == 0:
+            return []
+        similarities = matrix[:n] @ _unit(embedding)[0]
+        k = min(k, n)
+        best = np.argpartition(-similarities, k - 1)[:k] if k < n else np.arange(n)
+        best = best[np.argsort(-similarities[best], kind="stable")]
+        return [Hit(ids[row], float(similarities[row]), metadatas[row]) for row in best]
+
     @staticmethod
     def _search(
         collection: Any, embedding: np.ndarray, k: int, where: Mapping[str, Any] | None
     ) -> list[Hit]:
         try:
-            size = collection.count()
-            if size == 0:
-                return []
+            # chromadb returns fewer than n_results when the collection holds fewer.
             result = collection.query(
                 query_embeddings=np.asarray(embedding, dtype=np.float32).reshape(1, -1),
-                n_results=min(k, size),
+                n_results=k,
                 where=dict(where) if where else None,
                 include=["metadatas", "distances"],
             )
@@ -402,6 +561,91 @@ class VectorIndex:
                 result["ids"][0], result["distances"][0], result["metadatas"][0], strict=True
             )
         ]
+
+    def _exact_for(self, store: str, user_id: str, history: bool) -> _Exact | None:
+        """Return the partition's exact-search copy, loading it first; ``None`` if none.
+
+        Loading reads the whole partition (about 1 s for 20,000 vectors) under the copies'
+        lock, so that no write slips between the read and the copy taking over: writers
+        change chromadb first and the copy after, under the same lock.
+        """
+        copies = self._copies
+        if copies is None:
+            return None
+        name = collection_name(store, user_id, history=history)
+        with copies.lock:
+            exact = copies.copies.get(name)
+            if exact is not None:
+                copies.copies.move_to_end(name)
+                return exact
+            if name in copies.too_large:
+                return None
+        collection = self._collection(store, user_id, create=False, history=history)
+        if collection is None:
+            return None
+        with copies.lock:
+            if name in copies.copies:
+                return copies.copies[name]
+            if int(collection.count()) > min(self.exact_limit, self.EXACT_BUDGET):
+                copies.too_large.add(name)
+                return None
+            stored = collection.get(include=["embeddings", "metadatas"])
+            exact = _Exact(
+                list(stored["ids"]),
+                np.asarray(stored["embeddings"], dtype=np.float32),
+                [dict(m or {}) for m in stored["metadatas"]],
+                copies.lock,
+            )
+            copies.copies[name] = exact
+            self._evict(copies, keep=name)
+            return exact
+
+    def _evict(self, copies: _ExactCopies, keep: str) -> None:
+        """Drop least recently used copies until the copies fit the budget."""
+        total = sum(e.n for e in copies.copies.values())
+        for name in list(copies.copies):
+            if total <= self.EXACT_BUDGET:
+                break
+            if name != keep:
+                total -= copies.copies.pop(name).n
+
+    def _exact_put(
+        self,
+        store: str,
+        user_id: str,
+        history: bool,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadatas: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Mirror a chromadb upsert into the partition's copy, if it has one."""
+        copies = self._copies
+        if copies is None:
+            return
+        name = collection_name(store, user_id, history=history)
+        with copies.lock:
+            exact = copies.copies.get(name)
+            if exact is None:
+                return
+            exact.put(ids, vectors, metadatas)
+            if exact.n > self.exact_limit:
+                copies.too_large.add(name)
+                del copies.copies[name]
+            else:
+                self._evict(copies, keep=name)
+
+    def _exact_remove(self, store: str, user_id: str, history: bool, ids: Sequence[str]) -> None:
+        """Mirror a chromadb delete into the partition's copy, if it has one."""
+        self._exact_edit(store, user_id, history, lambda exact: exact.remove(ids))
+
+    def _exact_edit(self, store: str, user_id: str, history: bool, edit: Any) -> None:
+        copies = self._copies
+        if copies is None:
+            return
+        with copies.lock:
+            exact = copies.copies.get(collection_name(store, user_id, history=history))
+            if exact is not None:
+                edit(exact)
 
     def get(self, store: str, user_id: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Return stored vectors by id, from either partition (missing ids are left out)."""
@@ -422,8 +666,11 @@ class VectorIndex:
         if not ids:
             return
         self._forget_pending(collection_name(store, user_id), ids)
-        for collection in self._partitions(store, user_id):
-            collection.delete(ids=list(ids))
+        for history in (False, True):
+            collection = self._collection(store, user_id, create=False, history=history)
+            if collection is not None:
+                collection.delete(ids=list(ids))
+                self._exact_remove(store, user_id, history, ids)
 
     def count(self, store: str, user_id: str, *, history: bool | None = None) -> int:
         """Return how many vectors one structure holds for one user.
@@ -452,6 +699,10 @@ class VectorIndex:
                 held += int(collection.count())
                 self.client.delete_collection(name)
                 self._collections.pop(name, None)
+                if self._copies is not None:
+                    with self._copies.lock:
+                        self._copies.copies.pop(name, None)
+                        self._copies.too_large.discard(name)
         return held
 
     def collection_names(self) -> list[str]:
