@@ -7,12 +7,13 @@ thread while the chat app draws its first screen).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,11 @@ class MiniLMEmbedder:
     """
 
     name = "minilm"
+    #: Calls of up to this many texts (a recall's query) run torch on one thread. On two
+    #: cores a second thread saves ~1 ms on one sentence, and its OpenMP worker keeps a
+    #: core spinning while the structures search: recall at 100k items took 48 ms p50
+    #: with two threads against 37 ms with one (benchmarks/bench_scale.py recall).
+    SMALL_CALL = 1
 
     def __init__(
         self, model_path: str | None = None, *, batch_size: int = 64, device: str = "cpu"
@@ -61,6 +67,9 @@ class MiniLMEmbedder:
         self.device = device
         self._model: Any = None
         self._lock = threading.Lock()
+        # One encode at a time: torch parallelises each call itself, and a small call
+        # changes torch's thread count for its duration (see SMALL_CALL).
+        self._encoding = threading.Lock()
 
     @property
     def dimension(self) -> int:
@@ -113,16 +122,36 @@ class MiniLMEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         model = self._load()
         try:
-            vectors = model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            with self._encoding, _torch_threads(1 if len(texts) <= self.SMALL_CALL else None):
+                vectors = model.encode(
+                    list(texts),
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
         except Exception as exc:
             raise EmbeddingError(f"embedding {len(texts)} texts failed: {exc}") from exc
         return np.asarray(vectors, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """Run torch on ``count`` threads inside the block (``None``: leave it as it is)."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    if before == count:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _quiet_transformers() -> None:

@@ -211,6 +211,8 @@ def build(
         counter=TokenCounter(),
         rewriter=builder,
         iterative=config.iterative_recall,
+        # Searches wait on the network with a Chroma server or a remote records database.
+        parallel=bool(config.chroma_url) or not config.records_url.startswith("sqlite"),
     )
     return Components(config, records, vectors, embedder, chat_model, manager)
 
