@@ -55,8 +55,9 @@ class MiniLMEmbedder:
     name = "minilm"
     #: Calls of up to this many texts (a recall's query) run torch on one thread. On two
     #: cores a second thread saves ~1 ms on one sentence, and its OpenMP worker keeps a
-    #: core spinning while the structures search: recall at 100k items took 48 ms p50
-    #: with two threads against 37 ms with one (benchmarks/bench_scale.py recall).
+    #: core spinning while the structures search: at 100k items the query embedding took
+    #: 25.1 ms p50 inside recall with two threads, 12.7 ms with one, and recall 59.0 / 67.6
+    #: against 39.3 / 43.8 ms p50/p95 (benchmarks/README.md, "Partitioned vectors").
     SMALL_CALL = 1
 
     def __init__(

@@ -131,8 +131,8 @@ class MemoryManager:
         parallel: Search the structures in parallel threads. Worth it when they wait on
             I/O (a Chroma server, a remote records database); on local data their search
             is CPU-bound, and on a small machine threads only contend: at 100k items on
-            two cores, recall took 59.5 / 134.8 ms p50/p95 in parallel against
-            ~35 ms for the same searches one after another (benchmarks/bench_scale.py).
+            two cores, recall took 47.8 / 64.1 ms p50/p95 in parallel against 39.3 / 43.8
+            one structure after another (benchmarks/bench_scale.py recall).
     """
 
     def __init__(
