@@ -27,7 +27,9 @@ chromadb never downloads its default model.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import sqlite3
 import threading
 import weakref
 from collections import OrderedDict
@@ -187,41 +189,131 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return matrix / np.where(norms == 0, 1.0, norms)
 
 
-class _ExactCopies:
-    """The exact-search copies of one chromadb system (a folder, or the in-memory one).
+class _Journal:
+    """Vectors accepted but not yet written to chromadb, in a SQLite file beside it.
 
-    chromadb shares a system between the clients a process opens on the same folder (and
-    between all its in-memory clients), so the copies are shared the same way: a write
-    through one :class:`VectorIndex` is seen by the searches of another.
+    chromadb commits every upsert on its own, ~13 ms whatever its size: a third of ingest
+    time went there (benchmarks/README.md). So vectors are written behind, in large
+    batches, and journaled here first, in a WAL-mode commit of well under a millisecond:
+    a process killed before its batch went out loses none, since the next open writes it.
     """
 
-    def __init__(self) -> None:
+    FILE = "agentmem-pending.sqlite"
+
+    def __init__(self, folder: Path) -> None:
+        self._db = sqlite3.connect(
+            str(folder / self.FILE), check_same_thread=False, isolation_level=None, timeout=30
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives the process being killed, not power loss.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " store TEXT NOT NULL, user_id TEXT NOT NULL, item_id TEXT NOT NULL,"
+            " vector BLOB NOT NULL, metadata TEXT NOT NULL)"
+        )
+        self._lock = threading.Lock()
+
+    def append(
+        self, store: str, user_id: str, rows: Sequence[tuple[str, np.ndarray, Mapping[str, Any]]]
+    ) -> int:
+        """Journal vectors; return the sequence number of the last one."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO pending (store, user_id, item_id, vector, metadata)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (
+                            store,
+                            user_id,
+                            item_id,
+                            vector.astype(np.float32).tobytes(),
+                            json.dumps(m),
+                        )
+                        for item_id, vector, m in rows
+                    ],
+                )
+                last = self._db.execute("SELECT max(seq) FROM pending").fetchone()[0]
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return int(last)
+
+    def remove(self, store: str, user_id: str, upto: int | None = None) -> None:
+        """Forget a structure's journaled vectors for a user (up to a sequence number)."""
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM pending WHERE store = ? AND user_id = ? AND seq <= ?",
+                (store, user_id, upto if upto is not None else 2**62),
+            )
+
+    def rows(self) -> list[tuple[int, str, str, str, np.ndarray, dict[str, Any]]]:
+        """Return every journaled vector, oldest first."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT seq, store, user_id, item_id, vector, metadata FROM pending ORDER BY seq"
+            ).fetchall()
+        return [
+            (seq, store, user, item, np.frombuffer(blob, dtype=np.float32).copy(), json.loads(m))
+            for seq, store, user, item, blob, m in found
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _Shared:
+    """What the indexes a process opens on one chromadb system share.
+
+    chromadb shares a system between the clients a process opens on the same folder (and
+    between all its in-memory clients), so what stands in front of it is shared the same
+    way: the exact-search copies and the vectors waiting to be written (see
+    :meth:`VectorIndex.upsert`), so a write through one :class:`VectorIndex` is seen by
+    the searches of another.
+    """
+
+    def __init__(self, journal: _Journal | None) -> None:
         self.lock = threading.RLock()
         # collection name -> copy, most recently used last
         self.copies: OrderedDict[str, _Exact] = OrderedDict()
         # collections found too large to copy
         self.too_large: set[str] = set()
+        # (store, user) -> {item id: (vector, metadata)} not yet written to chromadb
+        self.pending: dict[tuple[str, str], dict[str, tuple[np.ndarray, dict[str, Any]]]] = {}
+        # (store, user) -> the journal's sequence number of the last pending vector
+        self.seq: dict[tuple[str, str], int] = {}
+        self.journal = journal
         self.users = 0
 
 
-_COPIES: dict[str, _ExactCopies] = {}
-_COPIES_LOCK = threading.Lock()
+_SHARED: dict[str, _Shared] = {}
+_SHARED_LOCK = threading.Lock()
 
 
-def _open_copies(key: str) -> _ExactCopies:
-    with _COPIES_LOCK:
-        copies = _COPIES.setdefault(key, _ExactCopies())
-        copies.users += 1
-        return copies
+def _open_shared(key: str, folder: Path | None) -> tuple[_Shared, bool]:
+    """Return the shared state of a system, and whether this call created it."""
+    with _SHARED_LOCK:
+        shared = _SHARED.get(key)
+        created = shared is None
+        if shared is None:
+            shared = _SHARED[key] = _Shared(_Journal(folder) if folder is not None else None)
+        shared.users += 1
+        return shared, created
 
 
-def _close_copies(key: str) -> None:
-    with _COPIES_LOCK:
-        copies = _COPIES.get(key)
-        if copies is not None:
-            copies.users -= 1
-            if copies.users <= 0:
-                del _COPIES[key]
+def _close_shared(key: str) -> None:
+    with _SHARED_LOCK:
+        shared = _SHARED.get(key)
+        if shared is not None:
+            shared.users -= 1
+            if shared.users <= 0:
+                del _SHARED[key]
+                if shared.journal is not None:
+                    shared.journal.close()
 
 
 class VectorIndex:
@@ -238,6 +330,8 @@ class VectorIndex:
 
     #: Buffered metadata updates of one collection that trigger a write.
     METADATA_BATCH = 512
+    #: Vectors of one (structure, user) waiting to be written that trigger a write.
+    UPSERT_BATCH = 2048
     #: Partitions up to this many vectors are searched exactly, in process (embedded only).
     EXACT_LIMIT = 50_000
     #: At most this many vectors are copied for exact search, over all partitions
@@ -266,12 +360,13 @@ class VectorIndex:
         self._lock = threading.RLock()
         # collection name -> (store, user, {item id: metadata}): see update_metadata.
         self._pending_metadata: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {}
-        # Exact-search copies (see _exact_for), shared with indexes of the same system.
-        self._copies: _ExactCopies | None = None
+        # Exact-search copies and vectors waiting to be written (embedded indexes only),
+        # shared with the other indexes of the same system in this process.
+        self._shared: _Shared | None = None
         self.exact_limit = self.EXACT_LIMIT if exact_limit is None else max(0, exact_limit)
-        self._copies_key = ""
-        if not url and self.exact_limit:
-            self._copies_key = "memory:" if path is None else f"path:{Path(path).resolve()}"
+        self._shared_key = ""
+        if not url:
+            self._shared_key = "memory:" if path is None else f"path:{Path(path).resolve()}"
         try:
             if url:
                 from urllib.parse import urlparse
@@ -293,9 +388,12 @@ class VectorIndex:
                 self.client = chromadb.PersistentClient(path=str(path), settings=settings)
             else:
                 self.client = chromadb.EphemeralClient(settings=settings)
-            if self._copies_key:
-                self._copies = _open_copies(self._copies_key)
-                self._release_copies = weakref.finalize(self, _close_copies, self._copies_key)
+            if self._shared_key:
+                folder = Path(path) if path is not None else None
+                self._shared, created = _open_shared(self._shared_key, folder)
+                self._release_shared = weakref.finalize(self, _close_shared, self._shared_key)
+                if created:
+                    self._replay_journal()
         except (ConfigError, StorageError):
             raise
         except Exception as exc:
@@ -309,9 +407,9 @@ class VectorIndex:
         folder lock (see :mod:`agentmem.locking`), which also ends with the process.
         """
         self.flush()
-        if self._copies is not None:
-            self._copies = None
-            self._release_copies()
+        if self._shared is not None:
+            self._shared = None
+            self._release_shared()
         if self._folder_lock is not None:
             self._folder_lock.release()
             self._folder_lock = None
@@ -361,31 +459,127 @@ class VectorIndex:
 
         A vector goes to the current or the history partition by its metadata's
         ``current`` flag (missing means current), and leaves the other one if it was there.
+
+        An embedded index writes behind: the vectors are journaled (a folder's index) and
+        seen at once by every search and :meth:`get`, and go to chromadb in batches of up
+        to :attr:`UPSERT_BATCH`, before anything reads chromadb for that structure and
+        user, and on :meth:`flush` and :meth:`close`. A killed process loses none: the next
+        open writes what the journal holds. A Chroma server, which other processes read,
+        is written at once.
         """
         if len(ids) == 0:
             return
-        self._forget_pending(collection_name(store, user_id), ids)  # superseded by these
         vectors = np.asarray(embeddings, dtype=np.float32)
+        stored = [dict(m) or {"_": 0} for m in metadatas]
+        self._forget_pending(collection_name(store, user_id), ids)  # superseded by these
+        shared = self._shared
+        if shared is None:
+            self._write(store, user_id, list(ids), vectors, stored)
+            return
+        key = (store, user_id)
+        with shared.lock:
+            if shared.journal is not None:
+                try:
+                    rows = list(zip(ids, vectors, stored, strict=True))
+                    shared.seq[key] = shared.journal.append(store, user_id, rows)
+                except sqlite3.Error as exc:
+                    raise StorageError(f"cannot journal vectors: {exc}") from exc
+            waiting = shared.pending.setdefault(key, {})
+            for item_id, vector, metadata in zip(ids, vectors, stored, strict=True):
+                waiting[item_id] = (vector, metadata)
+            for history in (False, True):
+                rows_in = [n for n, m in enumerate(stored) if is_current(m) != history]
+                if rows_in:
+                    chosen = [ids[n] for n in rows_in]
+                    self._exact_put(
+                        store,
+                        user_id,
+                        history,
+                        chosen,
+                        vectors[rows_in],
+                        [stored[n] for n in rows_in],
+                    )
+                    self._exact_remove(store, user_id, not history, chosen)
+            full = len(waiting) >= self.UPSERT_BATCH
+        if full:
+            self._flush_upserts(store, user_id)
+
+    def _write(
+        self,
+        store: str,
+        user_id: str,
+        ids: list[str],
+        vectors: np.ndarray,
+        stored: list[dict[str, Any]],
+    ) -> None:
+        """Write vectors to chromadb, each to its partition, out of the other one."""
         for history in (False, True):
-            rows = [n for n, m in enumerate(metadatas) if is_current(m) != history]
+            rows = [n for n, m in enumerate(stored) if is_current(m) != history]
             if not rows:
                 continue
             chosen = [ids[n] for n in rows]
             target = self._collection(store, user_id, history=history)
             other = self._collection(store, user_id, create=False, history=not history)
-            stored = [dict(metadatas[n]) or {"_": 0} for n in rows]
             try:
-                target.upsert(ids=chosen, embeddings=vectors[rows], metadatas=stored)
-                self._exact_put(store, user_id, history, chosen, vectors[rows], stored)
+                target.upsert(
+                    ids=chosen, embeddings=vectors[rows], metadatas=[stored[n] for n in rows]
+                )
                 if other is not None:
                     stray = list(other.get(ids=chosen, include=[])["ids"])
                     if stray:
                         other.delete(ids=stray)
-                        self._exact_remove(store, user_id, not history, stray)
             except StorageError:
                 raise
             except Exception as exc:
                 raise StorageError(f"vector upsert failed: {exc}") from exc
+
+    def _flush_upserts(self, store: str, user_id: str) -> None:
+        """Write a structure's waiting vectors for a user to chromadb, then unjournal them."""
+        shared = self._shared
+        if shared is None:
+            return
+        key = (store, user_id)
+        with shared.lock:
+            waiting = shared.pending.pop(key, None)
+            seq = shared.seq.pop(key, None)
+            if not waiting:
+                return
+            ids = list(waiting)
+            try:
+                self._write(
+                    store,
+                    user_id,
+                    ids,
+                    np.stack([waiting[i][0] for i in ids]),
+                    [waiting[i][1] for i in ids],
+                )
+            except BaseException:
+                # Still waiting (and journaled): a later flush, or the next open, retries.
+                back = shared.pending.setdefault(key, {})
+                for item_id in ids:
+                    back.setdefault(item_id, waiting[item_id])
+                if seq is not None:
+                    shared.seq[key] = max(seq, shared.seq.get(key, seq))
+                raise
+            if shared.journal is not None and seq is not None:
+                shared.journal.remove(store, user_id, upto=seq)
+
+    def _replay_journal(self) -> None:
+        """Write what a killed process journaled but never wrote (on open)."""
+        shared = self._shared
+        if shared is None or shared.journal is None:
+            return
+        rows = shared.journal.rows()
+        if not rows:
+            return
+        with shared.lock:
+            for seq, store, user_id, item_id, vector, metadata in rows:
+                shared.pending.setdefault((store, user_id), {})[item_id] = (vector, metadata)
+                shared.seq[(store, user_id)] = seq
+            keys = list(shared.pending)
+        logger.info("writing %d journaled vectors left by an earlier process", len(rows))
+        for store, user_id in keys:
+            self._flush_upserts(store, user_id)
 
     def update_metadata(
         self, store: str, user_id: str, ids: Sequence[str], metadatas: Sequence[Mapping[str, Any]]
@@ -420,7 +614,13 @@ class VectorIndex:
             return frozenset(entry[2]) if entry else frozenset()
 
     def flush(self) -> None:
-        """Write every buffered metadata update."""
+        """Write every waiting vector and buffered metadata update."""
+        shared = self._shared
+        if shared is not None:
+            with shared.lock:
+                keys = list(shared.pending)
+            for store, user_id in keys:
+                self._flush_upserts(store, user_id)
         with self._lock:
             names = list(self._pending_metadata)
         for name in names:
@@ -432,6 +632,7 @@ class VectorIndex:
         if entry is None or not entry[2]:
             return
         store, user_id, waiting = entry
+        self._flush_upserts(store, user_id)  # a move reads the vectors from chromadb
         try:
             for history in (False, True):
                 wanted = {i: m for i, m in waiting.items() if is_current(m) != history}
@@ -519,6 +720,7 @@ class VectorIndex:
             if exact is not None:
                 hits += self._search_exact(exact, embedding, k)
                 continue
+            self._flush_upserts(store, user_id)
             collection = self._collection(store, user_id, create=False, history=partition)
             if collection is not None:
                 hits += self._search(collection, embedding, k, where)
@@ -565,12 +767,12 @@ class VectorIndex:
     def _exact_for(self, store: str, user_id: str, history: bool) -> _Exact | None:
         """Return the partition's exact-search copy, loading it first; ``None`` if none.
 
-        Loading reads the whole partition (about 1 s for 20,000 vectors) under the copies'
-        lock, so that no write slips between the read and the copy taking over: writers
-        change chromadb first and the copy after, under the same lock.
+        Loading writes the waiting vectors, then reads the whole partition (about 1 s for
+        20,000 vectors) under the shared lock, so that no write slips between the read and
+        the copy taking over: writers change the copy under the same lock.
         """
-        copies = self._copies
-        if copies is None:
+        copies = self._shared
+        if copies is None or not self.exact_limit:
             return None
         name = collection_name(store, user_id, history=history)
         with copies.lock:
@@ -578,8 +780,9 @@ class VectorIndex:
             if exact is not None:
                 copies.copies.move_to_end(name)
                 return exact
-            if name in copies.too_large:
+            if name in copies.too_large or not self.exact_limit:
                 return None
+        self._flush_upserts(store, user_id)  # the copy is read from chromadb
         collection = self._collection(store, user_id, create=False, history=history)
         if collection is None:
             return None
@@ -600,7 +803,7 @@ class VectorIndex:
             self._evict(copies, keep=name)
             return exact
 
-    def _evict(self, copies: _ExactCopies, keep: str) -> None:
+    def _evict(self, copies: _Shared, keep: str) -> None:
         """Drop least recently used copies until the copies fit the budget."""
         total = sum(e.n for e in copies.copies.values())
         for name in list(copies.copies):
@@ -619,7 +822,7 @@ class VectorIndex:
         metadatas: Sequence[Mapping[str, Any]],
     ) -> None:
         """Mirror a chromadb upsert into the partition's copy, if it has one."""
-        copies = self._copies
+        copies = self._shared
         if copies is None:
             return
         name = collection_name(store, user_id, history=history)
@@ -639,7 +842,7 @@ class VectorIndex:
         self._exact_edit(store, user_id, history, lambda exact: exact.remove(ids))
 
     def _exact_edit(self, store: str, user_id: str, history: bool, edit: Any) -> None:
-        copies = self._copies
+        copies = self._shared
         if copies is None:
             return
         with copies.lock:
@@ -652,6 +855,13 @@ class VectorIndex:
         if not ids:
             return {}
         found: dict[str, np.ndarray] = {}
+        shared = self._shared
+        if shared is not None:
+            with shared.lock:
+                waiting = shared.pending.get((store, user_id), {})
+                for item_id in ids:
+                    if item_id in waiting:
+                        found[item_id] = waiting[item_id][0].copy()
         for collection in self._partitions(store, user_id):
             missing = [i for i in ids if i not in found]
             if not missing:
@@ -666,6 +876,7 @@ class VectorIndex:
         if not ids:
             return
         self._forget_pending(collection_name(store, user_id), ids)
+        self._flush_upserts(store, user_id)
         for history in (False, True):
             collection = self._collection(store, user_id, create=False, history=history)
             if collection is not None:
@@ -679,6 +890,7 @@ class VectorIndex:
             history: ``None`` counts both partitions, ``False`` the current one, ``True``
                 the history one.
         """
+        self._flush_upserts(store, user_id)
         total = 0
         for partition in (False, True):
             if history is None or history == partition:
@@ -688,25 +900,29 @@ class VectorIndex:
 
     def drop(self, store: str, user_id: str) -> int:
         """Delete one structure's collections for a user; return how many vectors they held."""
+        self._flush_upserts(store, user_id)
         held = 0
+        names = [collection_name(store, user_id, history=h) for h in (False, True)]
+        shared = self._shared
+        if shared is not None:
+            with shared.lock:
+                for name in names:
+                    shared.copies.pop(name, None)
+                    shared.too_large.discard(name)
         with self._lock:
-            self._pending_metadata.pop(collection_name(store, user_id), None)
-            for history in (False, True):
-                name = collection_name(store, user_id, history=history)
+            self._pending_metadata.pop(names[0], None)
+            for history, name in zip((False, True), names, strict=True):
                 collection = self._collection(store, user_id, create=False, history=history)
                 if collection is None:
                     continue
                 held += int(collection.count())
                 self.client.delete_collection(name)
                 self._collections.pop(name, None)
-                if self._copies is not None:
-                    with self._copies.lock:
-                        self._copies.copies.pop(name, None)
-                        self._copies.too_large.discard(name)
         return held
 
     def collection_names(self) -> list[str]:
         """Return the names of every collection in the index (for audits and tests)."""
+        self.flush()  # waiting vectors may be all a collection will hold
         return sorted(
             c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections()
         )

@@ -261,11 +261,80 @@ def test_search_moves_stale_vectors_it_meets_to_the_history(
     assert [r.item.id for r in history] == [items[0].id]
 
 
+KILLED_WRITER = """
+import os, sys
+import numpy as np
+from agentmem.embeddings import MiniLMEmbedder
+from agentmem.vectors import VectorIndex
+
+index = VectorIndex(MiniLMEmbedder(), path=sys.argv[1])  # vectors given: no model load
+vectors = np.load(sys.argv[2])
+for n, vector in enumerate(vectors):
+    index.upsert("facts", "alice", [f"v{n}"], vector[None, :], [{"current": n % 3 != 0}])
+print("written", flush=True)
+os.kill(os.getpid(), 9)  # no flush, no close: only the journal holds them
+"""
+
+
+def test_vectors_written_behind_survive_a_killed_process(
+    embedder: MiniLMEmbedder, tmp_path: Path
+) -> None:
+    texts = PETS + WORK + FOOD
+    np.save(tmp_path / "vectors.npy", embedder.embed(texts))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLED_WRITER,
+            str(tmp_path / "chroma"),
+            str(tmp_path / "vectors.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == -9 and "written" in done.stdout
+
+    reopened = VectorIndex(embedder, path=tmp_path / "chroma")
+
+    assert reopened.count("facts", "alice", history=False) == 4
+    assert reopened.count("facts", "alice", history=True) == 2
+    assert set(reopened.get("facts", "alice", [f"v{n}" for n in range(6)])) == {
+        f"v{n}" for n in range(6)
+    }
+    hit = reopened.query("facts", "alice", query_vector(embedder, "my night shift job"), 1)[0]
+    assert hit.id == "v2" and hit.metadata == {"current": True}
+    reopened.close()
+
+
+def test_vectors_are_written_behind_in_batches_and_seen_at_once(
+    vectors: VectorIndex, embedder: MiniLMEmbedder
+) -> None:
+    for n, text in enumerate(PETS + WORK):
+        vectors.upsert("facts", "alice", [f"v{n}"], embedder.embed([text]), [{"current": True}])
+    # Nothing reached chromadb yet, but search and get see every vector.
+    assert vectors.client.list_collections() == []
+    question = query_vector(embedder, "my golden retriever")
+    assert vectors.query("facts", "alice", question, 1)[0].id == "v0"
+    assert set(vectors.get("facts", "alice", ["v0", "v3", "nope"])) == {"v0", "v3"}
+    # A filtered query reads chromadb, so the waiting vectors are written first.
+    filtered = vectors.query("facts", "alice", question, 4, where={"current": True})
+    assert [h.id for h in filtered][:1] == ["v0"] and len(filtered) == 4
+    assert vectors.client.get_collection(collection_name("facts", "alice")).count() == 4
+    # A full batch goes out on its own.
+    vectors.UPSERT_BATCH = 3
+    for n in range(3):
+        vectors.upsert("facts", "bob", [f"b{n}"], embedder.embed([FOOD[n % 2]]), [{}])
+    assert vectors.client.get_collection(collection_name("facts", "bob")).count() == 3
+
+
 def test_agentmem_embedding_function_is_attached(
     vectors: VectorIndex, embedder: MiniLMEmbedder
 ) -> None:
     ids = put(vectors, "alice", PETS + WORK + FOOD)
     name = collection_name("facts", "alice")
+    vectors.flush()  # chromadb is written behind
 
     # Opened with no embedding function, as any chromadb client would.
     collection = vectors.client.get_collection(name)

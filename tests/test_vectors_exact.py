@@ -55,7 +55,7 @@ def test_exact_search_returns_what_chromadb_returns(tmp_path: Path) -> None:
 
     found = fast.query("s", "u", query, 10)
 
-    assert fast._copies is not None and fast._copies.copies  # the copy answered
+    assert fast._shared is not None and fast._shared.copies  # the copy answered
     best = np.argsort(-(vectors @ query))[:10]
     assert [h.id for h in found] == [f"v{n}" for n in best]
     assert [h.similarity for h in found] == pytest.approx(list((vectors @ query)[best]), abs=1e-5)
@@ -100,13 +100,13 @@ def test_copies_follow_every_write(tmp_path: Path) -> None:
         query = unit(rng, 1)[0]
         assert ranked(fast, query) == ranked(plain, query), f"step {step}: {action}"
         assert ranked(fast, query, history=True) == ranked(plain, query, history=True)
-    assert known and fast._copies is not None and len(fast._copies.copies) == 2
+    assert known and fast._shared is not None and len(fast._shared.copies) == 2
 
 
 def test_partitions_past_the_limit_or_budget_are_searched_by_chromadb(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     fast, plain = pair(tmp_path)
-    assert fast._copies is not None
+    assert fast._shared is not None
     fast.exact_limit = 50
     fast.upsert("s", "u", [f"a{n}" for n in range(40)], unit(rng, 40), [{}] * 40)
     fast.upsert("s", "w", [f"b{n}" for n in range(60)], unit(rng, 60), [{}] * 60)
@@ -118,10 +118,10 @@ def test_partitions_past_the_limit_or_budget_are_searched_by_chromadb(tmp_path: 
     assert [h.id for h in fast.query("s", "u", query, 5)] == [
         h.id for h in plain.query("s", "u", query, 5)
     ]
-    assert len(fast._copies.copies) == 1 and len(fast._copies.too_large) == 1
+    assert len(fast._shared.copies) == 1 and len(fast._shared.too_large) == 1
     # A copy that grows past the limit is let go; chromadb answers from then on.
     fast.upsert("s", "u", [f"c{n}" for n in range(20)], unit(rng, 20), [{}] * 20)
-    assert not fast._copies.copies
+    assert not fast._shared.copies
     assert [h.id for h in fast.query("s", "u", query, 5)] == [
         h.id for h in plain.query("s", "u", query, 5)
     ]
@@ -136,10 +136,10 @@ def test_partitions_past_the_limit_or_budget_are_searched_by_chromadb(tmp_path: 
     assert [h.id for h in fast.query("s", "z", query, 5)] == [
         h.id for h in plain.query("s", "z", query, 5)
     ]
-    assert sorted(fast._copies.copies) == sorted(
-        [name for name in fast._copies.copies if name.startswith("am-s-")]
+    assert sorted(fast._shared.copies) == sorted(
+        [name for name in fast._shared.copies if name.startswith("am-s-")]
     )
-    assert len(fast._copies.copies) == 2 and sum(c.n for c in fast._copies.copies.values()) <= 70
+    assert len(fast._shared.copies) == 2 and sum(c.n for c in fast._shared.copies.values()) <= 70
 
 
 def test_a_closed_index_lets_go_of_its_copies(tmp_path: Path) -> None:
@@ -149,7 +149,7 @@ def test_a_closed_index_lets_go_of_its_copies(tmp_path: Path) -> None:
     fast.query("s", "u", unit(rng, 1)[0], 2)
     fast.close()
     plain.close()
-    assert fast._copies is None
+    assert fast._shared is None
     from agentmem import vectors
 
-    assert f"path:{(tmp_path / 'chroma').resolve()}" not in vectors._COPIES
+    assert f"path:{(tmp_path / 'chroma').resolve()}" not in vectors._SHARED
