@@ -20,7 +20,15 @@ HNSW query and its count, and it cannot miss (HNSW's recall@10 is 0.96-0.98 at
 makes this process the only writer, so the copy is kept exact by the same calls that write
 chromadb; the copies are bounded by :attr:`VectorIndex.EXACT_BUDGET` vectors in all, least
 recently used first out. Larger partitions, filtered queries and a Chroma server use
-chromadb's search. Telemetry is off and our own embedding function is always attached, so
+chromadb's search.
+
+chromadb commits each upsert on its own (~13 ms whatever its size), so an embedded index
+writes vectors behind: journaled first in ``agentmem-pending.sqlite`` beside chromadb
+(WAL, well under a millisecond), seen at once by searches (through the copies) and
+:meth:`VectorIndex.get`, and written to chromadb in batches before anything reads chromadb
+for that structure and user. The next open writes what a killed process left journaled.
+
+Telemetry is off and our own embedding function is always attached, so
 chromadb never downloads its default model.
 """
 
@@ -332,6 +340,8 @@ class VectorIndex:
     METADATA_BATCH = 512
     #: Vectors of one (structure, user) waiting to be written that trigger a write.
     UPSERT_BATCH = 2048
+    #: Vectors waiting to be written, over all structures and users, that trigger a flush.
+    PENDING_LIMIT = 20_000
     #: Partitions up to this many vectors are searched exactly, in process (embedded only).
     EXACT_LIMIT = 50_000
     #: At most this many vectors are copied for exact search, over all partitions
@@ -501,7 +511,10 @@ class VectorIndex:
                     )
                     self._exact_remove(store, user_id, not history, chosen)
             full = len(waiting) >= self.UPSERT_BATCH
-        if full:
+            everyone = sum(len(w) for w in shared.pending.values()) >= self.PENDING_LIMIT
+        if everyone:
+            self.flush()
+        elif full:
             self._flush_upserts(store, user_id)
 
     def _write(
@@ -532,6 +545,14 @@ class VectorIndex:
                 raise
             except Exception as exc:
                 raise StorageError(f"vector upsert failed: {exc}") from exc
+
+    def _flush_all_upserts(self) -> None:
+        shared = self._shared
+        if shared is not None:
+            with shared.lock:
+                keys = list(shared.pending)
+            for store, user_id in keys:
+                self._flush_upserts(store, user_id)
 
     def _flush_upserts(self, store: str, user_id: str) -> None:
         """Write a structure's waiting vectors for a user to chromadb, then unjournal them."""
@@ -607,6 +628,14 @@ class VectorIndex:
         if full:
             self._flush_metadata(name)
 
+    def _leaving(self, name: str) -> frozenset[str]:
+        """Return the ids of a current partition whose buffered metadata moves them out."""
+        with self._lock:
+            entry = self._pending_metadata.get(name)
+            if entry is None:
+                return frozenset()
+            return frozenset(i for i, m in entry[2].items() if not is_current(m))
+
     def pending(self, store: str, user_id: str) -> frozenset[str]:
         """Return the ids whose metadata update is still buffered."""
         with self._lock:
@@ -615,12 +644,7 @@ class VectorIndex:
 
     def flush(self) -> None:
         """Write every waiting vector and buffered metadata update."""
-        shared = self._shared
-        if shared is not None:
-            with shared.lock:
-                keys = list(shared.pending)
-            for store, user_id in keys:
-                self._flush_upserts(store, user_id)
+        self._flush_all_upserts()
         with self._lock:
             names = list(self._pending_metadata)
         for name in names:
@@ -714,16 +738,22 @@ class VectorIndex:
         name = collection_name(store, user_id)
         if where or history:
             self._flush_metadata(name)  # the filter and the history must see every update
+        # Vectors whose move to the history is still buffered are left out at once, so
+        # what a search returns does not hang on when the buffer is written.
+        leaving = frozenset() if history else self._leaving(name)
+        wanted = k + len(leaving)
         hits: list[Hit] = []
         for partition in (False, True) if history else (False,):
             exact = None if where else self._exact_for(store, user_id, partition)
             if exact is not None:
-                hits += self._search_exact(exact, embedding, k)
+                hits += self._search_exact(exact, embedding, wanted)
                 continue
             self._flush_upserts(store, user_id)
             collection = self._collection(store, user_id, create=False, history=partition)
             if collection is not None:
-                hits += self._search(collection, embedding, k, where)
+                hits += self._search(collection, embedding, wanted, where)
+        if leaving:
+            hits = [h for h in hits if h.id not in leaving][:k]
         if history:
             best: dict[str, Hit] = {}
             for hit in hits:  # a vector caught mid-move is in both partitions
@@ -739,8 +769,14 @@ class VectorIndex:
             return []
         similarities = matrix[:n] @ _unit(embedding)[0]
         k = min(k, n)
-        best = np.argpartition(-similarities, k - 1)[:k] if k < n else np.arange(n)
-        best = best[np.argsort(-similarities[best], kind="stable")]
+        if k < n:  # every row as near as the k-th, ties included
+            kth = np.partition(similarities, n - k)[n - k]
+            near = np.flatnonzero(similarities >= kth)
+        else:
+            near = np.arange(n)
+        # Ties (a line said twice has one vector) go by id, so the order never hangs on
+        # where rows sit in the copy, which moves and removals change.
+        best = sorted(near.tolist(), key=lambda row: (-similarities[row], ids[row]))[:k]
         return [Hit(ids[row], float(similarities[row]), metadatas[row]) for row in best]
 
     @staticmethod
@@ -922,7 +958,7 @@ class VectorIndex:
 
     def collection_names(self) -> list[str]:
         """Return the names of every collection in the index (for audits and tests)."""
-        self.flush()  # waiting vectors may be all a collection will hold
+        self._flush_all_upserts()  # waiting vectors may be all a collection will hold
         return sorted(
             c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections()
         )

@@ -245,6 +245,40 @@ def test_replay_killed_twenty_times_loses_and_duplicates_nothing(
     assert finish.returncode == 0, finish.stderr
     assert_same(snapshot(out / database), expected)
     assert kills >= KILLS
+    assert_every_item_has_its_vector(out / database)
+
+
+#: The vector collection each structure's items of a kind live in.
+COLLECTIONS = {
+    ("graph", "passage"): "graph-passage",
+    ("graph", "fact"): "graph-fact",
+    ("graph", "entity"): "graph-fact",
+}
+
+
+def assert_every_item_has_its_vector(database: Path) -> None:
+    """Every item a structure searches by vector has one (written behind, or journaled)."""
+    from agentmem.embeddings import MiniLMEmbedder
+    from agentmem.vectors import VectorIndex
+
+    records = Records(database)
+    vectors = VectorIndex(MiniLMEmbedder(), path=database.parent / "chroma")  # no model load
+    try:
+        checked = 0
+        for user in records.users():
+            for store in ("turns", "facts", "memtree", "graph"):
+                wanted: dict[str, list[str]] = {}
+                for item in records.store_items(store, user, current_only=False):
+                    name = COLLECTIONS.get((store, item.kind), store)
+                    wanted.setdefault(name, []).append(item.id)
+                for name, ids in wanted.items():
+                    missing = set(ids) - set(vectors.get(name, user, ids))
+                    assert not missing, f"{len(missing)} {name} items of {user} have no vector"
+                    checked += len(ids)
+        assert checked > 100
+    finally:
+        vectors.close()
+        records.close()
 
 
 def test_chat_killed_mid_conversation_keeps_every_acknowledged_turn(
