@@ -204,8 +204,10 @@ class ItemIndex:
         They are there when a crash lost the buffered move, or in a data folder written
         before vectors were partitioned; each is moved once, when a search first meets it.
         """
-        pending = self.context.vectors.pending(self.store, user_id)
-        stale = [i for i in seen if i.invalid_at is not None and i.id not in pending]
+        stale = [i for i in seen if i.invalid_at is not None]
+        if stale:  # rare: only then ask which of them already wait to move
+            pending = self.context.vectors.pending(self.store, user_id)
+            stale = [i for i in stale if i.id not in pending]
         if stale:
             self.context.vectors.update_metadata(
                 self.store, user_id, [i.id for i in stale], [vector_metadata(i) for i in stale]

@@ -125,6 +125,14 @@ def is_current(metadata: Mapping[str, Any]) -> bool:
     return bool(metadata.get("current", True))
 
 
+def _by_partition(metadatas: Sequence[Mapping[str, Any]]) -> list[tuple[bool, list[int]]]:
+    """Return ``(history, row numbers)`` for each partition the metadata sends rows to."""
+    groups: dict[bool, list[int]] = {}
+    for n, metadata in enumerate(metadatas):
+        groups.setdefault(not is_current(metadata), []).append(n)
+    return sorted(groups.items())
+
+
 class _Exact:
     """An in-process copy of one partition's vectors, for exact search.
 
@@ -250,12 +258,12 @@ class _Journal:
                 raise
             return int(last)
 
-    def remove(self, store: str, user_id: str, upto: int | None = None) -> None:
-        """Forget a structure's journaled vectors for a user (up to a sequence number)."""
+    def remove(self, store: str, user_id: str, upto: int) -> None:
+        """Forget a structure's journaled vectors for a user, up to a sequence number."""
         with self._lock:
             self._db.execute(
                 "DELETE FROM pending WHERE store = ? AND user_id = ? AND seq <= ?",
-                (store, user_id, upto if upto is not None else 2**62),
+                (store, user_id, upto),
             )
 
     def rows(self) -> list[tuple[int, str, str, str, np.ndarray, dict[str, Any]]]:
@@ -497,19 +505,12 @@ class VectorIndex:
             waiting = shared.pending.setdefault(key, {})
             for item_id, vector, metadata in zip(ids, vectors, stored, strict=True):
                 waiting[item_id] = (vector, metadata)
-            for history in (False, True):
-                rows_in = [n for n, m in enumerate(stored) if is_current(m) != history]
-                if rows_in:
-                    chosen = [ids[n] for n in rows_in]
-                    self._exact_put(
-                        store,
-                        user_id,
-                        history,
-                        chosen,
-                        vectors[rows_in],
-                        [stored[n] for n in rows_in],
-                    )
-                    self._exact_remove(store, user_id, not history, chosen)
+            for history, rows_in in _by_partition(stored):
+                chosen = [ids[n] for n in rows_in]
+                self._exact_put(
+                    store, user_id, history, chosen, vectors[rows_in], [stored[n] for n in rows_in]
+                )
+                self._exact_remove(store, user_id, not history, chosen)
             full = len(waiting) >= self.UPSERT_BATCH
             everyone = sum(len(w) for w in shared.pending.values()) >= self.PENDING_LIMIT
         if everyone:
@@ -526,10 +527,7 @@ class VectorIndex:
         stored: list[dict[str, Any]],
     ) -> None:
         """Write vectors to chromadb, each to its partition, out of the other one."""
-        for history in (False, True):
-            rows = [n for n, m in enumerate(stored) if is_current(m) != history]
-            if not rows:
-                continue
+        for history, rows in _by_partition(stored):
             chosen = [ids[n] for n in rows]
             target = self._collection(store, user_id, history=history)
             other = self._collection(store, user_id, create=False, history=not history)
@@ -597,10 +595,8 @@ class VectorIndex:
             for seq, store, user_id, item_id, vector, metadata in rows:
                 shared.pending.setdefault((store, user_id), {})[item_id] = (vector, metadata)
                 shared.seq[(store, user_id)] = seq
-            keys = list(shared.pending)
         logger.info("writing %d journaled vectors left by an earlier process", len(rows))
-        for store, user_id in keys:
-            self._flush_upserts(store, user_id)
+        self._flush_all_upserts()
 
     def update_metadata(
         self, store: str, user_id: str, ids: Sequence[str], metadatas: Sequence[Mapping[str, Any]]
@@ -657,11 +653,10 @@ class VectorIndex:
             return
         store, user_id, waiting = entry
         self._flush_upserts(store, user_id)  # a move reads the vectors from chromadb
+        ids, metadatas = list(waiting), list(waiting.values())
         try:
-            for history in (False, True):
-                wanted = {i: m for i, m in waiting.items() if is_current(m) != history}
-                if wanted:
-                    self._place(store, user_id, wanted, history=history)
+            for history, rows in _by_partition(metadatas):
+                self._place(store, user_id, {ids[n]: metadatas[n] for n in rows}, history=history)
         except Exception as exc:
             raise StorageError(f"vector metadata update failed: {exc}") from exc
 
