@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import NaiveDatetime
 from sqlalchemy import JSON, Column, Index, event, func, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
 
 from agentmem.errors import DataDirLockedError, InputError, NotFoundError, StorageError
@@ -273,9 +273,15 @@ class Records:
     def ensure_user(self, user_id: str) -> None:
         """Create the user row if it does not exist."""
         _check_id(user_id, "user_id")
-        with self.session() as s:
-            if s.get(UserRow, user_id) is None:
-                s.add(UserRow(id=user_id))
+        try:
+            with self.session() as s:
+                if s.get(UserRow, user_id) is None:
+                    s.add(UserRow(id=user_id))
+        except IntegrityError:
+            # Another process added the row between this one's look and its insert.
+            with self.session() as s:
+                if s.get(UserRow, user_id) is None:
+                    raise
 
     def users(self) -> list[str]:
         """Return every user id."""

@@ -16,12 +16,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session
 
 from agentmem.config import load_config
 from agentmem.errors import DataDirLockedError
 from agentmem.factory import build
 from agentmem.memory import Memory
-from agentmem.records import Records
+from agentmem.records import Records, UserRow
 from agentmem.vectors import VectorIndex
 
 
@@ -119,6 +120,28 @@ WRITER = textwrap.dedent(
 )
 
 
+def test_a_user_row_added_by_another_process_meanwhile_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes starting sessions for a new user race between look and insert."""
+    records = Records(tmp_path / "agentmem.sqlite")
+    Records(tmp_path / "agentmem.sqlite").ensure_user("shared")  # the other process
+    real_get = Session.get
+    missed = []
+
+    def look_before_the_other_insert(self: Session, entity: object, ident: object) -> object:
+        if entity is UserRow and not missed:
+            missed.append(ident)
+            return None  # as it was a moment before the other process committed
+        return real_get(self, entity, ident)
+
+    monkeypatch.setattr(Session, "get", look_before_the_other_insert)
+    records.start_session("shared", session_id="s1")
+
+    assert missed == ["shared"] and records.users() == ["shared"]
+    records.close()
+
+
 def test_two_processes_writing_one_records_database_lose_nothing(tmp_path: Path) -> None:
     database = tmp_path / "agentmem.sqlite"
     Records(database).close()  # create the schema once
@@ -131,8 +154,8 @@ def test_two_processes_writing_one_records_database_lose_nothing(tmp_path: Path)
         )
         for name in ("alpha", "beta")
     ]
-    for writer in writers:
-        _out, err = writer.communicate(timeout=300)
+    errors = [writer.communicate(timeout=300)[1] for writer in writers]  # wait for both
+    for writer, err in zip(writers, errors, strict=True):
         assert writer.returncode == 0, err
     records = Records(database)
     try:
