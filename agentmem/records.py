@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import NaiveDatetime
-from sqlalchemy import JSON, Column, Index, event, func, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import JSON, Column, Index, bindparam, event, func, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
 
@@ -195,22 +195,81 @@ def _turn(row: TurnRow) -> Turn:
     )
 
 
-def _item(row: MemoryItemRow) -> MemoryItem:
-    return MemoryItem(
-        id=row.id,
-        store=row.store,
-        kind=row.kind,
-        user_id=row.user_id,
-        text=row.text,
-        source_turn_ids=tuple(row.source_turn_ids or ()),
-        valid_from=row.valid_from,
-        invalid_at=row.invalid_at,
-        superseded_by=row.superseded_by,
-        agent_id=row.agent_id,
-        session_id=row.session_id,
-        created_at=row.created_at,
-        metadata=dict(row.metadata_ or {}),
+# The item paths below (add, update, invalidate, read) use SQLAlchemy Core on the table,
+# not ORM objects: building an ORM object costs ~0.1 ms, and ingest makes ~16 of them a
+# turn (benchmarks/bench_scale.py ingest spent a quarter of its time there).
+_ITEMS = MemoryItemRow.__table__  # type: ignore[attr-defined]
+_EVENTS = ItemEventRow.__table__  # type: ignore[attr-defined]
+_ITEM_COLUMNS = tuple(
+    _ITEMS.c[name]
+    for name in (
+        "id",
+        "store",
+        "kind",
+        "user_id",
+        "text",
+        "source_turn_ids",
+        "valid_from",
+        "invalid_at",
+        "superseded_by",
+        "agent_id",
+        "session_id",
+        "created_at",
+        "metadata",
     )
+)
+
+
+def _item_of(row: Sequence[Any]) -> MemoryItem:
+    """Return the item a Core row of :data:`_ITEM_COLUMNS` holds."""
+    (id_, store, kind, user_id, text_value, sources, valid_from, invalid_at, superseded_by,
+     agent_id, session_id, created_at, metadata) = row  # fmt: skip
+    return MemoryItem(
+        id=id_,
+        store=store,
+        kind=kind,
+        user_id=user_id,
+        text=text_value,
+        source_turn_ids=tuple(sources or ()),
+        valid_from=valid_from,
+        invalid_at=invalid_at,
+        superseded_by=superseded_by,
+        agent_id=agent_id,
+        session_id=session_id,
+        created_at=created_at,
+        metadata=dict(metadata or {}),
+    )
+
+
+def _event(
+    item_id: str,
+    user_id: str,
+    action: str,
+    reason: str,
+    at: datetime | None,
+    *,
+    old_text: str | None = None,
+    new_text: str | None = None,
+    related_item_id: str | None = None,
+    created_at: datetime,
+) -> dict[str, Any]:
+    """Return an :class:`ItemEventRow` as the Core insert's parameters."""
+    return {
+        "item_id": item_id,
+        "user_id": user_id,
+        "action": action,
+        "reason": reason,
+        "at": at,
+        "created_at": created_at,
+        "old_text": old_text,
+        "new_text": new_text,
+        "related_item_id": related_item_id,
+    }
+
+
+def _items_query() -> Any:
+    """Return a Core select of :data:`_ITEM_COLUMNS` (rows for :func:`_item_of`)."""
+    return select(*_ITEM_COLUMNS)
 
 
 def database_url(path_or_url: str | Path) -> str:
@@ -265,6 +324,16 @@ class Records:
                 with Session(self.engine, expire_on_commit=False) as session:
                     yield session
                     session.commit()
+            except (OperationalError, InterfaceError) as exc:
+                raise _storage_error(exc) from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        """Open a Core connection in a transaction (committed on success), as :meth:`session`."""
+        with self._lock:
+            try:
+                with self.engine.begin() as connection:
+                    yield connection
             except (OperationalError, InterfaceError) as exc:
                 raise _storage_error(exc) from exc
 
@@ -466,38 +535,48 @@ class Records:
 
     def add_items(self, items: Sequence[MemoryItem], *, reason: str = "") -> list[MemoryItem]:
         """Persist new items and an ADD event for each; return them with ``created_at`` set."""
+        if not items:
+            return []
         now = utcnow()
         stored = [replace(item, created_at=item.created_at or now) for item in items]
-        with self.session() as s:
-            for item in stored:
-                s.add(
-                    MemoryItemRow(
-                        id=item.id,
-                        store=item.store,
-                        kind=item.kind,
-                        user_id=item.user_id,
-                        agent_id=item.agent_id,
-                        session_id=item.session_id,
-                        text=item.text,
-                        source_turn_ids=list(item.source_turn_ids),
-                        valid_from=item.valid_from,
-                        invalid_at=item.invalid_at,
-                        superseded_by=item.superseded_by,
-                        created_at=item.created_at or now,
-                        updated_at=now,
-                        metadata_=dict(item.metadata),
-                    )
-                )
-                s.add(
-                    ItemEventRow(
-                        item_id=item.id,
-                        user_id=item.user_id,
-                        action="ADD",
-                        reason=reason,
-                        at=item.valid_from,
+        with self._connect() as connection:
+            connection.execute(
+                _ITEMS.insert(),
+                [
+                    {
+                        "id": item.id,
+                        "store": item.store,
+                        "kind": item.kind,
+                        "user_id": item.user_id,
+                        "agent_id": item.agent_id,
+                        "session_id": item.session_id,
+                        "text": item.text,
+                        "source_turn_ids": list(item.source_turn_ids),
+                        "valid_from": item.valid_from,
+                        "invalid_at": item.invalid_at,
+                        "superseded_by": item.superseded_by,
+                        "created_at": item.created_at,
+                        "updated_at": now,
+                        "metadata": dict(item.metadata),
+                    }
+                    for item in stored
+                ],
+            )
+            connection.execute(
+                _EVENTS.insert(),
+                [
+                    _event(
+                        item.id,
+                        item.user_id,
+                        "ADD",
+                        reason,
+                        item.valid_from,
                         new_text=item.text,
+                        created_at=now,
                     )
-                )
+                    for item in stored
+                ],
+            )
         return stored
 
     def update_item(
@@ -524,7 +603,7 @@ class Records:
     ) -> list[MemoryItem]:
         """Apply several :class:`ItemUpdate` in one transaction; return the items after.
 
-        Raises:
+        Changes to one item apply in order. Raises:
             NotFoundError: An item does not exist (for ``user_id``, when given); nothing
                 was changed.
         """
@@ -532,54 +611,84 @@ class Records:
             return []
         now = utcnow()
         updated = []
-        with self.session() as s:
+        events: list[dict[str, Any]] = []
+        with self._connect() as connection:
             ids = list(dict.fromkeys(c.item_id for c in changes))
-            query = select(MemoryItemRow).where(col(MemoryItemRow.id).in_(ids))
+            query = _items_query().where(_ITEMS.c.id.in_(ids))
             if user_id is not None:
-                query = query.where(MemoryItemRow.user_id == user_id)
-            rows = {row.id: row for row in s.exec(query)}
+                query = query.where(_ITEMS.c.user_id == user_id)
+            items = {item.id: item for item in map(_item_of, connection.execute(query))}
             for change in changes:
-                row = rows.get(change.item_id)
-                if row is None:
+                item = items.get(change.item_id)
+                if item is None:
                     raise NotFoundError(
                         f"no memory item {change.item_id!r}"
                         + (f" for user {user_id!r}" if user_id else "")
                     )
-                old_text = row.text
-                if change.text_value is not None:
-                    row.text = change.text_value
-                if change.metadata is not None:
-                    row.metadata_ = dict(change.metadata)
-                if change.source_turn_ids is not None:
-                    row.source_turn_ids = sorted(set(change.source_turn_ids))
-                row.updated_at = now
-                s.add(row)
-                if change.text_value is not None and change.text_value != old_text:
-                    s.add(
-                        ItemEventRow(
-                            item_id=row.id,
-                            user_id=row.user_id,
-                            action="UPDATE",
-                            reason=change.reason,
-                            at=change.at,
-                            old_text=old_text,
-                            new_text=change.text_value,
+                after = replace(
+                    item,
+                    text=item.text if change.text_value is None else change.text_value,
+                    metadata=item.metadata if change.metadata is None else dict(change.metadata),
+                    source_turn_ids=item.source_turn_ids
+                    if change.source_turn_ids is None
+                    else tuple(sorted(set(change.source_turn_ids))),
+                )
+                if after.text != item.text:
+                    events.append(
+                        _event(
+                            item.id,
+                            item.user_id,
+                            "UPDATE",
+                            change.reason,
+                            change.at,
+                            old_text=item.text,
+                            new_text=after.text,
+                            created_at=now,
                         )
                     )
-                updated.append(_item(row))
+                items[item.id] = after
+                updated.append(after)
+            connection.execute(
+                _ITEMS.update()
+                .where(_ITEMS.c.id == bindparam("item_id"))
+                .values(
+                    text=bindparam("new_text"),
+                    metadata=bindparam("new_metadata", type_=JSON),
+                    source_turn_ids=bindparam("new_sources", type_=JSON),
+                    updated_at=bindparam("now"),
+                ),
+                [
+                    {
+                        "item_id": item.id,
+                        "new_text": item.text,
+                        "new_metadata": dict(item.metadata),
+                        "new_sources": list(item.source_turn_ids),
+                        "now": now,
+                    }
+                    for item in (items[i] for i in ids)
+                ],
+            )
+            if events:
+                connection.execute(_EVENTS.insert(), events)
         return updated
 
     def update_metadata(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the metadata of several items in one transaction (no history event)."""
         if not changes:
             return
-        with self.session() as s:
-            rows = s.exec(select(MemoryItemRow).where(col(MemoryItemRow.id).in_(list(changes))))
-            now = utcnow()
-            for row in rows:
-                row.metadata_ = dict(changes[row.id])
-                row.updated_at = now
-                s.add(row)
+        now = utcnow()
+        with self._connect() as connection:
+            connection.execute(
+                _ITEMS.update()
+                .where(_ITEMS.c.id == bindparam("item_id"))
+                .values(
+                    metadata=bindparam("new_metadata", type_=JSON), updated_at=bindparam("now")
+                ),
+                [
+                    {"item_id": item_id, "new_metadata": dict(metadata), "now": now}
+                    for item_id, metadata in changes.items()
+                ],
+            )
 
     def invalidate(
         self,
@@ -596,28 +705,40 @@ class Records:
         """
         moment = as_utc_naive(at) if at else utcnow()
         action = action or ("SUPERSEDE" if superseded_by else "INVALIDATE")
-        changed = []
-        with self.session() as s:
-            rows = s.exec(select(MemoryItemRow).where(col(MemoryItemRow.id).in_(list(item_ids))))
-            for row in rows:
-                if row.invalid_at is not None:
-                    continue
-                row.invalid_at = moment
-                row.superseded_by = superseded_by
-                row.updated_at = utcnow()
-                s.add(row)
-                s.add(
-                    ItemEventRow(
-                        item_id=row.id,
-                        user_id=row.user_id,
-                        action=action,
-                        reason=reason,
-                        at=moment,
-                        old_text=row.text,
+        ids = list(dict.fromkeys(item_ids))
+        if not ids:
+            return []
+        now = utcnow()
+        with self._connect() as connection:
+            query = _items_query().where(_ITEMS.c.id.in_(ids), _ITEMS.c.invalid_at.is_(None))
+            changed = [
+                replace(item, invalid_at=moment, superseded_by=superseded_by)
+                for item in map(_item_of, connection.execute(query))
+            ]
+            if not changed:
+                return []
+            connection.execute(
+                _ITEMS.update()
+                .where(_ITEMS.c.id == bindparam("item_id"))
+                .values(invalid_at=moment, superseded_by=superseded_by, updated_at=now),
+                [{"item_id": item.id} for item in changed],
+            )
+            connection.execute(
+                _EVENTS.insert(),
+                [
+                    _event(
+                        item.id,
+                        item.user_id,
+                        action,
+                        reason,
+                        moment,
+                        old_text=item.text,
                         related_item_id=superseded_by,
+                        created_at=now,
                     )
-                )
-                changed.append(_item(row))
+                    for item in changed
+                ],
+            )
         return changed
 
     def items(self, item_ids: Iterable[str], *, user_id: str | None = None) -> list[MemoryItem]:
@@ -628,12 +749,12 @@ class Records:
         # Looked up by primary key only, the user checked here: with ``user_id`` in the
         # WHERE clause SQLite picks the user's index and scans their items (84 ms instead
         # of 0.2 ms at 100k items).
-        query = select(MemoryItemRow).where(col(MemoryItemRow.id).in_(ids))
-        with self.session() as s:
+        with self._connect() as connection:
+            rows = connection.execute(_items_query().where(_ITEMS.c.id.in_(ids)))
             found = {
-                row.id: _item(row)
-                for row in s.exec(query)
-                if user_id is None or row.user_id == user_id
+                item.id: item
+                for item in map(_item_of, rows)
+                if user_id is None or item.user_id == user_id
             }
         return [found[i] for i in ids if i in found]
 
@@ -642,9 +763,10 @@ class Records:
         ids = list(item_ids)
         if not ids:
             return set()
-        with self.session() as s:
-            query = select(MemoryItemRow.id).where(col(MemoryItemRow.id).in_(ids))
-            return set(s.exec(query))
+        with self._connect() as connection:
+            return set(
+                connection.execute(select(_ITEMS.c.id).where(_ITEMS.c.id.in_(ids))).scalars()
+            )
 
     def get_item(self, item_id: str, *, user_id: str | None = None) -> MemoryItem:
         """Return one item.
@@ -652,8 +774,12 @@ class Records:
         Raises:
             NotFoundError: No such item (for ``user_id``, when given).
         """
-        with self.session() as s:
-            return _item(self._row(s, item_id, user_id))
+        found = self.items([item_id], user_id=user_id)
+        if not found:
+            raise NotFoundError(
+                f"no memory item {item_id!r}" + (f" for user {user_id!r}" if user_id else "")
+            )
+        return found[0]
 
     def store_items(
         self,
@@ -664,22 +790,20 @@ class Records:
         current_only: bool = True,
     ) -> list[MemoryItem]:
         """Return one structure's items for a user, oldest first."""
-        query = select(MemoryItemRow).where(
-            MemoryItemRow.user_id == user_id, MemoryItemRow.store == store
-        )
+        query = _items_query().where(_ITEMS.c.user_id == user_id, _ITEMS.c.store == store)
         if kind is not None:
-            query = query.where(MemoryItemRow.kind == kind)
+            query = query.where(_ITEMS.c.kind == kind)
         if current_only:
-            query = query.where(col(MemoryItemRow.invalid_at).is_(None))
-        with self.session() as s:
-            return [_item(row) for row in s.exec(query.order_by(col(MemoryItemRow.created_at)))]
+            query = query.where(_ITEMS.c.invalid_at.is_(None))
+        with self._connect() as connection:
+            return list(map(_item_of, connection.execute(query.order_by(_ITEMS.c.created_at))))
 
     def items_from_turns(self, user_id: str, turn_ids: Iterable[int]) -> list[MemoryItem]:
         """Return the user's items derived from any of ``turn_ids`` (all stores)."""
         wanted = set(turn_ids)
         if not wanted:
             return []
-        query = select(MemoryItemRow).where(MemoryItemRow.user_id == user_id)
+        query = _items_query().where(_ITEMS.c.user_id == user_id)
         if self.engine.dialect.name == "sqlite" and len(wanted) <= 500:
             # Let SQLite look inside the JSON list instead of decoding every row here.
             listed = ",".join(str(int(t)) for t in sorted(wanted))
@@ -689,9 +813,9 @@ class Records:
                     f"WHERE json_each.value IN ({listed}))"
                 )
             )
-        with self.session() as s:
-            rows = s.exec(query)
-            return [_item(r) for r in rows if wanted.intersection(r.source_turn_ids or ())]
+        with self._connect() as connection:
+            items = map(_item_of, connection.execute(query))
+            return [i for i in items if wanted.intersection(i.source_turn_ids)]
 
     def history(self, item_id: str, *, user_id: str | None = None) -> list[ItemEventRow]:
         """Return every recorded change to an item, oldest first.
