@@ -233,10 +233,11 @@ class MemoryManager:
                     spare_turn_ids=[t.id for t in turns],
                     fact_ids=superseded,
                 )
+                after = {i.id: i for i in self.records.items([item.id for item, _ in flagged])}
                 changes += [
                     MemoryChange(
                         "SUPERSEDE",
-                        self.records.get_item(item.id),
+                        after.get(item.id, item),
                         reason=f"asserted {stale.value!r}, which no longer holds",
                         related_ids=(item.id,),
                     )

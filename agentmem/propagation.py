@@ -167,15 +167,21 @@ class StaleGuard:
             (c for c in candidates if len(c.source_turn_ids) > 1),
             key=lambda i: len(i.source_turn_ids),
         )
-        for candidate in multi:
-            # Re-read: invalidating a child may have re-aggregated this item already.
-            fresh = self.records.items([candidate.id])
-            if not fresh:
+        # Read fresh: invalidating a child may have re-aggregated an item already. The
+        # remaining candidates are read again, in one query, after each invalidation.
+        fresh: dict[str, MemoryItem] | None = None
+        for position, candidate in enumerate(multi):
+            if fresh is None:
+                rest = [c.id for c in multi[position:]]
+                fresh = {i.id: i for i in self.records.items(rest)}
+            latest = fresh.get(candidate.id)
+            if latest is None:
                 continue
-            stale = self.stale_for(fresh[0], values)
+            stale = self.stale_for(latest, values)
             if stale is not None:
-                self._invalidate(stores[fresh[0].store], [fresh[0].id], stale)
-                flagged.append((fresh[0], stale))
+                self._invalidate(stores[latest.store], [latest.id], stale)
+                flagged.append((latest, stale))
+                fresh = None
         return flagged
 
     @staticmethod

@@ -15,7 +15,7 @@ from agentmem.facts import FactLedger
 from agentmem.manager import MemoryManager
 from agentmem.protocols import StoreContext
 from agentmem.records import Records
-from agentmem.types import Scope, Turn
+from agentmem.types import MemoryItem, Scope, Turn
 from agentmem.vectors import VectorIndex
 from memory_stores.turns import TurnStore
 
@@ -226,3 +226,45 @@ def test_forget_leaves_no_trace_in_any_backend(manager: MemoryManager, tmp_path:
     assert manager.guard.stale_values("sam") == []
     assert len(manager.embedder) == 0  # type: ignore[arg-type]
     assert current_facts(manager, "eve") == {"Sam lives in Lisbon"}
+
+
+class _Aggregating:
+    """A structure whose items summarise others: invalidating ``child`` rewrites ``parent``."""
+
+    name = "agg"
+
+    def __init__(self, records: Records, child: str, parent: str, rewritten: str) -> None:
+        self.records = records
+        self.child, self.parent, self.rewritten = child, parent, rewritten
+
+    def invalidate(self, item_ids, reason, *, at=None, superseded_by=None):  # type: ignore[no-untyped-def]
+        self.records.invalidate(item_ids, reason, at=at, superseded_by=superseded_by)
+        if self.child in item_ids:  # re-aggregate, as a MemTree ancestor would
+            self.records.update_item(self.parent, text_value=self.rewritten)
+
+
+def test_the_sweep_judges_each_item_as_it_is_after_earlier_invalidations(
+    manager: MemoryManager,
+) -> None:
+    boston = say(manager, "I live in Boston.", day=0)
+    tea = say(manager, "I drink green tea every morning.", day=1)
+    dog = say(manager, "My dog is called Rex.", day=2)
+    say(manager, "We moved to Denver last week.", day=10)
+
+    def item(key: str, text: str, turns: tuple[int, ...]) -> MemoryItem:
+        return MemoryItem(
+            id=key, store="agg", kind="node", user_id="sam", text=text, source_turn_ids=turns
+        )
+
+    child = item("child", "Sam lives in Boston and drinks green tea.", (boston.id, tea.id))
+    parent = item(
+        "parent", "Sam lives in Boston, drinks green tea, has Rex.", (boston.id, tea.id, dog.id)
+    )
+    manager.records.add_items([child, parent])
+    store = _Aggregating(manager.records, "child", "parent", "Sam drinks green tea, has Rex.")
+    flagged = manager.guard.sweep("sam", {"agg": store})  # type: ignore[dict-item]
+    assert [i.id for i, _ in flagged] == ["child"]
+    after = {i.id: i for i in manager.records.items(["child", "parent"])}
+    assert not after["child"].current
+    # The parent no longer says Boston once its child went: it stays current.
+    assert after["parent"].current and after["parent"].text == "Sam drinks green tea, has Rex."
