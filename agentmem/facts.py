@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
@@ -138,6 +139,13 @@ class FactLedger:
         decisions: list[Decision] = []
         by_id = {t.id: t for t in turns}
         batch = _Batch()
+        # Facts a write interrupted by a crash already stored: resolved then, not again.
+        done = self.context.records.existing_ids(
+            self._item(fact, by_id[fact.turn_id]).id
+            for found in extracted.values()
+            for fact in found
+            if not fact.generic and fact.turn_id in by_id
+        )
         for user_id in dict.fromkeys(t.user_id for t in turns):
             slots: dict[tuple[str, str], list[MemoryItem]] = {}
             for item in self.current(user_id):
@@ -146,7 +154,9 @@ class FactLedger:
             for turn in (t for t in turns if t.user_id == user_id):
                 for fact in extracted.get(turn.id, []):
                     if not fact.generic:
-                        decisions.append(self._resolve_one(fact, by_id[fact.turn_id], slots, batch))
+                        decisions.append(
+                            self._resolve_one(fact, by_id[fact.turn_id], slots, batch, done)
+                        )
         self._persist(batch)
         return decisions
 
@@ -196,20 +206,6 @@ class FactLedger:
             for fact in facts.get(turn.id, []):
                 if fact.generic or (turn.id, *fact.slot, fact.value_key, fact.polarity) in have:
                     continue
-                existing = slots.setdefault(fact.slot, [])
-                newer = [
-                    i
-                    for i in existing
-                    if i.metadata.get("value_key") != fact.value_key and _when(i) > turn.timestamp
-                ]
-                if fact.single_valued and fact.polarity and newer:
-                    # Said before the slot's current value: history, never current again.
-                    first = min(newer, key=_when)
-                    item = replace(
-                        self._item(fact, turn), invalid_at=_when(first), superseded_by=first.id
-                    )
-                    batch.add(item)
-                    continue
                 self._resolve_one(fact, turn, slots, batch)
         self._persist(batch)
 
@@ -219,11 +215,31 @@ class FactLedger:
         turn: Turn,
         slots: dict[tuple[str, str], list[MemoryItem]],
         batch: _Batch,
+        done: AbstractSet[str] = frozenset(),
     ) -> Decision:
+        """Decide one fact against the slots' current values (as of its turn's time).
+
+        A fact whose item ``done`` holds was resolved by a write a crash interrupted: if
+        that item is no longer current, later turns already superseded it, and resolving
+        it again would undo their decisions. A fact said before a newer current value of
+        its slot (a resumed or back-dated write) goes in as history, superseded by that
+        value; an ending said before a value was stated again leaves that value alone.
+        """
         existing = slots.setdefault(fact.slot, [])
-        same = [i for i in existing if i.metadata.get("value_key") == fact.value_key]
         at = turn.timestamp
+        own = self._item(fact, turn)
+        if own.id in done and all(i.id != own.id for i in existing):
+            return Decision("NOOP", fact, None, (), "resolved before an interruption")
+        same = [i for i in existing if i.metadata.get("value_key") == fact.value_key]
+        newer = [
+            i for i in existing if i.metadata.get("value_key") != fact.value_key and _when(i) > at
+        ]
+        if fact.single_valued and fact.polarity and not same and newer:
+            first = min(newer, key=_when)
+            item = batch.add(replace(own, invalid_at=_when(first), superseded_by=first.id))
+            return Decision("NOOP", fact, item, (), "said before the slot's current value")
         if not fact.polarity:
+            same = [i for i in same if _when(i) <= at]
             if not same:
                 return Decision("NOOP", fact, None, (), "ends a value that was not recorded")
             ended = batch.invalidate(same, f"ended: {turn.speaker} said {turn.text!r}", at, None)

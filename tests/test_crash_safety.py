@@ -128,10 +128,9 @@ def snapshot(database: Path) -> dict[str, object]:
                     sources = tuple(sorted(external[t] for t in item.source_turn_ids))
                     key = (user, store, item.kind, item.text, sources, item.current)
                     if per_turn(store, item.kind, item.metadata):
-                        # Validity left out: a kill inside the stale sweep can leave an
-                        # item asserting a superseded value current (recall's stale check
-                        # still keeps it out of every prompt); see the issue notes.
-                        items[key[:-1]] += 1
+                        # Validity included: a resumed write must reach the same decisions
+                        # (superseded, swept) as an uninterrupted one.
+                        items[key] += 1
                     elif item.current and store != "memtree":
                         # At most one current summary; one topic or entity per name.
                         identity = {

@@ -268,3 +268,47 @@ def test_the_sweep_judges_each_item_as_it_is_after_earlier_invalidations(
     assert not after["child"].current
     # The parent no longer says Boston once its child went: it stays current.
     assert after["parent"].current and after["parent"].text == "Sam drinks green tea, has Rex."
+
+
+def fact_states(manager: MemoryManager) -> dict[str, tuple[object, ...]]:
+    return {
+        f.id: (f.text, f.source_turn_ids, f.current, f.invalid_at, f.superseded_by)
+        for f in manager.records.store_items("facts", "sam", current_only=False)
+    }
+
+
+def test_resolving_turns_again_after_a_crash_changes_no_fact(manager: MemoryManager) -> None:
+    # A resumed write resolves turns whose facts an interrupted write already stored.
+    turns = [
+        say(manager, "I live in Boston.", day=0),
+        say(manager, "I've been really into chess lately.", day=1),
+        say(manager, "We moved to Denver last week.", day=10),
+        say(manager, "I live in Boston again, back near my family.", day=20),
+        say(manager, "I've been really into chess lately.", day=21),
+    ]
+    before = fact_states(manager)
+    assert current_facts(manager) == {"Sam lives in Boston", "Sam is into chess"}
+    decisions = manager.facts.resolve(turns)  # type: ignore[union-attr]
+    assert fact_states(manager) == before
+    assert {d.operation for d in decisions} == {"NOOP"}
+
+
+def test_a_back_dated_statement_goes_in_as_history(manager: MemoryManager) -> None:
+    say(manager, "I live in Boston.", day=0)
+    say(manager, "We moved to Denver last week.", day=10)
+    late = say(manager, "I live in Austin.", day=5)  # written now, said before Denver
+    assert current_facts(manager) == {"Sam lives in Denver"}
+    facts = {f.text: f for f in manager.records.store_items("facts", "sam", current_only=False)}
+    austin, denver = facts["Sam lives in Austin"], facts["Sam lives in Denver"]
+    assert austin.source_turn_ids == (late.id,) and austin.superseded_by == denver.id
+    assert austin.valid_from == T0 + timedelta(days=5) and austin.invalid_at == denver.valid_from
+    then = recalled_texts(manager, "Where does Sam live?", as_of=T0 + timedelta(days=7))
+    assert "Sam lives in Austin" in then and "Sam lives in Denver" not in then
+
+
+def test_a_back_dated_ending_leaves_a_value_stated_after_it(manager: MemoryManager) -> None:
+    say(manager, "I took up pottery this year.", day=10)
+    say(manager, "Honestly I lost interest in pottery.", day=5)  # said before day 10
+    assert current_facts(manager) == {"Sam is into pottery"}
+    say(manager, "Honestly I lost interest in pottery.", day=15)
+    assert current_facts(manager) == set()
