@@ -427,3 +427,16 @@ def test_validate_aggregation_names_what_is_wrong() -> None:
         validate_aggregation({"nodes": [{"node_id": "a", "text": " "}]}, ["a"])
     with pytest.raises(ValueError, match="nodes"):
         validate_aggregation(["a"], ["a"])
+
+
+def test_an_inner_node_routes_by_its_current_sum() -> None:
+    import numpy as np
+
+    from memory_stores.memtree.tree import Node
+
+    node = Node("n", None, 1, False, "", None, np.array([3.0, 4.0, 0.0], dtype=np.float32))
+    assert np.allclose(node.direction, [0.6, 0.8, 0.0])
+    node.vector = node.vector + np.array([-3.0, 0.0, 3.0], dtype=np.float32)  # a leaf added
+    assert np.allclose(node.direction, [0.0, 0.8, 0.6])
+    node.vector = node.vector - np.array([0.0, 4.0, 0.0], dtype=np.float32)  # one removed
+    assert np.allclose(node.direction, [0.0, 0.0, 1.0])

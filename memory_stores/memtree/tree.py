@@ -59,14 +59,22 @@ class Node:
     base_text: str | None = None  # the last text the model wrote
     added: list[str] = field(default_factory=list)  # leaves added since then
     removed: list[str] = field(default_factory=list)  # leaves invalidated since then
+    # (the vector it was computed from, the unit direction): ``vector`` is only ever
+    # replaced, never changed in place, so the identity tells whether it is still valid.
+    _unit: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def direction(self) -> np.ndarray:
         """Return the unit routing vector."""
         if self.leaf:
             return self.vector
+        cached = self._unit
+        if cached is not None and cached[0] is self.vector:
+            return cached[1]
         norm = float(np.linalg.norm(self.vector))
-        return self.vector / norm if norm else self.vector
+        unit = self.vector / norm if norm else self.vector
+        self._unit = (self.vector, unit)
+        return unit
 
     @property
     def body(self) -> str:
