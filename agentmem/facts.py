@@ -27,7 +27,7 @@ from agentmem.building import BuildStats
 from agentmem.extraction import Fact, normalise, queue_degraded, retry_queued
 from agentmem.items import ItemIndex
 from agentmem.protocols import StoreContext
-from agentmem.records import derived_item_id
+from agentmem.records import ItemUpdate, derived_item_id
 from agentmem.types import MemoryItem, Query, Recalled, Turn, utcnow
 
 logger = logging.getLogger(__name__)
@@ -307,8 +307,13 @@ class FactLedger:
         if batch.added:
             final = [batch.provenance.pop(i.id, i) for i in batch.added]
             self._index.add(final, reason="extracted")
-        for item in batch.provenance.values():
-            self.context.records.update_item(item.id, source_turn_ids=item.source_turn_ids)
+        if batch.provenance:
+            self.context.records.update_items(
+                [
+                    ItemUpdate(item.id, source_turn_ids=item.source_turn_ids)
+                    for item in batch.provenance.values()
+                ]
+            )
         for ids, reason, at, superseded_by in batch.invalidations:
             self._index.invalidate(ids, reason, at=at, superseded_by=superseded_by)
 

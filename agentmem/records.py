@@ -272,6 +272,40 @@ def _items_query() -> Any:
     return select(*_ITEM_COLUMNS)
 
 
+# The hot statements, built once: a statement built per call costs SQLAlchemy a cache-key
+# walk each time (275 against 157 us for ten items by id, sqlite3 itself 25 us).
+_IDS: Any = bindparam("ids", expanding=True)
+_SELECT_BY_ID = _items_query().where(_ITEMS.c.id.in_(_IDS))
+_SELECT_CURRENT_BY_ID = _SELECT_BY_ID.where(_ITEMS.c.invalid_at.is_(None))
+_SELECT_IDS = select(_ITEMS.c.id).where(_ITEMS.c.id.in_(_IDS))
+_INSERT_ITEMS = _ITEMS.insert()
+_INSERT_EVENTS = _EVENTS.insert()
+_UPDATE_ITEM = (
+    _ITEMS.update()
+    .where(_ITEMS.c.id == bindparam("item_id"))
+    .values(
+        text=bindparam("new_text"),
+        metadata=bindparam("new_metadata", type_=JSON),
+        source_turn_ids=bindparam("new_sources", type_=JSON),
+        updated_at=bindparam("now"),
+    )
+)
+_UPDATE_METADATA = (
+    _ITEMS.update()
+    .where(_ITEMS.c.id == bindparam("item_id"))
+    .values(metadata=bindparam("new_metadata", type_=JSON), updated_at=bindparam("now"))
+)
+_INVALIDATE = (
+    _ITEMS.update()
+    .where(_ITEMS.c.id == bindparam("item_id"))
+    .values(
+        invalid_at=bindparam("moment"),
+        superseded_by=bindparam("superseded"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
 def database_url(path_or_url: str | Path) -> str:
     """Turn a file path or a SQLAlchemy URL into a SQLAlchemy URL."""
     text_value = str(path_or_url)
@@ -541,7 +575,7 @@ class Records:
         stored = [replace(item, created_at=item.created_at or now) for item in items]
         with self._connect() as connection:
             connection.execute(
-                _ITEMS.insert(),
+                _INSERT_ITEMS,
                 [
                     {
                         "id": item.id,
@@ -563,7 +597,7 @@ class Records:
                 ],
             )
             connection.execute(
-                _EVENTS.insert(),
+                _INSERT_EVENTS,
                 [
                     _event(
                         item.id,
@@ -614,10 +648,12 @@ class Records:
         events: list[dict[str, Any]] = []
         with self._connect() as connection:
             ids = list(dict.fromkeys(c.item_id for c in changes))
-            query = _items_query().where(_ITEMS.c.id.in_(ids))
-            if user_id is not None:
-                query = query.where(_ITEMS.c.user_id == user_id)
-            items = {item.id: item for item in map(_item_of, connection.execute(query))}
+            rows = connection.execute(_SELECT_BY_ID, {"ids": ids})
+            items = {
+                item.id: item
+                for item in map(_item_of, rows)
+                if user_id is None or item.user_id == user_id
+            }
             for change in changes:
                 item = items.get(change.item_id)
                 if item is None:
@@ -649,14 +685,7 @@ class Records:
                 items[item.id] = after
                 updated.append(after)
             connection.execute(
-                _ITEMS.update()
-                .where(_ITEMS.c.id == bindparam("item_id"))
-                .values(
-                    text=bindparam("new_text"),
-                    metadata=bindparam("new_metadata", type_=JSON),
-                    source_turn_ids=bindparam("new_sources", type_=JSON),
-                    updated_at=bindparam("now"),
-                ),
+                _UPDATE_ITEM,
                 [
                     {
                         "item_id": item.id,
@@ -669,7 +698,7 @@ class Records:
                 ],
             )
             if events:
-                connection.execute(_EVENTS.insert(), events)
+                connection.execute(_INSERT_EVENTS, events)
         return updated
 
     def update_metadata(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
@@ -679,11 +708,7 @@ class Records:
         now = utcnow()
         with self._connect() as connection:
             connection.execute(
-                _ITEMS.update()
-                .where(_ITEMS.c.id == bindparam("item_id"))
-                .values(
-                    metadata=bindparam("new_metadata", type_=JSON), updated_at=bindparam("now")
-                ),
+                _UPDATE_METADATA,
                 [
                     {"item_id": item_id, "new_metadata": dict(metadata), "now": now}
                     for item_id, metadata in changes.items()
@@ -710,21 +735,22 @@ class Records:
             return []
         now = utcnow()
         with self._connect() as connection:
-            query = _items_query().where(_ITEMS.c.id.in_(ids), _ITEMS.c.invalid_at.is_(None))
+            rows = connection.execute(_SELECT_CURRENT_BY_ID, {"ids": ids})
             changed = [
                 replace(item, invalid_at=moment, superseded_by=superseded_by)
-                for item in map(_item_of, connection.execute(query))
+                for item in map(_item_of, rows)
             ]
             if not changed:
                 return []
             connection.execute(
-                _ITEMS.update()
-                .where(_ITEMS.c.id == bindparam("item_id"))
-                .values(invalid_at=moment, superseded_by=superseded_by, updated_at=now),
-                [{"item_id": item.id} for item in changed],
+                _INVALIDATE,
+                [
+                    {"item_id": i.id, "moment": moment, "superseded": superseded_by, "now": now}
+                    for i in changed
+                ],
             )
             connection.execute(
-                _EVENTS.insert(),
+                _INSERT_EVENTS,
                 [
                     _event(
                         item.id,
@@ -750,7 +776,7 @@ class Records:
         # WHERE clause SQLite picks the user's index and scans their items (84 ms instead
         # of 0.2 ms at 100k items).
         with self._connect() as connection:
-            rows = connection.execute(_items_query().where(_ITEMS.c.id.in_(ids)))
+            rows = connection.execute(_SELECT_BY_ID, {"ids": ids})
             found = {
                 item.id: item
                 for item in map(_item_of, rows)
@@ -764,9 +790,7 @@ class Records:
         if not ids:
             return set()
         with self._connect() as connection:
-            return set(
-                connection.execute(select(_ITEMS.c.id).where(_ITEMS.c.id.in_(ids))).scalars()
-            )
+            return set(connection.execute(_SELECT_IDS, {"ids": ids}).scalars())
 
     def get_item(self, item_id: str, *, user_id: str | None = None) -> MemoryItem:
         """Return one item.

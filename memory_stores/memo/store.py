@@ -16,6 +16,7 @@ from agentmem.errors import InputError, ModelError
 from agentmem.items import ItemIndex, vector_metadata, visible
 from agentmem.prompts.memo import MEMO_SCHEMA, MemoDraft, memo_messages, validate_memos
 from agentmem.protocols import StoreContext
+from agentmem.records import ItemUpdate
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 from memory_stores.memo.building import (
     Entry,
@@ -314,18 +315,22 @@ class MemoStore:
         for item in new_topics:
             state.topics[item.id].item = item
         new_ids = {i.id for i in new_topics}
-        touched = []
-        for topic in topics:
+        grown = [t for t in topics if t.id not in new_ids]
+        changes = []
+        for topic in grown:
             assert topic.item is not None
-            if topic.id not in new_ids:
-                ids = set(topic.item.source_turn_ids) | {t.id for t in turns_of[topic.id]}
-                topic.item = records.update_item(
+            ids = set(topic.item.source_turn_ids) | {t.id for t in turns_of[topic.id]}
+            changes.append(
+                ItemUpdate(
                     topic.id,
                     metadata=topic.metadata(),
                     source_turn_ids=sorted(ids),
                     reason="memo added to topic",
                 )
-            touched.append(topic.item)
+            )
+        for topic, item in zip(grown, records.update_items(changes), strict=True):
+            topic.item = item
+        touched = [t.item for t in topics if t.item is not None]
         if memos:
             # A memo's vector is its summary's without the topic name (a keyword list would
             # only blur it); the offline builder supplies one from the turns it copied.
