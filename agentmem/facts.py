@@ -274,13 +274,13 @@ class FactLedger:
                 return Decision(
                     "REJECT", fact, item, (), "an inferred value never supersedes a stated one"
                 )
-            item = batch.add(self._item(fact, turn))
+            item = batch.add(own)
             reason = f"replaced by {fact.render()!r} (turn {turn.id})"
             replaced = batch.invalidate(others, reason, at, item.id)
             existing.clear()
             existing.append(item)
             return Decision("REPLACE", fact, item, replaced, "a single-valued slot changed")
-        item = batch.add(self._item(fact, turn))
+        item = batch.add(own)
         existing.append(item)
         operation: Operation = "APPEND" if others else "ADD"
         return Decision(operation, fact, item, (), "a new value" if others else "a new slot")

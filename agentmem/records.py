@@ -353,21 +353,22 @@ class Records:
         Raises:
             StorageError: The database failed (locked, full, unreachable).
         """
-        with self._lock:
-            try:
-                with Session(self.engine, expire_on_commit=False) as session:
-                    yield session
-                    session.commit()
-            except (OperationalError, InterfaceError) as exc:
-                raise _storage_error(exc) from exc
+        with self._guarded(), Session(self.engine, expire_on_commit=False) as session:
+            yield session
+            session.commit()
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
         """Open a Core connection in a transaction (committed on success), as :meth:`session`."""
+        with self._guarded(), self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """Hold the lock and turn a database failure into a :class:`StorageError`."""
         with self._lock:
             try:
-                with self.engine.begin() as connection:
-                    yield connection
+                yield
             except (OperationalError, InterfaceError) as exc:
                 raise _storage_error(exc) from exc
 
@@ -657,10 +658,7 @@ class Records:
             for change in changes:
                 item = items.get(change.item_id)
                 if item is None:
-                    raise NotFoundError(
-                        f"no memory item {change.item_id!r}"
-                        + (f" for user {user_id!r}" if user_id else "")
-                    )
+                    raise _not_found(change.item_id, user_id)
                 after = replace(
                     item,
                     text=item.text if change.text_value is None else change.text_value,
@@ -800,9 +798,7 @@ class Records:
         """
         found = self.items([item_id], user_id=user_id)
         if not found:
-            raise NotFoundError(
-                f"no memory item {item_id!r}" + (f" for user {user_id!r}" if user_id else "")
-            )
+            raise _not_found(item_id, user_id)
         return found[0]
 
     def store_items(
@@ -855,9 +851,7 @@ class Records:
     def _row(self, s: Session, item_id: str, user_id: str | None) -> MemoryItemRow:
         row = s.get(MemoryItemRow, item_id)
         if row is None or (user_id is not None and row.user_id != user_id):
-            raise NotFoundError(
-                f"no memory item {item_id!r}" + (f" for user {user_id!r}" if user_id else "")
-            )
+            raise _not_found(item_id, user_id)
         return row
 
     # -- work queue for failed model builds ----------------------------------------------
@@ -926,6 +920,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _not_found(item_id: str, user_id: str | None) -> NotFoundError:
+    return NotFoundError(
+        f"no memory item {item_id!r}" + (f" for user {user_id!r}" if user_id else "")
+    )
 
 
 def _storage_error(exc: OperationalError | InterfaceError) -> StorageError:
