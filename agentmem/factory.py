@@ -101,7 +101,7 @@ def resolve_model(config: Config) -> ModelSpec:
         return spec
     if config.openai_api_key or config.openai_base_url:
         return ModelSpec("openai", spec.name)
-    from agentmem.llm import local_model_available
+    from agentmem.local_model import local_model_available
 
     if local_model_available():
         return ModelSpec("local", spec.name)
@@ -118,11 +118,13 @@ def build_model(config: Config) -> ChatModel | None:
     spec = resolve_model(config)
     if spec.provider == "none":
         return None
-    from agentmem.llm import LlamaCppChatModel, MeteredChatModel, RetryingChatModel
+    from agentmem.llm import MeteredChatModel, RetryingChatModel
 
     model: ChatModel
     if spec.provider == "local":
-        model = LlamaCppChatModel(spec.name)
+        from agentmem.local_model import LlamaCppChatModel
+
+        model = LlamaCppChatModel(spec.name, timeout=config.timeout)
     else:
         if not (config.openai_api_key or config.openai_base_url):
             raise ConfigError(

