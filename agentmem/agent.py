@@ -191,7 +191,7 @@ class Agent:
             answer or "(empty answer)",
             timestamp=moment,
             agent_id=self.agent_id,
-            metadata={"recall_only": self.model is None},
+            metadata={"recall_only": self.model is None, "quotes_memory": self.model is None},
             # A recall-only answer is an echo of memory; folding it back in would
             # duplicate it, so it is stored as already memorized (even across a crash).
             memorized=self.model is None,

@@ -202,6 +202,10 @@ class MemoryManager:
         """
         started = time.perf_counter()
         wall_start = utcnow()
+        given = turns
+        # A turn that only quotes memory (a recall-only answer) is no evidence: folding it
+        # in would make memory confirm itself, and keep an old value alive after it changed.
+        turns = [t for t in turns if not t.quotes_memory]
         changes: list[MemoryChange] = []
         failures: dict[str, str] = {}
         decisions: list[Decision] = []
@@ -244,9 +248,9 @@ class MemoryManager:
                     for item, stale in flagged
                 ]
         if not failures and mark:
-            self.records.mark_memorized(t.id for t in turns)
+            self.records.mark_memorized(t.id for t in given)
         return WriteReport(
-            tuple(t.id for t in turns), tuple(changes), failures, time.perf_counter() - started
+            tuple(t.id for t in given), tuple(changes), failures, time.perf_counter() - started
         )
 
     @staticmethod

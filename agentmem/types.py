@@ -57,6 +57,9 @@ class Turn:
         role: ``"user"`` or ``"assistant"``: which side of the agent the speaker is on.
         timestamp: The dialogue's time of the turn (naive UTC).
         external_id: An id from the source data, e.g. LoCoMo's ``"D1:3"``.
+        metadata: Free JSON; ``{"quotes_memory": true}`` marks a turn that only repeats
+            what memory recalled (a recall-only answer), which memory never takes as
+            evidence.
     """
 
     id: int
@@ -78,6 +81,11 @@ class Turn:
     def render(self) -> str:
         """Return the turn as ``speaker: text``."""
         return f"{self.speaker}: {self.text}"
+
+    @property
+    def quotes_memory(self) -> bool:
+        """Whether the turn only repeats recalled memory (never evidence for memory)."""
+        return bool(self.metadata.get("quotes_memory") or self.metadata.get("recall_only"))
 
 
 @dataclass(frozen=True)

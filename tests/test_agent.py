@@ -115,3 +115,36 @@ def test_dialogue_time_is_recorded(manager: MemoryManager) -> None:
     assert result.user_turn.timestamp == datetime(2023, 5, 8, 13, 56)
     item = manager.records.store_items("turns", "u1")[0]
     assert item.valid_from == datetime(2023, 5, 8, 13, 56)
+
+
+def test_recall_only_answers_are_never_folded_into_memory(store_context: StoreContext) -> None:
+    """An answer that quotes memory is no evidence: no structure may build on it."""
+    from memory_stores.memo import MemoStore
+    from memory_stores.memtree import MemTreeStore
+    from memory_stores.summary import SummaryStore
+
+    stores = [
+        TurnStore(store_context),
+        SummaryStore(store_context, every_turns=2),
+        MemoStore(store_context, chunk_turns=2),
+        MemTreeStore(store_context),
+    ]
+    manager = MemoryManager(store_context.records, store_context.embedder, stores)
+    agent = Agent(manager, None, user_id="u1")
+    agent.send("The lighthouse keeper on our island is called Ewan")
+    agent.send("Who keeps the lighthouse on our island?")
+    agent.send("I repaint the boat shed every spring")
+    manager.end_session("u1", agent.session_id)
+
+    answers = {t.id for t in manager.records.turns("u1") if t.role == "assistant"}
+    assert len(answers) == 3 and all(
+        t.quotes_memory for t in manager.records.turns("u1") if t.id in answers
+    )
+    built = [
+        item
+        for store in ("turns", "summary", "memo", "memtree")
+        for item in manager.records.store_items(store, "u1", current_only=False)
+    ]
+    assert {item.store for item in built} >= {"turns", "summary", "memo"}
+    assert not [item for item in built if answers & set(item.source_turn_ids)]
+    assert not [item for item in built if "[recall only" in item.text]

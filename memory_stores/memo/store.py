@@ -229,7 +229,9 @@ class MemoStore:
             chunks = records.store_items(self.name, user_id, kind="chunk", current_only=False)
             marks = [int(c.metadata.get("last_turn_id", 0)) for c in chunks]
             state.watermark = max(marks, default=0)
-            state.buffer = records.turns(user_id, after_id=state.watermark)
+            state.buffer = [
+                t for t in records.turns(user_id, after_id=state.watermark) if not t.quotes_memory
+            ]
         return state.buffer
 
     # -- building ---------------------------------------------------------------------------

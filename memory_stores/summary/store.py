@@ -127,7 +127,7 @@ class SummaryStore:
             state = self._state(user_id)
             # Turns of the session stored but never passed to write still belong in it.
             for turn in self.context.records.turns(user_id, session_id=session_id):
-                if turn.id > state.cursor:
+                if turn.id > state.cursor and not turn.quotes_memory:
                     state.pending.setdefault(turn.id, turn)
             while state.pending:
                 chunk = sorted(state.pending.values(), key=lambda t: t.id)
@@ -234,7 +234,7 @@ class SummaryStore:
             pending = {
                 t.id: t
                 for t in self.context.records.turns(user_id)
-                if cursor < t.id and (upto is None or t.id <= upto)
+                if cursor < t.id and (upto is None or t.id <= upto) and not t.quotes_memory
             }
             state = _UserState(
                 version=_version(latest) if latest else 0,
