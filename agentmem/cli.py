@@ -101,6 +101,12 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--limit-questions", type=int, help="ask at most N questions per conversation"
     )
     replay.add_argument(
+        "--split",
+        choices=("even", "odd"),
+        help="replay only the samples at an even / odd 0-based index of each file "
+        "(develop on even, report odd as unseen; default: all samples)",
+    )
+    replay.add_argument(
         "--data-dir", help="where each configuration's memory is kept (default: OUT/data)"
     )
     replay.add_argument("--judge", action="store_true", help="also grade answers with the model")
@@ -254,7 +260,7 @@ def _plain_chat(
 def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     from agentmem.config import load_config
     from agentmem.factory import build_embedder, build_model, resolve_model
-    from agentmem.replay import replay, summary_table
+    from agentmem.replay import kind_table, replay, summary_table
 
     for name in ("budget", "k"):
         if getattr(args, name) <= 0:
@@ -284,6 +290,7 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
             budget=args.budget,
             k=args.k,
             limit_questions=args.limit_questions,
+            split=args.split,
             model=model,
             builds_with_model=builds,
             judge=args.judge,
@@ -298,6 +305,9 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     # A table needs room; a pipe or file gets a wide one instead of a squeezed one.
     wide = Console(file=out.file, width=out.width if out.is_terminal else 160, highlight=False)
     wide.print(summary_table(report))
+    by_kind = kind_table(report)
+    if by_kind is not None:
+        wide.print(by_kind)
     for kind, path in report.extra.get("files_written", {}).items():
         out.print(f"{kind}: {path}")
     return 0

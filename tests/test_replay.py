@@ -7,6 +7,7 @@ with distractors about other people, an image turn, and one question of each kin
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import io
 import json
@@ -121,6 +122,51 @@ def test_configurations_add_the_baselines_once() -> None:
         parse_configurations("turns;drop")
 
 
+def write_copies(path: Path, ids: list[str]) -> Path:
+    """Write a file holding the fixture's sample once per id, in that order."""
+    [sample] = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    copies = []
+    for sample_id in ids:
+        copied = copy.deepcopy(sample)
+        copied["sample_id"] = sample_id
+        copies.append(copied)
+    path.write_text(json.dumps(copies), encoding="utf-8")
+    return path
+
+
+def test_split_keeps_the_even_or_odd_samples_of_each_file(tmp_path: Path) -> None:
+    first = write_copies(tmp_path / "first.json", ["a0", "a1", "a2", "a3", "a4"])
+    second = write_copies(tmp_path / "second.json", ["b0", "b1"])
+
+    def ids(split: Any) -> list[str]:
+        return [s.conversation.sample_id for s in load_samples([first, second], split=split)]
+
+    # The index counts within each file, from 0: "b0" is even although 5 samples precede it.
+    assert ids("even") == ["a0", "a2", "a4", "b0"]
+    assert ids("odd") == ["a1", "a3", "b1"]
+    assert ids(None) == ["a0", "a1", "a2", "a3", "a4", "b0", "b1"]
+    assert ids("odd") == ids("odd")  # the same every time
+    with pytest.raises(InputError, match="unknown split 'half'"):
+        load_samples([first], split="half")  # type: ignore[arg-type]
+
+
+def test_cli_split_replays_only_the_chosen_samples(tmp_path: Path) -> None:
+    data = write_copies(tmp_path / "two.json", ["dev-0", "dev-1"])
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(
+        ["replay", str(data), "--stores", "turns", "--budget", "200", "--split", "odd"]
+        + ["--out", str(out)]
+    )
+    assert code == 0, stderr
+    report = report_of(out)
+    assert report["settings"]["split"] == "odd"
+    assert report["settings"]["conversations"] == ["dev-1"]
+    assert {q["sample_id"] for q in report["questions"]} == {"dev-1"}
+    assert "split odd" in (out / "summary.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):
+        run_cli(["replay", str(data), "--split", "third", "--out", str(out)])
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "locomo").is_dir(), reason="../shared/data is absent")
 def test_shared_dev_data_loads() -> None:
     samples = load_samples(
@@ -142,8 +188,12 @@ def test_cli_replay_writes_the_report_files(replayed: tuple[Path, str]) -> None:
     summary = (out / "summary.md").read_text(encoding="utf-8")
     assert "| turns |" in summary and "| similarity |" in summary and "| recent |" in summary
     assert "stale leak" in summary.lower()
+    assert "## Stale-fact scenarios by kind" in summary
+    assert "| keep | turns |" in summary and "| update | similarity |" in summary
+    assert "false invalidation" in summary.lower() and "current in top 3" in summary.lower()
     for config in CONFIGS:
         assert config in stdout
+    assert "by scenario kind" in stdout and "false invalidations" in stdout
     report = report_of(out)
     assert [c["name"] for c in report["configurations"]] == list(CONFIGS)
     assert len(report["questions"]) == 8 * len(CONFIGS)
@@ -180,7 +230,9 @@ def test_fact_tracking_keeps_stale_values_out_and_similarity_does_not(
 ) -> None:
     report = report_of(replayed[0])
     summaries = {c["name"]: c["overall"] for c in report["configurations"]}
-    assert summaries["turns"]["update_questions"] == 2
+    assert summaries["turns"]["stale_questions"] == 2
+    assert summaries["turns"]["value_questions"] == 4  # two update, two keep questions
+    assert summaries["turns"]["keep_questions"] == 2
     assert summaries["turns"]["stale_leak_items"] == 0
     assert summaries["similarity"]["stale_leak_questions"] == 2
     leaked = question(report, "similarity", "Where does Nora live now?")

@@ -16,8 +16,11 @@ from agentmem.replay.report import Metrics, score_output
 from agentmem.replay.scoring import (
     ContextItem,
     answer_in_context,
+    current_in_top,
     evidence_recall,
     exact_match,
+    falsely_invalidated,
+    has_value_answer,
     keep_recalled,
     multi_answer_f1,
     normalize_answer,
@@ -160,9 +163,132 @@ def test_score_output_applies_each_metric_only_where_it_belongs() -> None:
     unanswered = score_output(_output([]), gold)
     assert unanswered.f1 is None and unanswered.stale_leaks == 0 and unanswered.evidence_recall == 0
     metrics = Metrics.of([scored, unanswered])
-    assert metrics.update_questions == 2 and metrics.stale_leak_questions == 1
+    assert metrics.stale_questions == 2 and metrics.stale_leak_questions == 1
     assert metrics.stale_leak_rate == pytest.approx(0.5)
     assert metrics.f1 == pytest.approx(1.0)  # only answered questions count
+
+
+def test_stale_leaks_count_on_every_kind_that_has_stale_values() -> None:
+    leaking = [item("Ravi: my sister still teaches in Oslo.", "D1:2")]
+    for kind in ("update", "indirect", "third-party", "negation"):
+        answer = "no" if kind == "negation" else "Bergen"
+        gold = Gold(answer, ("D4:1",), 4, kind=kind, stale=("Oslo",))
+        assert score_output(_output(leaking), gold).stale_leaks == 1, kind
+    # No stale values, no stale-leak count, whatever the kind or the text.
+    for kind in ("keep", "when", None):
+        assert score_output(_output(leaking), Gold("Oslo", (), 4, kind=kind)).stale_leaks is None
+    scored = [
+        score_output(_output(leaking), Gold("Bergen", (), 4, kind="indirect", stale=("Oslo",))),
+        score_output(_output([]), Gold("no", (), 4, kind="negation", stale=("Oslo",))),
+        score_output(_output(leaking), Gold("Oslo", (), 4, kind="keep")),
+    ]
+    metrics = Metrics.of(scored)
+    assert (metrics.stale_questions, metrics.stale_leak_questions) == (2, 1)
+    assert metrics.stale_leak_rate == pytest.approx(0.5)
+
+
+def test_a_yes_no_answer_does_not_excuse_a_stale_leak() -> None:
+    gold = Gold("no", ("D3:5",), 4, kind="negation", stale=("the kayak",))
+    says_no = item("Tomas: no, I take the kayak out every Sunday.", "D2:4")
+    assert stale_leaks([says_no], gold) == [says_no]
+    # Where the answer is a value, an item naming old and new value states the change.
+    moved = item("Tomas: I swapped the kayak for a canoe.", "D3:5")
+    assert stale_leaks([moved], Gold("a canoe", (), 4, kind="update", stale=("the kayak",))) == []
+
+
+def test_the_evidence_of_an_ending_is_no_stale_leak() -> None:
+    gold = Gold("no", ("D3:5",), 4, kind="negation", stale=("the kayak",))
+    news = item("Tomas: I sold the kayak to a neighbour.", "D3:5")
+    echo = item("Ines: sad about the kayak, you loved it.", "D3:6")
+    summary = item("Tomas sold the kayak. Ines: sad about the kayak.", "D3:5", "D3:6")
+    assert stale_leaks([news, echo, summary], gold) == [echo, summary]
+
+
+def test_only_value_answers_are_checked_for_false_invalidation() -> None:
+    for kind in ("update", "indirect", "third-party", "keep"):
+        assert has_value_answer(Gold("Bergen", (), 4, kind=kind)), kind
+    assert not has_value_answer(Gold("no", (), 4, kind="negation", stale=("Oslo",)))
+    assert not has_value_answer(Gold("3 May 2024", (), 2, kind="when"))
+    assert not has_value_answer(Gold("Bergen", (), 4))  # LoCoMo: no kind
+    assert not has_value_answer(Gold(None, (), 5, kind="keep"))
+
+
+def test_false_invalidation_is_the_answer_present_only_as_history() -> None:
+    gold = Gold("Bergen", ("D4:1",), 4, kind="update", stale=("Oslo",))
+    history = item("Ravi's sister teaches in Bergen.", "D4:1", current=False)
+    current = item("Ravi: she moved to Bergen in spring.", "D4:1")
+    old = item("Ravi's sister teaches in Oslo.", "D1:2", current=False)
+    assert falsely_invalidated([old, history], gold)
+    assert not falsely_invalidated([history, current], gold)  # also current: not false
+    assert not falsely_invalidated([old], gold)  # absent: a recall miss, not an invalidation
+    assert not falsely_invalidated([], gold)
+    # Whole words: "Bergenfield" in a history item is not the answer.
+    assert not falsely_invalidated([item("Bergenfield", "D2:2", current=False)], gold)
+
+
+def test_false_invalidations_are_counted_per_value_question_and_for_keep_apart() -> None:
+    history = item("Ines keeps bees in the orchard.", "D1:4", current=False)
+    current = item("Ines: the bees are in the orchard, as ever.", "D5:1")
+    keep = Gold("bees", ("D1:4",), 4, kind="keep")
+    update = Gold("bees", ("D5:1",), 4, kind="update", stale=("hens",))
+    negation = Gold("no", ("D5:1",), 4, kind="negation", stale=("bees",))
+    when = Gold("bees", ("D5:1",), 2, kind="when")
+    scored = [
+        score_output(_output([history]), keep),
+        score_output(_output([history, current]), keep),
+        score_output(_output([history]), update),
+        score_output(_output([history]), negation),
+        score_output(_output([history]), when),
+    ]
+    assert [s.falsely_invalidated for s in scored] == [True, False, True, None, None]
+    metrics = Metrics.of(scored)
+    assert (metrics.value_questions, metrics.false_invalidations) == (3, 2)
+    assert (metrics.keep_questions, metrics.keep_false_invalidations) == (2, 1)
+    assert metrics.false_invalidation_rate == pytest.approx(2 / 3)
+    assert metrics.keep_false_invalidation_rate == pytest.approx(0.5)
+    data = metrics.to_json()
+    assert data["false_invalidations"] == 2 and data["keep_false_invalidation_rate"] == 0.5
+
+
+def test_current_in_top_looks_only_at_the_first_current_items() -> None:
+    gold = Gold("a cello", ("D3:3",), 4, kind="update", stale=("a violin",))
+    filler = [item(f"Ines mentions the weather, day {n}.", f"D2:{n}") for n in range(1, 4)]
+    answer = item("Ines: I play a cello now.", "D3:3")
+    assert current_in_top([*filler[:2], answer, *filler[2:]], gold)
+    assert not current_in_top([*filler, answer], gold)  # fourth: too far down
+    assert current_in_top([*filler, answer], gold, n=4)
+    as_history = item("Ines: I play a cello now.", "D3:3", current=False)
+    assert not current_in_top([as_history, *filler], gold)
+
+
+def test_current_in_top3_applies_to_stale_and_keep_questions_with_a_value_answer() -> None:
+    first = [item("Ines: I play a cello now.", "D3:3")]
+    later = [item(f"filler {n}", f"D2:{n}") for n in range(3)] + first
+    cases = {
+        "update": Gold("a cello", (), 4, kind="update", stale=("a violin",)),
+        "third-party": Gold("a cello", (), 4, kind="third-party", stale=("a violin",)),
+        "keep": Gold("a cello", (), 4, kind="keep"),
+        "update without stale values": Gold("a cello", (), 4, kind="update"),
+        "negation": Gold("no", (), 4, kind="negation", stale=("a cello",)),
+        "when": Gold("a cello", (), 2, kind="when"),
+        "locomo": Gold("a cello", (), 4),
+    }
+    found = {name: score_output(_output(first), g).current_in_top3 for name, g in cases.items()}
+    assert found == {
+        "update": True,
+        "third-party": True,
+        "keep": True,
+        "update without stale values": None,
+        "negation": None,
+        "when": None,
+        "locomo": None,
+    }
+    scored = [
+        score_output(_output(first), cases["update"]),
+        score_output(_output(later), cases["keep"]),
+        score_output(_output(later), cases["when"]),
+    ]
+    assert Metrics.of(scored).current_in_top3 == pytest.approx(0.5)
 
 
 def test_context_items_round_trip_through_json() -> None:

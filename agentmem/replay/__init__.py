@@ -23,9 +23,9 @@ from pathlib import Path
 from rich.console import Console
 
 from agentmem.protocols import ChatModel, Embedder
-from agentmem.replay.dataset import Conversation, Gold, Question, Sample, load_samples
+from agentmem.replay.dataset import Conversation, Gold, Question, Sample, Split, load_samples
 from agentmem.replay.outputs import QuestionOutput, ReplayRun, ReplaySettings
-from agentmem.replay.render import summary_table, write_report
+from agentmem.replay.render import kind_table, summary_table, write_report
 from agentmem.replay.report import ConfigSummary, Metrics, Report, build_report
 from agentmem.replay.runner import run_replay
 from agentmem.replay.systems import BASELINES, parse_configurations
@@ -40,6 +40,7 @@ def replay(
     budget: int = 1000,
     k: int = 20,
     limit_questions: int | None = None,
+    split: Split | None = None,
     model: ChatModel | None = None,
     builds_with_model: bool = False,
     judge: bool = False,
@@ -56,7 +57,7 @@ def replay(
         chart.png).
 
     Raises:
-        InputError: A file is not LoCoMo JSON.
+        InputError: A file is not LoCoMo JSON, or ``split`` is unknown.
         ConfigError: A configuration names an unknown structure.
     """
     run = run_replay(
@@ -67,6 +68,7 @@ def replay(
         budget=budget,
         k=k,
         limit_questions=limit_questions,
+        split=split,
         model=model,
         builds_with_model=builds_with_model,
         judge=judge,
@@ -98,6 +100,8 @@ __all__ = [
     "ReplaySettings",
     "Report",
     "Sample",
+    "Split",
+    "kind_table",
     "load_samples",
     "parse_configurations",
     "replay",

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from agentmem.errors import InputError
 
@@ -27,6 +27,12 @@ logger = logging.getLogger(__name__)
 
 #: Dialogue seconds between two turns of a session (LoCoMo stamps sessions, not turns).
 SECONDS_PER_TURN = 5
+
+#: Which half of a file's samples to keep: those at an even or an odd 0-based index.
+Split = Literal["even", "odd"]
+
+#: The accepted values of :data:`Split`.
+SPLITS: tuple[str, ...] = get_args(Split)
 
 _SESSION_KEY = re.compile(r"session_(\d+)")
 _DATE_FORMATS = (
@@ -104,7 +110,8 @@ class Gold:
         evidence: The dia_ids of the turns that support the answer.
         category: LoCoMo's category: 1 multi-hop, 2 temporal, 3 open-domain,
             4 single-hop, 5 adversarial.
-        kind: For the stale-fact scenarios: ``"update"``, ``"keep"`` or ``"when"``.
+        kind: For the stale-fact scenarios: ``"update"``, ``"indirect"``,
+            ``"negation"``, ``"third-party"``, ``"keep"`` or ``"when"``.
         stale: Values that held earlier and are outdated by the end of the dialogue.
         adversarial_answer: The misleading answer of a category 5 question.
     """
@@ -330,13 +337,34 @@ def _sample(raw: Any, source: str) -> Sample:
     )
 
 
-def load_samples(paths: Sequence[str | Path]) -> list[Sample]:
-    """Load every sample of the given LoCoMo-format files, in order.
+def in_split(index: int, split: Split | None) -> bool:
+    """Whether the sample at 0-based ``index`` of its file belongs to ``split``.
+
+    Raises:
+        InputError: ``split`` is neither ``"even"``, ``"odd"`` nor ``None``.
+    """
+    if split is None:
+        return True
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}", hint="use 'even' or 'odd'")
+    return index % 2 == (0 if split == "even" else 1)
+
+
+def load_samples(paths: Sequence[str | Path], *, split: Split | None = None) -> list[Sample]:
+    """Load the samples of the given LoCoMo-format files, in order.
+
+    Args:
+        paths: LoCoMo-format JSON files.
+        split: Keep only the samples at an even (``"even"``) or odd (``"odd"``) 0-based
+            index within their file; ``None`` keeps them all. The two halves are disjoint
+            and fixed by the file's order: develop on one, report the other as unseen.
+            Every sample is still read and checked.
 
     Raises:
         InputError: A file is unreadable, not UTF-8 JSON, not LoCoMo-shaped (a field is
-            missing or of a wrong type), or repeats a sample id.
+            missing or of a wrong type), or repeats a sample id; ``split`` is unknown.
     """
+    in_split(0, split)  # an unknown split fails before any file is read
     samples: list[Sample] = []
     seen: set[str] = set()
     for path in map(Path, paths):
@@ -362,7 +390,7 @@ def load_samples(paths: Sequence[str | Path]) -> list[Sample]:
             data = [data]
         if not isinstance(data, list):
             raise InputError(f"{path}: expected a JSON list of samples")
-        for raw in data:
+        for index, raw in enumerate(data):
             try:
                 sample = _sample(raw, str(path))
             except InputError as exc:  # say which file, when a sample's id is all it names
@@ -376,5 +404,6 @@ def load_samples(paths: Sequence[str | Path]) -> list[Sample]:
                     hint="each conversation needs its own sample_id",
                 )
             seen.add(sample.conversation.sample_id)
-            samples.append(sample)
+            if in_split(index, split):
+                samples.append(sample)
     return samples

@@ -1,4 +1,4 @@
-"""Presenting a scored replay: the rich summary table, report.json, summary.md, chart.png.
+"""Presenting a scored replay: the rich tables, report.json, summary.md, chart.png.
 
 matplotlib is imported only when the chart is drawn, with its non-interactive backend.
 """
@@ -20,7 +20,28 @@ STALE_LEAK_RULE = (
     "current) that mentions a value outdated by the end of the dialogue (normalised "
     "whole-word match) and does not also mention the current answer: an item that mentions "
     "both states the change rather than presenting the old value as current. Counted on "
-    "scenario questions of kind `update`."
+    "every scenario question with stale values (kinds `update`, `indirect`, `third-party`, "
+    "`negation`), as leaking questions over such questions. A `negation` question is yes/no "
+    'and has no current value to mention, so there an item stating the ending ("I sold '
+    'the van") counts too: an upper bound.'
+)
+
+KEEP_RULE = (
+    "Keep recall is the share of `keep` questions whose answer appears (normalised "
+    "whole-word match) in an item presented as current."
+)
+
+FALSE_INVALIDATION_RULE = (
+    "A false invalidation is a question whose answer is a current value (kinds `update`, "
+    "`indirect`, `third-party`, `keep`; not `when` or `negation`) and appears in the "
+    "context only in items marked as no longer current: the current value is there, but as "
+    "history. Shown as questions over such questions, with the `keep` questions apart."
+)
+
+TOP3_RULE = (
+    "Current in top 3 is the share of questions with stale values or of kind `keep` (not "
+    "`when` or `negation`) whose answer appears in an item presented as current among the "
+    "first 3 items of the context, best first as recalled."
 )
 
 EVIDENCE_RULE = (
@@ -38,12 +59,34 @@ def _number(value: float | None, digits: int = 0) -> str:
 
 
 def _leaks(metrics: Metrics) -> str:
-    if not metrics.update_questions:
+    if not metrics.stale_questions:
         return "–"
     return (
-        f"{metrics.stale_leak_questions}/{metrics.update_questions} "
+        f"{metrics.stale_leak_questions}/{metrics.stale_questions} "
         f"({metrics.stale_leak_items} items)"
     )
+
+
+def _false_invalidations(metrics: Metrics) -> str:
+    if not metrics.value_questions:
+        return "–"
+    text = f"{metrics.false_invalidations}/{metrics.value_questions}"
+    if metrics.keep_questions and metrics.keep_questions < metrics.value_questions:
+        text += f" (keep {metrics.keep_false_invalidations}/{metrics.keep_questions})"
+    return text
+
+
+def _consistency(metrics: Metrics) -> list[str]:
+    """Return the stale-fact columns: leaks, keep recall, false invalidations, top 3."""
+    return [
+        _leaks(metrics),
+        _percent(metrics.keep_recall),
+        _false_invalidations(metrics),
+        _percent(metrics.current_in_top3),
+    ]
+
+
+CONSISTENCY_HEADERS = ["stale leaks", "keep recall", "false invalidations", "current in top 3"]
 
 
 def _has_answers(report: Report) -> bool:
@@ -60,8 +103,7 @@ def _row(summary: ConfigSummary, answers: bool, judged: bool) -> list[str]:
         summary.name,
         _percent(m.evidence_recall),
         _percent(m.answer_in_context),
-        _leaks(m),
-        _percent(m.keep_recall),
+        *_consistency(m),
     ]
     if answers:
         row += [_number(m.f1, 3), _percent(m.exact)]
@@ -80,8 +122,7 @@ def _headers(answers: bool, judged: bool) -> list[str]:
         "configuration",
         "evidence recall",
         "answer in context",
-        "stale leaks",
-        "keep recall",
+        *CONSISTENCY_HEADERS,
     ]
     if answers:
         headers += ["F1", "exact"]
@@ -101,6 +142,60 @@ def summary_table(report: Report) -> Table:
     return table
 
 
+KIND_HEADERS = [
+    "kind",
+    "configuration",
+    "questions",
+    "evidence recall",
+    "answer in context",
+    *CONSISTENCY_HEADERS,
+]
+
+
+#: The order of the scenario kinds in the tables (others follow, alphabetically).
+KIND_ORDER = ("update", "indirect", "third-party", "negation", "keep", "when")
+
+
+def _kind_key(kind: str) -> tuple[int, str]:
+    return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), kind)
+
+
+def _kind_rows(report: Report) -> list[list[str]]:
+    """Return one row per scenario kind and configuration, the configurations side by side."""
+    kinds = sorted({k for s in report.summaries for k in s.by_kind}, key=_kind_key)
+    rows = []
+    for kind in kinds:
+        for summary in report.summaries:
+            m = summary.by_kind.get(kind)
+            if m is None:
+                continue
+            rows.append(
+                [
+                    kind,
+                    summary.name,
+                    str(m.questions),
+                    _percent(m.evidence_recall),
+                    _percent(m.answer_in_context),
+                    *_consistency(m),
+                ]
+            )
+    return rows
+
+
+def kind_table(report: Report) -> Table | None:
+    """Return the stale-fact metrics per scenario kind as a rich table (``None``: no kinds)."""
+    rows = _kind_rows(report)
+    if not rows:
+        return None
+    table = Table(title="by scenario kind", title_justify="left")
+    for index, header in enumerate(KIND_HEADERS):
+        table.add_column(header, justify="left" if index < 2 else "right")
+    for index, row in enumerate(rows):
+        last_of_kind = index + 1 == len(rows) or rows[index + 1][0] != row[0]
+        table.add_row(*row, end_section=last_of_kind)
+    return table
+
+
 def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -115,7 +210,7 @@ def summary_markdown(report: Report) -> str:
         "# agentmem replay",
         "",
         f"Files: {', '.join(settings.get('files', []))}  ",
-        f"Conversations: {len(settings.get('conversations', []))}; budget "
+        f"Conversations: {len(settings.get('conversations', []))}{_split(report)}; budget "
         f"{settings.get('budget')} tokens; k {settings.get('k')}; model "
         f"{settings.get('model')}; memory built by "
         f"{'the model' if settings.get('builds_with_model') else 'the offline builders'}.",
@@ -149,40 +244,10 @@ def summary_markdown(report: Report) -> str:
                 ],
             )
         )
-    kinds = sorted({k for s in report.summaries for k in s.by_kind})
-    if kinds:
+    kind_rows = _kind_rows(report)
+    if kind_rows:
         parts += ["", "## Stale-fact scenarios by kind", ""]
-        rows = []
-        for s in report.summaries:
-            for kind in kinds:
-                m = s.by_kind.get(kind)
-                if m is None:
-                    continue
-                rows.append(
-                    [
-                        s.name,
-                        kind,
-                        str(m.questions),
-                        _percent(m.evidence_recall),
-                        _percent(m.answer_in_context),
-                        _leaks(m),
-                        _percent(m.keep_recall),
-                    ]
-                )
-        parts.append(
-            _markdown_table(
-                [
-                    "configuration",
-                    "kind",
-                    "questions",
-                    "evidence recall",
-                    "answer in context",
-                    "stale leaks",
-                    "keep recall",
-                ],
-                rows,
-            )
-        )
+        parts.append(_markdown_table(KIND_HEADERS, kind_rows))
     parts += ["", "## Costs", ""]
     parts.append(
         _markdown_table(
@@ -215,8 +280,18 @@ def summary_markdown(report: Report) -> str:
             ],
         )
     )
-    parts += ["", "## Definitions", "", f"- {EVIDENCE_RULE}", f"- {STALE_LEAK_RULE}", ""]
+    parts += ["", "## Definitions", ""]
+    parts += [
+        f"- {rule}"
+        for rule in (EVIDENCE_RULE, STALE_LEAK_RULE, KEEP_RULE, FALSE_INVALIDATION_RULE, TOP3_RULE)
+    ]
+    parts.append("")
     return "\n".join(parts)
+
+
+def _split(report: Report) -> str:
+    split = report.settings.get("split")
+    return f" (split {split}: the {split}-indexed samples of each file)" if split else ""
 
 
 def _shared_embedding(report: Report) -> str:

@@ -24,8 +24,11 @@ from agentmem.replay.outputs import QuestionOutput, ReplayRun
 from agentmem.replay.progress import IngestStats
 from agentmem.replay.scoring import (
     answer_in_context,
+    current_in_top,
     evidence_recall,
+    falsely_invalidated,
     gold_text,
+    has_value_answer,
     keep_recalled,
     score_answer,
     stale_leaks,
@@ -41,8 +44,10 @@ CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 
 class ScoredQuestion:
     """One configuration's output for one question, with its scores.
 
-    ``None`` marks a metric that does not apply (no evidence, no answer, no model, not an
-    update or keep question).
+    ``None`` marks a metric that does not apply: no evidence, no answer, no model, no
+    ``stale`` values (stale leaks), not a ``keep`` question (keep recall), an answer that
+    is no current value (false invalidation; see
+    :func:`~agentmem.replay.scoring.has_value_answer`), or neither (current in the top 3).
     """
 
     output: QuestionOutput
@@ -51,6 +56,8 @@ class ScoredQuestion:
     answer_in_context: float | None
     stale_leaks: int | None
     keep_recalled: bool | None
+    falsely_invalidated: bool | None = None
+    current_in_top3: bool | None = None
     f1: float | None = None
     exact: bool | None = None
     judged_correct: bool | None = None
@@ -74,6 +81,8 @@ class ScoredQuestion:
                 "answer_in_context": self.answer_in_context,
                 "stale_leaks": self.stale_leaks,
                 "keep_recalled": self.keep_recalled,
+                "falsely_invalidated": self.falsely_invalidated,
+                "current_in_top3": self.current_in_top3,
                 "f1": self.f1,
                 "exact": self.exact,
                 "judged_correct": self.judged_correct,
@@ -87,6 +96,10 @@ def _mean(values: Sequence[float | bool | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
+def _rate(count: int, total: int) -> float | None:
+    return count / total if total else None
+
+
 @dataclass(frozen=True)
 class Metrics:
     """Scores of a group of questions (means over the questions where each applies).
@@ -95,10 +108,18 @@ class Metrics:
         questions: Questions in the group.
         evidence_recall: Mean evidence recall.
         answer_in_context: Mean answer-in-context.
-        update_questions: Questions of kind ``update``.
-        stale_leak_questions: Update questions whose context leaked a stale value.
-        stale_leak_items: Leaking items over all update questions.
+        stale_questions: Questions with ``stale`` values, whatever their kind.
+        stale_leak_questions: Of those, the questions whose context leaked a stale value.
+        stale_leak_items: Leaking items over all those questions.
         keep_recall: Share of ``keep`` questions whose answer is in a current item.
+        value_questions: Questions whose answer is a current value (kinds ``update``,
+            ``indirect``, ``third-party``, ``keep``): where false invalidations count.
+        false_invalidations: Of those, the questions whose answer is in the context only
+            in items marked as no longer current.
+        keep_questions: Questions of kind ``keep`` with an answer.
+        keep_false_invalidations: Of those, the falsely invalidated ones.
+        current_in_top3: Share of questions with ``stale`` values or of kind ``keep`` (and a
+            value answer) whose answer is in a current item among the first 3 items.
         f1: Mean LoCoMo F1 of the generated answers.
         exact: Share of exact matches.
         judged: Share the judge found correct.
@@ -108,10 +129,15 @@ class Metrics:
     questions: int
     evidence_recall: float | None
     answer_in_context: float | None
-    update_questions: int
+    stale_questions: int
     stale_leak_questions: int
     stale_leak_items: int
     keep_recall: float | None
+    value_questions: int
+    false_invalidations: int
+    keep_questions: int
+    keep_false_invalidations: int
+    current_in_top3: float | None
     f1: float | None
     exact: float | None
     judged: float | None
@@ -119,21 +145,38 @@ class Metrics:
 
     @property
     def stale_leak_rate(self) -> float | None:
-        """Share of update questions with at least one stale leak."""
-        return self.stale_leak_questions / self.update_questions if self.update_questions else None
+        """Share of questions with ``stale`` values with at least one stale leak."""
+        return _rate(self.stale_leak_questions, self.stale_questions)
+
+    @property
+    def false_invalidation_rate(self) -> float | None:
+        """Share of value questions whose answer is in the context only as history."""
+        return _rate(self.false_invalidations, self.value_questions)
+
+    @property
+    def keep_false_invalidation_rate(self) -> float | None:
+        """The same, over ``keep`` questions only."""
+        return _rate(self.keep_false_invalidations, self.keep_questions)
 
     @classmethod
     def of(cls, scored: Sequence[ScoredQuestion]) -> Metrics:
         """Aggregate scored questions."""
         leaks = [s.stale_leaks for s in scored if s.stale_leaks is not None]
+        invalidated = [s for s in scored if s.falsely_invalidated is not None]
+        keep = [s for s in invalidated if s.gold.kind == "keep"]
         return cls(
             questions=len(scored),
             evidence_recall=_mean([s.evidence_recall for s in scored]),
             answer_in_context=_mean([s.answer_in_context for s in scored]),
-            update_questions=len(leaks),
+            stale_questions=len(leaks),
             stale_leak_questions=sum(1 for n in leaks if n > 0),
             stale_leak_items=sum(leaks),
             keep_recall=_mean([s.keep_recalled for s in scored]),
+            value_questions=len(invalidated),
+            false_invalidations=sum(1 for s in invalidated if s.falsely_invalidated),
+            keep_questions=len(keep),
+            keep_false_invalidations=sum(1 for s in keep if s.falsely_invalidated),
+            current_in_top3=_mean([s.current_in_top3 for s in scored]),
             f1=_mean([s.f1 for s in scored]),
             exact=_mean([s.exact for s in scored]),
             judged=_mean([s.judged_correct for s in scored]),
@@ -141,8 +184,13 @@ class Metrics:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """Return the metrics as JSON-ready data."""
-        return {**asdict(self), "stale_leak_rate": self.stale_leak_rate}
+        """Return the metrics as JSON-ready data, each count's rate beside it."""
+        return {
+            **asdict(self),
+            "stale_leak_rate": self.stale_leak_rate,
+            "false_invalidation_rate": self.false_invalidation_rate,
+            "keep_false_invalidation_rate": self.keep_false_invalidation_rate,
+        }
 
 
 @dataclass(frozen=True)
@@ -232,9 +280,13 @@ class Report:
 def score_output(
     output: QuestionOutput, gold: Gold, judge: Callable[[str, str, str], bool | None] | None = None
 ) -> ScoredQuestion:
-    """Score one output against its gold data."""
-    leaks = len(stale_leaks(output.items, gold)) if gold.kind == "update" else None
-    kept = keep_recalled(output.items, gold) if gold.kind == "keep" else None
+    """Score one output against its gold data (each metric only where it applies)."""
+    items = output.items
+    leaks = len(stale_leaks(items, gold)) if gold.stale else None
+    kept = keep_recalled(items, gold) if gold.kind == "keep" else None
+    value = has_value_answer(gold)
+    invalidated = falsely_invalidated(items, gold) if value else None
+    in_top = current_in_top(items, gold) if value and (gold.stale or gold.kind == "keep") else None
     f1 = exact = verdict = None
     if output.answer is not None:
         score = score_answer(output.answer, gold)
@@ -249,6 +301,8 @@ def score_output(
         answer_in_context=answer_in_context(output.context_text, gold),
         stale_leaks=leaks,
         keep_recalled=kept,
+        falsely_invalidated=invalidated,
+        current_in_top3=in_top,
         f1=f1,
         exact=exact,
         judged_correct=verdict,
@@ -344,4 +398,6 @@ def build_report(run: ReplayRun) -> Report:
     settings["files"] = sorted({s.source for s in run.samples})
     settings["conversations"] = [s.conversation.sample_id for s in run.samples]
     settings["data_dir"] = str(run.data_dir)
-    return Report(settings, summaries, scored, dict(run.extra))
+    extra = dict(run.extra)
+    settings["split"] = extra.pop("split", None)
+    return Report(settings, summaries, scored, extra)

@@ -36,7 +36,14 @@ from agentmem.llm import MeteredChatModel, RetryingChatModel
 from agentmem.prompts.replay import answer_messages
 from agentmem.protocols import ChatModel, Embedder
 from agentmem.replay.cache import CachedChatModel
-from agentmem.replay.dataset import Conversation, Question, Sample, Session, load_samples
+from agentmem.replay.dataset import (
+    Conversation,
+    Question,
+    Sample,
+    Session,
+    Split,
+    load_samples,
+)
 from agentmem.replay.embedding import configuration_embedder, embed_up_front, shared_texts
 from agentmem.replay.outputs import QuestionOutput, ReplayRun, ReplaySettings
 from agentmem.replay.progress import IngestStats
@@ -320,6 +327,7 @@ def run_replay(
     budget: int = 1000,
     k: int = 20,
     limit_questions: int | None = None,
+    split: Split | None = None,
     model: ChatModel | None = None,
     builds_with_model: bool = False,
     judge: bool = False,
@@ -336,6 +344,8 @@ def run_replay(
         budget: Most tokens of context per question.
         k: Items per structure before fusion.
         limit_questions: Ask at most this many questions per conversation.
+        split: Replay only the samples at an even or odd 0-based index of each file
+            (see :func:`~agentmem.replay.dataset.load_samples`); ``None``: all of them.
         model: The chat model that answers (and builds memory if ``builds_with_model``).
         builds_with_model: Build memory with ``model`` instead of the offline builders.
         judge: Grade answers with the model as well (done by the report).
@@ -348,13 +358,13 @@ def run_replay(
         cache, ``failures`` of those after their retries, and ``retries`` made by a
         :class:`~agentmem.llm.RetryingChatModel` inside ``model``) and ``model_cache``;
         ``model_builds`` holds, per configuration, what retrying its queued builds did
-        (:class:`RetryPass` summed over the conversations).
+        (:class:`RetryPass` summed over the conversations); ``split`` is the split replayed.
 
     Raises:
-        InputError: A file is not LoCoMo JSON.
+        InputError: A file is not LoCoMo JSON, or ``split`` is unknown.
         ConfigError: A configuration names an unknown structure.
     """
-    samples = load_samples(list(paths))
+    samples = load_samples(list(paths), split=split)
     names = parse_configurations(configurations)
     check_configurations(names)
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="agentmem-replay-"))
@@ -487,6 +497,7 @@ def run_replay(
     finally:
         progress.close()
     run = ReplayRun(settings, samples, outputs, ingest, out, data, answer_model)
+    run.extra["split"] = split
     run.extra["shared_embedding"] = {"texts": len(texts), "seconds": round(seconds, 3)}
     run.extra["model_builds"] = {
         name: {

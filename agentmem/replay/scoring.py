@@ -26,9 +26,19 @@ The other metrics judge the context a system put in front of the model:
   longer current), mentions a ``stale`` value (normalised whole-word match) and does not
   also mention the gold current answer. An item that mentions both states the change
   ("I left the barista job and now I work as a librarian") rather than presenting the old
-  value as current.
+  value as current. Counted on every question with ``stale`` values, whatever its kind. A
+  yes/no question (kind ``negation``) has no current value to mention, so the answer
+  excuses nothing there. An item drawn only from the question's evidence turns is no
+  leak either: those turns state the current truth, and for an ending ("I sold the van")
+  they name the ended value while saying that it ended.
 * keep recall: for a ``keep`` question, whether the gold answer appears (normalised
   whole-word match) in an item presented as current.
+* false invalidation: for a question whose answer is a current value (see
+  :func:`has_value_answer`), whether the gold answer appears in the context only in items
+  marked as no longer current: the current value was invalidated by mistake.
+* current in the top 3: for a question with ``stale`` values or of kind ``keep`` whose
+  answer is a value, whether the gold answer appears in an item presented as current
+  among the first :data:`TOP_ITEMS` items of the context (the context is best first).
 
 Only this module reads gold answers, evidence and stale values.
 """
@@ -49,6 +59,13 @@ from agentmem.replay.dataset import Gold
 
 #: An item counts as evidence for its turns only if it came from at most this many turns.
 MAX_EVIDENCE_SOURCES = 3
+
+#: How many of a context's first items :func:`current_in_top` looks at.
+TOP_ITEMS = 3
+
+#: Scenario kinds whose gold answer is not the current value of a fact: a date of change
+#: (``when``) or yes/no (``negation``).
+NON_VALUE_KINDS = frozenset({"when", "negation"})
 
 #: The phrases LoCoMo's scorer accepts as "the conversation does not say" (category 5).
 NOT_MENTIONED_PHRASES = ("no information available", "not mentioned")
@@ -199,19 +216,34 @@ def evidence_recall(items: Sequence[ContextItem], gold: Gold) -> float | None:
     return sum(e in covered for e in gold.evidence) / len(gold.evidence)
 
 
+def has_value_answer(gold: Gold) -> bool:
+    """Whether a scenario question's gold answer is the current value of a fact.
+
+    True for the kinds ``update``, ``indirect``, ``third-party`` and ``keep``; false for
+    ``when`` (a date), ``negation`` (yes/no), questions without an answer and questions
+    that are not scenario questions (no ``kind``, e.g. LoCoMo's).
+    """
+    return gold.kind is not None and gold.kind not in NON_VALUE_KINDS and bool(gold_text(gold))
+
+
 def stale_leaks(items: Sequence[ContextItem], gold: Gold) -> list[ContextItem]:
     """Return the items that present a stale value as current (see the module docstring).
 
     An item leaks when it is presented as current, mentions one of ``gold.stale`` as whole
-    words after normalisation, and does not also mention the gold answer.
+    words after normalisation, and does not also mention the gold answer. The exception
+    does not hold for the kinds in :data:`NON_VALUE_KINDS`: the ``no`` of a yes/no
+    question is no current value, and an item that happens to say "no" is not excused.
     """
     if not gold.stale:
         return []
-    answer = gold_text(gold)
+    answer = None if gold.kind in NON_VALUE_KINDS else gold_text(gold)
+    evidence = set(gold.evidence)
     leaks = []
     for item in items:
         if not item.current:
             continue
+        if item.dia_ids and set(item.dia_ids) <= evidence:
+            continue  # the evidence itself: it states the change
         if not any(contains_phrase(item.text, value) for value in gold.stale):
             continue
         if answer and contains_phrase(item.text, answer):
@@ -228,15 +260,44 @@ def keep_recalled(items: Sequence[ContextItem], gold: Gold) -> bool:
     )
 
 
+def falsely_invalidated(items: Sequence[ContextItem], gold: Gold) -> bool:
+    """Whether the gold answer is in the context only as history: wrongly invalidated.
+
+    True when at least one item marked as no longer current mentions the gold answer
+    (normalised whole-word match) and no item presented as current does. A context that
+    does not mention the answer at all is a recall miss, not a false invalidation. Meant
+    for questions whose answer is a current value (:func:`has_value_answer`).
+    """
+    answer = gold_text(gold)
+    if not answer:
+        return False
+    mentions = [item for item in items if contains_phrase(item.text, answer)]
+    return bool(mentions) and not any(item.current for item in mentions)
+
+
+def current_in_top(items: Sequence[ContextItem], gold: Gold, n: int = TOP_ITEMS) -> bool:
+    """Whether the gold answer appears in a current item among the first ``n`` items.
+
+    The context is ordered best first, as recalled; an answer found only further down, or
+    only in items marked as no longer current, does not count.
+    """
+    return keep_recalled(items[:n], gold)
+
+
 __all__ = [
     "MAX_EVIDENCE_SOURCES",
+    "NON_VALUE_KINDS",
+    "TOP_ITEMS",
     "AnswerScore",
     "ContextItem",
     "answer_in_context",
     "contains_phrase",
+    "current_in_top",
     "evidence_recall",
     "exact_match",
+    "falsely_invalidated",
     "gold_text",
+    "has_value_answer",
     "keep_recalled",
     "multi_answer_f1",
     "normalize_answer",
