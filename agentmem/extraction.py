@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from agentmem.building import BuildStats, structured_call
+from agentmem.cues import ended_values, is_temporary
 from agentmem.errors import AgentMemError, ModelError, StructuredOutputError
 from agentmem.protocols import ChatModel
 from agentmem.text import STOPWORDS, split_sentences
@@ -85,6 +86,8 @@ class Fact:
         if self.attribute.startswith("favourite "):
             verb = "is" if self.polarity else "is no longer"
             return f"{self.subject}'s {self.attribute} {verb} {self.value}"
+        if self.attribute == ENDED:
+            return f"{self.subject}: {self.value} has ended"
         label = ATTRIBUTE_LABELS.get(self.attribute)
         if self.generic or label is None:
             return f"{self.subject} {self.attribute} {self.value}"
@@ -113,6 +116,11 @@ ATTRIBUTE_LABELS = {
     "relative": "has a relative:",
 }
 SINGLE_VALUED = {"residence", "origin", "job", "employer", "age", "partner", "study"}
+#: The attribute of an ending that names only its value ("Pixel passed away", "I sold the
+#: van"): it ends that value in whatever aspect and for whichever subject held it.
+ENDED = "*"
+#: Slots a temporary stay must not fill ("in Rome this week for a conference").
+_LASTING = {"residence", "employer", "job"}
 
 RELATIONS = (
     "sister|brother|mom|mum|mother|dad|father|friend|best friend|wife|husband|partner|"
@@ -205,14 +213,22 @@ _PATTERNS: tuple[_Pattern, ...] = (
     ),
     _p(
         "residence",
-        rf"{_AUX}(?:moved|relocated|move|moving|relocating|relocate)(?: back| over| out)? to {_PLACE}",
+        rf"{_AUX}(?:moved|relocated|move|moving|relocating|relocate)(?: back| over| out)?"
+        rf"(?: from [A-Z][\w'\-.]*(?:\s+[A-Z][\w'\-.]*)*)? to {_PLACE}",
         value_kind="place",
     ),
     _p("residence", rf"{_AUX}(?:settled|settling)(?: down)? in {_PLACE}", value_kind="place"),
     _p("residence", rf"{_AUX}retired to {_PLACE}", value_kind="place"),
     _p(
         "origin",
-        rf"{_AUX}(?:am|'m|is|are|come|comes|came|grew up) (?:originally )?(?:from|in) {_PLACE}",
+        rf"{_AUX}(?:(?:am|'m|is|are|come|comes|came) (?:originally )?from|grew up in) {_PLACE}",
+        value_kind="place",
+    ),
+    # "I'm in Vancouver now": where one is now, said as lasting (a visit is filtered out).
+    _p(
+        "residence",
+        rf"{_AUX}(?:am|'m|is|are|'re) (?:now |currently )?(?:settled )?in {_PLACE}"
+        r"(?=,?\s+(?:now|these days|nowadays|for good|permanently)\b)",
         value_kind="place",
     ),
     # job
@@ -372,8 +388,15 @@ class RuleExtractor:
                 continue  # questions ask; they do not state
             negated = bool(re.search(_NEGATION, sentence, re.I))
             found = self._slots(sentence, turn, speaker, negated)
-            facts += found
-            if not found:
+            if is_temporary(sentence):
+                # "I'm in Rome this week for a conference": a visit is not a home.
+                found = [f for f in found if f.attribute not in _LASTING or not f.polarity]
+            ended = [
+                Fact(speaker, ENDED, value, turn.id, speaker, polarity=False)
+                for value in ended_values(sentence)
+            ]
+            facts += found + ended
+            if not found and not ended:
                 facts += self._generic(sentence, turn, speaker)
         return _dedupe(facts)
 

@@ -8,7 +8,11 @@ chess"). The guards that keep collateral damage at zero:
 
 - a fact can only conflict with facts about the *same subject and the same attribute*, so
   "my uncle retired to Bruges" never touches where the speaker lives;
-- an inferred fact ("my shift as a barista ran late") never supersedes a stated one;
+- the newest statement wins, even when it is only implied ("my new flat in Valencia"),
+  unless a still newer one says otherwise; a back-dated statement goes in as history;
+- an ending that names only its value ("Pixel passed away", "I sold the van") ends that
+  value in whichever slot holds it, and is kept as an ended fact so the items that
+  mention the value can be found even when no fact held it;
 - generic triples (outside the known slots) never supersede anything.
 
 Every decision is recorded with its reason in the item's history.
@@ -24,7 +28,7 @@ from datetime import datetime
 from typing import Literal
 
 from agentmem.building import BuildStats
-from agentmem.extraction import Fact, normalise, queue_degraded, retry_queued
+from agentmem.extraction import ENDED, Fact, normalise, queue_degraded, retry_queued
 from agentmem.items import ItemIndex
 from agentmem.protocols import StoreContext
 from agentmem.records import ItemUpdate, derived_item_id
@@ -225,9 +229,11 @@ class FactLedger:
         its slot (a resumed or back-dated write) goes in as history, superseded by that
         value; an ending said before a value was stated again leaves that value alone.
         """
-        existing = slots.setdefault(fact.slot, [])
         at = turn.timestamp
         own = self._item(fact, turn)
+        if fact.attribute == ENDED:
+            return self._end_value(fact, turn, own, slots, batch, done)
+        existing = slots.setdefault(fact.slot, [])
         if own.id in done and all(i.id != own.id for i in existing):
             return Decision("NOOP", fact, None, (), "resolved before an interruption")
         same = [i for i in existing if i.metadata.get("value_key") == fact.value_key]
@@ -269,11 +275,8 @@ class FactLedger:
             return Decision("NOOP", fact, item, (), "the same value again")
         others = [i for i in existing if i.metadata.get("value_key") != fact.value_key]
         if fact.single_valued and others:
-            if not fact.stated and any(i.metadata.get("stated") for i in others):
-                item = batch.add(self._item(fact, turn, invalid=True))
-                return Decision(
-                    "REJECT", fact, item, (), "an inferred value never supersedes a stated one"
-                )
+            # The newest statement wins, even an implied one ("my new flat in Valencia"):
+            # people rarely restate a change outright; what was said later says otherwise.
             item = batch.add(own)
             reason = f"replaced by {fact.render()!r} (turn {turn.id})"
             replaced = batch.invalidate(others, reason, at, item.id)
@@ -284,6 +287,38 @@ class FactLedger:
         existing.append(item)
         operation: Operation = "APPEND" if others else "ADD"
         return Decision(operation, fact, item, (), "a new value" if others else "a new slot")
+
+    def _end_value(
+        self,
+        fact: Fact,
+        turn: Turn,
+        own: MemoryItem,
+        slots: dict[tuple[str, str], list[MemoryItem]],
+        batch: _Batch,
+        done: AbstractSet[str],
+    ) -> Decision:
+        """End a value named without its aspect ("Pixel passed away", "I sold the van").
+
+        Every current fact said no later than the ending that holds the value (as its
+        value, inside it, or as its subject) ends with it, whatever its slot. The ending
+        itself is kept as an ended fact, so that items mentioning the value are found and
+        invalidated even when no fact ever held it (see :mod:`agentmem.propagation`).
+        """
+        if own.id in done:
+            return Decision("NOOP", fact, None, (), "resolved before an interruption")
+        at = turn.timestamp
+        holders = [
+            item
+            for items in slots.values()
+            for item in items
+            if holds_value(item, fact.value_key) and _when(item) <= at
+        ]
+        reason = f"ended: {turn.speaker} said {turn.text!r}"
+        ended = batch.invalidate(holders, reason, at, None) if holders else ()
+        for items in slots.values():
+            items[:] = [i for i in items if i not in holders]
+        marker = batch.add(replace(own, invalid_at=at))
+        return Decision("DELETE", fact, marker, ended, "the speaker said it ended")
 
     def _item(self, fact: Fact, turn: Turn, *, invalid: bool = False) -> MemoryItem:
         # Derived from the turn and the fact, so a resumed write re-deriving it is
@@ -346,6 +381,15 @@ def _fact_key(item: MemoryItem) -> tuple[object, ...]:
         meta.get("value_key"),
         meta.get("polarity"),
     )
+
+
+def holds_value(item: MemoryItem, value_key: str) -> bool:
+    """Whether a fact item holds ``value_key``: as its value, inside it, or as its subject."""
+    if not value_key:
+        return False
+    meta = item.metadata
+    held = f" {meta.get('value_key') or ''} "
+    return f" {value_key} " in held or meta.get("subject_key") == value_key
 
 
 def _when(item: MemoryItem) -> datetime:

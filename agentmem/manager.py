@@ -227,7 +227,14 @@ class MemoryManager:
             except AgentMemError as exc:
                 logger.warning("memory structure %s failed to write: %s", store.name, exc)
                 failures[store.name] = str(exc)
-        superseded = [i.id for d in decisions for i in d.superseded]
+        # What changed: superseded facts, and endings (an ended fact may have ended no
+        # fact, yet items still mention its value).
+        superseded = [i.id for d in decisions for i in d.superseded] + [
+            d.item.id for d in decisions if d.operation == "DELETE" and d.item is not None
+        ]
+        if decisions:
+            for user_id in dict.fromkeys(t.user_id for t in turns):
+                self.guard.reset(user_id)  # new facts spare the turns that state them
         if superseded:
             for user_id in dict.fromkeys(t.user_id for t in turns):
                 self.guard.reset(user_id)

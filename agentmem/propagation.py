@@ -1,13 +1,18 @@
 """Propagating superseded facts into every structure: the stale-value guard.
 
-When the fact ledger supersedes or ends a fact, every item derived from the turns that
-asserted the old value and still asserting it (a turn, a MemTree leaf, a summary sentence,
-a memo entry, a graph passage) must stop being presented as current. The guard finds them
-by provenance *and* content: an item is stale for a value when it came from a turn that
-asserted that value, mentions the value, and does not also mention what replaced it
-("I left the barista job and now I work as a librarian" is the evidence of the change, not
-a stale claim). Matching by provenance keeps collateral damage out: a friend's job or a
-sister's city is never touched.
+When the fact ledger supersedes or ends a fact, every item that still presents the old
+value (a turn, an assistant's echo of it, a MemTree node, a summary sentence, a memo, a
+graph passage) must stop being presented as current. The guard finds them by content: an
+item is stale for a value when it mentions the value and does not also mention what
+replaced it ("I left the barista job and now I work as a librarian" is the evidence of the
+change, not a stale claim). Not only the turns a fact was extracted from: people mention
+an old value in passing ("two years in Lisbon this month"), and the other side echoes it
+("so you're still in Lisbon?"), without any fact being extracted there.
+
+What keeps collateral damage out: an item whose turns are the evidence for someone's
+*current* fact holding the same value ("my sister lives in Boston" after the speaker left
+Boston) is spared, and so are the turns that made the change (the ending "Pixel passed
+away" is news, not a stale claim).
 
 It runs eagerly after each write, and again on every recall for what a structure created
 later (e.g. a summary consolidated at the session's end), so nothing stale reaches a prompt.
@@ -20,7 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from agentmem.facts import FACT_STORE, asserts_value
+from agentmem.extraction import ENDED
+from agentmem.facts import FACT_STORE, asserts_value, holds_value
 from agentmem.protocols import MemoryStore
 from agentmem.records import Records
 from agentmem.types import MemoryItem
@@ -38,6 +44,7 @@ class StaleValue:
     new_fact_id: str | None
     turn_ids: frozenset[int]
     ended_at: datetime | None
+    spared_turn_ids: frozenset[int] = frozenset()
 
 
 class StaleGuard:
@@ -67,20 +74,32 @@ class StaleGuard:
         if cached is not None:
             return cached
         facts = self.records.store_items(FACT_STORE, user_id, kind="fact", current_only=False)
+        current = [f for f in facts if f.current]
         current_values: dict[tuple[str, str], set[str]] = {}
         by_id = {f.id: f for f in facts}
-        for fact in facts:
-            if fact.current:
-                key = (str(fact.metadata.get("subject_key")), str(fact.metadata.get("attribute")))
-                current_values.setdefault(key, set()).add(str(fact.metadata.get("value_key")))
-        found = []
+        for fact in current:
+            key = (str(fact.metadata.get("subject_key")), str(fact.metadata.get("attribute")))
+            current_values.setdefault(key, set()).add(str(fact.metadata.get("value_key")))
+        found: list[StaleValue] = []
         for fact in facts:
             if fact.current or fact.metadata.get("rejected"):
                 continue
             key = (str(fact.metadata.get("subject_key")), str(fact.metadata.get("attribute")))
-            if fact.metadata.get("value_key") in current_values.get(key, set()):
+            value_key = str(fact.metadata.get("value_key"))
+            if key[1] == ENDED:
+                ended_at = fact.invalid_at or datetime.min
+                if any(holds_value(c, value_key) and _since(c) > ended_at for c in current):
+                    continue  # said again after it ended: current again
+            elif value_key in current_values.get(key, set()):
                 continue  # the value came back (A -> B -> A): not stale
             newer = by_id.get(fact.superseded_by or "")
+            # Turns that state someone's current fact with this value, and the turn that
+            # made the change, are evidence, not stale claims.
+            spared = {t for c in current if holds_value(c, value_key) for t in c.source_turn_ids}
+            if key[1] == ENDED:
+                spared.update(fact.source_turn_ids)
+            if newer is not None:
+                spared.update(newer.source_turn_ids)
             found.append(
                 StaleValue(
                     subject_key=key[0],
@@ -89,8 +108,9 @@ class StaleGuard:
                     replaced_by=str(newer.metadata.get("value")) if newer else None,
                     fact_id=fact.id,
                     new_fact_id=newer.id if newer else None,
-                    turn_ids=frozenset(fact.source_turn_ids),
+                    turn_ids=frozenset(fact.source_turn_ids) - spared,
                     ended_at=fact.invalid_at,
+                    spared_turn_ids=frozenset(spared),
                 )
             )
         with self._lock:
@@ -100,16 +120,23 @@ class StaleGuard:
     def stale_for(
         self, item: MemoryItem, values: Sequence[StaleValue], *, as_of: datetime | None = None
     ) -> StaleValue | None:
-        """Return the stale value ``item`` still asserts, if any."""
+        """Return the stale value ``item`` still presents as current, if any.
+
+        An item is stale for a value when it mentions the value, does not also mention
+        what replaced it, and is not wholly drawn from turns that are evidence for a
+        current fact holding that value or that made the change.
+        """
         if item.store == FACT_STORE or not item.current:
             return None
         sources = set(item.source_turn_ids)
         for stale in values:
             if as_of is not None and stale.ended_at is not None and stale.ended_at > as_of:
                 continue
-            if not sources & stale.turn_ids or not asserts_value(item.text, stale.value):
+            if not asserts_value(item.text, stale.value):
                 continue
             if stale.replaced_by and asserts_value(item.text, stale.replaced_by):
+                continue
+            if sources and sources <= stale.spared_turn_ids:
                 continue
             return stale
         return None
@@ -146,7 +173,8 @@ class StaleGuard:
             values = [v for v in values if v.fact_id in wanted]
         if not values:
             return []
-        turn_ids = set().union(*(v.turn_ids for v in values)) - set(spare_turn_ids)
+        turn_ids = set().union(*(v.turn_ids for v in values)) | self._mentioning(user_id, values)
+        turn_ids -= set(spare_turn_ids)
         if among is None:
             found = self.records.items_from_turns(user_id, turn_ids)
         else:
@@ -184,6 +212,16 @@ class StaleGuard:
                 fresh = None
         return flagged
 
+    def _mentioning(self, user_id: str, values: Sequence[StaleValue]) -> set[int]:
+        """Return the user's turns that mention one of the values (outside its evidence)."""
+        found: set[int] = set()
+        for turn in self.records.turns(user_id):
+            for stale in values:
+                if turn.id not in stale.spared_turn_ids and asserts_value(turn.text, stale.value):
+                    found.add(turn.id)
+                    break
+        return found
+
     @staticmethod
     def _invalidate(store: MemoryStore, item_ids: list[str], stale: StaleValue) -> None:
         store.invalidate(
@@ -192,3 +230,7 @@ class StaleGuard:
             at=stale.ended_at,
             superseded_by=stale.new_fact_id,
         )
+
+
+def _since(item: MemoryItem) -> datetime:
+    return item.valid_from or item.created_at or datetime.min

@@ -86,3 +86,36 @@ def test_unreachable_endpoint_keeps_the_turn(tmp_path: Path, monkeypatch) -> Non
         assert [t.text for t in records.turns(users[0])] == ["Remember that my bike is red"]
     finally:
         records.close()
+
+
+def test_a_move_from_one_city_to_another_leaves_the_old_one_as_history(tmp_path: Path) -> None:
+    """Issue 14's first report: with every structure and no model, after "I moved from A
+    to B", recall presents B as current and A only as history."""
+    args = ["chat", "--plain", "--model", "none", "--stores", "all", "--data-dir", str(tmp_path)]
+    for line in ("I live in Tromso and I work as a nurse.", "I moved from Tromso to Bergen."):
+        code, _out, err = run_cli(args, stdin=line + "\n")
+        assert code == 0, err
+
+    code, out, err = run_cli(args, stdin="Where do I live?\n")
+
+    assert code == 0, err
+    assert "lives in Bergen" in out
+    assert "Tromso" not in out.replace("from Tromso to Bergen", "")
+    from agentmem.records import Records
+
+    records = Records(tmp_path / "agentmem.sqlite")
+    try:
+        (user,) = records.users()
+        facts = records.store_items("facts", user, current_only=False)
+        old = next(f for f in facts if f.text.endswith("lives in Tromso"))
+        new = next(f for f in facts if f.text.endswith("lives in Bergen"))
+        assert not old.current and old.superseded_by == new.id and new.current
+        stale = [
+            i
+            for store in ("turns", "memtree", "memo", "summary", "graph")
+            for i in records.store_items(store, user)
+            if "Tromso" in i.text and "Bergen" not in i.text
+        ]
+        assert stale == []
+    finally:
+        records.close()

@@ -157,3 +157,20 @@ def test_one_model_call_per_batch() -> None:
     extractor = ModelExtractor(model, batch_size=10)
     extractor.extract([turn(f"line {i}", turn_id=i) for i in range(25)])
     assert len(model.calls) == 3
+
+
+def test_a_move_from_one_place_to_another_ends_the_first() -> None:
+    found = facts("I moved from Tromso to Bergen in March.")
+    assert ("Sam", "residence", "Bergen", True, True) in found
+    assert ("Sam", "*", "Tromso", True, False) in found
+
+
+def test_where_one_is_now_is_a_residence_not_an_origin() -> None:
+    assert facts("I'm in Halifax now, it's cold.") == {("Sam", "residence", "Halifax", True, True)}
+    assert facts("I'm in Halifax this week for a wedding.") == set()
+
+
+def test_an_ending_without_a_slot_is_an_ended_value() -> None:
+    assert facts("Pickle passed away this morning.") == {("Sam", "*", "Pickle", True, False)}
+    ended = Fact("Sam", "*", "Pickle", 1, "Sam", polarity=False)
+    assert ended.render() == "Sam: Pickle has ended"

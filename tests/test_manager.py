@@ -31,11 +31,14 @@ def manager(tmp_path: Path, embedder: MiniLMEmbedder) -> MemoryManager:
     return MemoryManager(records, cached, [TurnStore(context)], facts=FactLedger(context))
 
 
-def say(manager: MemoryManager, text: str, *, day: int, user: str = "sam") -> Turn:
-    """Store and memorize one turn of ``user`` (speaker Sam) on day ``day``."""
+def say(
+    manager: MemoryManager, text: str, *, day: int, user: str = "sam", speaker: str = "Sam"
+) -> Turn:
+    """Store and memorize one turn of ``user`` (speaker Sam by default) on day ``day``."""
     records = manager.records
     session = records.start_session(user, session_id=f"{user}-{day}")
-    turn = records.add_turn(user, session, "Sam", "user", text, timestamp=T0 + timedelta(days=day))
+    role = "user" if speaker == "Sam" else "assistant"
+    turn = records.add_turn(user, session, speaker, role, text, timestamp=T0 + timedelta(days=day))
     manager.write([turn])
     return turn
 
@@ -119,9 +122,12 @@ def test_a_repeated_statement_is_a_noop(manager: MemoryManager) -> None:
     assert report.count("NOOP") == 1 and report.count("SUPERSEDE") == 0
 
 
-def test_an_inferred_fact_never_supersedes_a_stated_one(manager: MemoryManager) -> None:
+def test_a_newer_implied_fact_replaces_an_older_stated_one(manager: MemoryManager) -> None:
     say(manager, "I work as a nurse.", day=0)
-    say(manager, "My shift as a barista ran late again.", day=5)
+    say(manager, "My shift as a barista ran late again.", day=40)
+    assert current_facts(manager) == {"Sam works as barista"}
+    # ... unless something newer still says otherwise.
+    say(manager, "I work as a nurse again, back on the ward.", day=60)
     assert current_facts(manager) == {"Sam works as nurse"}
 
 
@@ -312,3 +318,72 @@ def test_a_back_dated_ending_leaves_a_value_stated_after_it(manager: MemoryManag
     assert current_facts(manager) == {"Sam is into pottery"}
     say(manager, "Honestly I lost interest in pottery.", day=15)
     assert current_facts(manager) == set()
+
+
+def turn_current(manager: MemoryManager, turn: Turn) -> bool:
+    """Whether the turns structure presents ``turn`` as current."""
+    items = manager.records.items_from_turns(turn.user_id, [turn.id])
+    return [i.current for i in items if i.store == "turns"] == [True]
+
+
+def test_an_ending_that_names_only_its_value_ends_it_everywhere(manager: MemoryManager) -> None:
+    mention = say(manager, "Our tortoise Shelly sleeps under the radiator all winter.", day=0)
+    echo = say(manager, "Give Shelly a lettuce leaf from me!", day=1, speaker="Rosa")
+    other = say(manager, "I repainted the garden fence on Sunday.", day=2)
+    ending = say(manager, "Shelly died on Tuesday, she was forty.", day=30)
+
+    assert not turn_current(manager, mention) and not turn_current(manager, echo)
+    assert turn_current(manager, ending)  # the news of the ending is no stale claim
+    assert turn_current(manager, other)
+    facts = manager.records.store_items("facts", "sam", current_only=False)
+    marker = next(f for f in facts if f.text == "Sam: Shelly has ended")
+    assert not marker.current and marker.source_turn_ids == (ending.id,)
+    recalled = recalled_texts(manager, "How is Shelly doing?")
+    assert [t for t in recalled if "Shelly" in t] == ["Sam: Shelly died on Tuesday, she was forty."]
+
+
+def test_an_echo_of_a_replaced_value_is_invalidated_with_it(manager: MemoryManager) -> None:
+    say(manager, "I live in Hobart.", day=0)
+    echo = say(manager, "Is Hobart still freezing this time of year?", day=1, speaker="Rosa")
+    move = say(manager, "I moved from Hobart to Darwin.", day=20)
+
+    assert current_facts(manager) == {"Sam lives in Darwin"}
+    assert not turn_current(manager, echo)
+    assert turn_current(manager, move)
+    recalled = recalled_texts(manager, "Where does Sam live?")
+    assert any("Darwin" in t for t in recalled)
+    assert not any("Hobart" in t and "Darwin" not in t for t in recalled)
+
+
+def test_someone_elses_current_value_is_spared(manager: MemoryManager) -> None:
+    own = say(manager, "I live in Hobart.", day=0)
+    brother = say(manager, "My brother lives in Hobart too.", day=1)
+    say(manager, "We moved to Darwin in the spring.", day=20)
+
+    assert "Sam's brother lives in Hobart" in current_facts(manager)
+    assert not turn_current(manager, own)
+    assert turn_current(manager, brother)
+
+
+def test_a_value_taken_up_again_after_it_ended_is_current(manager: MemoryManager) -> None:
+    say(manager, "I've been really into chess lately.", day=0)
+    say(manager, "I gave up chess, too much screen time.", day=5)
+    assert "Sam is into chess" not in current_facts(manager)
+    again = say(manager, "I'm really into chess again, a club opened nearby.", day=30)
+    cheer = say(manager, "Good luck at the chess club tonight!", day=31, speaker="Rosa")
+    recalled = recalled_texts(manager, "Does Sam play chess?")  # recall checks staleness too
+
+    assert "Sam is into chess" in current_facts(manager)
+    assert turn_current(manager, again) and turn_current(manager, cheer)
+    assert any("chess again" in t for t in recalled) and any("chess club" in t for t in recalled)
+
+
+def test_a_visit_is_not_a_move(manager: MemoryManager) -> None:
+    say(manager, "I live in Hobart.", day=0)
+    visits = [
+        say(manager, "I'm in Sydney this week for a conference, the hotel is grim.", day=3),
+        say(manager, "I'm based in Perth this week for a client visit.", day=4),
+    ]
+
+    assert current_facts(manager) == {"Sam lives in Hobart"}
+    assert all(turn_current(manager, visit) for visit in visits)

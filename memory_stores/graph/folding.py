@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from agentmem.extraction import Fact, normalise
+from agentmem.extraction import ENDED, Fact, normalise
 from agentmem.records import new_item_id
 from agentmem.text import proper_nouns
 from agentmem.types import MemoryItem, Turn
@@ -117,7 +117,13 @@ class Batch:
 
 
 def fact_item(store: str, fact: Fact, turn: Turn, passage_id: str) -> MemoryItem | None:
-    """Return the item of an extracted fact (``None`` when a side normalises to nothing)."""
+    """Return the item of an extracted fact (``None`` when a side normalises to nothing).
+
+    An ending that names only its value ("Pixel passed away") is no edge between two
+    entities: the fact ledger keeps it, and the passage carries the news.
+    """
+    if fact.attribute == ENDED:
+        return None
     obj = object_name(fact)
     subject_key, object_key = normalise(fact.subject), normalise(obj)
     if not subject_key or not object_key:

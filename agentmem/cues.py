@@ -1,0 +1,148 @@
+"""Small lexicons of change cues, and the values they govern, for the offline fact path.
+
+The slot patterns in :mod:`agentmem.extraction` know how people say where they live or
+what they do; they do not know every way a value *ends*, nor when a statement is only
+temporary. This module holds those cues as general English (no sentence of any data
+set), each a mechanism rather than a phrase:
+
+- **endings** end the value they govern, in any aspect and for any subject: a name that
+  passed away, a car that was sold, a course that was dropped, "no more X", "X and I broke
+  up", "out of X for good", "moved from X to Y" (X ends);
+- **temporariness** ("this week", "visiting", "for a conference") marks a sentence whose
+  place is a visit, not a home;
+- **change** cues ("new", "now", "just started", "officially") mark a statement that
+  replaces what was said before even when it only implies its value.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agentmem.text import STOPWORDS
+
+_CAP = r"[A-Z][\w'\-.&]*"
+#: A proper-noun span: capitalised words, joined by a few lower-case particles.
+_PROPER = rf"{_CAP}(?:\s+(?:of|de|da|do|del|la|le|van|von|am|upon|&)?\s*{_CAP})*"
+_DET = r"(?:(?:my|our|the|her|his|their|a|an|this|that)\s+)?"
+_SPAN = rf"(?P<v>{_PROPER}|[a-z][\w'\-]*(?:\s+[a-z][\w'\-]*)?)"
+
+#: Verbs (and phrases) that end their object: "sold the van", "dropped Italian".
+_ENDING_VERBS = (
+    r"sold|selling|gave away|given away|got rid of|rehomed|rehoming|dropped|dropping|quit|"
+    r"quitting|cancelled|canceled|cancelling|canceling|ditched|dumped|broke up with|"
+    r"split up with|split from|divorced|divorcing|stopped|stopping|gave up|give up|giving up|"
+    r"moved out of|moved away from|left|leaving|no longer have|no longer own|no longer go to|"
+    r"no longer work at|no longer work for|no longer play|no longer drive|lost"
+)
+_ENDS_OBJECT = re.compile(rf"\b(?i:{_ENDING_VERBS})\s+(?i:{_DET}){_SPAN}")
+#: A subject that ended: "Pixel passed away", "my old van died".
+_SUBJECT_ENDINGS = (
+    r"(?:has\s+|had\s+|just\s+|finally\s+)?(?:passed away|passed|died|was put down|"
+    r"was put to sleep|ran away|got stolen|was stolen|was written off|closed down|closed|"
+    r"shut down|went bust|got cancelled|was cancelled|is over|ended)\b"
+)
+_ENDS_SUBJECT = (
+    re.compile(rf"(?P<v>{_PROPER})\s+{_SUBJECT_ENDINGS}"),
+    re.compile(
+        rf"\b(?i:my|our)\s+(?:old\s+|dear\s+|poor\s+|beloved\s+|little\s+)?"
+        rf"(?P<v>[a-z][\w\-]*(?:\s+[a-z][\w\-]*)?)\s+{_SUBJECT_ENDINGS}"
+    ),
+)
+#: "no more X", "goodbye X", "out of X for good", "X is over", "X and I broke up".
+_ENDS_OTHER = (
+    re.compile(rf"\b(?:[Nn]o more|[Gg]oodbye|[Bb]ye bye|[Bb]ye-bye|[Ff]arewell)\s+{_DET}{_SPAN}"),
+    re.compile(rf"\b(?i:out of) (?P<v>{_PROPER}) for good\b"),
+    re.compile(
+        rf"\b(?i:quit|quitting|left|leaving|resigned from)\s+(?:my\s+)?(?:job|position|role|post)"
+        rf"\s+(?:at|with|in)\s+(?:the\s+)?(?P<v>{_PROPER})"
+    ),
+    re.compile(rf"(?P<v>{_PROPER}) and I (?:broke up|split up|split|are over|are done)\b"),
+    re.compile(rf"\b(?:things|it) with (?P<v>{_PROPER}) (?:is|are) over\b"),
+    re.compile(
+        rf"\b(?i:moved|switched|changed|went|transferred|relocated)\s+(?:over\s+|back\s+)?"
+        rf"from {_DET}(?P<v>{_PROPER}|[a-z][\w'\-]*(?:\s+[a-z][\w'\-]*)?) to\b"
+    ),
+)
+#: Objects too vague to end anything by themselves ("I quit it", "I stopped by").
+_VAGUE = frozenset(
+    """it that this them him her me you us everything something anything nothing one thing
+    things stuff lot bit way time day week month year job work by in at for off early late
+    home there here again now today yesterday tomorrow soon back up out down over all some
+    any both each more less eventually already just really still even""".split()
+)
+
+#: A visit, not a home: these never make a lasting residence or employer fact.
+_TEMPORARY = re.compile(
+    r"\b(?:this|next) (?:week|weekend)\b|\bfor (?:the|a) (?:week|weekend|few days|"
+    r"couple of days|night|day|conference|wedding|funeral|holiday|holidays|vacation|trip|visit|"
+    r"festival|meeting|work trip|business trip)\b|\bvisiting\b|\bon (?:a |my |our )?(?:trip|"
+    r"holiday|vacation|business trip|work trip|layover|stopover)\b|\bfor a few (?:days|nights)\b|"
+    r"\buntil (?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|tomorrow)\b|"
+    r"\bflying (?:back|home)\b|\bstopover\b|\blayover\b",
+    re.IGNORECASE,
+)
+#: Words of a lasting move, which a time reference does not make temporary ("we moved to
+#: Denver this week").
+_LASTING = re.compile(
+    r"\b(?:moved|moving|relocated|relocating|settled|live|lives|living|home|for good|"
+    r"permanently)\b",
+    re.IGNORECASE,
+)
+#: Words that say a statement replaces what came before.
+_CHANGE = re.compile(
+    r"\b(?:new|now|just started|started|starting|switched|officially|finally|moved|since|"
+    r"first day|first week|anymore|any more|no longer|these days|nowadays|instead)\b",
+    re.IGNORECASE,
+)
+
+
+def _clean(value: str) -> str:
+    words = [w.strip(".,!?;:\"'()") for w in value.split()]
+    while words and words[0].lower() in ("the", "a", "an", "my", "our"):
+        words.pop(0)
+    while words and (words[-1].lower() in STOPWORDS or words[-1].lower() in _VAGUE):
+        words.pop()
+    return " ".join(w for w in words if w)
+
+
+def ended_values(sentence: str) -> list[str]:
+    """Return the values a sentence says have ended, in order of appearance.
+
+    >>> ended_values("Sold the Fiesta on Sunday, no more driving for me.")
+    ['Fiesta', 'driving']
+    """
+    found: list[tuple[int, str]] = []
+    for regex in (_ENDS_OBJECT, *_ENDS_SUBJECT, *_ENDS_OTHER):
+        for match in regex.finditer(sentence):
+            value = _clean(match.group("v"))
+            first = value.split()[0].lower() if value else ""
+            if not value or first in _VAGUE or first in STOPWORDS:
+                continue
+            if regex is _ENDS_OBJECT and value[:1].islower() and _leaving_a_moment(match):
+                continue
+            found.append((match.start("v"), value))
+    seen: set[str] = set()
+    ordered = []
+    for _, value in sorted(found):
+        if value.lower() not in seen:
+            seen.add(value.lower())
+            ordered.append(value)
+    return ordered
+
+
+def _leaving_a_moment(match: re.Match[str]) -> bool:
+    """Whether "left" or "lost" governs a passing moment, not a lasting value."""
+    words = match.group(0).lower().split()
+    # "left the party early", "lost the match": a common noun ends with these only when
+    # it is one's own ("left my job", "lost my dog").
+    return words[0] in {"left", "leaving", "lost"} and words[1:2] != ["my"]
+
+
+def is_temporary(sentence: str) -> bool:
+    """Whether the sentence describes a visit or a stay, not a lasting state."""
+    return bool(_TEMPORARY.search(sentence)) and not _LASTING.search(sentence)
+
+
+def signals_change(sentence: str) -> bool:
+    """Whether the sentence says that something is new or different now."""
+    return bool(_CHANGE.search(sentence))
