@@ -91,7 +91,7 @@ _LASTING = re.compile(
 #: Words that say a statement replaces what came before.
 _CHANGE = re.compile(
     r"\b(?:new|now|just started|started|starting|switched|officially|finally|moved|since|"
-    r"first day|first week|anymore|any more|no longer|these days|nowadays|instead)\b",
+    r"settled|first day|first week|anymore|any more|no longer|these days|nowadays|instead)\b",
     re.IGNORECASE,
 )
 
@@ -146,3 +146,28 @@ def is_temporary(sentence: str) -> bool:
 def signals_change(sentence: str) -> bool:
     """Whether the sentence says that something is new or different now."""
     return bool(_CHANGE.search(sentence))
+
+
+#: The prepositions that frame a value in place-like aspects: "in Leeds", "at Acme".
+_FRAMES = {"in": ("in",), "to": ("in", "to"), "at": ("at",), "for": ("for", "at"), "into": ("in",)}
+_FRAMED = re.compile(rf"\b(?P<p>in|to|at|for|into)\s+(?:the\s+)?(?P<v>{_PROPER})")
+
+
+def frame_of(sentence: str, value: str) -> tuple[str, ...]:
+    """Return the prepositions that frame ``value`` in ``sentence`` ("living in X": in).
+
+    A move "to X" is framed like a stay "in X"; "into X" likewise.
+    """
+    for match in _FRAMED.finditer(sentence):
+        if match.group("v").lower().startswith(value.lower()):
+            return _FRAMES[match.group("p")]
+    return ()
+
+
+def framed_values(sentence: str, prepositions: tuple[str, ...]) -> list[str]:
+    """Return the proper-noun values ``sentence`` puts after one of ``prepositions``."""
+    return [
+        _clean(m.group("v"))
+        for m in _FRAMED.finditer(sentence)
+        if m.group("p") in prepositions and _clean(m.group("v"))
+    ]

@@ -371,9 +371,18 @@ _NOT_NAMES = frozenset(
 
 
 class RuleExtractor:
-    """Extracts slot facts and generic triples with hand-written patterns (offline)."""
+    """Extracts slot facts and generic triples with hand-written patterns (offline).
+
+    A sentence that opens with "she" or "he" is read as being about the last third party
+    the dialogue named ("my sister Claire ..." then "She moved to Dublin"): the cheapest
+    coreference that carries over, kept per user in dialogue order.
+    """
 
     name = "rules"
+
+    def __init__(self) -> None:
+        self._last_person: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def extract(self, turns: Sequence[Turn]) -> dict[int, list[Fact]]:
         """Return the facts of each turn, by turn id."""
@@ -381,11 +390,25 @@ class RuleExtractor:
 
     def extract_turn(self, turn: Turn) -> list[Fact]:
         """Return the facts stated or implied by one turn."""
+        with self._lock:
+            facts = self._extract_turn(turn)
+            for fact in facts:
+                person = _third_party(fact, turn)
+                if person:
+                    self._last_person[turn.user_id] = person
+            return facts
+
+    def _extract_turn(self, turn: Turn) -> list[Fact]:
         facts: list[Fact] = []
         speaker = turn.speaker
         for sentence in split_sentences(turn.text):
             if sentence.rstrip().endswith("?"):
                 continue  # questions ask; they do not state
+            person = self._last_person.get(turn.user_id)
+            pronoun = _PRONOUN.match(sentence) if person else None
+            if person and pronoun:
+                named = person + (" is" if pronoun.group("is") else "")
+                sentence = sentence[: pronoun.start("p")] + named + sentence[pronoun.end(0) :]
             negated = bool(re.search(_NEGATION, sentence, re.I))
             found = self._slots(sentence, turn, speaker, negated)
             if is_temporary(sentence):
@@ -501,6 +524,25 @@ class RuleExtractor:
         if not content:
             return []
         return [Fact(subject[0], verb, " ".join(content), turn.id, speaker, generic=True)]
+
+
+_PRONOUN = re.compile(
+    r"^\W*(?:(?i:oh|and|so|yes|yeah|yep|well|but|also|now|anyway|apparently|actually)\W+)*"
+    r"(?P<p>[Ss]he|[Hh]e)\b(?P<is>'s\b)?"
+)
+
+
+def _third_party(fact: Fact, turn: Turn) -> str | None:
+    """Return the name a fact introduces for someone other than the speaker, if any."""
+    if fact.generic:
+        return None
+    if fact.attribute == "relative":
+        name = fact.value.split()[-1]
+        return name if name[:1].isupper() else None
+    subject = fact.subject
+    if subject == turn.speaker or "'s " in subject or not subject[:1].isupper():
+        return None
+    return subject
 
 
 def _clean_value(raw: str | None, kind: str) -> str:

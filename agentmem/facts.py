@@ -28,10 +28,12 @@ from datetime import datetime
 from typing import Literal
 
 from agentmem.building import BuildStats
+from agentmem.cues import frame_of, framed_values, signals_change
 from agentmem.extraction import ENDED, Fact, normalise, queue_degraded, retry_queued
 from agentmem.items import ItemIndex
 from agentmem.protocols import StoreContext
 from agentmem.records import ItemUpdate, derived_item_id
+from agentmem.text import split_sentences
 from agentmem.types import MemoryItem, Query, Recalled, Turn, utcnow
 
 logger = logging.getLogger(__name__)
@@ -140,6 +142,7 @@ class FactLedger:
         """
         extracted = self.extractor.extract(turns)
         queue_degraded(self.extractor, turns, self.context.records, FACT_STORE, self.stats)
+        self._history: dict[str, list[Turn]] = {}
         decisions: list[Decision] = []
         by_id = {t.id: t for t in turns}
         batch = _Batch()
@@ -285,8 +288,77 @@ class FactLedger:
             return Decision("REPLACE", fact, item, replaced, "a single-valued slot changed")
         item = batch.add(own)
         existing.append(item)
+        if fact.single_valued and fact.polarity and not others:
+            earlier = self._implicit_predecessor(fact, turn, slots)
+            if earlier is not None:
+                value, source = earlier
+                said = Fact(
+                    fact.subject,
+                    fact.attribute,
+                    value,
+                    source.id,
+                    source.speaker,
+                    stated=False,
+                    single_valued=True,
+                )
+                reason = f"replaced by {fact.render()!r} (turn {turn.id})"
+                before = batch.add(self._item(said, source))
+                replaced = batch.invalidate([before], reason, at, item.id)
+                return Decision(
+                    "REPLACE", fact, item, replaced, "a change from a value said in passing"
+                )
         operation: Operation = "APPEND" if others else "ADD"
         return Decision(operation, fact, item, (), "a new value" if others else "a new slot")
+
+    def _implicit_predecessor(
+        self,
+        fact: Fact,
+        turn: Turn,
+        slots: dict[tuple[str, str], list[MemoryItem]],
+    ) -> tuple[str, Turn] | None:
+        """Find the value a change replaces when it was only ever said in passing.
+
+        "We're officially living in Berlin" after months of "two years in Lisbon" and "so
+        you're still in Lisbon?": no fact ever held Lisbon, yet the change replaces it.
+        A statement that signals a change ("now", "new", "moved", "first day") and frames
+        its value with a preposition ("in Berlin", "at Acme") replaces the value the same
+        preposition framed most often in earlier talk about the same subject (ties: the
+        latest), unless that value is someone's current fact, a person, or the new value.
+        """
+        sentence = next((s for s in split_sentences(turn.text) if fact.value in s), turn.text)
+        frame = frame_of(sentence, fact.value)
+        if not frame or not signals_change(sentence):
+            return None
+        taken = {
+            str(i.metadata.get(k))
+            for items in slots.values()
+            for i in items
+            for k in ("value_key", "subject_key")
+        }
+        history = self._history.get(turn.user_id)
+        if history is None:
+            history = self._history[turn.user_id] = self.context.records.turns(turn.user_id)
+        speakers = {normalise(t.speaker) for t in history}
+        counts: dict[str, int] = {}
+        latest: dict[str, tuple[str, Turn]] = {}
+        for earlier in history:
+            if (earlier.timestamp, earlier.id) >= (turn.timestamp, turn.id):
+                continue
+            for said in split_sentences(earlier.text):
+                if not _about(said, earlier, fact):
+                    continue
+                for value in framed_values(said, frame):
+                    key = normalise(value)
+                    if not key or key in taken or key in speakers:
+                        continue
+                    if key in fact.value_key or fact.value_key in key:
+                        continue
+                    counts[key] = counts.get(key, 0) + 1
+                    latest[key] = (value, earlier)
+        if not counts:
+            return None
+        best = max(counts, key=lambda k: (counts[k], latest[k][1].timestamp, latest[k][1].id))
+        return latest[best]
 
     def _end_value(
         self,
@@ -381,6 +453,21 @@ def _fact_key(item: MemoryItem) -> tuple[object, ...]:
         meta.get("value_key"),
         meta.get("polarity"),
     )
+
+
+def _about(sentence: str, turn: Turn, fact: Fact) -> bool:
+    """Whether a sentence of ``turn`` talks about the fact's subject.
+
+    About the speaker: their own words, or the other side asking or saying "you". About
+    someone else: the sentence names them (by name, or by the relation in "Sam's sister").
+    """
+    lowered = f" {normalise(sentence)} "
+    if normalise(fact.subject) == normalise(fact.speaker):
+        if turn.speaker == fact.speaker:
+            return True
+        return " you " in lowered or " your " in lowered or " you're " in lowered
+    name = normalise(fact.subject).split("'s ")[-1]
+    return bool(name) and f" {name} " in lowered
 
 
 def holds_value(item: MemoryItem, value_key: str) -> bool:

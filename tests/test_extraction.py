@@ -174,3 +174,20 @@ def test_an_ending_without_a_slot_is_an_ended_value() -> None:
     assert facts("Pickle passed away this morning.") == {("Sam", "*", "Pickle", True, False)}
     ended = Fact("Sam", "*", "Pickle", 1, "Sam", polarity=False)
     assert ended.render() == "Sam: Pickle has ended"
+
+
+def test_she_and_he_are_the_last_third_party_the_dialogue_named() -> None:
+    extractor = RuleExtractor()
+    said = [
+        "My cousin Farah works as a pharmacist in Derby.",
+        "Oh and she moved to Leicester last month!",
+        "He is from Leeds.",  # nobody named "he": the name stays the last third party
+    ]
+    found = [extractor.extract_turn(turn(text, turn_id=i)) for i, text in enumerate(said, 1)]
+
+    assert ("Farah", "residence", "Leicester") in {
+        (f.subject, f.attribute, f.value) for f in found[1]
+    }
+    # Another user's dialogue has its own last third party.
+    other = Turn(9, "someone-else", "s", "Kim", "user", "She moved to York.", datetime(2023, 5, 1))
+    assert {(f.subject, f.attribute) for f in extractor.extract_turn(other)} == set()

@@ -387,3 +387,32 @@ def test_a_visit_is_not_a_move(manager: MemoryManager) -> None:
 
     assert current_facts(manager) == {"Sam lives in Hobart"}
     assert all(turn_current(manager, visit) for visit in visits)
+
+
+def test_a_change_replaces_a_value_that_was_only_said_in_passing(manager: MemoryManager) -> None:
+    passing = say(manager, "Three winters in Tromso already, the lights never get old.", day=0)
+    echo = say(manager, "Are you still in Tromso after all this time?", day=1, speaker="Rosa")
+    brother = say(manager, "My brother lives in Oslo and wants us closer.", day=2)
+    again = say(manager, "He says everything is easier in Oslo.", day=3)
+    move = say(manager, "We're finally living in Bergen, the flat is great.", day=20)
+
+    facts = {f.text: f for f in manager.records.store_items("facts", "sam", current_only=False)}
+    old, new = facts["Sam lives in Tromso"], facts["Sam lives in Bergen"]
+    assert new.current and not old.current and old.superseded_by == new.id
+    assert old.source_turn_ids == (echo.id,) or old.source_turn_ids == (passing.id,)
+    assert not turn_current(manager, passing) and not turn_current(manager, echo)
+    assert turn_current(manager, brother) and turn_current(manager, move)
+    assert facts["Sam's brother lives in Oslo"].current  # someone's current value: not it
+    assert turn_current(manager, again)
+
+
+def test_a_statement_without_a_change_cue_replaces_nothing_said_in_passing(
+    manager: MemoryManager,
+) -> None:
+    passing = say(manager, "Three winters in Tromso already, the lights never get old.", day=0)
+    say(manager, "I live in Bergen.", day=20)
+
+    assert "Sam lives in Tromso" not in {
+        f.text for f in manager.records.store_items("facts", "sam", current_only=False)
+    }
+    assert turn_current(manager, passing)
