@@ -52,6 +52,20 @@ _ENDS_SUBJECT = (
 _ENDS_OTHER = (
     re.compile(rf"\b(?:[Nn]o more|[Gg]oodbye|[Bb]ye bye|[Bb]ye-bye|[Ff]arewell)\s+{_DET}{_SPAN}"),
     re.compile(rf"\b(?i:out of) (?P<v>{_PROPER}) for good\b"),
+    # "the Vespa isn't mine anymore", "Bluebell is no longer ours"
+    re.compile(
+        rf"(?P<v>{_PROPER})\s+(?:isn't|is not|is no longer|aren't|are no longer)\s+"
+        rf"(?:mine|ours|my \w+|our \w+)\b"
+    ),
+    # "officially off the statins", "completely off caffeine", "off X for good"
+    re.compile(
+        rf"\b(?i:officially|completely|finally|totally|now) off\s+(?i:{_DET}){_SPAN}|"
+        rf"\boff\s+(?i:{_DET})(?P<v2>{_PROPER}|[a-z][\w'\-]*) (?:for good|now)\b"
+    ),
+    # "the sushi era is over", "my running days are over"
+    re.compile(
+        r"\b(?i:the|my|our)\s+(?P<v>[\w'\-]+) (?:era|phase|days) (?:is|are) (?:over|done)\b"
+    ),
     re.compile(
         rf"\b(?i:quit|quitting|left|leaving|resigned from)\s+(?:my\s+)?(?:job|position|role|post)"
         rf"\s+(?:at|with|in)\s+(?:the\s+)?(?P<v>{_PROPER})"
@@ -114,7 +128,7 @@ def ended_values(sentence: str) -> list[str]:
     found: list[tuple[int, str]] = []
     for regex in (_ENDS_OBJECT, *_ENDS_SUBJECT, *_ENDS_OTHER):
         for match in regex.finditer(sentence):
-            value = _clean(match.group("v"))
+            value = _clean(match.group("v") or match.groupdict().get("v2") or "")
             first = value.split()[0].lower() if value else ""
             if not value or first in _VAGUE or first in STOPWORDS:
                 continue
@@ -171,3 +185,81 @@ def framed_values(sentence: str, prepositions: tuple[str, ...]) -> list[str]:
         for m in _FRAMED.finditer(sentence)
         if m.group("p") in prepositions and _clean(m.group("v"))
     ]
+
+
+#: Values with a shape of their own: the shape names the aspect ("phone number").
+_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("email", re.compile(r"\b[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+\b")),
+    ("phone number", re.compile(r"(?<![\w:])\+?\d[\d \-]{6,}\d\b")),
+    ("time", re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm|a\.m\.|p\.m\.)|\b\d{1,2}:\d{2}\b", re.I)),
+    (
+        "day",
+        re.compile(r"\b(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)days?\b"),
+    ),
+)
+#: Shapes common enough that a change needs a shared aspect word ("gym", "bridge") too.
+WEAK_SHAPES = frozenset({"time", "day"})
+_CORRECTION = re.compile(
+    r"\b(?:sorry|I meant|I mean|correction|scratch that|my mistake|typo)\b", re.IGNORECASE
+)
+
+
+def shaped_values(sentence: str) -> list[tuple[str, str]]:
+    """Return ``(shape, value)`` for the emails, phone numbers, times and days in a sentence."""
+    found: list[tuple[int, str, str]] = []
+    taken: list[tuple[int, int]] = []
+    for shape, regex in _SHAPES:
+        for match in regex.finditer(sentence):
+            if any(s < match.end() and match.start() < e for s, e in taken):
+                continue
+            taken.append(match.span())
+            found.append((match.start(), shape, match.group(0).strip()))
+    return [(shape, value) for _, shape, value in sorted(found)]
+
+
+def is_correction(sentence: str) -> bool:
+    """Whether the sentence corrects something just said ("sorry, I meant Tuesdays")."""
+    return bool(_CORRECTION.search(sentence))
+
+
+def aspect_word(sentence: str, value: str) -> str | None:
+    """Return the content word nearest before ``value``: what a time or a day is of."""
+    position = sentence.find(value)
+    before = re.findall(r"[A-Za-z][a-z\-]+", sentence[: max(position, 0)])
+    for word in reversed(before):
+        lowered = word.lower()
+        if (
+            len(lowered) > 2
+            and lowered not in STOPWORDS
+            and lowered not in _VAGUE
+            and lowered not in _NOT_ASPECTS
+            and not _CHANGE.fullmatch(lowered)
+        ):
+            return lowered
+    return None
+
+
+_NOT_ASPECTS = frozenset("sorry meant mean correction mistake typo please update".split())
+_REJECTED = re.compile(
+    r"\b(?:not|instead of|rather than|no longer|never)\s+(?:on\s+|at\s+)?$", re.I
+)
+
+
+def shaped_changes(sentence: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """Return the shaped values a change or correction states, and those it rejects.
+
+    Only for a sentence that signals a change or corrects itself: "New email is X",
+    "I go to the gym at 6am now", "sorry, I meant Thursdays, not Tuesdays" (Thursdays
+    stated, Tuesdays rejected).
+    """
+    if not (signals_change(sentence) or is_correction(sentence)):
+        return [], []
+    stated: list[tuple[str, str]] = []
+    rejected: list[str] = []
+    for shape, value in shaped_values(sentence):
+        before = sentence[: sentence.find(value)]
+        if _REJECTED.search(before[-20:]):
+            rejected.append(value)
+        else:
+            stated.append((shape, value))
+    return stated, rejected

@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from agentmem.building import BuildStats, structured_call
-from agentmem.cues import ended_values, is_temporary
+from agentmem.cues import (
+    WEAK_SHAPES,
+    aspect_word,
+    ended_values,
+    is_correction,
+    is_temporary,
+    shaped_changes,
+)
 from agentmem.errors import AgentMemError, ModelError, StructuredOutputError
 from agentmem.protocols import ChatModel
 from agentmem.text import STOPWORDS, split_sentences
@@ -88,9 +95,15 @@ class Fact:
             return f"{self.subject}'s {self.attribute} {verb} {self.value}"
         if self.attribute == ENDED:
             return f"{self.subject}: {self.value} has ended"
+        if self.attribute.split(" of ")[0] in SHAPED:
+            verb = "is" if self.polarity else "is no longer"
+            return f"{self.subject}'s {self.attribute} {verb} {self.value}"
         label = ATTRIBUTE_LABELS.get(self.attribute)
-        if self.generic or label is None:
+        if self.generic:
             return f"{self.subject} {self.attribute} {self.value}"
+        if label is None:  # an open aspect, named by a model ("car", "diet")
+            verb = "" if self.polarity else "no longer "
+            return f"{self.subject}'s {self.attribute}: {verb}{self.value}"
         if not self.polarity:
             return f"{self.subject} no longer: {label} {self.value}"
         return f"{self.subject} {label} {self.value}"
@@ -119,6 +132,8 @@ SINGLE_VALUED = {"residence", "origin", "job", "employer", "age", "partner", "st
 #: The attribute of an ending that names only its value ("Pixel passed away", "I sold the
 #: van"): it ends that value in whatever aspect and for whichever subject held it.
 ENDED = "*"
+#: Attributes named after the shape of their value ("phone number", "time of gym").
+SHAPED = frozenset({"email", "phone number", "time", "day"})
 #: Slots a temporary stay must not fill ("in Rome this week for a conference").
 _LASTING = {"residence", "employer", "job"}
 
@@ -414,10 +429,19 @@ class RuleExtractor:
             if is_temporary(sentence):
                 # "I'm in Rome this week for a conference": a visit is not a home.
                 found = [f for f in found if f.attribute not in _LASTING or not f.polarity]
+            stated, rejected = shaped_changes(sentence)
             ended = [
                 Fact(speaker, ENDED, value, turn.id, speaker, polarity=False)
-                for value in ended_values(sentence)
+                for value in [*ended_values(sentence), *rejected]
             ]
+            for shape, value in stated:
+                # A time or a day is of something ("the gym at 6am"); a correction's may
+                # be of whatever was just said ("sorry, I meant Thursdays").
+                aspect = aspect_word(sentence, value) if shape in WEAK_SHAPES else None
+                if shape in WEAK_SHAPES and aspect is None and not is_correction(sentence):
+                    continue
+                attribute = f"{shape} of {aspect}" if aspect else shape
+                found.append(Fact(speaker, attribute, value, turn.id, speaker, single_valued=True))
             facts += found + ended
             if not found and not ended:
                 facts += self._generic(sentence, turn, speaker)

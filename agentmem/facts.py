@@ -28,11 +28,19 @@ from datetime import datetime
 from typing import Literal
 
 from agentmem.building import BuildStats
-from agentmem.cues import frame_of, framed_values, signals_change
-from agentmem.extraction import ENDED, Fact, normalise, queue_degraded, retry_queued
+from agentmem.cues import WEAK_SHAPES, frame_of, framed_values, shaped_values, signals_change
+from agentmem.extraction import (
+    ENDED,
+    SHAPED,
+    Fact,
+    normalise,
+    queue_degraded,
+    retry_queued,
+)
 from agentmem.items import ItemIndex
 from agentmem.protocols import StoreContext
 from agentmem.records import ItemUpdate, derived_item_id
+from agentmem.resolution import FactOperation, ModelResolver
 from agentmem.text import split_sentences
 from agentmem.types import MemoryItem, Query, Recalled, Turn, utcnow
 
@@ -91,14 +99,20 @@ class FactLedger:
 
     name = FACT_STORE
 
-    def __init__(self, context: StoreContext) -> None:
+    def __init__(self, context: StoreContext, *, resolver: ModelResolver | None = None) -> None:
         from agentmem.extraction import RuleExtractor
 
         self.context = context
         self.extractor = context.extractor or RuleExtractor()
+        #: With a model, one call per turn decides against the related current facts
+        #: (mem0's update step); the offline path stays the fallback.
+        self.resolver = resolver or (ModelResolver(context.model) if context.model else None)
+        self._rules = RuleExtractor()
         self._index = ItemIndex(context, FACT_STORE)
         #: Retries queued here; the extractor counts the failed calls themselves.
         self.stats = BuildStats()
+        #: The users' turns, read once per resolution when a change looks back in them.
+        self._history: dict[str, list[Turn]] = {}
 
     # -- the MemoryStore protocol -----------------------------------------------------------
 
@@ -139,10 +153,15 @@ class FactLedger:
         persisted in one go: new facts embedded and stored in one batch, then provenance
         growth, then invalidations (so a fact added and superseded within one batch still
         shows both events in its history).
+
+        With a model resolver, each turn is decided by one model call against the related
+        current facts instead (:meth:`_resolve_by_model`).
         """
+        if self.resolver is not None:
+            return self._resolve_by_model(turns, self.resolver)
         extracted = self.extractor.extract(turns)
         queue_degraded(self.extractor, turns, self.context.records, FACT_STORE, self.stats)
-        self._history: dict[str, list[Turn]] = {}
+        self._history = {}
         decisions: list[Decision] = []
         by_id = {t.id: t for t in turns}
         batch = _Batch()
@@ -167,6 +186,107 @@ class FactLedger:
         self._persist(batch)
         return decisions
 
+    def _resolve_by_model(self, turns: Sequence[Turn], resolver: ModelResolver) -> list[Decision]:
+        """Decide each turn with one model call against its related current facts.
+
+        The candidates are the current facts (those this batch added included) whose
+        value or subject the turn names, then the most similar ones by embedding. A turn
+        the model fails on for good is resolved by the offline rules. One call per turn
+        at most (plus one repair of an unusable answer); none for the agent's own answers.
+        """
+        self._history = {}
+        decisions: list[Decision] = []
+        batch = _Batch()
+        for user_id in dict.fromkeys(t.user_id for t in turns):
+            slots: dict[tuple[str, str], list[MemoryItem]] = {}
+            for item in self.current(user_id):
+                key = (str(item.metadata.get("subject_key")), str(item.metadata.get("attribute")))
+                slots.setdefault(key, []).append(item)
+            # The agent's own answers state nothing new about anyone: no call for them
+            # (echoes of an old value are still invalidated, by the stale guard).
+            mine = [t for t in turns if t.user_id == user_id and t.speaker != "assistant"]
+            failed: list[int] = []
+            for turn in mine:
+                candidates = self._candidates(turn, slots)
+                recent = [t for t in self._turns_of(user_id) if t.id < turn.id][-6:]
+                resolution = resolver.resolve(turn, recent, candidates)
+                if resolution.fell_back:
+                    # The rules stand in; the turn is queued for the model again
+                    # (retry_pending), resolved then as of its turn's time.
+                    failed.append(turn.id)
+                    for fact in self._rules.extract_turn(turn):
+                        if not fact.generic:
+                            decisions.append(self._resolve_one(fact, turn, slots, batch))
+                    continue
+                for operation in resolution.operations:
+                    decision = self._apply(operation, turn, slots, batch)
+                    if decision is not None:
+                        decisions.append(decision)
+            if failed:
+                self.stats.add_queued()
+                self.context.records.queue_work(
+                    FACT_STORE, user_id, "extract", {"turn_ids": failed}, "model resolution failed"
+                )
+        self._persist(batch)
+        return decisions
+
+    def _candidates(
+        self, turn: Turn, slots: dict[tuple[str, str], list[MemoryItem]], k: int = 8
+    ) -> list[MemoryItem]:
+        """Return the current facts a turn may change: named in it first, then similar."""
+        current = [item for items in slots.values() for item in items]
+        if not current:
+            return []
+        said = f" {normalise(turn.text)} "
+        named = [
+            item
+            for item in current
+            if any(
+                f" {item.metadata.get(key)} " in said
+                for key in ("value_key", "subject_key")
+                if item.metadata.get(key)
+            )
+        ]
+        vectors = self.context.embedder.embed([turn.text] + [i.text for i in current])
+        scores = vectors[1:] @ vectors[0]
+        similar = [current[i] for i in scores.argsort()[::-1][:k]]
+        return list({item.id: item for item in named + similar}.values())[: k + len(named)]
+
+    def _apply(
+        self,
+        operation: FactOperation,
+        turn: Turn,
+        slots: dict[tuple[str, str], list[MemoryItem]],
+        batch: _Batch,
+    ) -> Decision | None:
+        """Apply one of the model's operations to the slots and the batch."""
+        fact = operation.fact
+        target = next(
+            (i for items in slots.values() for i in items if i.id == operation.target_id), None
+        )
+        if operation.kind == "ADD" and fact is not None:
+            return self._resolve_one(fact, turn, slots, batch)
+        if operation.kind == "UPDATE" and fact is not None:
+            if target is None:
+                return self._resolve_one(fact, turn, slots, batch)
+            item = batch.add(self._item(fact, turn))
+            reason = f"replaced by {fact.render()!r} (turn {turn.id}): {operation.reason}"
+            replaced = batch.invalidate([target], reason, turn.timestamp, item.id)
+            for items in slots.values():
+                items[:] = [i for i in items if i.id != target.id]
+            slots.setdefault(fact.slot, []).append(item)
+            return Decision("REPLACE", fact, item, replaced, operation.reason)
+        if operation.kind == "DELETE" and target is not None:
+            value = str(target.metadata.get("value") or "")
+            ending = Fact(turn.speaker, ENDED, value, turn.id, turn.speaker, polarity=False)
+            reason = f"ended: {turn.speaker} said {turn.text!r}: {operation.reason}"
+            ended = batch.invalidate([target], reason, turn.timestamp, None)
+            for items in slots.values():
+                items[:] = [i for i in items if i.id != target.id]
+            marker = batch.add(replace(self._item(ending, turn), invalid_at=turn.timestamp))
+            return Decision("DELETE", ending, marker, ended, operation.reason)
+        return None
+
     # -- retrying failed model extraction ---------------------------------------------------
 
     def retry_pending(self, user_id: str | None = None) -> int:
@@ -187,6 +307,7 @@ class FactLedger:
         self, user_id: str, turns: Sequence[Turn], facts: dict[int, list[Fact]]
     ) -> None:
         ids = {t.id for t in turns}
+        self._history = {}
         mine = [
             i
             for i in self.context.records.store_items(FACT_STORE, user_id, current_only=False)
@@ -310,6 +431,34 @@ class FactLedger:
         operation: Operation = "APPEND" if others else "ADD"
         return Decision(operation, fact, item, (), "a new value" if others else "a new slot")
 
+    def _shaped_predecessor(
+        self, fact: Fact, turn: Turn, shape: str, aspect: str
+    ) -> tuple[str, Turn] | None:
+        """The last value of the same shape said about the subject before a change.
+
+        An email or a phone number is its own aspect. A time or a day needs the same
+        aspect word in the earlier sentence ("gym"), or, for a correction with no aspect
+        ("sorry, I meant Thursdays"), to have been said in the same session.
+        """
+        for earlier in _earlier_first(self._turns_of(turn.user_id), turn):
+            if shape in WEAK_SHAPES and not aspect and earlier.session_id != turn.session_id:
+                return None
+            for said in reversed(split_sentences(earlier.text)):
+                if not _about(said, earlier, fact):
+                    continue
+                if aspect and f" {aspect}" not in f" {said.lower()}":
+                    continue
+                for found, value in reversed(shaped_values(said)):
+                    if found == shape and normalise(value) != fact.value_key:
+                        return value, earlier
+        return None
+
+    def _turns_of(self, user_id: str) -> list[Turn]:
+        history = self._history.get(user_id)
+        if history is None:
+            history = self._history[user_id] = self.context.records.turns(user_id)
+        return history
+
     def _implicit_predecessor(
         self,
         fact: Fact,
@@ -325,6 +474,9 @@ class FactLedger:
         preposition framed most often in earlier talk about the same subject (ties: the
         latest), unless that value is someone's current fact, a person, or the new value.
         """
+        shape, _, aspect = fact.attribute.partition(" of ")
+        if shape in SHAPED:
+            return self._shaped_predecessor(fact, turn, shape, aspect)
         sentence = next((s for s in split_sentences(turn.text) if fact.value in s), turn.text)
         frame = frame_of(sentence, fact.value)
         if not frame or not signals_change(sentence):
@@ -335,9 +487,7 @@ class FactLedger:
             for i in items
             for k in ("value_key", "subject_key")
         }
-        history = self._history.get(turn.user_id)
-        if history is None:
-            history = self._history[turn.user_id] = self.context.records.turns(turn.user_id)
+        history = self._turns_of(turn.user_id)
         speakers = {normalise(t.speaker) for t in history}
         counts: dict[str, int] = {}
         latest: dict[str, tuple[str, Turn]] = {}
@@ -453,6 +603,12 @@ def _fact_key(item: MemoryItem) -> tuple[object, ...]:
         meta.get("value_key"),
         meta.get("polarity"),
     )
+
+
+def _earlier_first(history: Sequence[Turn], turn: Turn) -> list[Turn]:
+    """Return the turns said before ``turn``, latest first."""
+    before = [t for t in history if (t.timestamp, t.id) < (turn.timestamp, turn.id)]
+    return sorted(before, key=lambda t: (t.timestamp, t.id), reverse=True)
 
 
 def _about(sentence: str, turn: Turn, fact: Fact) -> bool:

@@ -109,22 +109,25 @@ def test_model_builds_memory_with_one_call_per_turn(
     try:
         agent = build_agent(built)
         fact = {
-            "turn_id": 1,
             "subject": "Sam",
-            "attribute": "job",
+            "aspect": "job",
             "value": "barista",
             "stated": True,
-            "polarity": True,
             "single_valued": True,
         }
-        server.script("Nice.", {"facts": [fact]})
+        add = {"op": "ADD", "id": None, "fact": fact, "reason": "a new job"}
+        server.script("Nice.", {"operations": [add]})
         result = agent.send("I work as a barista.", on_token=lambda _c: None)
-        assert len(server.chat_requests()) == 2  # the answer, then one extraction call
+        # The answer, then one resolution call for the user's turn (none for the answer).
+        assert len(server.chat_requests()) == 2
         assert "response_format" in server.chat_requests()[1].body
-        superseding = {**fact, "turn_id": 3, "value": "librarian"}
-        server.script("Congrats!", {"facts": [superseding]})
+        superseding = {**fact, "value": "librarian"}
+        update = {"op": "UPDATE", "id": "F1", "fact": superseding, "reason": "a new job"}
+        server.script("Congrats!", {"operations": [update]})
         second = agent.send("I now work as a librarian.", on_token=lambda _c: None)
         assert len(server.chat_requests()) == 4
+        prompt = str(server.chat_requests()[3].body["messages"])
+        assert "F1" in prompt and "Sam works as barista" in prompt
         assert result.memory.count("ADD") >= 1
         assert second.memory.count("SUPERSEDE") >= 1
         facts = built.records.store_items("facts", "sam", current_only=False)

@@ -24,6 +24,9 @@ from agentmem.cues import ended_values, is_temporary, signals_change
         ("Goodbye Globex, hello freelance life.", ["Globex"]),
         ("I left my job at Hooli on Friday.", ["Hooli"]),
         ("The Copper Kettle closed down.", ["Copper Kettle"]),
+        ("The Vespa isn't mine anymore.", ["Vespa"]),
+        ("I'm officially off the statins as of Monday.", ["statins"]),
+        ("The gaming era is over.", ["gaming"]),
     ],
 )
 def test_an_ending_names_the_value_it_ends(sentence: str, ended: list[str]) -> None:
@@ -38,6 +41,7 @@ def test_an_ending_names_the_value_it_ends(sentence: str, ended: list[str]) -> N
         "I lost the match but it was fun.",
         "I quit it after a week.",
         "My sister lives in Utrecht.",
+        "I took the day off work.",
     ],
 )
 def test_a_passing_moment_ends_nothing(sentence: str) -> None:
@@ -55,3 +59,19 @@ def test_change_signals() -> None:
     assert signals_change("My new flat in Ghent has a balcony.")
     assert signals_change("I'm a teacher now.")
     assert not signals_change("I like my flat in Ghent.")
+
+
+def test_a_change_states_shaped_values_and_a_correction_rejects_the_old_one() -> None:
+    from agentmem.cues import aspect_word, shaped_changes
+
+    assert shaped_changes("New email is kit@fastmail.com.") == (
+        [("email", "kit@fastmail.com")],
+        [],
+    )
+    assert shaped_changes("Sorry, I meant Thursdays, not Tuesdays.") == (
+        [("day", "Thursdays")],
+        ["Tuesdays"],
+    )
+    # No change cue: a value said in passing is no change.
+    assert shaped_changes("Call me on 07700 111222 tonight.") == ([], [])
+    assert aspect_word("I go to the gym at 6am now.", "6am") == "gym"

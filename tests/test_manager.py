@@ -416,3 +416,35 @@ def test_a_statement_without_a_change_cue_replaces_nothing_said_in_passing(
         f.text for f in manager.records.store_items("facts", "sam", current_only=False)
     }
     assert turn_current(manager, passing)
+
+
+def test_a_new_phone_number_replaces_the_one_said_before(manager: MemoryManager) -> None:
+    old = say(manager, "You can text me on 07700 123456 any time.", day=0)
+    echo = say(manager, "Saved 07700 123456 in my phone!", day=1, speaker="Rosa")
+    new = say(manager, "New phone, new number: 07911 654321.", day=30)
+
+    facts = {f.text: f for f in manager.records.store_items("facts", "sam", current_only=False)}
+    assert facts["Sam's phone number is 07911 654321"].current
+    assert not facts["Sam's phone number is 07700 123456"].current
+    assert not turn_current(manager, old) and turn_current(manager, new)
+    assert not turn_current(manager, echo)  # the other side repeating the old number
+
+
+def test_a_correction_replaces_what_was_just_said(manager: MemoryManager) -> None:
+    say(manager, "Pottery class moved to Tuesdays.", day=0)
+    correction = say(manager, "Sorry, I meant Wednesdays, not Tuesdays.", day=0)
+
+    assert not turn_current(manager, manager.records.turns("sam")[0])
+    assert turn_current(manager, correction)
+    current = {f.text for f in manager.records.store_items("facts", "sam")}
+    assert "Sam's day is Wednesdays" in current
+    assert not [text for text in current if "Tuesdays" in text]
+
+
+def test_a_time_changes_only_with_its_aspect(manager: MemoryManager) -> None:
+    gym = say(manager, "I hit the gym at 12:30 every day.", day=0)
+    choir = say(manager, "Choir practice is at 7pm on Thursdays.", day=1)
+    say(manager, "I go to the gym at 6am now, before work.", day=20)
+
+    assert not turn_current(manager, gym)
+    assert turn_current(manager, choir)
