@@ -217,7 +217,8 @@ def _p(attribute: str, body: str, **options: object) -> _Pattern:
 _AUX = (
     r"(?:(?:'m|am|is|are|was|were|'ve been|have been|has been|had been|'ve|have|'re|'s|just|also|"
     r"now|recently|finally|actually|still|really|do not|don't|does not|doesn't|did not|didn't|"
-    r"not|no longer|never|'m not|am not|isn't|aren't|wasn't|officially|happily)\s+)*"
+    r"not|no longer|never|'m not|am not|isn't|aren't|wasn't|officially|happily|all|fully|"
+    r"properly|safely)\s+)*"
 )
 _PATTERNS: tuple[_Pattern, ...] = (
     # residence
@@ -232,7 +233,16 @@ _PATTERNS: tuple[_Pattern, ...] = (
         rf"(?: from [A-Z][\w'\-.]*(?:\s+[A-Z][\w'\-.]*)*)? to {_PLACE}",
         value_kind="place",
     ),
-    _p("residence", rf"{_AUX}(?:settled|settling)(?: down)? in {_PLACE}", value_kind="place"),
+    _p(
+        "residence",
+        rf"{_AUX}(?:settled|settling)(?: down)?(?: into (?:[\w']+\s+){{1,3}})? in {_PLACE}",
+        value_kind="place",
+    ),
+    _p(
+        "residence",
+        rf"{_AUX}(?:moved|moving|settled|settling) into {_PLACE}",
+        value_kind="place",
+    ),
     _p("residence", rf"{_AUX}retired to {_PLACE}", value_kind="place"),
     _p(
         "origin",
@@ -372,9 +382,22 @@ def _subject(match: re.Match[str], speaker: str) -> tuple[str, str | None] | Non
     if subject in ("I", "we", "We"):
         return (speaker, None)
     name = match.group("name")
+    if name and name.endswith("'s"):
+        name = name[:-2]  # "Mum's all settled": the name, not a possessive
+    if name and name.lower() in _RELATION_NAMES:
+        # "Mum", "Dad", "Grandma" used as names are the speaker's relatives: one person
+        # with "my mum".
+        relation = name.lower()
+        return (f"{speaker}'s {relation}", relation)
     if name and name.lower() not in STOPWORDS and name not in _NOT_NAMES:
         return (name, None)
     return None
+
+
+_RELATION_NAMES = frozenset(
+    "mum mom mother dad father mama papa grandma grandmother grandpa grandfather gran nan "
+    "granny grandad".split()
+)
 
 
 _NOT_NAMES = frozenset(

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from agentmem.cues import ended_values, signals_change
 from agentmem.extraction import ENDED
 from agentmem.facts import FACT_STORE, asserts_value, holds_value
 from agentmem.protocols import MemoryStore
@@ -138,6 +139,8 @@ class StaleGuard:
                 continue
             if sources and sources <= stale.spared_turn_ids:
                 continue
+            if _news_of_the_change(item, stale):
+                continue
             return stale
         return None
 
@@ -230,6 +233,16 @@ class StaleGuard:
             at=stale.ended_at,
             superseded_by=stale.new_fact_id,
         )
+
+
+def _news_of_the_change(item: MemoryItem, stale: StaleValue) -> bool:
+    """Whether an item is part of the news of the change: said on the day the value
+    ended, and itself saying that something is new or over ("sorry sushi, mole is my
+    favourite food now" beside "the sushi era is over")."""
+    said, ended = item.valid_from, stale.ended_at
+    if said is None or ended is None or said.date() != ended.date():
+        return False
+    return signals_change(item.text) or bool(ended_values(item.text))
 
 
 def _since(item: MemoryItem) -> datetime:

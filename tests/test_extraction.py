@@ -191,3 +191,13 @@ def test_she_and_he_are_the_last_third_party_the_dialogue_named() -> None:
     # Another user's dialogue has its own last third party.
     other = Turn(9, "someone-else", "s", "Kim", "user", "She moved to York.", datetime(2023, 5, 1))
     assert {(f.subject, f.attribute) for f in extractor.extract_turn(other)} == set()
+
+
+def test_mum_as_a_name_is_the_speakers_mum() -> None:
+    assert facts("Mum's all settled in Gdynia now.") == {
+        ("Sam's mum", "residence", "Gdynia", True, True)
+    }
+    assert ("Sam's mum", "residence", "Sopot", True, True) in facts("My mum lives in Sopot.")
+    assert ("Sam's gran", "residence", "Oakview House", True, True) in facts(
+        "Gran moved into Oakview House last week."
+    )

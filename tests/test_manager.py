@@ -448,3 +448,13 @@ def test_a_time_changes_only_with_its_aspect(manager: MemoryManager) -> None:
 
     assert not turn_current(manager, gym)
     assert turn_current(manager, choir)
+
+
+def test_the_news_around_a_change_is_not_a_stale_claim(manager: MemoryManager) -> None:
+    before = say(manager, "Now that I think of it, chess is my whole life.", day=0)
+    say(manager, "I've been really into chess lately.", day=1)
+    news = say(manager, "Sorry chess, bouldering is my thing now.", day=30)
+    ending = say(manager, "I gave up chess for good.", day=30)
+
+    assert turn_current(manager, news) and turn_current(manager, ending)
+    assert not turn_current(manager, before)  # a change cue long before is no news of it
