@@ -13,8 +13,10 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from agentmem.embeddings import MiniLMEmbedder  # noqa: E402
+from agentmem.openai_client import OpenAIChatModel  # noqa: E402
 from agentmem.protocols import StoreContext  # noqa: E402
 from agentmem.records import Records  # noqa: E402
+from agentmem.testing import FakeOpenAIServer  # noqa: E402
 from agentmem.vectors import VectorIndex  # noqa: E402
 
 
@@ -44,3 +46,17 @@ def vectors(embedder: MiniLMEmbedder, tmp_path: Path) -> VectorIndex:
 def store_context(records: Records, vectors: VectorIndex, embedder: MiniLMEmbedder) -> StoreContext:
     """Return the core services a memory structure is built on."""
     return StoreContext(records, vectors, embedder)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    """A fake OpenAI-compatible server on 127.0.0.1 (a module may override it)."""
+    with FakeOpenAIServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def openai_model(server: FakeOpenAIServer) -> Iterator[OpenAIChatModel]:
+    """The real OpenAI client, pointed at :func:`server`."""
+    with OpenAIChatModel("fake-chat", base_url=server.base_url, timeout=5) as model:
+        yield model

@@ -14,12 +14,6 @@ from agentmem.testing import FakeOpenAIServer, Fault
 
 
 @pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as fake:
-        yield fake
-
-
-@pytest.fixture
 def components(server: FakeOpenAIServer, tmp_path: Path) -> Iterator[Components]:
     config = load_config(
         env={},

@@ -222,18 +222,6 @@ def test_stream_retry_gives_up_after_the_attempts() -> None:
 # -- RetryingChatModel over real HTTP ------------------------------------------------------
 
 
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def openai_model(server: FakeOpenAIServer) -> Iterator[OpenAIChatModel]:
-    with OpenAIChatModel("fake-chat", base_url=server.base_url, timeout=5) as model:
-        yield model
-
-
 def test_a_500_then_success_succeeds_through_retries(
     server: FakeOpenAIServer, openai_model: OpenAIChatModel
 ) -> None:

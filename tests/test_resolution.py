@@ -7,7 +7,6 @@ real HTTP to the fake server; nothing of ours is mocked.
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -327,23 +326,11 @@ def test_duplicate_candidates_are_shown_once(candidates: list[MemoryItem]) -> No
 # -- over real HTTP ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def chat(server: FakeOpenAIServer) -> Iterator[OpenAIChatModel]:
-    with OpenAIChatModel("fake-chat", base_url=server.base_url, timeout=5) as model:
-        yield model
-
-
 def test_over_http_the_schema_is_sent_and_the_update_resolved(
-    server: FakeOpenAIServer, chat: OpenAIChatModel, candidates: list[MemoryItem]
+    server: FakeOpenAIServer, openai_model: OpenAIChatModel, candidates: list[MemoryItem]
 ) -> None:
     server.script(update_city())
-    resolution = ModelResolver(chat).resolve(MOVED, RECENT, candidates)
+    resolution = ModelResolver(openai_model).resolve(MOVED, RECENT, candidates)
     (request,) = server.chat_requests()
     response_format = request["response_format"]
     assert response_format["type"] == "json_schema"
@@ -355,11 +342,11 @@ def test_over_http_the_schema_is_sent_and_the_update_resolved(
 
 
 def test_over_http_a_malformed_answer_is_retried(
-    server: FakeOpenAIServer, chat: OpenAIChatModel, candidates: list[MemoryItem]
+    server: FakeOpenAIServer, openai_model: OpenAIChatModel, candidates: list[MemoryItem]
 ) -> None:
     server.fail(Fault.malformed())
     server.script(answer(op("DELETE", "F3", "She quit rowing.")))
-    resolver = ModelResolver(chat)
+    resolver = ModelResolver(openai_model)
     resolution = resolver.resolve(turn(30, "Handed back my oar, no more rowing."), [], candidates)
     assert len(server.chat_requests()) == 2 and resolution.calls == 2
     assert [(o.kind, o.target_id) for o in resolution.operations] == [("DELETE", CLUB_ID)]
@@ -367,10 +354,10 @@ def test_over_http_a_malformed_answer_is_retried(
 
 
 def test_over_http_a_server_error_falls_back(
-    server: FakeOpenAIServer, chat: OpenAIChatModel, candidates: list[MemoryItem]
+    server: FakeOpenAIServer, openai_model: OpenAIChatModel, candidates: list[MemoryItem]
 ) -> None:
     server.fail(Fault.status(503))
-    resolution = ModelResolver(chat).resolve(MOVED, RECENT, candidates)
+    resolution = ModelResolver(openai_model).resolve(MOVED, RECENT, candidates)
     assert resolution.fell_back and resolution.calls == 1 and "503" in resolution.error
 
 
