@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -298,20 +297,18 @@ def test_memory_persists_across_instances_and_builds_from_config(tmp_path: Path)
 
 
 def test_an_injected_model_builds_memory_and_its_tokens_are_reported(tmp_path: Path) -> None:
-    def facts(messages: list[Message]) -> dict[str, Any]:
-        turn_id = int(re.findall(r"\[(\d+)\]", messages[-1].content)[0])
+    def resolution(messages: list[Message]) -> dict[str, Any]:
+        assert "I'm settled in Porto now." in messages[-1].content  # the turn it decides
         fact = {
-            "turn_id": turn_id,
             "subject": "Ana",
-            "attribute": "residence",
+            "aspect": "residence",
             "value": "Porto",
             "stated": True,
-            "polarity": True,
             "single_valued": True,
         }
-        return {"facts": [fact]}
+        return {"operations": [{"op": "ADD", "id": None, "fact": fact, "reason": "new"}]}
 
-    model = ScriptedChatModel([facts])
+    model = ScriptedChatModel([resolution])
     with Memory(tmp_path, chat_model=model, model_builders="yes", env={}) as memory:
         result = memory.add("I'm settled in Porto now.", user_id="ana", timestamp=JAN)
         assert result.tokens > 0
