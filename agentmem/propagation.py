@@ -139,8 +139,8 @@ class StaleGuard:
                 continue
             if sources and sources <= stale.spared_turn_ids:
                 continue
-            if _news_of_the_change(item, stale):
-                continue
+            if not sources & stale.turn_ids and _news_of_the_change(item, stale):
+                continue  # news around the change (but never the old value's own claim)
             return stale
         return None
 
