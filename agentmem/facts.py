@@ -354,6 +354,7 @@ class FactLedger:
         value; an ending said before a value was stated again leaves that value alone.
         """
         at = turn.timestamp
+        fact = _named(fact, slots)
         own = self._item(fact, turn)
         if fact.attribute == ENDED:
             return self._end_value(fact, turn, own, slots, batch, done)
@@ -603,6 +604,23 @@ def _fact_key(item: MemoryItem) -> tuple[object, ...]:
         meta.get("value_key"),
         meta.get("polarity"),
     )
+
+
+def _named(fact: Fact, slots: dict[tuple[str, str], list[MemoryItem]]) -> Fact:
+    """Name a relative the dialogue has named: "my daughter" is Lily once "my daughter
+    Lily" was said (a current ``relative`` fact links the two)."""
+    if "'s " not in fact.subject:
+        return fact
+    for (_subject, attribute), items in slots.items():
+        if attribute != "relative":
+            continue
+        for item in items:
+            relation, _, name = str(item.metadata.get("value") or "").rpartition(" ")
+            owner = str(item.metadata.get("subject") or "")
+            named = relation and name[:1].isupper()
+            if named and normalise(f"{owner}'s {relation}") == fact.subject_key:
+                return replace(fact, subject=name)
+    return fact
 
 
 def _earlier_first(history: Sequence[Turn], turn: Turn) -> list[Turn]:

@@ -458,3 +458,13 @@ def test_the_news_around_a_change_is_not_a_stale_claim(manager: MemoryManager) -
 
     assert turn_current(manager, news) and turn_current(manager, ending)
     assert not turn_current(manager, before)  # a change cue long before is no news of it
+
+
+def test_my_daughter_is_the_daughter_the_dialogue_named(manager: MemoryManager) -> None:
+    say(manager, "My daughter Wren lives in Exeter now.", day=0)
+    say(manager, "My daughter moved to Truro in the autumn.", day=30)
+
+    current = current_facts(manager)
+    assert "Wren lives in Truro" in current
+    assert "Wren lives in Exeter" not in current
+    assert not [text for text in current if text.startswith("Sam's daughter")]
