@@ -90,12 +90,9 @@ class Fact:
 
     def render(self) -> str:
         """Return the fact as a short sentence for memory and prompts."""
-        if self.attribute.startswith("favourite "):
-            verb = "is" if self.polarity else "is no longer"
-            return f"{self.subject}'s {self.attribute} {verb} {self.value}"
         if self.attribute == ENDED:
             return f"{self.subject}: {self.value} has ended"
-        if self.attribute.split(" of ")[0] in SHAPED:
+        if self.attribute.startswith("favourite ") or self.attribute.split(" of ")[0] in SHAPED:
             verb = "is" if self.polarity else "is no longer"
             return f"{self.subject}'s {self.attribute} {verb} {self.value}"
         label = ATTRIBUTE_LABELS.get(self.attribute)

@@ -20,6 +20,7 @@ Every decision is recorded with its reason in the item's history.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
@@ -146,6 +147,17 @@ class FactLedger:
         """Return the user's current facts, oldest first."""
         return self.context.records.store_items(FACT_STORE, user_id, kind="fact")
 
+    def _slots(
+        self, user_id: str, *, leave_out: AbstractSet[str] = frozenset()
+    ) -> dict[tuple[str, str], list[MemoryItem]]:
+        """Return the user's current facts by slot, (subject, attribute)."""
+        slots: dict[tuple[str, str], list[MemoryItem]] = {}
+        for item in self.current(user_id):
+            if item.id not in leave_out:
+                key = (str(item.metadata.get("subject_key")), str(item.metadata.get("attribute")))
+                slots.setdefault(key, []).append(item)
+        return slots
+
     def resolve(self, turns: Sequence[Turn]) -> list[Decision]:
         """Extract the turns' facts and apply keep / replace / append / delete.
 
@@ -173,10 +185,7 @@ class FactLedger:
             if not fact.generic and fact.turn_id in by_id
         )
         for user_id in dict.fromkeys(t.user_id for t in turns):
-            slots: dict[tuple[str, str], list[MemoryItem]] = {}
-            for item in self.current(user_id):
-                key = (str(item.metadata.get("subject_key")), str(item.metadata.get("attribute")))
-                slots.setdefault(key, []).append(item)
+            slots = self._slots(user_id)
             for turn in (t for t in turns if t.user_id == user_id):
                 for fact in extracted.get(turn.id, []):
                     if not fact.generic:
@@ -198,10 +207,7 @@ class FactLedger:
         decisions: list[Decision] = []
         batch = _Batch()
         for user_id in dict.fromkeys(t.user_id for t in turns):
-            slots: dict[tuple[str, str], list[MemoryItem]] = {}
-            for item in self.current(user_id):
-                key = (str(item.metadata.get("subject_key")), str(item.metadata.get("attribute")))
-                slots.setdefault(key, []).append(item)
+            slots = self._slots(user_id)
             # The agent's own answers state nothing new about anyone: no call for them
             # (echoes of an old value are still invalidated, by the stale guard).
             mine = [t for t in turns if t.user_id == user_id and t.speaker != "assistant"]
@@ -272,8 +278,7 @@ class FactLedger:
             item = batch.add(self._item(fact, turn))
             reason = f"replaced by {fact.render()!r} (turn {turn.id}): {operation.reason}"
             replaced = batch.invalidate([target], reason, turn.timestamp, item.id)
-            for items in slots.values():
-                items[:] = [i for i in items if i.id != target.id]
+            _drop(slots, [target])
             slots.setdefault(fact.slot, []).append(item)
             return Decision("REPLACE", fact, item, replaced, operation.reason)
         if operation.kind == "DELETE" and target is not None:
@@ -281,8 +286,7 @@ class FactLedger:
             ending = Fact(turn.speaker, ENDED, value, turn.id, turn.speaker, polarity=False)
             reason = f"ended: {turn.speaker} said {turn.text!r}: {operation.reason}"
             ended = batch.invalidate([target], reason, turn.timestamp, None)
-            for items in slots.values():
-                items[:] = [i for i in items if i.id != target.id]
+            _drop(slots, [target])
             marker = batch.add(replace(self._item(ending, turn), invalid_at=turn.timestamp))
             return Decision("DELETE", ending, marker, ended, operation.reason)
         return None
@@ -323,12 +327,7 @@ class FactLedger:
         unconfirmed = [i for i in mine if i.current and _fact_key(i) not in wanted]
         if unconfirmed:
             batch.invalidate(unconfirmed, "not confirmed by model extraction", utcnow(), None)
-        slots: dict[tuple[str, str], list[MemoryItem]] = {}
-        dropped = {i.id for i in unconfirmed}
-        for item in self.current(user_id):
-            if item.id not in dropped:
-                key = (str(item.metadata.get("subject_key")), str(item.metadata.get("attribute")))
-                slots.setdefault(key, []).append(item)
+        slots = self._slots(user_id, leave_out={i.id for i in unconfirmed})
         have = {_fact_key(i) for i in mine}
         for turn in sorted(turns, key=lambda t: t.id):
             for fact in facts.get(turn.id, []):
@@ -492,9 +491,7 @@ class FactLedger:
         speakers = {normalise(t.speaker) for t in history}
         counts: dict[str, int] = {}
         latest: dict[str, tuple[str, Turn]] = {}
-        for earlier in history:
-            if (earlier.timestamp, earlier.id) >= (turn.timestamp, turn.id):
-                continue
+        for earlier in _earlier_first(history, turn):
             for said in split_sentences(earlier.text):
                 if not _about(said, earlier, fact):
                     continue
@@ -505,7 +502,7 @@ class FactLedger:
                     if key in fact.value_key or fact.value_key in key:
                         continue
                     counts[key] = counts.get(key, 0) + 1
-                    latest[key] = (value, earlier)
+                    latest.setdefault(key, (value, earlier))  # latest first
         if not counts:
             return None
         best = max(counts, key=lambda k: (counts[k], latest[k][1].timestamp, latest[k][1].id))
@@ -538,12 +535,11 @@ class FactLedger:
         ]
         reason = f"ended: {turn.speaker} said {turn.text!r}"
         ended = batch.invalidate(holders, reason, at, None) if holders else ()
-        for items in slots.values():
-            items[:] = [i for i in items if i not in holders]
+        _drop(slots, holders)
         marker = batch.add(replace(own, invalid_at=at))
         return Decision("DELETE", fact, marker, ended, "the speaker said it ended")
 
-    def _item(self, fact: Fact, turn: Turn, *, invalid: bool = False) -> MemoryItem:
+    def _item(self, fact: Fact, turn: Turn) -> MemoryItem:
         # Derived from the turn and the fact, so a resumed write re-deriving it is
         # recognised instead of stored twice.
         key = (FACT_STORE, turn.user_id, turn.id, *fact.slot, fact.value_key, fact.polarity)
@@ -557,8 +553,7 @@ class FactLedger:
             text=fact.render(),
             source_turn_ids=(turn.id,),
             valid_from=turn.timestamp,
-            invalid_at=turn.timestamp if invalid else None,
-            metadata={**fact_metadata(fact), "rejected": invalid},
+            metadata=fact_metadata(fact),
         )
 
     def _persist(self, batch: _Batch) -> None:
@@ -604,6 +599,13 @@ def _fact_key(item: MemoryItem) -> tuple[object, ...]:
         meta.get("value_key"),
         meta.get("polarity"),
     )
+
+
+def _drop(slots: dict[tuple[str, str], list[MemoryItem]], ended: Sequence[MemoryItem]) -> None:
+    """Take items that are no longer current out of the in-memory slots."""
+    gone = {i.id for i in ended}
+    for items in slots.values():
+        items[:] = [i for i in items if i.id not in gone]
 
 
 def _named(fact: Fact, slots: dict[tuple[str, str], list[MemoryItem]]) -> Fact:
@@ -659,6 +661,21 @@ def _when(item: MemoryItem) -> datetime:
 
 def asserts_value(text: str, value: str) -> bool:
     """Whether ``text`` mentions ``value`` as whole words (case-insensitive)."""
-    needle = normalise(value)
-    haystack = f" {normalise(text)} "
-    return bool(needle) and f" {needle} " in haystack
+    return mentions(words_of(text), value)
+
+
+def words_of(text: str) -> str:
+    """Return ``text`` normalised for :func:`mentions` (normalise it once, test many)."""
+    return f" {normalise(text)} "
+
+
+@functools.lru_cache(maxsize=4096)
+def _needle(value: str) -> str:
+    key = normalise(value)
+    return f" {key} " if key else ""
+
+
+def mentions(words: str, value: str) -> bool:
+    """Whether ``words`` (from :func:`words_of`) mention ``value`` as whole words."""
+    needle = _needle(value)
+    return bool(needle) and needle in words

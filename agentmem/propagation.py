@@ -20,15 +20,14 @@ later (e.g. a summary consolidated at the session's end), so nothing stale reach
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from agentmem.cues import ended_values, signals_change
-from agentmem.extraction import ENDED, normalise
-from agentmem.facts import FACT_STORE, holds_value
+from agentmem.extraction import ENDED
+from agentmem.facts import FACT_STORE, holds_value, mentions, words_of
 from agentmem.protocols import MemoryStore
 from agentmem.records import Records
 from agentmem.types import MemoryItem
@@ -132,13 +131,13 @@ class StaleGuard:
             return None
         sources = set(item.source_turn_ids)
         # Normalised once: recall checks every item it found against every stale value.
-        text = _words(item.text)
+        text = words_of(item.text)
         for stale in values:
             if as_of is not None and stale.ended_at is not None and stale.ended_at > as_of:
                 continue
-            if not _mentions(text, stale.value):
+            if not mentions(text, stale.value):
                 continue
-            if stale.replaced_by and _mentions(text, stale.replaced_by):
+            if stale.replaced_by and mentions(text, stale.replaced_by):
                 continue
             if sources and sources <= stale.spared_turn_ids:
                 continue
@@ -222,9 +221,9 @@ class StaleGuard:
         """Return the user's turns that mention one of the values (outside its evidence)."""
         found: set[int] = set()
         for turn in self.records.turns(user_id):
-            text = _words(turn.text)
+            text = words_of(turn.text)
             for stale in values:
-                if turn.id not in stale.spared_turn_ids and _mentions(text, stale.value):
+                if turn.id not in stale.spared_turn_ids and mentions(text, stale.value):
                     found.add(turn.id)
                     break
         return found
@@ -247,22 +246,6 @@ def _news_of_the_change(item: MemoryItem, stale: StaleValue) -> bool:
     if said is None or ended is None or said.date() != ended.date():
         return False
     return signals_change(item.text) or bool(ended_values(item.text))
-
-
-def _words(text: str) -> str:
-    """The text normalised as :func:`~agentmem.facts.asserts_value` compares it."""
-    return f" {normalise(text)} "
-
-
-@functools.lru_cache(maxsize=4096)
-def _needle(value: str) -> str:
-    return f" {normalise(value)} " if normalise(value) else ""
-
-
-def _mentions(words: str, value: str) -> bool:
-    """Whether normalised ``words`` mention ``value`` as whole words (as asserts_value)."""
-    needle = _needle(value)
-    return bool(needle) and needle in words
 
 
 def _since(item: MemoryItem) -> datetime:

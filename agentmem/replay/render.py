@@ -22,8 +22,9 @@ STALE_LEAK_RULE = (
     "both states the change rather than presenting the old value as current. Counted on "
     "every scenario question with stale values (kinds `update`, `indirect`, `third-party`, "
     "`negation`), as leaking questions over such questions. A `negation` question is yes/no "
-    'and has no current value to mention, so there an item stating the ending ("I sold '
-    'the van") counts too: an upper bound.'
+    "and has no current value to mention, so the answer excuses nothing there. An item drawn "
+    "only from the question's evidence turns is no leak: they state the current truth, and "
+    'for an ending ("I sold the van") name the ended value while saying that it ended.'
 )
 
 KEEP_RULE = (
