@@ -223,11 +223,16 @@ def is_correction(sentence: str) -> bool:
 
 
 def aspect_word(sentence: str, value: str) -> str | None:
-    """Return the content word nearest before ``value``: what a time or a day is of."""
+    """Return the content word nearest before ``value``: what a time or a day is of.
+
+    A name is no aspect ("started at Deloitte on Monday" says when, not of what).
+    """
     position = sentence.find(value)
     before = re.findall(r"[A-Za-z][a-z\-]+", sentence[: max(position, 0)])
     for word in reversed(before):
         lowered = word.lower()
+        if word[0].isupper():
+            continue
         if (
             len(lowered) > 2
             and lowered not in STOPWORDS

@@ -117,7 +117,7 @@ ATTRIBUTE_LABELS = {
     "residence": "lives in",
     "origin": "is from",
     "job": "works as",
-    "employer": "works at",
+    "employer": "is at",
     "hobby": "is into",
     "pet": "has a pet:",
     "age": "is aged",
@@ -278,6 +278,14 @@ _PATTERNS: tuple[_Pattern, ...] = (
         rf"{_AUX}(?:work|works|working) (?:at|for) (?P<v>{_NAME}(?:\s+{_NAME})*)",
         value_kind="name",
     ),
+    # "Aarav started at Camp Hill today": where one now works or studies.
+    _p(
+        "employer",
+        rf"{_AUX}(?:started|starts|starting|joined|joining) (?:at|with) "
+        rf"(?P<v>{_NAME}(?:\s+(?:{_NAME}|do|da|de|of|&))*)",
+        value_kind="name",
+    ),
+    _p("job", rf"{_AUX}(?:started|starts|starting) as (?:a |an |the )?{_NP}"),
     # hobby
     _p(
         "hobby",
@@ -342,6 +350,24 @@ _FAVOURITE = re.compile(
     r"\b[Mm]y (?:absolute |all-time )?favou?rite (?P<what>[a-z]+(?: [a-z]+)?) (?:is|are|has to be) "
     + _NP
 )
+#: "Boogarins are my favourite band now", "sorry sushi, mole is my favourite food now".
+_FAVOURITE_AFTER = re.compile(
+    r"(?:^|[,:;.!]\s+|\s[\u2014\u2013-]\s+)(?P<v>[\w'][\w'\-]*(?: [\w'][\w'\-]*){0,3}) "
+    r"(?:is|are) (?:now )?(?:officially )?my (?:new )?(?:absolute |all-time )?favou?rite "
+    r"(?P<what>[a-z]+(?: (?!now\b)[a-z]+)?)\b(?= now\b|[,.!;]|$)"
+)
+#: "sorry sushi": the value a new favourite displaces, addressed as it is given up.
+_SORRY = re.compile(r"\b[Ss]orry,? (?P<v>[\w'][\w'\-]*(?: [\w'][\w'\-]*){0,2}?)(?=[,.!;]|$)")
+#: The start of something: "Lily's first day at Hillcrest", "my first shift as head chef at
+#: Taberna do Mar". The possessor is the subject; "as" names a role, "at" a place.
+_ROLE_WORD = r"(?!(?:at|with|for|and|in|on|today|tonight|this|since)\b)[a-z][\w\-]*"
+_FIRST_DAY = re.compile(
+    rf"(?:^|\b)(?P<who>[Mm]y|[Oo]ur|[Hh]is|[Hh]er|{_NAME}'s) (?:very )?first (?:full )?"
+    r"(?:day|week|shift|service|night|term|month|lesson|class|job)(?: back)?"
+    rf"(?: as (?:a |an |the )?(?P<role>{_ROLE_WORD}(?: {_ROLE_WORD}){{0,2}}))?"
+    rf"(?: (?:at|with|for) (?P<v>{_NAME}(?:\s+(?:{_NAME}|do|da|de|of|&))*))?"
+    r"(?=[\s,.!;:\u2014]|$)"
+)
 _RELATIVE_NAMED = re.compile(rf"\b[Mm]y (?P<rel>{RELATIONS}),? (?P<v>{_NAME})\b")
 _OCCUPATIONS = frozenset(
     """accountant actor actress architect artist assistant baker banker barber barista
@@ -367,6 +393,10 @@ def _trim(value: str) -> str:
     while words and words[-1].lower() in STOPWORDS:
         words.pop()
     return " ".join(w for w in words if w)
+
+
+def _strip_article(value: str) -> str:
+    return re.sub(r"^(?:the|a|an|my)\s+", "", value.strip(), flags=re.IGNORECASE)
 
 
 def _subject(match: re.Match[str], speaker: str) -> tuple[str, str | None] | None:
@@ -513,6 +543,8 @@ class RuleExtractor:
                 facts.append(
                     self._fact(speaker, attribute, value, turn, speaker, True, True, single=True)
                 )
+        facts += self._favourites_after(sentence, turn, speaker)
+        facts += self._first_days(sentence, turn, speaker)
         for match in _RELATIVE_NAMED.finditer(sentence):
             if match.group("v") not in _NOT_NAMES:
                 facts += self._relative(match.group("rel"), match.group("v"), turn, speaker)
@@ -524,6 +556,52 @@ class RuleExtractor:
         attribute = "partner" if relation in PARTNER_RELATIONS else "relative"
         value = name if attribute == "partner" else f"{relation} {name}"
         return [self._fact(speaker, attribute, value, turn, speaker, True, True)]
+
+    def _favourites_after(self, sentence: str, turn: Turn, speaker: str) -> list[Fact]:
+        """A favourite named before its aspect, and the one it displaces ("sorry X")."""
+        facts: list[Fact] = []
+        for match in _FAVOURITE_AFTER.finditer(sentence):
+            value = _clean_value(_strip_article(match.group("v")), "np")
+            if not value or value.lower() in STOPWORDS or value in _NOT_NAMES:
+                continue
+            attribute = "favourite " + match.group("what")
+            facts.append(
+                self._fact(speaker, attribute, value, turn, speaker, True, True, single=True)
+            )
+            for sorry in _SORRY.finditer(sentence):
+                old = _strip_article(sorry.group("v"))
+                if old and normalise(old) != normalise(value) and old.lower() not in STOPWORDS:
+                    facts.append(Fact(speaker, ENDED, old, turn.id, speaker, polarity=False))
+        return facts
+
+    def _first_days(self, sentence: str, turn: Turn, speaker: str) -> list[Fact]:
+        """The start of a job, a school or a role, from "X's first day (as R) (at Y)"."""
+        facts: list[Fact] = []
+        for match in _FIRST_DAY.finditer(sentence):
+            if not match.group("role") and not match.group("v"):
+                continue
+            who = match.group("who")
+            if who.lower() in ("my", "our"):
+                subject = speaker
+            elif who.lower() in ("his", "her"):
+                subject = self._last_person.get(turn.user_id, "")
+            else:
+                name = who[:-2]
+                relation = name.lower() if name.lower() in _RELATION_NAMES else None
+                subject = f"{speaker}'s {relation}" if relation else name
+                if not relation and (name in _NOT_NAMES or name.lower() in STOPWORDS):
+                    subject = ""
+            if not subject:
+                continue
+            if match.group("v"):
+                value = _clean_value(match.group("v"), "name")
+                if value:
+                    facts.append(self._fact(subject, "employer", value, turn, speaker, True, True))
+            if match.group("role"):
+                value = _occupation_cut(_clean_value(match.group("role"), "np"))
+                if value:
+                    facts.append(self._fact(subject, "job", value, turn, speaker, True, True))
+        return facts
 
     @staticmethod
     def _fact(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
@@ -665,13 +666,19 @@ def asserts_value(text: str, value: str) -> bool:
 
 
 def words_of(text: str) -> str:
-    """Return ``text`` normalised for :func:`mentions` (normalise it once, test many)."""
-    return f" {normalise(text)} "
+    """Return ``text`` normalised for :func:`mentions` (normalise it once, test many).
+
+    A possessive ``'s`` is split off its word: "Mochi's bowl" mentions Mochi.
+    """
+    return f" {_POSSESSIVE.sub(' s', normalise(text))} "
+
+
+_POSSESSIVE = re.compile(r"'s\b")
 
 
 @functools.lru_cache(maxsize=4096)
 def _needle(value: str) -> str:
-    key = normalise(value)
+    key = _POSSESSIVE.sub(" s", normalise(value))
     return f" {key} " if key else ""
 
 

@@ -540,6 +540,28 @@ class Records:
         with self.session() as s:
             return [_turn(row) for row in reversed(list(s.exec(query)))]
 
+    def previous_turn(self, turn: Turn) -> Turn | None:
+        """Return the turn said just before ``turn`` in its session, if any."""
+        query = (
+            select(TurnRow)
+            .where(
+                TurnRow.user_id == turn.user_id,
+                TurnRow.session_id == turn.session_id,
+                col(TurnRow.id) < turn.id,
+            )
+            .order_by(col(TurnRow.id).desc())
+            .limit(1)
+        )
+        with self.session() as s:
+            row = s.exec(query).first()
+            return _turn(row) if row is not None else None
+
+    def speakers(self, user_id: str) -> dict[str, str]:
+        """Return each speaker in the user's turns with the role they speak in."""
+        query = select(TurnRow.speaker, TurnRow.role).where(TurnRow.user_id == user_id).distinct()
+        with self.session() as s:
+            return {speaker: role for speaker, role in s.exec(query)}
+
     def count_turns(self, user_id: str) -> int:
         """Return how many turns the user has."""
         with self.session() as s:

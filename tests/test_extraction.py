@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from agentmem.errors import ModelUnavailableError
-from agentmem.extraction import CachingExtractor, Fact, ModelExtractor, RuleExtractor
+from agentmem.extraction import ENDED, CachingExtractor, Fact, ModelExtractor, RuleExtractor
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import Turn
 
@@ -201,3 +201,43 @@ def test_mum_as_a_name_is_the_speakers_mum() -> None:
     assert ("Sam's gran", "residence", "Oakview House", True, True) in facts(
         "Gran moved into Oakview House last week."
     )
+
+
+def test_a_favourite_named_before_its_aspect_and_the_one_it_displaces() -> None:
+    assert facts("Okay, fine: the Mountain Goats are my favourite band now.") == {
+        ("Sam", "favourite band", "Mountain Goats", True, True)
+    }
+    assert facts("Sorry ramen, pho is my favourite food now.") == {
+        ("Sam", "favourite food", "pho", True, True),
+        ("Sam", ENDED, "ramen", True, False),
+    }
+    # Without a favourite being declared, "sorry" ends nothing.
+    assert facts("Sorry Marta, I was late again.") == set()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "It was Tomasz's first day at Brightwell Primary and he loved it.",
+            {("Tomasz", "employer", "Brightwell Primary", True, True)},
+        ),
+        (
+            "Tonight was my first shift as night nurse at St Bart's, exhausting.",
+            {
+                ("Sam", "employer", "St Bart's", True, True),
+                ("Sam", "job", "night nurse", True, True),
+            },
+        ),
+        ("Today was Mum's first day as manager!", {("Sam's mum", "job", "manager", True, True)}),
+        (
+            "Priyanka started at Deloitte on Monday.",
+            {("Priyanka", "employer", "Deloitte", True, True)},
+        ),
+        ("My first day was a blur.", set()),
+    ],
+)
+def test_a_start_names_where_and_as_what(
+    text: str, expected: set[tuple[str, str, str, bool, bool]]
+) -> None:
+    assert facts(text) == expected

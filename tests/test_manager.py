@@ -468,3 +468,28 @@ def test_my_daughter_is_the_daughter_the_dialogue_named(manager: MemoryManager) 
     assert "Wren lives in Truro" in current
     assert "Wren lives in Exeter" not in current
     assert not [text for text in current if text.startswith("Sam's daughter")]
+
+
+def test_a_first_day_somewhere_new_replaces_where_one_was(manager: MemoryManager) -> None:
+    say(manager, "Another late night at Halvorsen Logistics, the audit never ends.", day=0)
+    say(manager, "Today was my first day at Quillfield! The canteen is unreal.", day=40)
+    assert current_facts(manager) == {"Sam is at Quillfield"}
+    recalled = recalled_texts(manager, "Where does Sam work now?")
+    assert not any("Halvorsen" in t for t in recalled)
+    assert any("Quillfield" in t for t in recalled)
+
+
+def test_a_possessive_mention_of_an_ended_value_is_stale(manager: MemoryManager) -> None:
+    say(manager, "Pepper's hip is bad again, poor old girl.", day=0)
+    say(manager, "Pepper passed away last night.", day=20)
+    recalled = recalled_texts(manager, "How is Pepper?")
+    assert "Sam: Pepper's hip is bad again, poor old girl." not in recalled
+    assert "Sam: Pepper passed away last night." in recalled
+
+
+def test_a_new_favourite_ends_the_one_it_apologises_to(manager: MemoryManager) -> None:
+    say(manager, "Honestly nothing beats a bowl of ramen after work.", day=0)
+    say(manager, "Sorry ramen, pho is my favourite food now.", day=30)
+    assert "Sam's favourite food is pho" in current_facts(manager)
+    recalled = recalled_texts(manager, "What food does Sam like?")
+    assert "Sam: Honestly nothing beats a bowl of ramen after work." not in recalled

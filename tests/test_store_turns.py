@@ -4,9 +4,91 @@ from __future__ import annotations
 
 from agentmem.protocols import MemoryStore, StoreContext
 from agentmem.store_contract import MemoryStoreContract
+from agentmem.types import Query, Scope
 from memory_stores.turns import TurnStore
 
 
 class TestTurnStore(MemoryStoreContract):
     def make_store(self, context: StoreContext) -> MemoryStore:
         return TurnStore(context)
+
+
+def _say(
+    context: StoreContext, store: TurnStore, lines: list[tuple[str, str]], **options: str
+) -> None:
+    user = options.get("user", "u1")
+    turns = [
+        context.records.add_turn(user, options.get("session", "s1"), speaker, role, text)
+        for speaker, text in lines
+        for role in ["assistant" if speaker == "assistant" else "user"]
+    ]
+    store.write(turns)
+
+
+def _top(context: StoreContext, store: TurnStore, text: str, k: int = 3) -> list[str]:
+    query = Query(text=text, scope=Scope("u1"), embedding=context.embedder.embed([text])[0])
+    return [r.item.text for r in store.retrieve(query, k)]
+
+
+def test_a_named_speaker_is_matched_not_embedded(store_context: StoreContext) -> None:
+    """In a short turn the speaker's name outweighs what was said; recall matches the
+    speaker instead of embedding the name, so the turn that answers comes first."""
+    store = TurnStore(store_context)
+    _say(
+        store_context,
+        store,
+        [
+            ("Tariq", "Ha, maybe."),
+            ("Tariq", "I weld hulls at the shipyard in Gdynia these days."),
+            ("Bea", "Nice one."),
+            ("Tariq", "Sure."),
+            ("Bea", "We watched the eclipse from the roof."),
+            ("Tariq", "Right."),
+        ],
+    )
+    top = _top(store_context, store, "What does Tariq do for a living?", k=1)
+    assert top == ["Tariq: I weld hulls at the shipyard in Gdynia these days."]
+
+
+def test_a_question_in_the_first_person_favours_the_users_side(store_context: StoreContext) -> None:
+    store = TurnStore(store_context)
+    _say(
+        store_context,
+        store,
+        [
+            ("user", "My bike got stolen so I take the tram now."),
+            ("assistant", "The bus is another option for your commute."),
+            ("user", "Thanks."),
+        ],
+    )
+    assert _top(store_context, store, "how do I get to work?", k=1) == [
+        "user: My bike got stolen so I take the tram now."
+    ]
+
+
+def test_speakers_are_known_after_a_restart(store_context: StoreContext) -> None:
+    _say(
+        store_context,
+        TurnStore(store_context),
+        [("Tariq", "Ha, maybe."), ("Tariq", "I weld hulls at the shipyard in Gdynia these days.")],
+    )
+    reopened = TurnStore(store_context)
+    top = _top(store_context, reopened, "What does Tariq do for a living?", k=1)
+    assert top == ["Tariq: I weld hulls at the shipyard in Gdynia these days."]
+
+
+def test_an_answer_carries_the_question_it_answers(store_context: StoreContext) -> None:
+    """A bare answer ("Mo, on Mill Street.") is found through the turn before it."""
+    store = TurnStore(store_context)
+    _say(
+        store_context,
+        store,
+        [
+            ("Bea", "And who is the new flatmate?"),
+            ("Tariq", "Kasia, since March. Very tidy."),
+            ("Bea", "So who cuts your hair these days?"),
+            ("Tariq", "Mo, on Mill Street. Very quick."),
+        ],
+    )
+    answers = [t for t in _top(store_context, store, "Who is Tariq's barber?", k=4) if "Tariq" in t]
+    assert answers[0] == "Tariq: Mo, on Mill Street. Very quick."
