@@ -179,12 +179,25 @@ def frame_of(sentence: str, value: str) -> tuple[str, ...]:
 
 
 def framed_values(sentence: str, prepositions: tuple[str, ...]) -> list[str]:
-    """Return the proper-noun values ``sentence`` puts after one of ``prepositions``."""
+    """Return the proper-noun values ``sentence`` puts after one of ``prepositions``.
+
+    A month, a weekday or a season is when, not where ("she moves in June").
+    """
     return [
         _clean(m.group("v"))
         for m in _FRAMED.finditer(sentence)
-        if m.group("p") in prepositions and _clean(m.group("v"))
+        if m.group("p") in prepositions
+        and _clean(m.group("v"))
+        and _clean(m.group("v")).split()[0].lower() not in TIME_WORDS
     ]
+
+
+#: Names of months, weekdays, seasons and holidays: when something happens, never where.
+TIME_WORDS = frozenset(
+    "january february march april may june july august september october november december "
+    "monday tuesday wednesday thursday friday saturday sunday spring summer autumn fall "
+    "winter christmas easter".split()
+)
 
 
 #: Values with a shape of their own: the shape names the aspect ("phone number").

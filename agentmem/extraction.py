@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from agentmem.building import BuildStats, structured_call
 from agentmem.cues import (
+    TIME_WORDS,
     WEAK_SHAPES,
     aspect_word,
     ended_values,
@@ -692,6 +693,8 @@ def _plausible(attribute: str, value: str, pattern: str) -> bool:
     lowered = value.lower()
     if lowered in STOPWORDS or lowered in _NOT_NAMES_LOWER:
         return False
+    if attribute in ("residence", "origin", "employer") and lowered.split()[0] in TIME_WORDS:
+        return False  # "she moves in June": when, not where
     if attribute == "job" and ("became" in pattern or "become" in pattern):
         return any(w in _OCCUPATIONS for w in lowered.split())
     if attribute == "hobby":

@@ -405,32 +405,51 @@ class FactLedger:
             item = batch.add(own)
             reason = f"replaced by {fact.render()!r} (turn {turn.id})"
             replaced = batch.invalidate(others, reason, at, item.id)
+            # A value said only in passing before the recorded one ends too ("still in
+            # her house in Whittier" before a wrong guess about where she is).
+            replaced = (*replaced, *self._end_in_passing(fact, turn, slots, item, at, batch))
             existing.clear()
             existing.append(item)
             return Decision("REPLACE", fact, item, replaced, "a single-valued slot changed")
         item = batch.add(own)
         existing.append(item)
         if fact.single_valued and fact.polarity and not others:
-            earlier = self._implicit_predecessor(fact, turn, slots)
-            if earlier is not None:
-                value, source = earlier
-                said = Fact(
-                    fact.subject,
-                    fact.attribute,
-                    value,
-                    source.id,
-                    source.speaker,
-                    stated=False,
-                    single_valued=True,
-                )
-                reason = f"replaced by {fact.render()!r} (turn {turn.id})"
-                before = batch.add(self._item(said, source))
-                replaced = batch.invalidate([before], reason, at, item.id)
+            replaced = self._end_in_passing(fact, turn, slots, item, at, batch)
+            if replaced:
                 return Decision(
                     "REPLACE", fact, item, replaced, "a change from a value said in passing"
                 )
         operation: Operation = "APPEND" if others else "ADD"
         return Decision(operation, fact, item, (), "a new value" if others else "a new slot")
+
+    def _end_in_passing(
+        self,
+        fact: Fact,
+        turn: Turn,
+        slots: dict[tuple[str, str], list[MemoryItem]],
+        item: MemoryItem,
+        at: datetime,
+        batch: _Batch,
+    ) -> tuple[MemoryItem, ...]:
+        """Record the value a change replaces that was only said in passing, as ended."""
+        if not fact.polarity:
+            return ()
+        earlier = self._implicit_predecessor(fact, turn, slots)
+        if earlier is None:
+            return ()
+        value, source = earlier
+        said = Fact(
+            fact.subject,
+            fact.attribute,
+            value,
+            source.id,
+            source.speaker,
+            stated=False,
+            single_valued=True,
+        )
+        reason = f"replaced by {fact.render()!r} (turn {turn.id})"
+        before = batch.add(self._item(said, source))
+        return tuple(batch.invalidate([before], reason, at, item.id))
 
     def _shaped_predecessor(
         self, fact: Fact, turn: Turn, shape: str, aspect: str
@@ -492,9 +511,14 @@ class FactLedger:
         speakers = {normalise(t.speaker) for t in history}
         counts: dict[str, int] = {}
         latest: dict[str, tuple[str, Turn]] = {}
-        for earlier in _earlier_first(history, turn):
+        ordered = _earlier_first(history, turn)
+        for position, earlier in enumerate(ordered):
+            before = ordered[position + 1] if position + 1 < len(ordered) else None
+            around = earlier.text
+            if before is not None and before.session_id == earlier.session_id:
+                around += " " + before.text
             for said in split_sentences(earlier.text):
-                if not _about(said, earlier, fact):
+                if not _about(said, earlier, fact, around=around):
                     continue
                 for value in framed_values(said, frame):
                     key = normalise(value)
@@ -632,11 +656,13 @@ def _earlier_first(history: Sequence[Turn], turn: Turn) -> list[Turn]:
     return sorted(before, key=lambda t: (t.timestamp, t.id), reverse=True)
 
 
-def _about(sentence: str, turn: Turn, fact: Fact) -> bool:
+def _about(sentence: str, turn: Turn, fact: Fact, *, around: str = "") -> bool:
     """Whether a sentence of ``turn`` talks about the fact's subject.
 
     About the speaker: their own words, or the other side asking or saying "you". About
-    someone else: the sentence names them (by name, or by the relation in "Sam's sister").
+    someone else: the sentence names them (by name, or by the relation in "Sam's sister"),
+    or refers to someone as he or she while ``around`` (the turn and the one before it)
+    names them: "How's your mum?" / "Still in her house in Whittier".
     """
     lowered = f" {normalise(sentence)} "
     if normalise(fact.subject) == normalise(fact.speaker):
@@ -644,7 +670,14 @@ def _about(sentence: str, turn: Turn, fact: Fact) -> bool:
             return True
         return " you " in lowered or " your " in lowered or " you're " in lowered
     name = normalise(fact.subject).split("'s ")[-1]
-    return bool(name) and f" {name} " in lowered
+    if not name:
+        return False
+    if f" {name} " in lowered:
+        return True
+    return bool(_THIRD_PERSON.search(sentence)) and f" {name} " in words_of(around)
+
+
+_THIRD_PERSON = re.compile(r"\b(?:he|she|his|her|him)\b", re.IGNORECASE)
 
 
 def holds_value(item: MemoryItem, value_key: str) -> bool:

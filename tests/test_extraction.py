@@ -241,3 +241,10 @@ def test_a_start_names_where_and_as_what(
     text: str, expected: set[tuple[str, str, str, bool, bool]]
 ) -> None:
     assert facts(text) == expected
+
+
+def test_a_month_or_a_weekday_is_no_place() -> None:
+    assert facts("We finally settled in March, after the sale went through.") == set()
+    assert facts("We finally settled in Tromsø, after the sale went through.") == {
+        ("Sam", "residence", "Tromsø", True, True)
+    }

@@ -493,3 +493,19 @@ def test_a_new_favourite_ends_the_one_it_apologises_to(manager: MemoryManager) -
     assert "Sam's favourite food is pho" in current_facts(manager)
     recalled = recalled_texts(manager, "What food does Sam like?")
     assert "Sam: Honestly nothing beats a bowl of ramen after work." not in recalled
+
+
+def test_he_or_she_answering_a_question_about_someone_is_about_them(
+    manager: MemoryManager,
+) -> None:
+    """A place said in passing after "How's your gran?" ("still in her cottage in
+    Hexham") is the gran's, and a month ("she moves in March") is never a place."""
+    say(manager, "How's your gran these days?", day=0, speaker="Bea")
+    say(manager, "Fine. Still in her cottage in Hexham, stubborn as ever.", day=0)
+    say(manager, "Big news: Gran has found a buyer! She moves in March.", day=5)
+    say(manager, "Gran's all settled in Alnwick now.", day=40)
+    assert "Sam's gran lives in Alnwick" in current_facts(manager)
+    recalled = recalled_texts(manager, "Where does Sam's gran live?")
+    assert "Sam: Fine. Still in her cottage in Hexham, stubborn as ever." not in recalled
+    history = recalled_texts(manager, "Where does Sam's gran live?", include_history=True)
+    assert "Sam: Fine. Still in her cottage in Hexham, stubborn as ever." in history

@@ -204,6 +204,14 @@ def test_the_evidence_of_an_ending_is_no_stale_leak() -> None:
     assert stale_leaks([news, echo, summary], gold) == [echo, summary]
 
 
+def test_an_aggregate_quoting_the_evidence_leaks_only_outside_the_quote() -> None:
+    ending = "I sold the kayak to a neighbour. Strange feeling."
+    gold = Gold("no", ("D3:5",), 4, kind="negation", stale=("the kayak",), evidence_texts=(ending,))
+    memo = item(f"Topic: boats. Tomas: {ending} Ines: What now?", "D3:5", "D3:6")
+    node = item(f"Tomas: {ending} Tomas: the kayak rack is still up.", "D3:5", "D3:7")
+    assert stale_leaks([memo, node], gold) == [node]
+
+
 def test_only_value_answers_are_checked_for_false_invalidation() -> None:
     for kind in ("update", "indirect", "third-party", "keep"):
         assert has_value_answer(Gold("Bergen", (), 4, kind=kind)), kind

@@ -16,7 +16,7 @@ import json
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -114,6 +114,8 @@ class Gold:
             ``"negation"``, ``"third-party"``, ``"keep"`` or ``"when"``.
         stale: Values that held earlier and are outdated by the end of the dialogue.
         adversarial_answer: The misleading answer of a category 5 question.
+        evidence_texts: The texts of the evidence turns (a stale value an item mentions
+            only where it quotes them is the evidence, not a leak).
     """
 
     answer: str | None
@@ -122,6 +124,7 @@ class Gold:
     kind: str | None = None
     stale: tuple[str, ...] = ()
     adversarial_answer: str | None = None
+    evidence_texts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -329,8 +332,13 @@ def _sample(raw: Any, source: str) -> Sample:
                 else _optional_text(adversarial, f"{where}: adversarial_answer"),
             )
         )
+    sessions = _sessions(sample_id, conversation)
+    said = {turn.dia_id: turn.text for session in sessions for turn in session.turns}
+    gold = [
+        replace(g, evidence_texts=tuple(said[e] for e in g.evidence if e in said)) for g in gold
+    ]
     return Sample(
-        Conversation(sample_id, speakers, _sessions(sample_id, conversation)),
+        Conversation(sample_id, speakers, sessions),
         tuple(questions),
         tuple(gold),
         source,

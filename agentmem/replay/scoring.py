@@ -30,7 +30,9 @@ The other metrics judge the context a system put in front of the model:
   yes/no question (kind ``negation``) has no current value to mention, so the answer
   excuses nothing there. An item drawn only from the question's evidence turns is no
   leak either: those turns state the current truth, and for an ending ("I sold the van")
-  they name the ended value while saying that it ended.
+  they name the ended value while saying that it ended. Likewise an aggregate (a memo, a
+  tree node) that mentions the stale value only inside a sentence it quotes from an
+  evidence turn: outside that quote it says nothing of the old value.
 * keep recall: for a ``keep`` question, whether the gold answer appears (normalised
   whole-word match) in an item presented as current.
 * false invalidation: for a question whose answer is a current value (see
@@ -56,6 +58,7 @@ from typing import Any
 
 from agentmem.errors import MissingExtraError
 from agentmem.replay.dataset import Gold
+from agentmem.text import split_sentences
 
 #: An item counts as evidence for its turns only if it came from at most this many turns.
 MAX_EVIDENCE_SOURCES = 3
@@ -244,12 +247,24 @@ def stale_leaks(items: Sequence[ContextItem], gold: Gold) -> list[ContextItem]:
             continue
         if item.dia_ids and set(item.dia_ids) <= evidence:
             continue  # the evidence itself: it states the change
-        if not any(contains_phrase(item.text, value) for value in gold.stale):
+        text = _outside_quotes(item.text, gold.evidence_texts)
+        if not any(contains_phrase(text, value) for value in gold.stale):
             continue
         if answer and contains_phrase(item.text, answer):
             continue
         leaks.append(item)
     return leaks
+
+
+def _outside_quotes(text: str, quoted: Sequence[str]) -> str:
+    """Return ``text`` without the sentences it quotes from ``quoted`` (normalised)."""
+    rest = f" {normalize_answer(text)} "
+    for source in quoted:
+        for sentence in split_sentences(source):
+            key = normalize_answer(sentence)
+            if len(key.split()) >= 3:  # a long enough run to be a quote, not a phrase
+                rest = rest.replace(f" {key} ", " ")
+    return rest
 
 
 def keep_recalled(items: Sequence[ContextItem], gold: Gold) -> bool:

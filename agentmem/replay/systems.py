@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -27,9 +27,10 @@ from agentmem.building import BuildStats
 from agentmem.errors import ConfigError
 from agentmem.extraction import CachingExtractor, ModelExtractor, RuleExtractor
 from agentmem.facts import FactLedger
+from agentmem.items import ItemIndex
 from agentmem.manager import MemoryManager
 from agentmem.protocols import ChatModel, Embedder, StoreContext
-from agentmem.records import Records
+from agentmem.records import Records, derived_item_id
 from agentmem.tokens import TokenCounter, fit_to_budget
 from agentmem.types import MemoryItem, Query, Recalled, Scope, Turn
 from agentmem.vectors import VectorIndex
@@ -269,17 +270,20 @@ class RecentMemory:
 
 
 class SimilarityMemory:
-    """The ``similarity`` baseline: turns by cosine similarity, nothing else."""
+    """The ``similarity`` baseline: turns by cosine similarity, nothing else.
+
+    Each turn is embedded as ``speaker: text`` and recalled by the query's cosine
+    similarity alone: what a plain vector search over a chat log does. (The ``turns``
+    structure recalls better than this; the baseline stays plain on purpose.)
+    """
 
     name = "similarity"
 
     def __init__(self, context: StoreContext, counter: TokenCounter) -> None:
-        from memory_stores.turns import TurnStore
-
         self.records = context.records
         self.embedder = context.embedder
         self.counter = counter
-        self.store = TurnStore(context)
+        self.index = ItemIndex(context, "turns")
         self.vectors = context.vectors
 
     def close(self) -> None:
@@ -295,7 +299,11 @@ class SimilarityMemory:
 
     def write(self, turns: Sequence[Turn]) -> None:
         """Embed and store each turn."""
-        self.store.write(turns)
+        items = [
+            replace(_turn_item(turn, "turns"), id=derived_item_id("turns", turn.user_id, turn.id))
+            for turn in turns
+        ]
+        self.index.add(items, reason="turn stored")
         self.records.mark_memorized(t.id for t in turns)
 
     def end_session(self, user_id: str, session_id: str) -> None:
@@ -311,7 +319,7 @@ class SimilarityMemory:
             embedding=self.embedder.embed([question])[0],
             as_of=as_of,
         )
-        found = self.store.retrieve(query, k)
+        found = self.index.search(query, k)
         fitted = fit_to_budget(
             found, lambda r: r.item.text, self.counter, budget, per_item_overhead=ITEM_OVERHEAD
         )
