@@ -24,7 +24,9 @@ STALE_LEAK_RULE = (
     "`negation`), as leaking questions over such questions. A `negation` question is yes/no "
     "and has no current value to mention, so the answer excuses nothing there. An item drawn "
     "only from the question's evidence turns is no leak: they state the current truth, and "
-    'for an ending ("I sold the van") name the ended value while saying that it ended.'
+    'for an ending ("I sold the van") name the ended value while saying that it ended; '
+    "likewise an aggregate (a memo, a tree node) that mentions the value only inside a "
+    "sentence it quotes from an evidence turn."
 )
 
 KEEP_RULE = (
