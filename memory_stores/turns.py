@@ -117,7 +117,13 @@ class TurnStore:
         stripped = query.text
         for speaker in named:
             stripped = re.sub(rf"\b{re.escape(speaker)}(?:'s)?\b", " ", stripped, flags=re.I)
-        embedding = normalize_rows(self._index.embed([stripped]))[0]
+        # Only a query that names a speaker costs a second embedding ("where do I live"
+        # names none: it only favours the user's side).
+        embedding = (
+            normalize_rows(self._index.embed([stripped]))[0]
+            if stripped != query.text
+            else query.embedding
+        )
         found = self._index.search(replace(query, embedding=embedding), k * OVERSAMPLE)
         rescored = [
             Recalled(
