@@ -30,6 +30,7 @@ from agentmem.extraction import ENDED
 from agentmem.facts import FACT_STORE, holds_value, mentions, words_of
 from agentmem.protocols import MemoryStore
 from agentmem.records import Records
+from agentmem.timeref import without_resolutions
 from agentmem.types import MemoryItem
 
 
@@ -131,7 +132,8 @@ class StaleGuard:
             return None
         sources = set(item.source_turn_ids)
         # Normalised once: recall checks every item it found against every stale value.
-        text = words_of(item.text)
+        # Dates added to the text ("yesterday [7 May 2023]") are not what was said.
+        text = words_of(without_resolutions(item.text))
         for stale in values:
             if as_of is not None and stale.ended_at is not None and stale.ended_at > as_of:
                 continue

@@ -14,6 +14,10 @@ turn. Two things make it recall better than embedding ``speaker: text`` as it st
   live") names the speakers on the user's side.
 * **Candidates are re-ranked**: the index returns more neighbours than asked
   (:data:`OVERSAMPLE`), which are scored as above.
+
+An item's text is the turn as said, with its relative dates resolved
+(:mod:`agentmem.timeref`): "Caroline: I went to the support group yesterday [7 May
+2023]", so that a question about when finds its answer in the text.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from agentmem.embeddings import normalize_rows
 from agentmem.items import ItemIndex
 from agentmem.protocols import StoreContext
 from agentmem.records import derived_item_id
+from agentmem.timeref import resolve_relative_dates
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 
 #: Added to the similarity of a turn said by a speaker the query names.
@@ -71,7 +76,7 @@ class TurnStore:
                 user_id=turn.user_id,
                 agent_id=turn.agent_id,
                 session_id=turn.session_id,
-                text=turn.render(),
+                text=f"{turn.speaker}: {resolve_relative_dates(turn.text, turn.timestamp)}",
                 source_turn_ids=(turn.id,),
                 valid_from=turn.timestamp,
                 metadata={

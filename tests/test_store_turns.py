@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from agentmem.propagation import StaleGuard, StaleValue
 from agentmem.protocols import MemoryStore, StoreContext
 from agentmem.store_contract import MemoryStoreContract
 from agentmem.types import Query, Scope
@@ -92,3 +95,24 @@ def test_an_answer_carries_the_question_it_answers(store_context: StoreContext) 
     )
     answers = [t for t in _top(store_context, store, "Who is Tariq's barber?", k=4) if "Tariq" in t]
     assert answers[0] == "Tariq: Mo, on Mill Street. Very quick."
+
+
+def test_a_turns_relative_dates_are_written_down(store_context: StoreContext) -> None:
+    """ "yesterday" said on 8 May 2023 is 7 May 2023: the item's text says so, and the
+    stale guard reads the words as said (a resolved month is no mention of a value)."""
+    store = TurnStore(store_context)
+    said = store_context.records.add_turn(
+        "u1",
+        "s1",
+        "Tariq",
+        "user",
+        "I fell off my bike yesterday.",
+        timestamp=datetime(2023, 5, 8, 14, 0),
+    )
+    (item,) = store.write([said])
+    assert item.text == "Tariq: I fell off my bike yesterday [7 May 2023]."
+    top = _top(store_context, store, "When did Tariq fall off his bike?", k=1)
+    assert top == [item.text]
+    guard = StaleGuard(store_context.records)
+    month = StaleValue("tariq", "wedding month", "May", "June", "f1", "f2", frozenset(), None)
+    assert guard.stale_for(item, [month]) is None
