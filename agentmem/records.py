@@ -339,8 +339,43 @@ class Records:
         self._lock = threading.RLock()
         try:
             SQLModel.metadata.create_all(self.engine)
+            if self._sqlite:
+                self._create_turn_search()
         except OperationalError as exc:
             raise _storage_error(exc) from exc
+
+    def _create_turn_search(self) -> None:
+        """Create the full-text index of turn texts (SQLite FTS5), kept in step by triggers.
+
+        A database written before the index existed gets it filled once, here.
+        """
+        with self.engine.begin() as connection:
+            exists = connection.execute(
+                text("SELECT 1 FROM sqlite_master WHERE name = 'turns_fts'")
+            ).first()
+            for statement in _TURN_SEARCH_SCHEMA:
+                connection.execute(text(statement))
+            if exists is None:
+                connection.execute(text("INSERT INTO turns_fts(turns_fts) VALUES ('rebuild')"))
+
+    def search_turns(self, user_id: str, words: Sequence[str], limit: int) -> list[int]:
+        """Return ids of the user's turns that best match ``words`` by BM25, best first.
+
+        Empty where the database has no full-text index (a server database): lexical
+        search is then left to the vector index alone.
+        """
+        terms = [w for w in dict.fromkeys(words) if w]
+        if not self._sqlite or not terms or limit <= 0:
+            return []
+        match = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+        query = text(
+            "SELECT turns.id FROM turns_fts JOIN turns ON turns.id = turns_fts.rowid "
+            "WHERE turns_fts MATCH :match AND turns.user_id = :user "
+            "ORDER BY bm25(turns_fts) LIMIT :limit"
+        )
+        with self._guarded(), self.engine.connect() as connection:
+            rows = connection.execute(query, {"match": match, "user": user_id, "limit": limit})
+            return [int(row[0]) for row in rows]
 
     def close(self) -> None:
         """Release the database connections."""
@@ -931,6 +966,22 @@ class Records:
                 result = s.execute(delete(table).where(column == user_id))  # type: ignore[arg-type]
                 receipt[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
         return receipt
+
+
+#: The full-text index of turn texts: external content (the text is stored once, in
+#: ``turns``), diacritics folded, kept in step with ``turns`` by triggers (a forgotten
+#: user's turns leave the index with them).
+_TURN_SEARCH_SCHEMA = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5("
+    "text, content='turns', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER IF NOT EXISTS turns_fts_insert AFTER INSERT ON turns BEGIN "
+    "INSERT INTO turns_fts(rowid, text) VALUES (new.id, new.text); END",
+    "CREATE TRIGGER IF NOT EXISTS turns_fts_delete AFTER DELETE ON turns BEGIN "
+    "INSERT INTO turns_fts(turns_fts, rowid, text) VALUES ('delete', old.id, old.text); END",
+    "CREATE TRIGGER IF NOT EXISTS turns_fts_update AFTER UPDATE OF text ON turns BEGIN "
+    "INSERT INTO turns_fts(turns_fts, rowid, text) VALUES ('delete', old.id, old.text); "
+    "INSERT INTO turns_fts(rowid, text) VALUES (new.id, new.text); END",
+)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

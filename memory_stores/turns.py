@@ -14,6 +14,11 @@ turn. Two things make it recall better than embedding ``speaker: text`` as it st
   live") names the speakers on the user's side.
 * **Candidates are re-ranked**: the index returns more neighbours than asked
   (:data:`OVERSAMPLE`), which are scored as above.
+* **Words count too**: the turns whose text best matches the query's words by BM25 (the
+  records database's full-text index) are fused with the dense ranking by reciprocal
+  rank, the lexical ranking at :data:`LEXICAL_WEIGHT`. A name, a date or a rare word that
+  the embedding blurs still finds its turn. (A server database has no such index; recall
+  is then dense only.)
 
 An item's text is the turn as said, with its relative dates resolved
 (:mod:`agentmem.timeref`): "Caroline: I went to the support group yesterday [7 May
@@ -31,9 +36,10 @@ from datetime import datetime
 import numpy as np
 
 from agentmem.embeddings import normalize_rows
-from agentmem.items import ItemIndex
+from agentmem.items import ItemIndex, visible
 from agentmem.protocols import StoreContext
 from agentmem.records import derived_item_id
+from agentmem.text import content_words
 from agentmem.timeref import resolve_relative_dates
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 
@@ -41,6 +47,12 @@ from agentmem.types import MemoryItem, Query, Recalled, Turn
 SPEAKER_BONUS = 0.1
 #: How much of the previous turn's vector a turn's vector carries.
 CONTEXT_WEIGHT = 0.3
+#: The lexical ranking's weight beside the dense one in their rank fusion.
+LEXICAL_WEIGHT = 0.25
+#: How many of the dense ranking's first turns the lexical ranking never displaces.
+KEPT_ON_TOP = 3
+#: Reciprocal rank fusion's constant (Cormack et al. 2009).
+RRF_K = 60
 #: Neighbours fetched per item asked for, before re-ranking.
 OVERSAMPLE = 4
 _FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself|i'm|i've|i'd|i'll)\b", re.IGNORECASE)
@@ -117,8 +129,6 @@ class TurnStore:
         if query.embedding is None or k <= 0:
             return []
         named = self._named_speakers(query)
-        if not named:
-            return self._index.search(query, k)
         stripped = query.text
         for speaker in named:
             stripped = re.sub(rf"\b{re.escape(speaker)}(?:'s)?\b", " ", stripped, flags=re.I)
@@ -130,15 +140,28 @@ class TurnStore:
             else query.embedding
         )
         found = self._index.search(replace(query, embedding=embedding), k * OVERSAMPLE)
-        rescored = [
-            Recalled(
-                r.item,
-                r.score + (SPEAKER_BONUS if r.item.metadata.get("speaker") in named else 0.0),
-            )
-            for r in found
-        ]
-        rescored.sort(key=lambda r: -r.score)
-        return rescored[:k]
+        dense = sorted(
+            (
+                Recalled(
+                    r.item,
+                    r.score + (SPEAKER_BONUS if r.item.metadata.get("speaker") in named else 0),
+                )
+                for r in found
+            ),
+            key=lambda r: -r.score,
+        )
+        lexical = self._lexical(query, content_words(stripped), k * OVERSAMPLE)
+        return _fuse(dense, lexical)[:k]
+
+    def _lexical(self, query: Query, words: list[str], limit: int) -> list[MemoryItem]:
+        """The visible turn items whose text best matches ``words`` (BM25), best first."""
+        user_id = query.scope.user_id
+        turn_ids = self._context.records.search_turns(user_id, words, limit)
+        if not turn_ids:
+            return []
+        ids = [derived_item_id(self.name, user_id, turn_id) for turn_id in turn_ids]
+        by_id = {i.id: i for i in self._context.records.items(ids, user_id=user_id)}
+        return [by_id[i] for i in ids if i in by_id and visible(by_id[i], query)]
 
     def _named_speakers(self, query: Query) -> set[str]:
         """Return the speakers of the user's turns that the query names."""
@@ -176,3 +199,26 @@ class TurnStore:
         with self._lock:
             self._speakers.pop(user_id, None)
         return self._index.forget(user_id)
+
+
+def _fuse(dense: list[Recalled], lexical: list[MemoryItem]) -> list[Recalled]:
+    """Reciprocal rank fusion of the dense and the lexical ranking (lexical weighs less).
+
+    The dense ranking's first :data:`KEPT_ON_TOP` stay first, in their order: a word match
+    adds turns further down, but never displaces the turns that match best in meaning.
+    """
+    scores: dict[str, float] = {}
+    items: dict[str, MemoryItem] = {}
+    for rank, recalled in enumerate(dense):
+        scores[recalled.item.id] = 1.0 / (RRF_K + rank + 1)
+        items[recalled.item.id] = recalled.item
+    for rank, item in enumerate(lexical):
+        scores[item.id] = scores.get(item.id, 0.0) + LEXICAL_WEIGHT / (RRF_K + rank + 1)
+        items.setdefault(item.id, item)
+    top = [r.item.id for r in dense[:KEPT_ON_TOP]]
+    rest = sorted((key for key in scores if key not in top), key=lambda key: -scores[key])
+    # Scores stay similarities (what fusion across structures breaks ties with); a turn
+    # found by its words alone scores as the least similar one found by meaning.
+    similarity = {r.item.id: r.score for r in dense}
+    floor = min(similarity.values(), default=0.0)
+    return [Recalled(items[key], similarity.get(key, floor)) for key in top + rest]

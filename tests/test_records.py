@@ -391,3 +391,39 @@ def test_update_items_is_one_transaction_with_history(records: Records) -> None:
             [ItemUpdate(first.id, text_value="Ana lives in Oslo"), ItemUpdate("missing")]
         )
     assert records.get_item(first.id).text == "Ana lives in Bristol"  # all or nothing
+
+
+# -- full-text search over turns -------------------------------------------------------------
+
+
+def test_turns_are_searched_by_their_words_within_one_user(records: Records) -> None:
+    mine = say(records, "alice", "The spare key is under the blue heron planter.")
+    say(records, "alice", "We had soup.")
+    say(records, "bob", "A heron landed on the blue roof.")
+    other = say(records, "alice", "Blue skies all week.")
+    assert records.search_turns("alice", ["heron", "planter"], 5) == [mine.id]
+    assert records.search_turns("alice", ["blue", "heron"], 5) == [mine.id, other.id]
+    assert records.search_turns("alice", ['he"ron'], 5) == []  # quoted, never a syntax error
+    assert records.search_turns("alice", [], 5) == []
+
+
+def test_a_forgotten_users_words_leave_the_index(records: Records) -> None:
+    say(records, "alice", "The spare key is under the heron planter.")
+    records.forget("alice")
+    assert sql(records, "SELECT count(*) FROM turns_fts WHERE turns_fts MATCH 'heron'") == [(0,)]
+
+
+def test_a_database_written_before_the_index_gets_it_filled(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    first = Records(path)
+    turn = say(first, "alice", "The spare key is under the heron planter.")
+    first.close()
+    with sqlite3.connect(path) as connection:  # as a database from before the index
+        for name in ("turns_fts_insert", "turns_fts_delete", "turns_fts_update"):
+            connection.execute(f"DROP TRIGGER {name}")
+        connection.execute("DROP TABLE turns_fts")
+    reopened = Records(path)
+    try:
+        assert reopened.search_turns("alice", ["heron"], 5) == [turn.id]
+    finally:
+        reopened.close()

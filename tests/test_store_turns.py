@@ -7,8 +7,8 @@ from datetime import datetime
 from agentmem.propagation import StaleGuard, StaleValue
 from agentmem.protocols import MemoryStore, StoreContext
 from agentmem.store_contract import MemoryStoreContract
-from agentmem.types import Query, Scope
-from memory_stores.turns import TurnStore
+from agentmem.types import MemoryItem, Query, Recalled, Scope
+from memory_stores.turns import TurnStore, _fuse
 
 
 class TestTurnStore(MemoryStoreContract):
@@ -116,3 +116,31 @@ def test_a_turns_relative_dates_are_written_down(store_context: StoreContext) ->
     guard = StaleGuard(store_context.records)
     month = StaleValue("tariq", "wedding month", "May", "June", "f1", "f2", frozenset(), None)
     assert guard.stale_for(item, [month]) is None
+
+
+def _item(name: str) -> MemoryItem:
+    return MemoryItem(name, "turns", "turn", "u1", f"Tariq: {name}", (1,))
+
+
+def test_words_add_turns_below_the_best_matches_in_meaning() -> None:
+    """The dense ranking's first three keep their places; a turn matched by its words
+    (and by meaning further down) comes next, one matched by words alone after it."""
+    a, b, c, d, e = (_item(n) for n in "abcde")
+    dense = [Recalled(a, 0.9), Recalled(b, 0.8), Recalled(c, 0.7), Recalled(d, 0.6)]
+    fused = _fuse(dense, [e, d])
+    assert [r.item.id for r in fused] == ["a", "b", "c", "d", "e"]
+    assert [r.score for r in fused] == [0.9, 0.8, 0.7, 0.6, 0.6]  # similarities, kept
+    assert [r.item.id for r in _fuse(dense, [d, e, c])][:3] == ["a", "b", "c"]
+
+
+def test_a_rare_word_finds_its_turn_and_validity_still_holds(store_context: StoreContext) -> None:
+    store = TurnStore(store_context)
+    _say(store_context, store, [("Bea", "Happy birthday!"), ("Tariq", "Ngozi has the Vango.")])
+    _say(store_context, store, [("Bea", "A Vango tent, like mine?")], user="u2")
+    query = Query("Vango", Scope("u1"), store_context.embedder.embed(["Vango"])[0])
+    (found,) = store._lexical(query, ["vango"], 5)  # noqa: SLF001 - the lexical half alone
+    assert found.text == "Tariq: Ngozi has the Vango."
+    store.invalidate([found.id], "retracted")
+    assert store._lexical(query, ["vango"], 5) == []  # noqa: SLF001
+    history = Query("Vango", Scope("u1"), query.embedding, include_history=True)
+    assert [i.id for i in store._lexical(history, ["vango"], 5)] == [found.id]  # noqa: SLF001
