@@ -339,33 +339,41 @@ class Records:
         self._lock = threading.RLock()
         try:
             SQLModel.metadata.create_all(self.engine)
-            if self._sqlite:
-                self._create_turn_search()
         except OperationalError as exc:
             raise _storage_error(exc) from exc
+        self._turn_search = self._sqlite and self._create_turn_search()
 
-    def _create_turn_search(self) -> None:
-        """Create the full-text index of turn texts (SQLite FTS5), kept in step by triggers.
+    def _create_turn_search(self) -> bool:
+        """Create the full-text index of turn texts (SQLite FTS5), kept in step by triggers;
+        return whether there is one.
 
-        A database written before the index existed gets it filled once, here.
+        A database written before the index existed gets it filled once, here. An SQLite
+        built without FTS5 gets none (recall is then by meaning alone), with a warning.
         """
-        with self.engine.begin() as connection:
-            exists = connection.execute(
-                text("SELECT 1 FROM sqlite_master WHERE name = 'turns_fts'")
-            ).first()
-            for statement in _TURN_SEARCH_SCHEMA:
-                connection.execute(text(statement))
-            if exists is None:
-                connection.execute(text("INSERT INTO turns_fts(turns_fts) VALUES ('rebuild')"))
+        try:
+            with self.engine.begin() as connection:
+                exists = connection.execute(
+                    text("SELECT 1 FROM sqlite_master WHERE name = 'turns_fts'")
+                ).first()
+                for statement in _TURN_SEARCH_SCHEMA:
+                    connection.execute(text(statement))
+                if exists is None:
+                    connection.execute(text("INSERT INTO turns_fts(turns_fts) VALUES ('rebuild')"))
+        except OperationalError as exc:
+            if "fts5" not in str(exc).lower():
+                raise _storage_error(exc) from exc
+            logger.warning("this SQLite has no FTS5: turns are recalled by meaning only")
+            return False
+        return True
 
     def search_turns(self, user_id: str, words: Sequence[str], limit: int) -> list[int]:
         """Return ids of the user's turns that best match ``words`` by BM25, best first.
 
-        Empty where the database has no full-text index (a server database): lexical
-        search is then left to the vector index alone.
+        Empty where the database has no full-text index (a server database, an SQLite
+        without FTS5): recall is then by meaning alone.
         """
         terms = [w for w in dict.fromkeys(words) if w]
-        if not self._sqlite or not terms or limit <= 0:
+        if not self._turn_search or not terms or limit <= 0:
             return []
         match = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
         query = text(

@@ -427,3 +427,19 @@ def test_a_database_written_before_the_index_gets_it_filled(tmp_path: Path) -> N
         assert reopened.search_turns("alice", ["heron"], 5) == [turn.id]
     finally:
         reopened.close()
+
+
+def test_an_sqlite_without_fts5_opens_and_searches_by_meaning_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import agentmem.records as module
+
+    missing = ("CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5_not_built(text)",)
+    monkeypatch.setattr(module, "_TURN_SEARCH_SCHEMA", missing)
+    records = Records(tmp_path / "no-fts.db")
+    try:
+        say(records, "alice", "The spare key is under the heron planter.")
+        assert records.search_turns("alice", ["heron"], 5) == []
+        assert "no FTS5" in caplog.text
+    finally:
+        records.close()
