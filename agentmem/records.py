@@ -375,11 +375,16 @@ class Records:
         terms = [w for w in dict.fromkeys(words) if w]
         if not self._turn_search or not terms or limit <= 0:
             return []
-        match = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+        # The user is part of the match, so the index intersects the user's rows with the
+        # words' rows instead of ranking every user's matches; the join makes it exact.
+        words_match = " OR ".join(_fts_phrase(term) for term in terms)
+        match = f"text : ({words_match})"
+        if any(ch.isalnum() for ch in user_id):  # an id with no word in it tokenizes to nothing
+            match = f"user_id : {_fts_phrase(user_id)} AND {match}"
         query = text(
             "SELECT turns.id FROM turns_fts JOIN turns ON turns.id = turns_fts.rowid "
             "WHERE turns_fts MATCH :match AND turns.user_id = :user "
-            "ORDER BY bm25(turns_fts) LIMIT :limit"
+            "ORDER BY bm25(turns_fts, 0.0, 1.0) LIMIT :limit"
         )
         with self._guarded(), self.engine.connect() as connection:
             rows = connection.execute(query, {"match": match, "user": user_id, "limit": limit})
@@ -980,16 +985,23 @@ class Records:
 #: ``turns``), diacritics folded, kept in step with ``turns`` by triggers (a forgotten
 #: user's turns leave the index with them).
 _TURN_SEARCH_SCHEMA = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5("
-    "text, content='turns', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5(user_id, text, content='turns', "
+    "content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
     "CREATE TRIGGER IF NOT EXISTS turns_fts_insert AFTER INSERT ON turns BEGIN "
-    "INSERT INTO turns_fts(rowid, text) VALUES (new.id, new.text); END",
+    "INSERT INTO turns_fts(rowid, user_id, text) VALUES (new.id, new.user_id, new.text); END",
     "CREATE TRIGGER IF NOT EXISTS turns_fts_delete AFTER DELETE ON turns BEGIN "
-    "INSERT INTO turns_fts(turns_fts, rowid, text) VALUES ('delete', old.id, old.text); END",
-    "CREATE TRIGGER IF NOT EXISTS turns_fts_update AFTER UPDATE OF text ON turns BEGIN "
-    "INSERT INTO turns_fts(turns_fts, rowid, text) VALUES ('delete', old.id, old.text); "
-    "INSERT INTO turns_fts(rowid, text) VALUES (new.id, new.text); END",
+    "INSERT INTO turns_fts(turns_fts, rowid, user_id, text) "
+    "VALUES ('delete', old.id, old.user_id, old.text); END",
+    "CREATE TRIGGER IF NOT EXISTS turns_fts_update AFTER UPDATE OF text, user_id ON turns BEGIN "
+    "INSERT INTO turns_fts(turns_fts, rowid, user_id, text) "
+    "VALUES ('delete', old.id, old.user_id, old.text); "
+    "INSERT INTO turns_fts(rowid, user_id, text) VALUES (new.id, new.user_id, new.text); END",
 )
+
+
+def _fts_phrase(value: str) -> str:
+    """Quote ``value`` as an FTS5 phrase (never query syntax)."""
+    return '"' + value.replace('"', '""') + '"'
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -54,7 +54,7 @@ KEPT_ON_TOP = 3
 #: Reciprocal rank fusion's constant (Cormack et al. 2009).
 RRF_K = 60
 #: Neighbours fetched per item asked for, before re-ranking.
-OVERSAMPLE = 4
+OVERSAMPLE = 2
 _FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself|i'm|i've|i'd|i'll)\b", re.IGNORECASE)
 
 
@@ -150,18 +150,33 @@ class TurnStore:
             ),
             key=lambda r: -r.score,
         )
-        lexical = self._lexical(query, content_words(stripped), k * OVERSAMPLE)
+        known = {r.item.id: r.item for r in found}
+        lexical = self._lexical(query, content_words(stripped), k * OVERSAMPLE, known)
         return _fuse(dense, lexical)[:k]
 
-    def _lexical(self, query: Query, words: list[str], limit: int) -> list[MemoryItem]:
-        """The visible turn items whose text best matches ``words`` (BM25), best first."""
+    def _lexical(
+        self,
+        query: Query,
+        words: list[str],
+        limit: int,
+        known: dict[str, MemoryItem] | None = None,
+    ) -> list[MemoryItem]:
+        """The visible turn items whose text best matches ``words`` (BM25), best first.
+
+        Items in ``known`` (already found and judged visible) are not read again.
+        """
         user_id = query.scope.user_id
         turn_ids = self._context.records.search_turns(user_id, words, limit)
         if not turn_ids:
             return []
+        known = known or {}
         ids = [derived_item_id(self.name, user_id, turn_id) for turn_id in turn_ids]
-        by_id = {i.id: i for i in self._context.records.items(ids, user_id=user_id)}
-        return [by_id[i] for i in ids if i in by_id and visible(by_id[i], query)]
+        missing = [i for i in ids if i not in known]
+        by_id = dict(known)
+        if missing:
+            read = self._context.records.items(missing, user_id=user_id)
+            by_id.update((i.id, i) for i in read if visible(i, query))
+        return [by_id[i] for i in ids if i in by_id]
 
     def _named_speakers(self, query: Query) -> set[str]:
         """Return the speakers of the user's turns that the query names."""

@@ -443,3 +443,10 @@ def test_an_sqlite_without_fts5_opens_and_searches_by_meaning_only(
         assert "no FTS5" in caplog.text
     finally:
         records.close()
+
+
+@pytest.mark.parametrize("user_id", ["a.b@c.com", "用户", "---", 'x"y'])
+def test_any_user_id_is_searched_within_itself(records: Records, user_id: str) -> None:
+    mine = say(records, user_id, "The spare key is under the heron planter.")
+    say(records, "someone-else", "The spare key is under the heron planter.")
+    assert records.search_turns(user_id, ["heron"], 5) == [mine.id]
