@@ -1,8 +1,8 @@
-"""The baseline structure: every dialogue turn embedded and recalled by similarity.
+"""Every dialogue turn, recalled by meaning and by its words.
 
 This is what most memory layers start with. Each item is one turn, its provenance that
-turn. Two things make it recall better than embedding ``speaker: text`` as it stands
-(the replay's ``similarity`` baseline does that):
+turn. What makes it recall better than embedding ``speaker: text`` as it stands (the
+replay's ``similarity`` baseline does that):
 
 * **Who said it is matched, not embedded.** In a short turn the speaker's name weighs
   more than what was said ("Elif: Probably." is nearer "Which company does Elif work
