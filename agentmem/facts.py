@@ -447,8 +447,15 @@ class FactLedger:
             stated=False,
             single_valued=True,
         )
+        candidate = self._item(said, source)
+        if any(a.id == candidate.id for a in batch.added) or self.context.records.existing_ids(
+            [candidate.id]
+        ):
+            # Already a recorded fact (stated, then replaced, possibly in this very
+            # write): the ledger has dealt with that value; never record it twice.
+            return ()
         reason = f"replaced by {fact.render()!r} (turn {turn.id})"
-        before = batch.add(self._item(said, source))
+        before = batch.add(candidate)
         return tuple(batch.invalidate([before], reason, at, item.id))
 
     def _shaped_predecessor(

@@ -77,12 +77,16 @@ class ItemIndex:
         Vectors go first, then the records: a crash in between leaves a vector without
         a record, which search ignores (validity is judged from the records), never a
         record without its vector. Items whose id is already stored (a resumed write
-        deriving the same item again) are left as they are and not returned.
+        deriving the same item again), or given twice, are stored once and returned once.
         """
         if not items:
             return []
-        known = self.context.records.existing_ids(i.id for i in items)
-        keep = [n for n, item in enumerate(items) if item.id not in known]
+        known = set(self.context.records.existing_ids(i.id for i in items))
+        keep = []
+        for n, item in enumerate(items):
+            if item.id not in known:  # and not twice in one call: the first one stands
+                known.add(item.id)
+                keep.append(n)
         if not keep:
             return []
         new_items = [items[n] for n in keep]

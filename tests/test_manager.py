@@ -509,3 +509,24 @@ def test_he_or_she_answering_a_question_about_someone_is_about_them(
     assert "Sam: Fine. Still in her cottage in Hexham, stubborn as ever." not in recalled
     history = recalled_texts(manager, "Where does Sam's gran live?", include_history=True)
     assert "Sam: Fine. Still in her cottage in Hexham, stubborn as ever." in history
+
+
+def test_a_value_recorded_and_replaced_in_one_write_is_not_recorded_again(
+    manager: MemoryManager,
+) -> None:
+    """One write that states a place, replaces it and replaces it again: the place said
+    first is already a recorded fact, so the last change must not record it a second
+    time as "said in passing" (that stored one item id twice and failed the write)."""
+    records = manager.records
+    session = records.start_session("sam", session_id="batch")
+    texts = [
+        "Life in Denver is quiet, honestly.",
+        "Big news: we moved to Lisbon last month.",
+        "And now we live in Porto, for good this time.",
+    ]
+    turns = [
+        records.add_turn("sam", session, "Sam", "user", text, timestamp=T0 + timedelta(hours=n))
+        for n, text in enumerate(texts)
+    ]
+    manager.write(turns)
+    assert {f for f in current_facts(manager) if "lives in" in f} == {"Sam lives in Porto"}

@@ -144,3 +144,12 @@ def test_a_rare_word_finds_its_turn_and_validity_still_holds(store_context: Stor
     assert store._lexical(query, ["vango"], 5) == []  # noqa: SLF001
     history = Query("Vango", Scope("u1"), query.embedding, include_history=True)
     assert [i.id for i in store._lexical(history, ["vango"], 5)] == [found.id]  # noqa: SLF001
+
+
+def test_an_item_given_twice_in_one_write_is_stored_once(store_context: StoreContext) -> None:
+    from agentmem.items import ItemIndex
+
+    index = ItemIndex(store_context, "notes")
+    note = MemoryItem("n1", "notes", "note", "u1", "Tariq owes Bea a coffee.", ())
+    assert [i.id for i in index.add([note, note])] == ["n1"]
+    assert index.add([note]) == []
