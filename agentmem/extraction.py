@@ -409,7 +409,11 @@ def _subject(match: re.Match[str], speaker: str) -> tuple[str, str | None] | Non
     subject = match.group("subj")
     if subject in ("I", "we", "We"):
         return (speaker, None)
-    name = match.group("name")
+    return _named_person(match.group("name"), speaker)
+
+
+def _named_person(name: str | None, speaker: str) -> tuple[str, str | None] | None:
+    """Return (subject, relation) for a capitalised name, or None when it is no person."""
     if name and name.endswith("'s"):
         name = name[:-2]  # "Mum's all settled": the name, not a possessive
     if name and name.lower() in _RELATION_NAMES:
@@ -587,11 +591,8 @@ class RuleExtractor:
             elif who.lower() in ("his", "her"):
                 subject = self._last_person.get(turn.user_id, "")
             else:
-                name = who[:-2]
-                relation = name.lower() if name.lower() in _RELATION_NAMES else None
-                subject = f"{speaker}'s {relation}" if relation else name
-                if not relation and (name in _NOT_NAMES or name.lower() in STOPWORDS):
-                    subject = ""
+                person = _named_person(who, speaker)
+                subject = person[0] if person else ""
             if not subject:
                 continue
             if match.group("v"):
