@@ -101,6 +101,25 @@ def test_evidence_recall_counts_only_items_from_at_most_three_turns() -> None:
     assert evidence_recall(items, Gold("x", (), 4)) is None
 
 
+def test_a_bare_verdict_is_not_looked_for_in_a_context() -> None:
+    context = "- Caroline: No way, I love it here."
+    assert answer_in_context(context, Gold("Likely no; she loves it", (), 3)) is None
+    assert answer_in_context(context, Gold("No", (), 4)) is None
+    assert answer_in_context(context, Gold("No way", (), 4)) == 1.0  # more than a verdict
+
+
+def test_an_aggregate_covers_an_evidence_turn_it_quotes_whole() -> None:
+    said = "I went to the LGBTQ support group yesterday."
+    gold = Gold("x", ("D1:2", "D1:5"), 4, evidence_texts=(said, "Yes."))
+    sources = ("D1:1", "D1:2", "D1:3", "D1:4", "D1:5")
+    quoting = item(f"Caroline and Mel. Caroline: {said.upper()} Mel: Yes.", *sources)
+    assert evidence_recall([quoting], gold) == pytest.approx(0.5)  # "Yes." is too short
+    paraphrase = item("Caroline went to a support group; Mel said yes.", *sources)
+    assert evidence_recall([paraphrase], gold) == 0.0
+    elsewhere = item(f"Caroline: {said}", "D1:1", "D1:3", "D1:4", "D1:6")  # not its source
+    assert evidence_recall([elsewhere], gold) == 0.0
+
+
 def test_answer_in_context_is_containment_of_the_normalised_answer() -> None:
     context = "- (14 June 2023) Nora: I moved to Bristol, last week!"
     assert answer_in_context(context, Gold("bristol", (), 4)) == 1.0

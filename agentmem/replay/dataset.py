@@ -114,8 +114,10 @@ class Gold:
             ``"negation"``, ``"third-party"``, ``"keep"`` or ``"when"``.
         stale: Values that held earlier and are outdated by the end of the dialogue.
         adversarial_answer: The misleading answer of a category 5 question.
-        evidence_texts: The texts of the evidence turns (a stale value an item mentions
-            only where it quotes them is the evidence, not a leak).
+        evidence_texts: The texts of the evidence turns, in the order of ``evidence``
+            (empty for a turn the dialogue lacks): an aggregate that quotes one whole
+            covers it, and a stale value an item mentions only where it quotes them is the
+            evidence, not a leak.
     """
 
     answer: str | None
@@ -334,9 +336,7 @@ def _sample(raw: Any, source: str) -> Sample:
         )
     sessions = _sessions(sample_id, conversation)
     said = {turn.dia_id: turn.text for session in sessions for turn in session.turns}
-    gold = [
-        replace(g, evidence_texts=tuple(said[e] for e in g.evidence if e in said)) for g in gold
-    ]
+    gold = [replace(g, evidence_texts=tuple(said.get(e, "") for e in g.evidence)) for g in gold]
     return Sample(
         Conversation(sample_id, speakers, sessions),
         tuple(questions),

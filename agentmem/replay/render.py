@@ -49,7 +49,8 @@ TOP3_RULE = (
 
 EVIDENCE_RULE = (
     "Evidence recall is the share of a question's evidence turns present in the context; an "
-    "item counts for the turns it came from only if it came from at most 3 turns."
+    "item counts for the turns it came from if it came from at most 3 turns, and an aggregate "
+    "of more turns for an evidence turn it came from whose whole text it quotes."
 )
 
 
@@ -232,6 +233,21 @@ def summary_markdown(report: Report) -> str:
             ["configuration", *labels],
             [
                 [s.name, *[_percent(_get(s.by_category, c, "evidence_recall")) for c in labels]]
+                for s in report.summaries
+            ],
+        )
+    )
+    # Adversarial questions have no answer to find in a context.
+    answerable = [c for c in labels if c != CATEGORIES.get(5)]
+    parts += ["", "## Answer in context by LoCoMo category", ""]
+    parts.append(
+        _markdown_table(
+            ["configuration", *answerable],
+            [
+                [
+                    s.name,
+                    *[_percent(_get(s.by_category, c, "answer_in_context")) for c in answerable],
+                ]
                 for s in report.summaries
             ],
         )

@@ -16,12 +16,14 @@ snap-research/locomo), re-implemented here:
 The other metrics judge the context a system put in front of the model:
 
 * evidence recall: the share of a question's evidence turns present in the context. An
-  item counts for the turns it came from only if it came from at most
+  item counts for the turns it came from if it came from at most
   :data:`MAX_EVIDENCE_SOURCES` turns: a summary of a whole session does not "contain"
-  every turn of it.
+  every turn of it. An aggregate of more turns counts for an evidence turn it came from
+  whose whole text it quotes.
 * answer in context: whether the normalised gold answer occurs, as a contiguous run of
   words, in the normalised context text (category 1: the share of comma-separated gold
-  parts that occur). Not defined for category 5, which has no answer.
+  parts that occur). Not defined for category 5, which has no answer, nor for an answer
+  that is only a yes/no verdict ("No", "Likely no": any context may hold the word).
 * stale leak: an item is a stale leak when it is presented as current (not marked as no
   longer current), mentions a ``stale`` value (normalised whole-word match) and does not
   also mention the gold current answer. An item that mentions both states the change
@@ -62,6 +64,13 @@ from agentmem.text import split_sentences
 
 #: An item counts as evidence for its turns only if it came from at most this many turns.
 MAX_EVIDENCE_SOURCES = 3
+
+#: The words of a yes/no verdict ("Likely no"): an answer made only of them is not looked
+#: for in a context (:func:`answer_in_context`).
+VERDICT_WORDS = frozenset({"yes", "no", "likely", "unlikely", "probably", "maybe", "perhaps"})
+
+#: The fewest words of a turn an aggregate must quote whole to cover it as evidence.
+MIN_QUOTE_WORDS = 3
 
 #: How many of a context's first items :func:`current_in_top` looks at.
 TOP_ITEMS = 3
@@ -196,7 +205,7 @@ def answer_in_context(context_text: str, gold: Gold) -> float | None:
         ``None`` when the question has no answer (category 5).
     """
     truth = gold_text(gold)
-    if gold.category == 5 or truth is None:
+    if gold.category == 5 or truth is None or _only_a_verdict(truth):
         return None
     parts = [p for p in truth.split(",") if normalize_answer(p)] if gold.category == 1 else [truth]
     if not parts:
@@ -204,18 +213,34 @@ def answer_in_context(context_text: str, gold: Gold) -> float | None:
     return sum(contains_phrase(context_text, p) for p in parts) / len(parts)
 
 
+def _only_a_verdict(answer: str) -> bool:
+    """Whether ``answer`` is only a yes/no verdict ("No", "Likely no"): a word that any
+    context may hold, whatever it says."""
+    words = normalize_answer(answer).split()
+    return bool(words) and set(words) <= VERDICT_WORDS
+
+
 def evidence_recall(items: Sequence[ContextItem], gold: Gold) -> float | None:
     """Return the share of evidence turns the context covers (``None`` without evidence).
 
-    An item covers the turns it came from only if it came from at most
-    :data:`MAX_EVIDENCE_SOURCES` turns.
+    An item covers the turns it came from if it came from at most
+    :data:`MAX_EVIDENCE_SOURCES` turns. An aggregate of more turns (a memo, a tree node, a
+    summary) covers an evidence turn it came from only if its text contains that turn's
+    whole text (normalised, at least :data:`MIN_QUOTE_WORDS` words): it then puts the
+    turn itself before the model.
     """
     if not gold.evidence:
         return None
+    said = dict(zip(gold.evidence, gold.evidence_texts, strict=False))
     covered: set[str] = set()
     for item in items:
         if 0 < len(item.dia_ids) <= MAX_EVIDENCE_SOURCES:
             covered.update(item.dia_ids)
+            continue
+        for dia_id in set(gold.evidence) & set(item.dia_ids) - covered:
+            quote = normalize_answer(said.get(dia_id, ""))
+            if len(quote.split()) >= MIN_QUOTE_WORDS and contains_phrase(item.text, quote):
+                covered.add(dia_id)
     return sum(e in covered for e in gold.evidence) / len(gold.evidence)
 
 

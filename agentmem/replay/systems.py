@@ -359,7 +359,7 @@ def open_memory(
 
     Args:
         name: ``recent``, ``similarity``, or structure names joined by ``+`` (``all``
-            expands to every built-in structure except ``turns``).
+            expands to every built-in structure, ``all-<name>`` to all but one).
         folder: The configuration's own data directory.
         embedder: The embedder shared by every configuration.
         builder: The chat model that builds memory, or ``None`` for the offline builders.
