@@ -104,6 +104,10 @@ class Config:
     facts: bool = True
     #: Recall a second time with what the first recall found.
     iterative_recall: bool = False
+    #: How recall merges the structures' rankings: "lead" (the fact ledger and the first
+    #: structure lead, the others fill the room they leave) or "rank" (every structure an
+    #: equal say, by reciprocal rank fusion).
+    fusion: str = "lead"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -117,6 +121,9 @@ class Config:
         return self.data_dir / "chroma"
 
 
+#: The ways recall can merge the structures' rankings (see :class:`Config`'s ``fusion``).
+FUSIONS = ("lead", "rank")
+
 _INT_FIELDS = {"retries", "context_tokens", "memory_tokens", "recent_turns", "recall_k"}
 _FLOAT_FIELDS = {"timeout"}
 _BOOL_FIELDS = {"facts", "iterative_recall"}
@@ -129,6 +136,7 @@ _ENV = {
     "AGENTMEM_CHROMA_URL": "chroma_url",
     "AGENTMEM_OPENAI_MODEL": "openai_model",
     "AGENTMEM_MODEL_BUILDERS": "model_builders",
+    "AGENTMEM_FUSION": "fusion",
     "OPENAI_API_KEY": "openai_api_key",
     "OPENAI_BASE_URL": "openai_base_url",
 }
@@ -148,6 +156,8 @@ def _coerce(name: str, value: Any) -> Any:
             return stores
         if name == "model_builders" and value not in ("auto", "yes", "no"):
             raise ConfigError(f"model_builders must be auto, yes or no, not {value!r}")
+        if name == "fusion" and value not in FUSIONS:
+            raise ConfigError(f"fusion must be lead or rank, not {value!r}")
         if name == "data_dir":
             if "\x00" in str(value):
                 raise ConfigError("data_dir contains a NUL character")

@@ -45,12 +45,21 @@ def store_factories() -> dict[str, StoreFactory]:
 
 
 def expand_store_names(names: tuple[str, ...] | list[str]) -> list[str]:
-    """Expand ``all`` into every built-in structure except the ``turns`` baseline."""
+    """Expand ``all`` into every built-in structure, and ``all-<name>`` into all but one.
+
+    ``all-memtree`` is every built-in structure except ``memtree``: what ``all`` loses
+    without it (an ablation). Other names are kept as given, each once.
+    """
     from memory_stores import BUILTIN
 
     expanded: list[str] = []
     for name in names:
-        group = [n for n in BUILTIN if n != "turns"] if name == "all" else [name]
+        if name == "all":
+            group = list(BUILTIN)
+        elif name.startswith("all-") and name[4:] in BUILTIN:
+            group = [n for n in BUILTIN if n != name[4:]]
+        else:
+            group = [name]
         expanded += [n for n in group if n not in expanded]
     return expanded
 
@@ -213,6 +222,7 @@ def build(
         counter=TokenCounter(),
         rewriter=builder,
         iterative=config.iterative_recall,
+        fusion="rank" if config.fusion == "rank" else "lead",
         # Searches wait on the network with a Chroma server or a remote records database.
         parallel=bool(config.chroma_url) or not config.records_url.startswith("sqlite"),
     )

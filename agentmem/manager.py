@@ -5,8 +5,21 @@ protocol. On write it resolves the turns' facts first (the fact ledger: keep / r
 append / delete), then folds the turns into every structure, then invalidates, in every
 structure, what still asserts a superseded value — so the next recall already sees the
 change. On recall it builds the query from the turn and its context, fans out, drops
-anything stale, fuses the rankings (reciprocal rank fusion), de-duplicates, and fits the
-result into a token budget, reporting what it used and what it cost.
+anything stale, fuses the rankings, de-duplicates, and fits the result into a token
+budget, reporting what it used and what it cost.
+
+How the rankings are fused (``fusion``):
+
+* ``"lead"`` (the default): the fact ledger and the *lead* structure (the first one
+  configured; ``turns`` in ``all``) are fused by reciprocal rank and fitted into the budget
+  first. The other structures' items, fused among themselves, take the room that leaves;
+  one whose source turns are all in the context already (a tree leaf or a graph passage
+  repeating a kept turn) is left out. So a weaker structure never displaces a lead item
+  that fits, and adds what it finds when the lead leaves room. Measured on LoCoMo, equal
+  rank fusion let structures built offline push out the turns that held the answer
+  (docs/concepts.md, "Fusion").
+* ``"rank"``: every structure an equal say, by reciprocal rank fusion (Cormack et al.
+  2009).
 """
 
 from __future__ import annotations
@@ -29,15 +42,18 @@ from agentmem.propagation import StaleGuard
 from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, Resumable
 from agentmem.records import ItemEventRow, Records
 from agentmem.rewrite import model_rewrite, rewrite_query
-from agentmem.tokens import TokenCounter, fit_to_budget
+from agentmem.tokens import Fitted, TokenCounter, fit_to_budget
 from agentmem.types import MemoryItem, Query, Recalled, Scope, Turn, utcnow
 
 logger = logging.getLogger(__name__)
 
 Action = Literal["ADD", "UPDATE", "SUPERSEDE", "MERGE", "NOOP", "DELETE"]
+Fusion = Literal["lead", "rank"]
 
 #: The ``k`` of reciprocal rank fusion (Cormack et al. 2009).
 RRF_K = 60
+#: Tokens each recalled item costs in a prompt beyond its text (its line's framing).
+ITEM_OVERHEAD = 8
 
 
 @dataclass(frozen=True)
@@ -133,6 +149,8 @@ class MemoryManager:
             is CPU-bound, and on a small machine threads only contend: at 100k items on
             two cores, recall took 47.8 / 64.1 ms p50/p95 in parallel against 39.3 / 43.8
             one structure after another (benchmarks/bench_scale.py recall).
+        fusion: How the structures' rankings are merged: ``"lead"`` or ``"rank"`` (see
+            the module docstring).
     """
 
     def __init__(
@@ -146,9 +164,12 @@ class MemoryManager:
         rewriter: ChatModel | None = None,
         iterative: bool = False,
         parallel: bool = False,
+        fusion: Fusion = "lead",
     ) -> None:
         if not stores and facts is None:
             raise InputError("a memory manager needs at least one memory structure")
+        if fusion not in ("lead", "rank"):
+            raise InputError(f"fusion must be 'lead' or 'rank', not {fusion!r}")
         names = [s.name for s in stores] + ([facts.name] if facts else [])
         if len(set(names)) != len(names):
             raise InputError(f"memory structure names must be unique, got {names}")
@@ -160,6 +181,7 @@ class MemoryManager:
         self.rewriter = rewriter
         self.iterative = iterative
         self.parallel = parallel
+        self.fusion: Fusion = fusion
         self.guard = StaleGuard(records)
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
@@ -371,21 +393,36 @@ class MemoryManager:
         rankings, stale = self._fan_out(
             query_text, scope, k, exclude_turn_ids, as_of, include_history, timings
         )
-        fused = fuse(rankings)
         if iterative if iterative is not None else self.iterative:
-            follow_up = query_text + " " + " ".join(r.item.text for r in fused[:3])
+            first = self._fit(rankings, budget_tokens).kept
+            follow_up = query_text + " " + " ".join(r.item.text for r in first[:3])
             more, stale_more = self._fan_out(
                 follow_up, scope, k, exclude_turn_ids, as_of, include_history, timings
             )
-            fused = fuse(rankings + more)
+            rankings += more
             stale += stale_more
-        fitted = fit_to_budget(
-            fused, lambda r: r.item.text, self.counter, budget_tokens, per_item_overhead=8
-        )
+        fitted = self._fit(rankings, budget_tokens)
         timings["total"] = time.perf_counter() - started
         return RecallResult(
             tuple(fitted.kept), fitted.tokens, fitted.dropped, timings, query_text, stale
         )
+
+    def _fit(
+        self, rankings: Sequence[tuple[str, list[Recalled]]], budget_tokens: int
+    ) -> Fitted[Recalled]:
+        """Fuse the structures' rankings (see the module docstring) into the budget."""
+        leaders = None if self.fusion == "rank" else self.leaders([n for n, _ in rankings])
+        return fit_rankings(rankings, budget_tokens, self.counter, leaders=leaders)
+
+    def leaders(self, names: Sequence[str]) -> frozenset[str]:
+        """Return which of the structures ``names`` lead the fusion.
+
+        The fact ledger, and the first configured structure among ``names``.
+        """
+        present = set(names)
+        first = next((s.name for s in self.stores if s.name in present), None)
+        ledger = self.facts.name if self.facts is not None else None
+        return frozenset(n for n in (ledger, first) if n is not None and n in present)
 
     def _fan_out(
         self,
@@ -396,7 +433,7 @@ class MemoryManager:
         as_of: datetime | None,
         include_history: bool,
         timings: dict[str, float],
-    ) -> tuple[list[list[Recalled]], int]:
+    ) -> tuple[list[tuple[str, list[Recalled]]], int]:
         tick = time.perf_counter()
         query = Query(
             text=text,
@@ -409,7 +446,7 @@ class MemoryManager:
         timings["embed"] = timings.get("embed", 0.0) + time.perf_counter() - tick
         values = self.guard.stale_values(scope.user_id)
         by_name = self._by_name()
-        rankings: list[list[Recalled]] = []
+        rankings: list[tuple[str, list[Recalled]]] = []
         stale_count = 0
         active = [
             s for s in self.structures if self.recall_from is None or s.name in self.recall_from
@@ -443,7 +480,7 @@ class MemoryManager:
                 )
                 if include_history:
                     kept.append(Recalled(self.records.get_item(recalled.item.id), recalled.score))
-            rankings.append(kept)
+            rankings.append((store.name, kept))
             timings[store.name] = timings.get(store.name, 0.0) + time.perf_counter() - tick
         return rankings, stale_count
 
@@ -495,6 +532,49 @@ class MemoryManager:
 def _clear(cache: object) -> int:
     clear = getattr(cache, "clear", None)
     return int(clear()) if callable(clear) else 0
+
+
+def fit_rankings(
+    rankings: Sequence[tuple[str, Sequence[Recalled]]],
+    budget_tokens: int,
+    counter: TokenCounter,
+    *,
+    leaders: frozenset[str] | None = None,
+) -> Fitted[Recalled]:
+    """Fuse named rankings and keep the best items that fit ``budget_tokens``.
+
+    Args:
+        rankings: Each structure's name and its items, best first (a name may repeat).
+        budget_tokens: Most tokens the kept items may cost (with :data:`ITEM_OVERHEAD`).
+        counter: Counts the tokens of an item's text.
+        leaders: The structures that lead: their rankings are fused and fitted first, and
+            the others', fused among themselves, fill the room left; an item of theirs is
+            left out when its text repeats a kept one, or when every turn it came from is
+            already the source of a kept item (it would add no evidence). ``None``: every
+            ranking has an equal say (reciprocal rank fusion).
+    """
+
+    def fit(items: Sequence[Recalled], budget: int) -> Fitted[Recalled]:
+        return fit_to_budget(
+            items, lambda r: r.item.text, counter, budget, per_item_overhead=ITEM_OVERHEAD
+        )
+
+    if leaders is None:
+        return fit(fuse([found for _, found in rankings]), budget_tokens)
+    lead = fit(fuse([found for name, found in rankings if name in leaders]), budget_tokens)
+    rest = fuse([found for name, found in rankings if name not in leaders])
+    covered = {t for r in lead.kept for t in r.item.source_turn_ids}
+    texts = {_dedupe_key(r.item.text) for r in lead.kept}
+    ids = {r.item.id for r in lead.kept}
+    extra = [
+        r
+        for r in rest
+        if r.item.id not in ids
+        and _dedupe_key(r.item.text) not in texts
+        and not (r.item.source_turn_ids and set(r.item.source_turn_ids) <= covered)
+    ]
+    more = fit(extra, budget_tokens - lead.tokens)
+    return Fitted([*lead.kept, *more.kept], lead.dropped + more.dropped, lead.tokens + more.tokens)
 
 
 def fuse(rankings: Sequence[Sequence[Recalled]]) -> list[Recalled]:

@@ -39,7 +39,8 @@ def _memo(context: StoreContext) -> MemoryStore:
     return MemoStore(context)
 
 
-#: Built-in structures by name; ``all`` in a configuration means every one but ``turns``.
+#: Built-in structures by name; ``all`` in a configuration means every one of them, and
+#: ``all-<name>`` every one but that.
 BUILTIN: dict[str, StoreFactory] = {
     "turns": _turns,
     "memtree": _memtree,

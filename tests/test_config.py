@@ -39,6 +39,7 @@ def test_precedence_toml_then_env_then_overrides(tmp_path: Path) -> None:
         ('recall_k = "many"\n', "bad value for recall_k"),
         ('model = "gpt9"\n', "unknown model"),
         ("stores = []\n", "no memory structure"),
+        ('fusion = "rrf"\n', "fusion must be lead or rank"),
     ],
 )
 def test_bad_values_are_config_errors(tmp_path: Path, content: str, message: str) -> None:
@@ -65,3 +66,9 @@ def test_config_is_immutable(tmp_path: Path) -> None:
     with pytest.raises(AttributeError):
         config.user_id = "x"  # type: ignore[misc]
     assert isinstance(config, Config)
+
+
+def test_fusion_is_lead_unless_set_to_rank(tmp_path: Path) -> None:
+    env = {"AGENTMEM_HOME": str(tmp_path)}
+    assert load_config(env=env).fusion == "lead"
+    assert load_config(env={**env, "AGENTMEM_FUSION": "rank"}).fusion == "rank"

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 from agentmem.errors import InputError
-from agentmem.manager import MemoryManager, fuse
+from agentmem.manager import ITEM_OVERHEAD, MemoryManager, fit_rankings, fuse
 from agentmem.protocols import StoreContext
+from agentmem.tokens import TokenCounter
 from agentmem.types import MemoryItem, Recalled, Scope
 from memory_stores.turns import TurnStore
 
 
-def _recalled(item_id: str, text: str, score: float) -> Recalled:
-    return Recalled(MemoryItem(item_id, "s", "turn", "u", text, (1,)), score)
+def _recalled(item_id: str, text: str, score: float, *turns: int) -> Recalled:
+    return Recalled(MemoryItem(item_id, "s", "turn", "u", text, turns or (1,)), score)
 
 
 def test_fusion_rewards_agreement_and_drops_duplicate_texts() -> None:
@@ -21,6 +22,52 @@ def test_fusion_rewards_agreement_and_drops_duplicate_texts() -> None:
     fused = fuse([a, b])
     assert [r.item.id for r in fused] == ["1", "3"]  # "I like tea" twice is one item
     assert fused[0].score > fused[1].score
+
+
+LEAD = [
+    _recalled("t1", "Melanie: I ran a charity race for mental health last Saturday.", 0.5, 1),
+    _recalled("t2", "Caroline: That charity race sounds great, Mel!", 0.45, 2),
+    _recalled("t3", "Melanie: Running helps me clear my head.", 0.4, 3),
+]
+OTHER = [
+    _recalled("m1", "Topic: race, running. Melanie ran a race. Caroline cheered.", 0.9, 1, 2, 3),
+    _recalled("n1", "Melanie: Family moments like that are so special.", 0.8, 7),
+]
+
+
+def _cost(counter: TokenCounter, items: list[Recalled]) -> int:
+    return sum(counter.count(r.item.text) + ITEM_OVERHEAD for r in items)
+
+
+def test_lead_fusion_never_lets_a_weaker_structure_displace_a_lead_item_that_fits() -> None:
+    counter = TokenCounter()
+    rankings = [("turns", LEAD), ("memo", OTHER)]
+    budget = _cost(counter, LEAD)  # room for the lead's items, exactly
+    led = fit_rankings(rankings, budget, counter, leaders=frozenset({"turns"}))
+    assert [r.item.id for r in led.kept] == ["t1", "t2", "t3"]
+    assert led.tokens == budget
+    # With an equal say, the other structure's first item pushes a lead item out.
+    equal = fit_rankings(rankings, budget, counter)
+    assert "t3" not in [r.item.id for r in equal.kept]
+
+
+def test_lead_fusion_fills_the_room_left_with_items_that_bring_new_turns() -> None:
+    counter = TokenCounter()
+    rankings = [("turns", LEAD), ("memo", OTHER)]
+    budget = _cost(counter, LEAD + OTHER)  # room for everything
+    led = fit_rankings(rankings, budget, counter, leaders=frozenset({"turns"}))
+    # The memo only repeats turns already in the context: left out; n1 brings turn 7.
+    assert [r.item.id for r in led.kept] == ["t1", "t2", "t3", "n1"]
+    assert led.tokens == _cost(counter, LEAD + OTHER[1:])
+
+
+def test_the_ledger_and_the_first_structure_lead(store_context: StoreContext) -> None:
+    first, second = TurnStore(store_context), TurnStore(store_context, name="turns2")
+    manager = MemoryManager(store_context.records, store_context.embedder, [first, second])
+    assert manager.leaders(["turns2", "turns"]) == {"turns"}
+    assert manager.leaders(["turns2"]) == {"turns2"}  # recall narrowed to the second one
+    with pytest.raises(InputError, match="fusion"):
+        MemoryManager(store_context.records, store_context.embedder, [first], fusion="rrf")  # type: ignore[arg-type]
 
 
 def test_manager_needs_unique_stores(store_context: StoreContext) -> None:
