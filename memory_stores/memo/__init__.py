@@ -6,7 +6,8 @@ dialogue a user has not yet had memo'd is buffered; when it reaches ``chunk_turn
 (and at every session end, for what is left) the chunk is written into memos. Topics are
 items (kind ``"topic"``: the name as text, the centroid of their turns as vector, kept
 exactly in the item's metadata and refreshed in the index when it drifts) and so
-is every memo entry (kind ``"memo"``: ``"Topic: <topic>. <summary>"``, its turns as
+is every memo entry (kind ``"memo"``: ``"Topic: <topic>. <summary>"`` when the model
+named the topic, the summary alone when the offline builder named it by keywords, its turns as
 provenance, the original turns in its metadata). A record per chunk (kind ``"chunk"``, no
 vector) marks how far the dialogue is memo'd, so the buffer is rebuilt after a restart.
 

@@ -255,7 +255,14 @@ def memo_item(
         user_id=user_id,
         agent_id=agents.pop() if len(agents) == 1 else None,
         session_id=sessions[0] if len(sessions) == 1 else None,
-        text=f"Topic: {entry.topic.name}. {entry.summary}",
+        # A topic the model named heads its memo; the offline builder's names are keyword
+        # lists ("jake, done, broke"), which read as no content and would carry a word
+        # the summary itself may no longer say: they stay in the metadata.
+        text=(
+            f"Topic: {entry.topic.name}. {entry.summary}"
+            if entry.builder == "model"
+            else entry.summary
+        ),
         source_turn_ids=tuple(t.id for t in turns),
         # The memo holds once its last turn was said (it summarises up to there).
         valid_from=max(t.timestamp for t in turns),

@@ -15,7 +15,9 @@ below is invalidated too, and inserts never descend into invalid nodes.
 
 Aggregation offline is an extractive merge: a node quotes the most central, informative
 sentences among its children's representative leaves, under a word limit that shrinks
-toward the root, behind the keywords of what lies below. With a model, inserts still apply
+toward the root. (It used to open with a keyword label, "[jake, done, broke]": that read
+as no content, and kept a name or value in the text after the sentences saying it were
+gone.) With a model, inserts still apply
 the extractive text at once and mark the nodes they change dirty; at the session end every
 dirty node of the user is rewritten with the paper's aggregate prompt in one model call.
 

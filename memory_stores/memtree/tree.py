@@ -7,7 +7,6 @@ what changes and rebuilds a :class:`Tree` from the records database with
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -236,8 +235,8 @@ class Tree:
 
         The pool is every current leaf child plus the representatives of every internal
         child; the most central yet diverse, informative ones are kept (about one per
-        ``WORDS_PER_PICK`` words of ``limit``), in dialogue order, behind the pool's
-        keywords. Returns the text and the ids of the leaves it quotes.
+        ``WORDS_PER_PICK`` words of ``limit``), in dialogue order. Returns the text and the
+        ids of the leaves it quotes.
         """
         pool: dict[str, Node] = {}
         for child_id in node.children:
@@ -256,13 +255,10 @@ class Tree:
         )
         quoted = sorted((leaves[i] for i in chosen), key=lambda leaf: min(leaf.turns))
         share = max(limit // len(quoted), 5)
+        # What was said, without a keyword label: a label reads as no content, and carries
+        # a word (a name, a value) that the quoted sentences may no longer say.
         body = " ".join(truncate_words(leaf.snippet, share) for leaf in quoted)
-        # agentmem.text.keywords over the pool, with each leaf's words counted once ahead.
-        counts: Counter[str] = Counter()
-        for leaf in leaves:
-            counts.update(leaf.terms)
-        topic = ", ".join(word for word, _ in counts.most_common(3))
-        return (f"[{topic}] {body}" if topic else body), [leaf.id for leaf in quoted]
+        return body, [leaf.id for leaf in quoted]
 
     @classmethod
     def from_items(

@@ -9,7 +9,10 @@ Every version is kept as an item (kind ``"summary"``) that the next version supe
 ``Records.history`` and ``as_of`` show the old ones. The summary is also split into
 sentence items (kind ``"sentence"``), each with the turns it came from; those are what
 retrieval ranks. A sentence carried over unchanged keeps its item (no re-embedding, no
-duplicate); a dropped one is invalidated, superseded by the version that dropped it.
+duplicate); a dropped one is invalidated, superseded by the version that dropped it. An
+extracted sentence is ranked by its turn's vector, which every structure shares through the
+embedding cache: a new sentence costs no embedding (it cost the summary most of its write
+time, 22 of 43 s for a LoCoMo conversation through ``all``).
 
 Offline builder (no model): extractive. Candidates are the previous summary's sentences and
 the new dialogue's sentences (``"Sam: I moved to Denver."``) that pass an informativeness

@@ -105,8 +105,8 @@ def dialogue_sentences(
 ) -> list[Candidate]:
     """Return the informative sentences of ``turns`` not already in the summary.
 
-    At most one per turn (the most informative overall), so the write path embeds at most
-    one new text per turn; returned in dialogue order.
+    At most as many as there are turns (the most informative overall); each is embedded as
+    its turn's text, which the embedding cache already holds. Returned in dialogue order.
     """
     seen = {normal(item.text) for item in previous}
     found: list[Candidate] = []
@@ -117,12 +117,12 @@ def dialogue_sentences(
             text = f"{turn.speaker}: {bare}"
             if score >= min_informativeness and normal(text) not in seen:
                 seen.add(normal(text))
-                # Embedded without the speaker: a one-sentence turn then shares the vector
-                # every other structure computed for it (the embedding cache).
-                embed_as = turn.text if bare == turn.text.strip() else bare
+                # Ranked by its turn's vector: the turn's text is embedded once for every
+                # structure (the embedding cache), so a sentence costs no new embedding,
+                # and it is recalled by what its turn is about.
                 found.append(
                     Candidate(
-                        text, (turn.id,), (turn.id, position), score, score, embed_as=embed_as
+                        text, (turn.id,), (turn.id, position), score, score, embed_as=turn.text
                     )
                 )
     best = sorted(found, key=lambda c: -c.weight)[: len(turns)]
