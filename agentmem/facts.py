@@ -722,6 +722,14 @@ def _needle(value: str) -> str:
     return f" {key} " if key else ""
 
 
+def words_needed(value: str) -> list[str]:
+    """Return the words a text must each hold, as whole words, to :func:`mentions` ``value``.
+
+    Empty for a value no text mentions (nothing left after normalising).
+    """
+    return _needle(value).split()
+
+
 def mentions(words: str, value: str) -> bool:
     """Whether ``words`` (from :func:`words_of`) mention ``value`` as whole words."""
     needle = _needle(value)

@@ -21,13 +21,14 @@ later (e.g. a summary consolidated at the session's end), so nothing stale reach
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from agentmem.cues import ended_values, signals_change
 from agentmem.extraction import ENDED
-from agentmem.facts import FACT_STORE, holds_value, mentions, words_of
+from agentmem.facts import FACT_STORE, holds_value, mentions, words_needed, words_of
 from agentmem.protocols import MemoryStore
 from agentmem.records import Records
 from agentmem.timeref import without_resolutions
@@ -49,6 +50,35 @@ class StaleValue:
     spared_turn_ids: frozenset[int] = frozenset()
 
 
+#: From this many stale values on, an item is tested only against the values whose rarest
+#: word it holds (an index by that word, built once per list of values).
+INDEXED_FROM = 32
+
+
+class _ByRarestWord:
+    """Positions of stale values by the word of theirs that the fewest values share.
+
+    A text mentions a value only if it holds each of the value's words, so testing the
+    values whose rarest word the text holds finds every value it mentions; the rarest word
+    ("kraków" rather than "the") keeps those few.
+    """
+
+    def __init__(self, values: Sequence[StaleValue]) -> None:
+        self.values = values  # held, so the list's id is not reused while indexed
+        needed = [words_needed(stale.value) for stale in values]
+        counts = Counter(word for words in needed for word in set(words))
+        self.positions: dict[str, list[int]] = {}
+        for position, words in enumerate(needed):
+            if words:
+                rarest = min(words, key=lambda word: counts[word])
+                self.positions.setdefault(rarest, []).append(position)
+
+    def candidates(self, text: str) -> list[StaleValue]:
+        """Return the values ``text`` (from :func:`words_of`) may mention, in order."""
+        found = {p for word in set(text.split()) for p in self.positions.get(word, ())}
+        return [self.values[p] for p in sorted(found)]
+
+
 class StaleGuard:
     """Knows each user's stale values and flags items that still assert them.
 
@@ -59,6 +89,7 @@ class StaleGuard:
     def __init__(self, records: Records) -> None:
         self.records = records
         self._cache: dict[str, list[StaleValue]] = {}
+        self._indexes: dict[int, _ByRarestWord] = {}
         self._lock = threading.Lock()
 
     def reset(self, user_id: str | None = None) -> None:
@@ -68,6 +99,7 @@ class StaleGuard:
                 self._cache.clear()
             else:
                 self._cache.pop(user_id, None)
+            self._indexes.clear()
 
     def stale_values(self, user_id: str) -> list[StaleValue]:
         """Return the user's stale values (cached until :meth:`reset`)."""
@@ -134,12 +166,19 @@ class StaleGuard:
         # Normalised once: recall checks every item it found against every stale value.
         # Dates added to the text ("yesterday [7 May 2023]") are not what was said.
         text = words_of(without_resolutions(item.text))
-        for stale in values:
+        said: dict[str, bool] = {}  # many stale values share a text ("Lisbon" twice)
+
+        def says(value: str) -> bool:
+            if value not in said:
+                said[value] = mentions(text, value)
+            return said[value]
+
+        for stale in self._candidates(values, text):
             if as_of is not None and stale.ended_at is not None and stale.ended_at > as_of:
                 continue
-            if not mentions(text, stale.value):
+            if not says(stale.value):
                 continue
-            if stale.replaced_by and mentions(text, stale.replaced_by):
+            if stale.replaced_by and says(stale.replaced_by):
                 continue
             if sources and sources <= stale.spared_turn_ids:
                 continue
@@ -147,6 +186,22 @@ class StaleGuard:
                 continue  # news around the change (but never the old value's own claim)
             return stale
         return None
+
+    def _candidates(self, values: Sequence[StaleValue], text: str) -> Sequence[StaleValue]:
+        """Return the values among ``values`` that ``text`` may mention, in their order.
+
+        Recall tests every item it found against every stale value; with thousands of
+        values (a long history) the index by rarest word saves most of that.
+        """
+        if len(values) < INDEXED_FROM:
+            return values
+        with self._lock:
+            index = self._indexes.get(id(values))
+            if index is None or index.values is not values:
+                if len(self._indexes) >= 64:
+                    self._indexes.clear()
+                index = self._indexes[id(values)] = _ByRarestWord(values)
+        return index.candidates(text)
 
     def sweep(
         self,
