@@ -29,7 +29,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -368,6 +368,7 @@ class MemoryManager:
         include_history: bool = False,
         context: Sequence[Turn] = (),
         iterative: bool | None = None,
+        structures: Collection[str] | None = None,
     ) -> RecallResult:
         """Recall what memory holds for ``text`` within ``scope``, under a token budget.
 
@@ -381,6 +382,8 @@ class MemoryManager:
             include_history: Also return invalidated items, marked as not current.
             context: Recent turns, used to rewrite a query that leans on them.
             iterative: Recall again with what the first pass found (default: the manager's).
+            structures: Recall only from these structures (by name; the first of them that
+                is configured leads the fusion), within :attr:`recall_from`.
         """
         started = time.perf_counter()
         timings: dict[str, float] = {}
@@ -390,14 +393,15 @@ class MemoryManager:
             else rewrite_query(text, context)
         )
         timings["rewrite"] = time.perf_counter() - started
+        only = None if structures is None else frozenset(structures)
         rankings, stale = self._fan_out(
-            query_text, scope, k, exclude_turn_ids, as_of, include_history, timings
+            query_text, scope, k, exclude_turn_ids, as_of, include_history, timings, only
         )
         if iterative if iterative is not None else self.iterative:
             first = self._fit(rankings, budget_tokens).kept
             follow_up = query_text + " " + " ".join(r.item.text for r in first[:3])
             more, stale_more = self._fan_out(
-                follow_up, scope, k, exclude_turn_ids, as_of, include_history, timings
+                follow_up, scope, k, exclude_turn_ids, as_of, include_history, timings, only
             )
             rankings += more
             stale += stale_more
@@ -433,6 +437,7 @@ class MemoryManager:
         as_of: datetime | None,
         include_history: bool,
         timings: dict[str, float],
+        only: frozenset[str] | None = None,
     ) -> tuple[list[tuple[str, list[Recalled]]], int]:
         tick = time.perf_counter()
         query = Query(
@@ -449,7 +454,10 @@ class MemoryManager:
         rankings: list[tuple[str, list[Recalled]]] = []
         stale_count = 0
         active = [
-            s for s in self.structures if self.recall_from is None or s.name in self.recall_from
+            s
+            for s in self.structures
+            if (self.recall_from is None or s.name in self.recall_from)
+            and (only is None or s.name in only)
         ]
 
         def retrieve(store: MemoryStore) -> tuple[list[Recalled], float]:

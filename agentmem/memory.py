@@ -401,8 +401,11 @@ class Memory:
             raise InputError(f"top_k must be a positive integer, not {top_k!r}")
         if filters is not None and not isinstance(filters, Mapping):
             raise InputError("filters must be a mapping of field or metadata key to value")
-        # Filters apply after fusion, so ask each structure for more when filtering.
+        # Filters apply after fusion, so ask each structure for more when filtering; a
+        # filter on the structure recalls from it alone (so it leads the fusion, and an
+        # item repeating a turn of another structure is not left out).
         per_store = top_k * 4 if filters else top_k
+        store = (filters or {}).get("store")
         with self._lock:
             before = self._model_tokens()
             recall = self.manager.recall(
@@ -412,6 +415,7 @@ class Memory:
                 k=per_store,
                 as_of=_moment(as_of, "as_of"),
                 include_history=include_history,
+                structures=[store] if isinstance(store, str) else None,
             )
             model_tokens = self._model_tokens() - before
             records = self._records(recall.items, user_id)
