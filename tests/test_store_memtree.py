@@ -280,6 +280,25 @@ def test_retrieval_searches_the_collapsed_tree(context: StoreContext) -> None:
     assert store.retrieve(query(context, "dog", as_of=START - timedelta(days=1)), 10) == []
 
 
+def test_an_internal_node_is_recalled_only_when_it_matches_better_than_its_leaves(
+    context: StoreContext,
+) -> None:
+    store = MemTreeStore(context, vector_batch=1)
+    lines = [ADOPTED, CHEWED, WALK, SCHOOL, VET, NURSE, SHIFTS, PROMOTED]
+    write_each(store, add_turns(context, lines))
+    store.end_session("alice", "s1")
+    asked = query(context, "When are Rex's vaccinations due at the vet?")
+    assert asked.embedding is not None
+    found = store.retrieve(asked, 10)
+    inner = [r for r in found if not r.item.metadata["leaf"]]
+    assert inner, "internal nodes still compete"
+    for recalled in inner:
+        quoted = context.vectors.get("memtree", "alice", recalled.item.metadata["reps"])
+        assert quoted and all(float(v @ asked.embedding) < recalled.score for v in quoted.values())
+    assert found[0].item.metadata["leaf"] and VET in found[0].item.text
+    assert len({r.item.id for r in found}) == len(found)
+
+
 def test_waiting_vectors_are_recalled_and_survive_a_crash(
     context: StoreContext, embedder: MiniLMEmbedder, tmp_path: Path
 ) -> None:

@@ -252,23 +252,72 @@ class MemTreeStore:
     def retrieve(self, query: Query, k: int) -> list[Recalled]:
         """Return the ``k`` nodes of the collapsed tree (any level) most similar to the query.
 
-        Nodes whose vectors still wait to be written are scored in memory and merged in.
+        Nodes whose vectors still wait to be written are scored in memory and merged in. An
+        internal node is returned only when it matches the query better than every leaf it
+        quotes; otherwise its best quoted leaf stands in for it: the leaf says the part
+        that matches in fewer tokens.
         """
         if query.embedding is None or k <= 0:
             return []
+        target = np.asarray(query.embedding, dtype=np.float32)
+        target = target / max(float(np.linalg.norm(target)), 1e-12)
         with self._lock:
             tree = self._trees.get(query.scope.user_id)
             waiting = [tree.nodes[i] for i in tree.pending if i in tree.nodes] if tree else []
             vectors = {n.id: n.direction.copy() for n in waiting}
         if not vectors:
-            return self._index.search(query, k)
-        found = [r for r in self._index.search(query, k + len(vectors)) if r.item.id not in vectors]
-        target = np.asarray(query.embedding, dtype=np.float32)
-        target = target / max(float(np.linalg.norm(target)), 1e-12)
-        for item in self.context.records.items(vectors, user_id=query.scope.user_id):
-            if visible(item, query):
-                found.append(Recalled(item, float(vectors[item.id] @ target)))
+            found = self._index.search(query, k)
+        else:
+            found = [
+                r for r in self._index.search(query, k + len(vectors)) if r.item.id not in vectors
+            ]
+            for item in self.context.records.items(vectors, user_id=query.scope.user_id):
+                if visible(item, query):
+                    found.append(Recalled(item, float(vectors[item.id] @ target)))
+        found = self._collapsed(found, target, query)
         return sorted(found, key=lambda r: r.score, reverse=True)[:k]
+
+    def _collapsed(self, found: list[Recalled], target: np.ndarray, query: Query) -> list[Recalled]:
+        """Put in place of each internal node its best quoted leaf, if that matches better."""
+        user_id = query.scope.user_id
+        reps = {
+            r.item.id: [str(rep) for rep in r.item.metadata.get("reps") or []]
+            for r in found
+            if not r.item.metadata.get("leaf")
+        }
+        wanted = list(dict.fromkeys(rep for ids in reps.values() for rep in ids))
+        if not wanted:
+            return found
+        with self._lock:
+            tree = self._trees.get(user_id)
+            known = {i: tree.nodes[i].direction for i in wanted if tree and i in tree.nodes}
+        missing = [i for i in wanted if i not in known]
+        if missing:
+            known |= self.context.vectors.get(self.name, user_id, missing)
+        similarity = {i: float(np.asarray(v, dtype=np.float32) @ target) for i, v in known.items()}
+        best: dict[str, tuple[str, float]] = {}
+        for recalled in found:
+            scored = [(i, similarity[i]) for i in reps.get(recalled.item.id, []) if i in similarity]
+            if scored:
+                leaf, score = max(scored, key=lambda pair: pair[1])
+                if score >= recalled.score:
+                    best[recalled.item.id] = (leaf, score)
+        leaves = {
+            item.id: item
+            for item in self.context.records.items(
+                [leaf for leaf, _ in best.values()], user_id=user_id
+            )
+            if visible(item, query)
+        }
+        kept: dict[str, Recalled] = {}
+        for recalled in found:
+            if recalled.item.id in best:
+                leaf, score = best[recalled.item.id]
+                if leaf in leaves:
+                    recalled = Recalled(leaves[leaf], score)
+            if recalled.score > kept.get(recalled.item.id, Recalled(recalled.item, -2.0)).score:
+                kept[recalled.item.id] = recalled
+        return list(kept.values())
 
     def invalidate(
         self,
