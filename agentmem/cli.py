@@ -186,7 +186,7 @@ def _chat(args: argparse.Namespace, stdin: TextIO, out: Console, err: Console) -
     try:
         agent = build_agent(components, session_id=args.session)
         if not plain:
-            from tui.app import run_chat_app
+            from agentmem.tui.app import run_chat_app
 
             # The app resumes pending memory writes itself, in the background after its
             # first paint: resuming embeds, and loading the embedder takes seconds.

@@ -30,7 +30,7 @@ ENTRY_POINT_GROUP = "agentmem.stores"
 
 def store_factories() -> dict[str, StoreFactory]:
     """Return every known structure: the built-in ones, then entry-point plugins."""
-    from memory_stores import BUILTIN
+    from agentmem.stores import BUILTIN
 
     factories: dict[str, StoreFactory] = dict(BUILTIN)
     for point in entry_points(group=ENTRY_POINT_GROUP):
@@ -50,7 +50,7 @@ def expand_store_names(names: tuple[str, ...] | list[str]) -> list[str]:
     ``all-memtree`` is every built-in structure except ``memtree``: what ``all`` loses
     without it (an ablation). Other names are kept as given, each once.
     """
-    from memory_stores import BUILTIN
+    from agentmem.stores import BUILTIN
 
     expanded: list[str] = []
     for name in names:

@@ -1,7 +1,7 @@
 """Benchmark the graph store's Personalized PageRank engine, and the store end to end.
 
 (a) PageRank on a synthetic scale-free graph of 100,000 nodes and ~500,000 edges, built
-    directly in :class:`memory_stores.graph.PersonalizedPageRank` (embedding that many
+    directly in :class:`agentmem.stores.graph.PersonalizedPageRank` (embedding that many
     items through the store would take hours): the one-off build, p50/p95 per query over
     100 queries with 1-5 seed nodes, and the cost of the first query after a small write
     (the change matrix is compiled, the main matrix is not rebuilt).
@@ -10,7 +10,7 @@
     between their answers.
     On a shared machine the wall-clock times include waiting for a core; the CPU time of
     the query (``time.process_time``) is printed beside them.
-(c) :class:`memory_stores.graph.GraphStore` end to end with the real MiniLM, SQLite and a
+(c) :class:`agentmem.stores.graph.GraphStore` end to end with the real MiniLM, SQLite and a
     persistent chromadb in a temporary folder: write throughput (turns/s) over synthetic
     dialogue turns, then retrieval p50/p95.
 
@@ -34,11 +34,11 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
+from agentmem.stores.graph import PersonalizedPageRank
 from rich.console import Console
 from rich.table import Table
 
 from agentmem.protocols import Embedder
-from memory_stores.graph import PersonalizedPageRank
 
 console = Console()
 if not console.is_terminal:  # piped output: wide enough for the tables, not 80 columns
@@ -228,12 +228,13 @@ class MeteredEmbedder:
 
 def bench_store(turns: int, batch: int, queries: int, seed: int) -> dict[str, float]:
     """Write synthetic turns through the store with the real MiniLM; time writes and reads."""
+    from agentmem.stores.graph import GraphStore
+
     from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
     from agentmem.protocols import StoreContext
     from agentmem.records import Records
     from agentmem.types import Query, Scope
     from agentmem.vectors import VectorIndex
-    from memory_stores.graph import GraphStore
 
     embedder = MiniLMEmbedder()
     embedder.warm()

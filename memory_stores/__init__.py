@@ -7,8 +7,9 @@ configuration asks for it.
 
 from __future__ import annotations
 
+from agentmem.stores.turns import TurnStore
+
 from agentmem.protocols import MemoryStore, StoreContext, StoreFactory
-from memory_stores.turns import TurnStore
 
 
 def _turns(context: StoreContext) -> MemoryStore:
@@ -16,25 +17,25 @@ def _turns(context: StoreContext) -> MemoryStore:
 
 
 def _memtree(context: StoreContext) -> MemoryStore:
-    from memory_stores.memtree import MemTreeStore
+    from agentmem.stores.memtree import MemTreeStore
 
     return MemTreeStore(context)
 
 
 def _summary(context: StoreContext) -> MemoryStore:
-    from memory_stores.summary import SummaryStore
+    from agentmem.stores.summary import SummaryStore
 
     return SummaryStore(context)
 
 
 def _graph(context: StoreContext) -> MemoryStore:
-    from memory_stores.graph import GraphStore
+    from agentmem.stores.graph import GraphStore
 
     return GraphStore(context)
 
 
 def _memo(context: StoreContext) -> MemoryStore:
-    from memory_stores.memo import MemoStore
+    from agentmem.stores.memo import MemoStore
 
     return MemoStore(context)
 

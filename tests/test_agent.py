@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from agentmem.stores.turns import TurnStore
 
 from agentmem.agent import Agent, Budget
 from agentmem.errors import InputError, ModelTimeoutError
 from agentmem.manager import MemoryManager
 from agentmem.protocols import StoreContext
 from agentmem.testing import ScriptedChatModel
-from memory_stores.turns import TurnStore
 
 
 @pytest.fixture
@@ -119,9 +119,9 @@ def test_dialogue_time_is_recorded(manager: MemoryManager) -> None:
 
 def test_recall_only_answers_are_never_folded_into_memory(store_context: StoreContext) -> None:
     """An answer that quotes memory is no evidence: no structure may build on it."""
-    from memory_stores.memo import MemoStore
-    from memory_stores.memtree import MemTreeStore
-    from memory_stores.summary import SummaryStore
+    from agentmem.stores.memo import MemoStore
+    from agentmem.stores.memtree import MemTreeStore
+    from agentmem.stores.summary import SummaryStore
 
     stores = [
         TurnStore(store_context),

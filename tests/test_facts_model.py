@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from agentmem.stores.turns import TurnStore
+
 from agentmem.extraction import CachingExtractor, RuleExtractor
 from agentmem.facts import FactLedger
 from agentmem.manager import MemoryManager
 from agentmem.protocols import StoreContext
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import Turn
-from memory_stores.turns import TurnStore
 
 T0 = datetime(2024, 2, 1, 9, 0)
 

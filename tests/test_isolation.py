@@ -30,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agentmem.tui.app import ChatApp
+from agentmem.tui.screens import ConfirmScreen
+from agentmem.tui.widgets import ItemList
 from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Tree
@@ -46,9 +49,6 @@ from agentmem.replay import run_replay
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import MemoryItem
 from agentmem.vectors import collection_name
-from tui.app import ChatApp
-from tui.screens import ConfirmScreen
-from tui.widgets import ItemList
 
 SEED = 20240611
 #: Fifty users; a few ids differ only in case, accent or a trailing space.

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agentmem.stores.turns import TurnStore
 
 from agentmem.agent import Agent
 from agentmem.errors import (
@@ -34,7 +35,6 @@ from agentmem.local_model import LlamaCppChatModel, default_gguf_path, local_mod
 from agentmem.manager import MemoryManager
 from agentmem.protocols import StoreContext
 from agentmem.types import Message
-from memory_stores.turns import TurnStore
 
 FAKE_RUNTIME = Path(__file__).parent / "fixtures" / "fake_llama_runtime"
 HELLO = [Message("user", "hello there")]

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from agentmem.stores.turns import TurnStore
 
 from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.extraction import CachingExtractor, RuleExtractor
@@ -17,7 +18,6 @@ from agentmem.protocols import StoreContext
 from agentmem.records import Records
 from agentmem.types import MemoryItem, Scope, Turn
 from agentmem.vectors import VectorIndex
-from memory_stores.turns import TurnStore
 
 T0 = datetime(2023, 5, 1, 10, 0)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from agentmem.stores.turns import TurnStore
 
 from agentmem.errors import InputError
 from agentmem.manager import ITEM_OVERHEAD, MemoryManager, fit_rankings, fuse
 from agentmem.protocols import StoreContext
 from agentmem.tokens import TokenCounter
 from agentmem.types import MemoryItem, Recalled, Scope
-from memory_stores.turns import TurnStore
 
 
 def _recalled(item_id: str, text: str, score: float, *turns: int) -> Recalled:

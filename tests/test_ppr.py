@@ -13,8 +13,7 @@ import logging
 import networkx as nx
 import numpy as np
 import pytest
-
-from memory_stores.graph import PersonalizedPageRank
+from agentmem.stores.graph import PersonalizedPageRank
 
 D = 0.5
 
@@ -209,7 +208,7 @@ def test_a_walk_held_up_by_a_hub_stops_at_the_rounding_floor(
     fast, passages = conversation_graph(1000, 300, seed=2)
     exact, _ = conversation_graph(1000, 300, seed=2, dtype=np.float64, tol=1e-12, max_iter=500)
     iterations = []
-    with caplog.at_level(logging.DEBUG, logger="memory_stores.graph.ppr"):
+    with caplog.at_level(logging.DEBUG, logger="agentmem.stores.graph.ppr"):
         for passage in passages[:50]:
             ranks = fast.run({passage: 1.0})
             iterations.append(fast.stats.iterations)
@@ -224,7 +223,7 @@ def test_a_walk_that_cannot_converge_is_reported_once(
 ) -> None:
     # Three steps cannot bring a path's change under 1e-12; every query says so at
     # debug level, and only the first of the process at warning level.
-    with caplog.at_level(logging.DEBUG, logger="memory_stores.graph.ppr"):
+    with caplog.at_level(logging.DEBUG, logger="agentmem.stores.graph.ppr"):
         for _ in range(2):
             engine = engine_with(
                 3, [(0, 1, 1.0), (1, 2, 1.0)], tol=1e-12, max_iter=3, dtype=np.float64

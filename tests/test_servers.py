@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from agentmem.stores.turns import TurnStore
 
 from agentmem.errors import NotFoundError, StorageError
 from agentmem.memory import Memory
@@ -40,7 +41,6 @@ from agentmem.protocols import MemoryStore, StoreContext
 from agentmem.records import Records
 from agentmem.store_contract import MemoryStoreContract, shared_embedder
 from agentmem.vectors import VectorIndex
-from memory_stores.turns import TurnStore
 
 pytestmark = pytest.mark.servers
 

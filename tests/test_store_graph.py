@@ -9,6 +9,10 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import pytest
+from agentmem.stores.graph import GraphStore, PersonalizedPageRank
+from agentmem.stores.graph.folding import new_item
+from agentmem.stores.graph.index import KindIndex
+from agentmem.stores.graph.user_graph import entity_node
 
 from agentmem.embeddings import CachingEmbedder
 from agentmem.errors import ModelUnavailableError
@@ -20,10 +24,6 @@ from agentmem.testing import ScriptedChatModel
 from agentmem.text import content_words
 from agentmem.types import Query, Recalled, Scope, Turn
 from agentmem.vectors import VectorIndex
-from memory_stores.graph import GraphStore, PersonalizedPageRank
-from memory_stores.graph.folding import new_item
-from memory_stores.graph.index import KindIndex
-from memory_stores.graph.user_graph import entity_node
 
 START = datetime(2024, 3, 1, 9, 0)
 #: Ana's city links her to the festival; nothing in the query names either.

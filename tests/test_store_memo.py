@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from agentmem.stores.memo import MemoStore
 
 from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.errors import ModelError
@@ -20,7 +21,6 @@ from agentmem.store_contract import MemoryStoreContract
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import MemoryItem, Query, Scope, Turn
 from agentmem.vectors import VectorIndex
-from memory_stores.memo import MemoStore
 
 START = datetime(2024, 3, 1, 18, 0)
 DOG = (

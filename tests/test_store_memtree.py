@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agentmem.stores.memtree import MemTreeStore
 
 from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.errors import ModelUnavailableError
@@ -20,7 +21,6 @@ from agentmem.store_contract import MemoryStoreContract, shared_embedder
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import MemoryItem, Message, Query, Scope, Turn
 from agentmem.vectors import VectorIndex
-from memory_stores.memtree import MemTreeStore
 
 START = datetime(2024, 3, 1, 9, 0)
 
@@ -450,8 +450,7 @@ def test_validate_aggregation_names_what_is_wrong() -> None:
 
 def test_an_inner_node_routes_by_its_current_sum() -> None:
     import numpy as np
-
-    from memory_stores.memtree.tree import Node
+    from agentmem.stores.memtree.tree import Node
 
     node = Node("n", None, 1, False, "", None, np.array([3.0, 4.0, 0.0], dtype=np.float32))
     assert np.allclose(node.direction, [0.6, 0.8, 0.0])

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from agentmem.stores.summary import SummaryStore
 
 from agentmem.embeddings import CachingEmbedder
 from agentmem.errors import ModelUnavailableError
@@ -17,7 +18,6 @@ from agentmem.records import Records
 from agentmem.store_contract import MemoryStoreContract
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import MemoryItem, Query, Role, Scope, Turn
-from memory_stores.summary import SummaryStore
 
 DAY1 = datetime(2024, 1, 10, 18, 0)
 

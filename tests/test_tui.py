@@ -13,6 +13,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from agentmem.tui.app import ChatApp
+from agentmem.tui.memory import RecallFilter, graph_view, memo_topics, summary_lines, tree_nodes
+from agentmem.tui.screens import ConfirmScreen, HistoryScreen
+from agentmem.tui.widgets import HistoryInput, ItemList, Reply
 from textual.pilot import Pilot
 from textual.widgets import Static
 from tui_pilot import say, settle
@@ -24,10 +28,6 @@ from agentmem.protocols import ChatModel
 from agentmem.records import new_item_id
 from agentmem.testing import FakeOpenAIServer, Fault, ScriptedChatModel
 from agentmem.types import MemoryItem
-from tui.app import ChatApp
-from tui.memory import RecallFilter, graph_view, memo_topics, summary_lines, tree_nodes
-from tui.screens import ConfirmScreen, HistoryScreen
-from tui.widgets import HistoryInput, ItemList, Reply
 
 SIZE = (130, 40)
 NOON = datetime(2026, 1, 5, 12, 0)

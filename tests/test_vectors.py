@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from agentmem.stores.turns import TurnStore
 
 from agentmem.embeddings import MiniLMEmbedder
 from agentmem.items import ItemIndex
@@ -17,7 +18,6 @@ from agentmem.protocols import StoreContext
 from agentmem.records import new_item_id
 from agentmem.types import MemoryItem, Query, Scope, Turn
 from agentmem.vectors import VectorIndex, collection_name
-from memory_stores.turns import TurnStore
 
 PETS = ["I have a golden retriever named Max.", "My cat sleeps on the radiator all day."]
 WORK = ["I work as a nurse in the night shift.", "My manager approved my vacation request."]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from agentmem.tui.app import ChatApp
+from agentmem.tui.widgets import HistoryInput
 from textual.pilot import Pilot
-
-from tui.app import ChatApp
-from tui.widgets import HistoryInput
 
 
 async def settle(pilot: Pilot[None]) -> None:

@@ -23,6 +23,28 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agentmem.tui.memory import (
+    Browsers,
+    Line,
+    RecallFilter,
+    change_lines,
+    collect_browsers,
+    history_lines,
+    kept_turn_lines,
+    model_label,
+    model_part,
+    recalled_lines,
+    receipt_text,
+    source_turns,
+)
+from agentmem.tui.panel import MemoryPanel
+from agentmem.tui.screens import AskScreen, ConfirmScreen, HistoryScreen, StructuresScreen
+from agentmem.tui.widgets import (
+    Divider,
+    HistoryInput,
+    Reply,
+    UserMessage,
+)
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -37,28 +59,6 @@ from agentmem.errors import AgentMemError, InputError, ModelError
 from agentmem.factory import Components
 from agentmem.manager import RecallResult
 from agentmem.types import MemoryItem, Turn, utcnow
-from tui.memory import (
-    Browsers,
-    Line,
-    RecallFilter,
-    change_lines,
-    collect_browsers,
-    history_lines,
-    kept_turn_lines,
-    model_label,
-    model_part,
-    recalled_lines,
-    receipt_text,
-    source_turns,
-)
-from tui.panel import MemoryPanel
-from tui.screens import AskScreen, ConfirmScreen, HistoryScreen, StructuresScreen
-from tui.widgets import (
-    Divider,
-    HistoryInput,
-    Reply,
-    UserMessage,
-)
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agentmem.tui.memory import GRAPH, MEMO, MEMTREE, SUMMARY, Browsers, Line
+from agentmem.tui.widgets import ItemDetails, ItemList, ItemTree
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -19,8 +21,6 @@ from textual.widget import Widget
 from textual.widgets import Input, OptionList, Static, TabbedContent, TabPane, Tree
 
 from agentmem.types import MemoryItem, Turn
-from tui.memory import GRAPH, MEMO, MEMTREE, SUMMARY, Browsers, Line
-from tui.widgets import ItemDetails, ItemList, ItemTree
 
 NOTHING_RECALLED = Line("—", "Nothing recalled yet: send a message.", tone="noop")
 NO_CHANGES = Line("—", "No turn yet: changes to memory appear here.", tone="noop")

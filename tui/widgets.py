@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agentmem.tui.memory import Line, Node, Tone, clip, provenance, validity
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,7 +16,6 @@ from textual.widgets.tree import TreeNode
 
 from agentmem.prompts import format_date
 from agentmem.types import MemoryItem, Turn
-from tui.memory import Line, Node, Tone, clip, provenance, validity
 
 _TONE_STYLES: dict[Tone, str] = {
     "normal": "bold $accent",

@@ -7,7 +7,7 @@ sparse PageRank engine it keeps in step with the graph.
 
 from __future__ import annotations
 
-from memory_stores.graph.ppr import EngineStats, PersonalizedPageRank
-from memory_stores.graph.store import GraphStore
+from agentmem.stores.graph.ppr import EngineStats, PersonalizedPageRank
+from agentmem.stores.graph.store import GraphStore
 
 __all__ = ["EngineStats", "GraphStore", "PersonalizedPageRank"]

@@ -46,6 +46,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
+from agentmem.stores.graph.folding import Batch, fact_key
+from agentmem.stores.graph.index import KindIndex
+from agentmem.stores.graph.ppr import PersonalizedPageRank
+from agentmem.stores.graph.user_graph import UserGraph, View, entity_node, passage_node
 
 from agentmem.building import BuildStats
 from agentmem.errors import AgentMemError
@@ -61,10 +65,6 @@ from agentmem.protocols import StoreContext
 from agentmem.records import ItemUpdate
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 from agentmem.vectors import Hit
-from memory_stores.graph.folding import Batch, fact_key
-from memory_stores.graph.index import KindIndex
-from memory_stores.graph.ppr import PersonalizedPageRank
-from memory_stores.graph.user_graph import UserGraph, View, entity_node, passage_node
 
 logger = logging.getLogger(__name__)
 

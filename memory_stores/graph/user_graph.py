@@ -18,9 +18,9 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
+from agentmem.stores.graph.ppr import PersonalizedPageRank
 
 from agentmem.types import MemoryItem
-from memory_stores.graph.ppr import PersonalizedPageRank
 
 #: A validity view: ``None`` = what is current, ``"history"`` = everything, or a time.
 View = datetime | str | None

@@ -37,6 +37,6 @@ matching current topics. MemoChat shows every entry of a chosen topic; here an e
 from the query in its own wording is boosted only if it is among those candidates.
 """
 
-from memory_stores.memo.store import MemoStore
+from agentmem.stores.memo.store import MemoStore
 
 __all__ = ["MemoStore"]

@@ -10,15 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
-
-from agentmem.building import BuildStats, structured_call
-from agentmem.errors import InputError, ModelError
-from agentmem.items import ItemIndex, vector_metadata, visible
-from agentmem.prompts.memo import MEMO_SCHEMA, MemoDraft, memo_messages, validate_memos
-from agentmem.protocols import StoreContext
-from agentmem.records import ItemUpdate
-from agentmem.types import MemoryItem, Query, Recalled, Turn
-from memory_stores.memo.building import (
+from agentmem.stores.memo.building import (
     Entry,
     OfflineBuilder,
     Topic,
@@ -27,6 +19,14 @@ from memory_stores.memo.building import (
     memo_item,
     topic_item,
 )
+
+from agentmem.building import BuildStats, structured_call
+from agentmem.errors import InputError, ModelError
+from agentmem.items import ItemIndex, vector_metadata, visible
+from agentmem.prompts.memo import MEMO_SCHEMA, MemoDraft, memo_messages, validate_memos
+from agentmem.protocols import StoreContext
+from agentmem.records import ItemUpdate
+from agentmem.types import MemoryItem, Query, Recalled, Turn
 
 logger = logging.getLogger(__name__)
 

@@ -50,6 +50,6 @@ Documented deviations from the paper:
 
 from __future__ import annotations
 
-from memory_stores.memtree.store import MemTreeStore
+from agentmem.stores.memtree.store import MemTreeStore
 
 __all__ = ["MemTreeStore"]

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from agentmem.stores.memtree.tree import Node, Tree
 
 from agentmem.building import BuildStats, structured_call
 from agentmem.errors import ModelError
@@ -27,7 +28,6 @@ from agentmem.prompts.memtree import (
 from agentmem.protocols import StoreContext
 from agentmem.records import ItemUpdate
 from agentmem.types import MemoryItem, Query, Recalled, Turn
-from memory_stores.memtree.tree import Node, Tree
 
 logger = logging.getLogger(__name__)
 

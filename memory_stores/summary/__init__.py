@@ -30,6 +30,6 @@ With a model: one structured call per update (previous summary + new turns with 
 :meth:`SummaryStore.retry_pending` and the offline builder is used meanwhile.
 """
 
-from memory_stores.summary.store import SummaryStore
+from agentmem.stores.summary.store import SummaryStore
 
 __all__ = ["SummaryStore"]
