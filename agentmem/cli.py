@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from agentmem.errors import AgentMemError, InputError, ModelError
+from agentmem.errors import AgentMemError, InputError, MissingExtraError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,15 @@ def _chat(args: argparse.Namespace, stdin: TextIO, out: Console, err: Console) -
     try:
         agent = build_agent(components, session_id=args.session)
         if not plain:
-            from agentmem.tui.app import run_chat_app
+            try:
+                from agentmem.tui.app import run_chat_app
+            except ModuleNotFoundError as exc:
+                if exc.name is None or not exc.name.startswith("textual"):
+                    raise
+                raise MissingExtraError(
+                    "the chat app needs Textual, which is not installed",
+                    hint="pip install 'agentmem[chat]', or chat in the terminal with --plain",
+                ) from exc
 
             # The app resumes pending memory writes itself, in the background after its
             # first paint: resuming embeds, and loading the embedder takes seconds.

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agentmem.cli import main, package_version
 
 
@@ -119,3 +121,21 @@ def test_a_move_from_one_city_to_another_leaves_the_old_one_as_history(tmp_path:
         assert stale == []
     finally:
         records.close()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_chat_app_without_textual_says_which_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in sys.modules if n.startswith("agentmem.tui")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "textual", None)  # as if the extra were not installed
+    out, err = io.StringIO(), io.StringIO()
+    args = ["chat", "--model", "none", "--data-dir", str(tmp_path)]
+    code = main(args, stdin=_Terminal(), stdout=out, stderr=err)
+    assert code == 2
+    assert "agentmem[chat]" in err.getvalue() and "--plain" in err.getvalue()

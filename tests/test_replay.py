@@ -12,6 +12,7 @@ import importlib.util
 import io
 import json
 import sqlite3
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -338,6 +339,17 @@ def test_model_answers_are_scored_like_locomo_retried_and_cached(
     again = run(silent)
     assert silent.calls == []
     assert [q.f1 for q in again.questions] == [q.f1 for q in report.questions]
+
+
+def test_without_matplotlib_a_replay_writes_its_scores_and_says_why_there_is_no_chart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the extra were not installed
+    code, stdout, stderr = replay_cli(tmp_path)
+    assert code == 0, stderr
+    assert (tmp_path / "report.json").is_file() and (tmp_path / "summary.md").is_file()
+    assert not (tmp_path / "chart.png").exists()
+    assert "agentmem[replay]" in stderr
 
 
 # -- the example ---------------------------------------------------------------------------

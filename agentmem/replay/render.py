@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from agentmem.errors import MissingExtraError
 from agentmem.replay.report import CATEGORIES, ConfigSummary, Metrics, Report
 
 logger = logging.getLogger(__name__)
@@ -330,8 +331,18 @@ def _get(groups: dict[str, Metrics], key: str, attribute: str) -> float | None:
 
 
 def draw_chart(report: Report, path: Path) -> None:
-    """Draw evidence recall per LoCoMo category as grouped bars, one per configuration."""
-    import matplotlib
+    """Draw evidence recall per LoCoMo category as grouped bars, one per configuration.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed (the ``replay`` extra).
+    """
+    try:
+        import matplotlib
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError(
+            "the replay's chart needs matplotlib, which is not installed",
+            hint="pip install 'agentmem[replay]'",
+        ) from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -363,7 +374,10 @@ def draw_chart(report: Report, path: Path) -> None:
 
 
 def write_report(report: Report, out_dir: Path) -> dict[str, Path]:
-    """Write report.json, summary.md and chart.png into ``out_dir``; return their paths."""
+    """Write report.json, summary.md and chart.png into ``out_dir``; return their paths.
+
+    Without matplotlib (the ``replay`` extra) the chart is left out, with a warning.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "json": out_dir / "report.json",
@@ -374,6 +388,10 @@ def write_report(report: Report, out_dir: Path) -> dict[str, Path]:
         json.dumps(report.to_json(), indent=1, ensure_ascii=False), encoding="utf-8"
     )
     paths["markdown"].write_text(summary_markdown(report), encoding="utf-8")
-    draw_chart(report, paths["chart"])
+    try:
+        draw_chart(report, paths["chart"])
+    except MissingExtraError as exc:  # the scores are written; only the picture is missing
+        logger.warning("no chart: %s (%s)", exc, exc.hint)
+        del paths["chart"]
     logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths

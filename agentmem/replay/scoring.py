@@ -129,7 +129,7 @@ def _stem(word: str) -> str:
                 from nltk.stem import PorterStemmer
             except ImportError as exc:
                 raise MissingExtraError(
-                    "LoCoMo's F1 needs NLTK's Porter stemmer", hint="pip install nltk"
+                    "LoCoMo's F1 needs NLTK's Porter stemmer", hint="pip install 'agentmem[replay]'"
                 ) from exc
             _stemmer = PorterStemmer()
     return str(_stemmer.stem(word))
