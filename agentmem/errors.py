@@ -67,6 +67,17 @@ class StorageError(AgentMemError):
     """The records database or the vector index failed."""
 
 
+def folder_error(folder: object, exc: OSError) -> StorageError:
+    """Return the error for a data folder that cannot be created or used."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        reason = "a file of that name is in the way"
+    return StorageError(
+        f"cannot use {folder} as a data folder: {reason}",
+        hint="pass --data-dir (or AGENTMEM_HOME) a folder you can create and write to",
+    )
+
+
 class DataDirLockedError(StorageError):
     """Another process holds the data directory for writing."""
 

@@ -20,7 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
-from agentmem.errors import DataDirLockedError
+from agentmem.errors import DataDirLockedError, folder_error
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +66,14 @@ class FolderLock:
 
     Raises:
         DataDirLockedError: Another process holds the folder.
+        StorageError: The folder cannot be created (a file in the way, no permission).
     """
 
     def __init__(self, folder: str | Path) -> None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise folder_error(folder, exc) from exc
         self.folder = Path(folder).resolve()
         self._released = False
         path = self.folder / LOCK_NAME

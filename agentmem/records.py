@@ -24,7 +24,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
 
-from agentmem.errors import DataDirLockedError, InputError, NotFoundError, StorageError
+from agentmem.errors import (
+    DataDirLockedError,
+    InputError,
+    NotFoundError,
+    StorageError,
+    folder_error,
+)
 from agentmem.types import MemoryItem, Role, Turn, as_utc_naive, utcnow
 
 logger = logging.getLogger(__name__)
@@ -327,7 +333,11 @@ class Records:
         connect_args: dict[str, Any] = {}
         if self._sqlite:
             if self.url.startswith("sqlite:///") and self.url != "sqlite:///:memory:":
-                Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                folder = Path(self.url.removeprefix("sqlite:///")).parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise folder_error(folder, exc) from exc
             # Wait for another process's write instead of failing at once.
             connect_args = {"timeout": 30, "check_same_thread": False}
         try:

@@ -139,3 +139,15 @@ def test_the_chat_app_without_textual_says_which_extra_to_install(
     code = main(args, stdin=_Terminal(), stdout=out, stderr=err)
     assert code == 2
     assert "agentmem[chat]" in err.getvalue() and "--plain" in err.getvalue()
+
+
+def test_a_data_dir_that_is_a_file_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    in_the_way = tmp_path / "notes.txt"
+    in_the_way.write_text("mine", encoding="utf-8")
+    for data_dir in (in_the_way, in_the_way / "below"):
+        code, out, err = run_cli(
+            ["chat", "--plain", "--model", "none", "--data-dir", str(data_dir)]
+        )
+        assert code == 2
+        assert "cannot use" in err and "Traceback" not in err
+    assert in_the_way.read_text(encoding="utf-8") == "mine"
