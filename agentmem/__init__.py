@@ -1,6 +1,10 @@
 """agentmem: long-term, consistent memory for conversational agents.
 
-The public API is re-exported here and listed in ``__all__``. Names are imported on first
+The public API is re-exported here and listed in ``__all__``: the ``Memory`` facade, the
+agent loop, configuration and the factory, the manager and its results, the protocols a
+structure, model or embedder implements, the values passed between them, the errors and the
+LangChain adapters. Storage internals (``Records``, ``VectorIndex``, ``ItemIndex``) are
+imported from their modules by those who build on them. Names are imported on first
 use, so ``import agentmem`` stays fast (chromadb and torch load only when needed).
 """
 
@@ -31,14 +35,10 @@ if TYPE_CHECKING:
     from agentmem.config import Config, ModelSpec, load_config
     from agentmem.embeddings import MiniLMEmbedder
     from agentmem.factory import Components, build, build_agent
-    from agentmem.items import ItemIndex
     from agentmem.langchain import AgentMemChatModel, AgentMemRetriever, LangChainChatModel
     from agentmem.manager import MemoryChange, MemoryManager, RecallResult, WriteReport
     from agentmem.memory import AddResult, ChangeResult, Memory, SearchResult
     from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, StoreContext
-    from agentmem.records import Records
-    from agentmem.tokens import TokenCounter, fit_to_budget
-    from agentmem.vectors import VectorIndex
 
 __version__ = "0.1.0"
 
@@ -53,7 +53,6 @@ _LAZY = {
     "Components": "agentmem.factory",
     "build": "agentmem.factory",
     "build_agent": "agentmem.factory",
-    "ItemIndex": "agentmem.items",
     "AgentMemChatModel": "agentmem.langchain",
     "AgentMemRetriever": "agentmem.langchain",
     "LangChainChatModel": "agentmem.langchain",
@@ -70,10 +69,6 @@ _LAZY = {
     "Embedder": "agentmem.protocols",
     "MemoryStore": "agentmem.protocols",
     "StoreContext": "agentmem.protocols",
-    "Records": "agentmem.records",
-    "TokenCounter": "agentmem.tokens",
-    "fit_to_budget": "agentmem.tokens",
-    "VectorIndex": "agentmem.vectors",
 }
 
 
@@ -104,7 +99,6 @@ __all__ = [
     "Embedder",
     "EmbeddingError",
     "InputError",
-    "ItemIndex",
     "LangChainChatModel",
     "Memory",
     "MemoryChange",
@@ -123,20 +117,16 @@ __all__ = [
     "Query",
     "RecallResult",
     "Recalled",
-    "Records",
     "Scope",
     "SearchResult",
     "StorageError",
     "StoreContext",
     "StructuredOutputError",
-    "TokenCounter",
     "Turn",
     "TurnResult",
     "Usage",
-    "VectorIndex",
     "WriteReport",
     "build",
     "build_agent",
-    "fit_to_budget",
     "load_config",
 ]

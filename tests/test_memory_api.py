@@ -55,6 +55,9 @@ def texts(records: list[MemoryRecord]) -> list[str]:
 def test_memory_is_exported_lazily_from_the_package() -> None:
     assert agentmem.Memory is Memory
     assert "Memory" in agentmem.__all__ and "AgentMemRetriever" in agentmem.__all__
+    assert all(getattr(agentmem, name) is not None for name in agentmem.__all__)
+    # Storage internals are not the package's API (their modules export them).
+    assert not {"Records", "VectorIndex", "ItemIndex"} & set(agentmem.__all__)
 
 
 def test_add_stores_turns_first_and_returns_the_per_turn_diff(memory: Memory) -> None:
