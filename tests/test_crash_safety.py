@@ -26,7 +26,10 @@ import pytest
 from agentmem.records import Records
 from agentmem.testing import FakeOpenAIServer, schema_reply
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+pytestmark = [
+    pytest.mark.heavy,
+    pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals"),
+]
 
 KILLS = 20
 SESSIONS = 6  # per conversation

@@ -50,6 +50,9 @@ from agentmem.testing import ScriptedChatModel
 from agentmem.types import MemoryItem
 from agentmem.vectors import collection_name
 
+#: A heavy suite: run with ``pytest -m heavy`` (CI runs it after the default run).
+pytestmark = pytest.mark.heavy
+
 SEED = 20240611
 #: Fifty users; a few ids differ only in case, accent or a trailing space.
 USERS = [*(f"u{n:02d}" for n in range(46)), "ana", "Ana", "ana ", "anä"]

@@ -33,6 +33,9 @@ from agentmem.records import Records
 from agentmem.replay import load_samples
 from agentmem.testing import FakeOpenAIServer, Fault, RecordedRequest, schema_reply
 
+#: A heavy suite: run with ``pytest -m heavy`` (CI runs it after the default run).
+pytestmark = pytest.mark.heavy
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "replay_faults.json"
 FAULT_RATE = 0.3
