@@ -28,7 +28,17 @@ from agentmem.errors import (
     StorageError,
     StructuredOutputError,
 )
-from agentmem.types import Completion, MemoryItem, Message, Query, Recalled, Scope, Turn, Usage
+from agentmem.types import (
+    Completion,
+    ItemEvent,
+    MemoryItem,
+    Message,
+    Query,
+    Recalled,
+    Scope,
+    Turn,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from agentmem.agent import Agent, Budget, TurnResult
@@ -99,6 +109,7 @@ __all__ = [
     "Embedder",
     "EmbeddingError",
     "InputError",
+    "ItemEvent",
     "LangChainChatModel",
     "Memory",
     "MemoryChange",

@@ -40,10 +40,10 @@ from agentmem.errors import AgentMemError, InputError
 from agentmem.facts import FACT_STORE, Decision, FactLedger
 from agentmem.propagation import StaleGuard
 from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, Resumable
-from agentmem.records import ItemEventRow, Records
+from agentmem.records import Records
 from agentmem.rewrite import model_rewrite, rewrite_query
 from agentmem.tokens import Fitted, TokenCounter, fit_to_budget
-from agentmem.types import MemoryItem, Query, Recalled, Scope, Turn, utcnow
+from agentmem.types import ItemEvent, MemoryItem, Query, Recalled, Scope, Turn, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -494,7 +494,7 @@ class MemoryManager:
 
     # -- inspection, export and erasure -----------------------------------------------------
 
-    def history(self, item_id: str, *, user_id: str | None = None) -> list[ItemEventRow]:
+    def history(self, item_id: str, *, user_id: str | None = None) -> list[ItemEvent]:
         """Return every recorded change to an item, oldest first."""
         return self.records.history(item_id, user_id=user_id)
 
@@ -506,7 +506,8 @@ class MemoryManager:
                 entry = asdict(item)
                 entry["current"] = item.current
                 entry["history"] = [
-                    event.model_dump(exclude={"user_id"}) for event in self.records.history(item.id)
+                    {k: v for k, v in asdict(event).items() if k != "user_id"}
+                    for event in self.records.history(item.id)
                 ]
                 items.append(entry)
         data = {

@@ -36,8 +36,8 @@ from agentmem.factory import Components, build
 from agentmem.items import ItemIndex, vector_metadata
 from agentmem.manager import MemoryChange, MemoryManager, WriteReport
 from agentmem.protocols import ChatModel, StoreContext
-from agentmem.records import ItemEventRow, Records
-from agentmem.types import MemoryItem, Message, Recalled, Scope, Turn, utcnow
+from agentmem.records import Records
+from agentmem.types import ItemEvent, MemoryItem, Message, Recalled, Scope, Turn, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -792,7 +792,7 @@ def _matches(record: MemoryRecord, filters: Mapping[str, Any]) -> bool:
     return True
 
 
-def _history_entry(event: ItemEventRow) -> HistoryEntry:
+def _history_entry(event: ItemEvent) -> HistoryEntry:
     return HistoryEntry(
         item_id=event.item_id,
         event=event.action,

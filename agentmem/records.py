@@ -31,7 +31,7 @@ from agentmem.errors import (
     StorageError,
     folder_error,
 )
-from agentmem.types import MemoryItem, Role, Turn, as_utc_naive, utcnow
+from agentmem.types import ItemEvent, MemoryItem, Role, Turn, as_utc_naive, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -917,7 +917,7 @@ class Records:
             items = map(_item_of, connection.execute(query))
             return [i for i in items if wanted.intersection(i.source_turn_ids)]
 
-    def history(self, item_id: str, *, user_id: str | None = None) -> list[ItemEventRow]:
+    def history(self, item_id: str, *, user_id: str | None = None) -> list[ItemEvent]:
         """Return every recorded change to an item, oldest first.
 
         Raises:
@@ -926,7 +926,21 @@ class Records:
         with self.session() as s:
             self._row(s, item_id, user_id)
             query = select(ItemEventRow).where(ItemEventRow.item_id == item_id)
-            return list(s.exec(query.order_by(col(ItemEventRow.id))))
+            return [
+                ItemEvent(
+                    item_id=row.item_id,
+                    user_id=row.user_id,
+                    action=row.action,
+                    reason=row.reason,
+                    at=row.at,
+                    created_at=row.created_at,
+                    old_text=row.old_text,
+                    new_text=row.new_text,
+                    related_item_id=row.related_item_id,
+                    id=row.id,
+                )
+                for row in s.exec(query.order_by(col(ItemEventRow.id)))
+            ]
 
     def _row(self, s: Session, item_id: str, user_id: str | None) -> MemoryItemRow:
         row = s.get(MemoryItemRow, item_id)

@@ -130,6 +130,35 @@ class MemoryItem:
 
 
 @dataclass(frozen=True)
+class ItemEvent:
+    """One recorded change to a memory item: the audit trail ``history`` returns.
+
+    Attributes:
+        item_id: The item changed.
+        user_id: Whose item it is.
+        action: ``ADD``, ``UPDATE``, ``INVALIDATE``, ``SUPERSEDE`` or ``DELETE``.
+        created_at: Wall-clock time it was recorded.
+        reason: Why, in words.
+        at: Dialogue time of the change.
+        old_text: The item's text before the change.
+        new_text: The item's text after it (for an update).
+        related_item_id: The item that superseded it, or that it relates to.
+        id: The event's sequence number (events of an item are in this order).
+    """
+
+    item_id: str
+    user_id: str
+    action: str
+    created_at: datetime
+    reason: str = ""
+    at: datetime | None = None
+    old_text: str | None = None
+    new_text: str | None = None
+    related_item_id: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True)
 class Query:
     """A recall request as the structures receive it.
 

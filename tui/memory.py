@@ -20,8 +20,8 @@ from agentmem.facts import FACT_STORE
 from agentmem.manager import MemoryManager, RecallResult, WriteReport
 from agentmem.prompts import format_date
 from agentmem.protocols import ChatModel
-from agentmem.records import ItemEventRow, Records
-from agentmem.types import MemoryItem, Turn
+from agentmem.records import Records
+from agentmem.types import ItemEvent, MemoryItem, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def kept_turn_lines(records: Records, user_id: str, turn_id: int) -> list[Line]:
 # -- the browsers ----------------------------------------------------------------------------
 
 
-def _ending(events: Sequence[ItemEventRow]) -> ItemEventRow | None:
+def _ending(events: Sequence[ItemEvent]) -> ItemEvent | None:
     """Return the event that ended an item (the last one that is not ADD or UPDATE)."""
     endings = [e for e in events if e.action not in ("ADD", "UPDATE")]
     return endings[-1] if endings else None
@@ -428,7 +428,7 @@ def source_turns(records: Records, item: MemoryItem, *, shown: int = SHOWN_TURNS
     return records.turns(item.user_id, ids=ids) if ids else []
 
 
-def history_lines(events: Sequence[ItemEventRow]) -> list[Line]:
+def history_lines(events: Sequence[ItemEvent]) -> list[Line]:
     """Return an item's recorded changes, oldest first."""
     lines = []
     for event in events:
