@@ -11,7 +11,8 @@ Subclass :class:`MemoryStoreContract` in a pytest module and implement ``make_st
 The suite builds real backends (SQLite and a persistent chromadb in a temporary folder, the
 shipped MiniLM embedder) and checks what the protocol promises: an empty store recalls
 nothing; provenance survives a round trip; invalidated items are left out by default but
-stay visible with their history; data persists across a restart; users never see each
+stay visible with their history; data persists across a restart (a fresh process reads it
+back from disk); users never see each
 other's items; ``forget`` erases one user and leaves the others; ``as_of`` hides what did
 not exist yet. Importing this module needs pytest (a test dependency).
 """
@@ -19,6 +20,10 @@ not exist yet. Importing this module needs pytest (a test dependency).
 from __future__ import annotations
 
 import abc
+import inspect
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
@@ -179,15 +184,44 @@ class MemoryStoreContract(abc.ABC):
     def test_persists_across_restart(
         self, store: MemoryStore, context: StoreContext, backend_dir: Path
     ) -> None:
+        """A fresh process recalls, from what is on disk, what this one recalled."""
         self.write_dialogue(store, context)
         before = [r.item.id for r in self.retrieve(store, self.query(context))]
-        reopened = self.open_context(backend_dir)
-        try:
-            again = self.make_store(reopened)
-            after = [r.item.id for r in self.retrieve(again, self.query(reopened))]
-        finally:
-            reopened.records.close()
-        assert after == before
+        # Let go of the backends as an exiting process does (the folder lock included).
+        context.vectors.close()
+        context.records.close()
+        assert self.recall_in_a_fresh_process(backend_dir) == before
+
+    def recall_in_a_fresh_process(self, backend_dir: Path) -> list[str]:
+        """Open the backends in a new Python process, build the store, and recall there.
+
+        The test class is imported there by its module and name, so its ``make_store`` and
+        ``open_context`` are the ones under test.
+        """
+        cls = type(self)
+        script = (
+            "import importlib, json, sys\n"
+            "from pathlib import Path\n"
+            "sys.path.insert(0, sys.argv[1])\n"
+            "case = getattr(importlib.import_module(sys.argv[2]), sys.argv[3])()\n"
+            "context = case.open_context(Path(sys.argv[4]))\n"
+            "store = case.make_store(context)\n"
+            "found = case.retrieve(store, case.query(context))\n"
+            "print(json.dumps([r.item.id for r in found]))\n"
+        )
+        command = [
+            sys.executable,
+            "-c",
+            script,
+            str(Path(inspect.getfile(cls)).parent),
+            cls.__module__,
+            cls.__qualname__,
+            str(backend_dir),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        found: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+        return found
 
     def test_users_never_see_each_other(self, store: MemoryStore, context: StoreContext) -> None:
         self.write_dialogue(store, context, user_id="alice")
