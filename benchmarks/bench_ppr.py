@@ -34,11 +34,11 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
-from agentmem.stores.graph import PersonalizedPageRank
 from rich.console import Console
 from rich.table import Table
 
 from agentmem.protocols import Embedder
+from agentmem.stores.graph import PersonalizedPageRank
 
 console = Console()
 if not console.is_terminal:  # piped output: wide enough for the tables, not 80 columns
@@ -228,11 +228,10 @@ class MeteredEmbedder:
 
 def bench_store(turns: int, batch: int, queries: int, seed: int) -> dict[str, float]:
     """Write synthetic turns through the store with the real MiniLM; time writes and reads."""
-    from agentmem.stores.graph import GraphStore
-
     from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
     from agentmem.protocols import StoreContext
     from agentmem.records import Records
+    from agentmem.stores.graph import GraphStore
     from agentmem.types import Query, Scope
     from agentmem.vectors import VectorIndex
 

@@ -7,9 +7,8 @@ configuration asks for it.
 
 from __future__ import annotations
 
-from agentmem.stores.turns import TurnStore
-
 from agentmem.protocols import MemoryStore, StoreContext, StoreFactory
+from agentmem.stores.turns import TurnStore
 
 
 def _turns(context: StoreContext) -> MemoryStore:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from agentmem.stores.turns import TurnStore
 
 from agentmem.agent import Agent, Budget
 from agentmem.errors import InputError, ModelTimeoutError
 from agentmem.manager import MemoryManager
 from agentmem.protocols import StoreContext
+from agentmem.stores.turns import TurnStore
 from agentmem.testing import ScriptedChatModel
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from agentmem.stores.turns import TurnStore
-
 from agentmem.extraction import CachingExtractor, RuleExtractor
 from agentmem.facts import FactLedger
 from agentmem.manager import MemoryManager
 from agentmem.protocols import StoreContext
+from agentmem.stores.turns import TurnStore
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import Turn
 

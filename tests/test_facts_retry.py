@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from agentmem.stores.graph import GraphStore
-
 from agentmem.errors import ModelUnavailableError
 from agentmem.extraction import CachingExtractor, ModelExtractor
 from agentmem.facts import FactLedger
 from agentmem.manager import MemoryManager
 from agentmem.protocols import StoreContext
+from agentmem.stores.graph import GraphStore
 from agentmem.testing import ScriptedChatModel
 
 T0 = datetime(2024, 3, 1, 9, 0)

@@ -30,9 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentmem.tui.app import ChatApp
-from agentmem.tui.screens import ConfirmScreen
-from agentmem.tui.widgets import ItemList
 from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Tree
@@ -47,6 +44,9 @@ from agentmem.langchain import AgentMemRetriever
 from agentmem.memory import AddResult, ChangeResult, Memory, MemoryRecord
 from agentmem.replay import run_replay
 from agentmem.testing import ScriptedChatModel
+from agentmem.tui.app import ChatApp
+from agentmem.tui.screens import ConfirmScreen
+from agentmem.tui.widgets import ItemList
 from agentmem.types import MemoryItem
 from agentmem.vectors import collection_name
 

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agentmem.stores.turns import TurnStore
 
 from agentmem.agent import Agent
 from agentmem.errors import (
@@ -34,6 +33,7 @@ from agentmem.llm import MeteredChatModel, RetryingChatModel
 from agentmem.local_model import LlamaCppChatModel, default_gguf_path, local_model_available
 from agentmem.manager import MemoryManager
 from agentmem.protocols import StoreContext
+from agentmem.stores.turns import TurnStore
 from agentmem.types import Message
 
 FAKE_RUNTIME = Path(__file__).parent / "fixtures" / "fake_llama_runtime"

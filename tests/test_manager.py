@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from agentmem.stores.turns import TurnStore
 
 from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.extraction import CachingExtractor, RuleExtractor
@@ -16,6 +15,7 @@ from agentmem.facts import FactLedger
 from agentmem.manager import MemoryManager
 from agentmem.protocols import StoreContext
 from agentmem.records import Records
+from agentmem.stores.turns import TurnStore
 from agentmem.types import MemoryItem, Scope, Turn
 from agentmem.vectors import VectorIndex
 

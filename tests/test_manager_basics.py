@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from agentmem.stores.turns import TurnStore
 
 from agentmem.errors import InputError
 from agentmem.manager import ITEM_OVERHEAD, MemoryManager, fit_rankings, fuse
 from agentmem.protocols import StoreContext
+from agentmem.stores.turns import TurnStore
 from agentmem.tokens import TokenCounter
 from agentmem.types import MemoryItem, Recalled, Scope
 

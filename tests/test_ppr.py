@@ -13,6 +13,7 @@ import logging
 import networkx as nx
 import numpy as np
 import pytest
+
 from agentmem.stores.graph import PersonalizedPageRank
 
 D = 0.5

@@ -33,13 +33,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from agentmem.stores.turns import TurnStore
 
 from agentmem.errors import NotFoundError, StorageError
 from agentmem.memory import Memory
 from agentmem.protocols import MemoryStore, StoreContext
 from agentmem.records import Records
 from agentmem.store_contract import MemoryStoreContract, shared_embedder
+from agentmem.stores.turns import TurnStore
 from agentmem.vectors import VectorIndex
 
 pytestmark = pytest.mark.servers

@@ -9,10 +9,6 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import pytest
-from agentmem.stores.graph import GraphStore, PersonalizedPageRank
-from agentmem.stores.graph.folding import new_item
-from agentmem.stores.graph.index import KindIndex
-from agentmem.stores.graph.user_graph import entity_node
 
 from agentmem.embeddings import CachingEmbedder
 from agentmem.errors import ModelUnavailableError
@@ -20,6 +16,10 @@ from agentmem.extraction import Fact, ModelExtractor
 from agentmem.protocols import MemoryStore, Resumable, StoreContext
 from agentmem.records import Records
 from agentmem.store_contract import MemoryStoreContract, shared_embedder
+from agentmem.stores.graph import GraphStore, PersonalizedPageRank
+from agentmem.stores.graph.folding import new_item
+from agentmem.stores.graph.index import KindIndex
+from agentmem.stores.graph.user_graph import entity_node
 from agentmem.testing import ScriptedChatModel
 from agentmem.text import content_words
 from agentmem.types import Query, Recalled, Scope, Turn

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from agentmem.stores.memo import MemoStore
 
 from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.errors import ModelError
@@ -18,6 +17,7 @@ from agentmem.prompts.memo import validate_memos
 from agentmem.protocols import Consolidating, MemoryStore, Resumable, StoreContext
 from agentmem.records import Records
 from agentmem.store_contract import MemoryStoreContract
+from agentmem.stores.memo import MemoStore
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import MemoryItem, Query, Scope, Turn
 from agentmem.vectors import VectorIndex

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentmem.stores.memtree import MemTreeStore
 
 from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.errors import ModelUnavailableError
@@ -18,6 +17,7 @@ from agentmem.prompts.memtree import AGGREGATE_SCHEMA, validate_aggregation
 from agentmem.protocols import Consolidating, MemoryStore, Resumable, StoreContext
 from agentmem.records import Records
 from agentmem.store_contract import MemoryStoreContract, shared_embedder
+from agentmem.stores.memtree import MemTreeStore
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import MemoryItem, Message, Query, Scope, Turn
 from agentmem.vectors import VectorIndex
@@ -450,6 +450,7 @@ def test_validate_aggregation_names_what_is_wrong() -> None:
 
 def test_an_inner_node_routes_by_its_current_sum() -> None:
     import numpy as np
+
     from agentmem.stores.memtree.tree import Node
 
     node = Node("n", None, 1, False, "", None, np.array([3.0, 4.0, 0.0], dtype=np.float32))

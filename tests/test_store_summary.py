@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from agentmem.stores.summary import SummaryStore
 
 from agentmem.embeddings import CachingEmbedder
 from agentmem.errors import ModelUnavailableError
@@ -16,6 +15,7 @@ from agentmem.prompts.summary import SUMMARY_SCHEMA
 from agentmem.protocols import Embedder, MemoryStore, StoreContext
 from agentmem.records import Records
 from agentmem.store_contract import MemoryStoreContract
+from agentmem.stores.summary import SummaryStore
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import MemoryItem, Query, Role, Scope, Turn
 

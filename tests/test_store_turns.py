@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agentmem.stores.turns import TurnStore, _fuse
-
 from agentmem.propagation import StaleGuard, StaleValue
 from agentmem.protocols import MemoryStore, StoreContext
 from agentmem.store_contract import MemoryStoreContract
+from agentmem.stores.turns import TurnStore, _fuse
 from agentmem.types import MemoryItem, Query, Recalled, Scope
 
 

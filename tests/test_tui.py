@@ -13,10 +13,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from agentmem.tui.app import ChatApp
-from agentmem.tui.memory import RecallFilter, graph_view, memo_topics, summary_lines, tree_nodes
-from agentmem.tui.screens import ConfirmScreen, HistoryScreen
-from agentmem.tui.widgets import HistoryInput, ItemList, Reply
 from textual.pilot import Pilot
 from textual.widgets import Static
 from tui_pilot import say, settle
@@ -27,6 +23,10 @@ from agentmem.factory import Components, build, build_model
 from agentmem.protocols import ChatModel
 from agentmem.records import new_item_id
 from agentmem.testing import FakeOpenAIServer, Fault, ScriptedChatModel
+from agentmem.tui.app import ChatApp
+from agentmem.tui.memory import RecallFilter, graph_view, memo_topics, summary_lines, tree_nodes
+from agentmem.tui.screens import ConfirmScreen, HistoryScreen
+from agentmem.tui.widgets import HistoryInput, ItemList, Reply
 from agentmem.types import MemoryItem
 
 SIZE = (130, 40)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from agentmem.stores.turns import TurnStore
 
 from agentmem.embeddings import MiniLMEmbedder
 from agentmem.items import ItemIndex
 from agentmem.protocols import StoreContext
 from agentmem.records import new_item_id
+from agentmem.stores.turns import TurnStore
 from agentmem.types import MemoryItem, Query, Scope, Turn
 from agentmem.vectors import VectorIndex, collection_name
 

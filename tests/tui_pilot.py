@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from textual.pilot import Pilot
+
 from agentmem.tui.app import ChatApp
 from agentmem.tui.widgets import HistoryInput
-from textual.pilot import Pilot
 
 
 async def settle(pilot: Pilot[None]) -> None:

@@ -23,6 +23,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Header, Input, Static
+from textual.worker import get_current_worker
+
+from agentmem.agent import Agent, TurnResult
+from agentmem.errors import AgentMemError, InputError, ModelError
+from agentmem.factory import Components
+from agentmem.manager import RecallResult
 from agentmem.tui.memory import (
     Browsers,
     Line,
@@ -45,19 +58,6 @@ from agentmem.tui.widgets import (
     Reply,
     UserMessage,
 )
-from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
-from textual.widget import Widget
-from textual.widgets import Footer, Header, Input, Static
-from textual.worker import get_current_worker
-
-from agentmem.agent import Agent, TurnResult
-from agentmem.errors import AgentMemError, InputError, ModelError
-from agentmem.factory import Components
-from agentmem.manager import RecallResult
 from agentmem.types import MemoryItem, Turn, utcnow
 
 logger = logging.getLogger(__name__)

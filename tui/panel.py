@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentmem.tui.memory import GRAPH, MEMO, MEMTREE, SUMMARY, Browsers, Line
-from agentmem.tui.widgets import ItemDetails, ItemList, ItemTree
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -20,6 +18,8 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, OptionList, Static, TabbedContent, TabPane, Tree
 
+from agentmem.tui.memory import GRAPH, MEMO, MEMTREE, SUMMARY, Browsers, Line
+from agentmem.tui.widgets import ItemDetails, ItemList, ItemTree
 from agentmem.types import MemoryItem, Turn
 
 NOTHING_RECALLED = Line("—", "Nothing recalled yet: send a message.", tone="noop")

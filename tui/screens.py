@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agentmem.tui.memory import Line
-from agentmem.tui.widgets import ItemList
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, SelectionList, Static
+
+from agentmem.tui.memory import Line
+from agentmem.tui.widgets import ItemList
 
 
 class ConfirmScreen(ModalScreen[bool]):

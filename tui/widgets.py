@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agentmem.tui.memory import Line, Node, Tone, clip, provenance, validity
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,6 +14,7 @@ from textual.widgets.option_list import Option
 from textual.widgets.tree import TreeNode
 
 from agentmem.prompts import format_date
+from agentmem.tui.memory import Line, Node, Tone, clip, provenance, validity
 from agentmem.types import MemoryItem, Turn
 
 _TONE_STYLES: dict[Tone, str] = {

@@ -12,10 +12,10 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from agentmem.stores.graph.user_graph import UserGraph, entity_node
 
 from agentmem.extraction import ENDED, Fact, normalise
 from agentmem.records import new_item_id
+from agentmem.stores.graph.user_graph import UserGraph, entity_node
 from agentmem.text import proper_nouns
 from agentmem.types import MemoryItem, Turn
 

@@ -46,10 +46,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
-from agentmem.stores.graph.folding import Batch, fact_key
-from agentmem.stores.graph.index import KindIndex
-from agentmem.stores.graph.ppr import PersonalizedPageRank
-from agentmem.stores.graph.user_graph import UserGraph, View, entity_node, passage_node
 
 from agentmem.building import BuildStats
 from agentmem.errors import AgentMemError
@@ -63,6 +59,10 @@ from agentmem.extraction import (
 from agentmem.items import visible
 from agentmem.protocols import StoreContext
 from agentmem.records import ItemUpdate
+from agentmem.stores.graph.folding import Batch, fact_key
+from agentmem.stores.graph.index import KindIndex
+from agentmem.stores.graph.ppr import PersonalizedPageRank
+from agentmem.stores.graph.user_graph import UserGraph, View, entity_node, passage_node
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 from agentmem.vectors import Hit
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
-from agentmem.stores.graph.ppr import PersonalizedPageRank
 
+from agentmem.stores.graph.ppr import PersonalizedPageRank
 from agentmem.types import MemoryItem
 
 #: A validity view: ``None`` = what is current, ``"history"`` = everything, or a time.

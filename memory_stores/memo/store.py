@@ -10,6 +10,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
+
+from agentmem.building import BuildStats, structured_call
+from agentmem.errors import InputError, ModelError
+from agentmem.items import ItemIndex, vector_metadata, visible
+from agentmem.prompts.memo import MEMO_SCHEMA, MemoDraft, memo_messages, validate_memos
+from agentmem.protocols import StoreContext
+from agentmem.records import ItemUpdate
 from agentmem.stores.memo.building import (
     Entry,
     OfflineBuilder,
@@ -19,13 +26,6 @@ from agentmem.stores.memo.building import (
     memo_item,
     topic_item,
 )
-
-from agentmem.building import BuildStats, structured_call
-from agentmem.errors import InputError, ModelError
-from agentmem.items import ItemIndex, vector_metadata, visible
-from agentmem.prompts.memo import MEMO_SCHEMA, MemoDraft, memo_messages, validate_memos
-from agentmem.protocols import StoreContext
-from agentmem.records import ItemUpdate
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from agentmem.stores.memtree.tree import Node, Tree
 
 from agentmem.building import BuildStats, structured_call
 from agentmem.errors import ModelError
@@ -27,6 +26,7 @@ from agentmem.prompts.memtree import (
 )
 from agentmem.protocols import StoreContext
 from agentmem.records import ItemUpdate
+from agentmem.stores.memtree.tree import Node, Tree
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 
 logger = logging.getLogger(__name__)

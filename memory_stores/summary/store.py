@@ -13,17 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from agentmem.stores.summary.building import (
-    Candidate,
-    Version,
-    cap,
-    carried,
-    dialogue_sentences,
-    from_model,
-    new_sentences,
-    select_offline,
-    summary_item,
-)
 
 from agentmem.building import BuildStats, structured_call
 from agentmem.errors import InputError, ModelError
@@ -36,6 +25,17 @@ from agentmem.prompts.summary import (
 )
 from agentmem.protocols import StoreContext
 from agentmem.records import ItemUpdate, new_item_id
+from agentmem.stores.summary.building import (
+    Candidate,
+    Version,
+    cap,
+    carried,
+    dialogue_sentences,
+    from_model,
+    new_sentences,
+    select_offline,
+    summary_item,
+)
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 
 logger = logging.getLogger(__name__)
