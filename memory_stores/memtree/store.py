@@ -315,7 +315,8 @@ class MemTreeStore:
                 leaf, score = best[recalled.item.id]
                 if leaf in leaves:
                     recalled = Recalled(leaves[leaf], score)
-            if recalled.score > kept.get(recalled.item.id, Recalled(recalled.item, -2.0)).score:
+            known_one = kept.get(recalled.item.id)
+            if known_one is None or recalled.score > known_one.score:
                 kept[recalled.item.id] = recalled
         return list(kept.values())
 
