@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmem.errors import ConfigError
+from agentmem.types import FUSIONS, Fusion
 
 PROVIDERS = ("auto", "none", "local", "openai")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -107,7 +108,7 @@ class Config:
     #: How recall merges the structures' rankings: "lead" (the fact ledger and the first
     #: structure lead, the others fill the room they leave) or "rank" (every structure an
     #: equal say, by reciprocal rank fusion).
-    fusion: str = "lead"
+    fusion: Fusion = "lead"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,9 +121,6 @@ class Config:
         """The folder of the embedded chromadb."""
         return self.data_dir / "chroma"
 
-
-#: The ways recall can merge the structures' rankings (see :class:`Config`'s ``fusion``).
-FUSIONS = ("lead", "rank")
 
 _INT_FIELDS = {"retries", "context_tokens", "memory_tokens", "recent_turns", "recall_k"}
 _FLOAT_FIELDS = {"timeout"}

@@ -222,7 +222,7 @@ def build(
         counter=TokenCounter(),
         rewriter=builder,
         iterative=config.iterative_recall,
-        fusion="rank" if config.fusion == "rank" else "lead",
+        fusion=config.fusion,
         # Searches wait on the network with a Chroma server or a remote records database.
         parallel=bool(config.chroma_url) or not config.records_url.startswith("sqlite"),
     )

@@ -43,12 +43,21 @@ from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, 
 from agentmem.records import Records
 from agentmem.rewrite import model_rewrite, rewrite_query
 from agentmem.tokens import Fitted, TokenCounter, fit_to_budget
-from agentmem.types import ItemEvent, MemoryItem, Query, Recalled, Scope, Turn, utcnow
+from agentmem.types import (
+    FUSIONS,
+    Fusion,
+    ItemEvent,
+    MemoryItem,
+    Query,
+    Recalled,
+    Scope,
+    Turn,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
 Action = Literal["ADD", "UPDATE", "SUPERSEDE", "MERGE", "NOOP", "DELETE"]
-Fusion = Literal["lead", "rank"]
 
 #: The ``k`` of reciprocal rank fusion (Cormack et al. 2009).
 RRF_K = 60
@@ -168,7 +177,7 @@ class MemoryManager:
     ) -> None:
         if not stores and facts is None:
             raise InputError("a memory manager needs at least one memory structure")
-        if fusion not in ("lead", "rank"):
+        if fusion not in FUSIONS:
             raise InputError(f"fusion must be 'lead' or 'rank', not {fusion!r}")
         names = [s.name for s in stores] + ([facts.name] if facts else [])
         if len(set(names)) != len(names):

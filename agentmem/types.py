@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 Role = Literal["system", "user", "assistant"]
+#: How recall merges the structures' rankings (``MemoryManager``'s ``fusion``).
+Fusion = Literal["lead", "rank"]
+FUSIONS: tuple[Fusion, ...] = get_args(Fusion)
 
 
 def utcnow() -> datetime:
