@@ -22,10 +22,12 @@ import pytest
 from agentmem.cli import main
 from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.errors import ConfigError, InputError, ModelResponseError
+from agentmem.factory import expand_store_names
 from agentmem.records import Records
 from agentmem.replay import Report, load_samples, parse_configurations, replay
 from agentmem.replay.cache import request_key
 from agentmem.replay.dataset import Question, parse_dialogue_time
+from agentmem.replay.systems import check_configurations
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import Message
 
@@ -109,6 +111,21 @@ def test_fixture_loads_with_dialogue_time_captions_and_gold_kept_apart() -> None
     assert gold["Which cities has Nora lived in?"].evidence == ("D1:3", "D3:2")
     assert gold["Where does Nora live now?"].stale == ("Leeds",)
     assert gold["What did Felix's cousin bake for the wedding?"].answer is None
+
+
+def test_all_is_every_structure_turns_first_and_all_minus_one_leaves_one_out() -> None:
+    assert expand_store_names(["all"]) == ["turns", "memtree", "summary", "graph", "memo"]
+    assert expand_store_names(["all-memtree"]) == ["turns", "summary", "graph", "memo"]
+    assert expand_store_names(["all-turns", "turns"]) == [
+        "memtree",
+        "summary",
+        "graph",
+        "memo",
+        "turns",
+    ]
+    assert expand_store_names(["all-nosuch"]) == ["all-nosuch"]  # left for the check to refuse
+    with pytest.raises(ConfigError, match="all-nosuch"):
+        check_configurations(["all-nosuch"])
 
 
 def test_configurations_add_the_baselines_once() -> None:
