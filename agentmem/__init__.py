@@ -43,11 +43,11 @@ from agentmem.types import (
 if TYPE_CHECKING:
     from agentmem.agent import Agent, Budget, TurnResult
     from agentmem.config import Config, ModelSpec, load_config
-    from agentmem.embeddings import MiniLMEmbedder
     from agentmem.factory import Components, build, build_agent
     from agentmem.langchain import AgentMemChatModel, AgentMemRetriever, LangChainChatModel
     from agentmem.manager import MemoryChange, MemoryManager, RecallResult, WriteReport
     from agentmem.memory import AddResult, ChangeResult, Memory, SearchResult
+    from agentmem.models.embeddings import MiniLMEmbedder
     from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, StoreContext
 
 __version__ = "0.1.0"
@@ -59,7 +59,7 @@ _LAZY = {
     "Config": "agentmem.config",
     "ModelSpec": "agentmem.config",
     "load_config": "agentmem.config",
-    "MiniLMEmbedder": "agentmem.embeddings",
+    "MiniLMEmbedder": "agentmem.models.embeddings",
     "Components": "agentmem.factory",
     "build": "agentmem.factory",
     "build_agent": "agentmem.factory",

@@ -12,16 +12,16 @@ from importlib.metadata import entry_points
 
 from agentmem.agent import Agent, Budget
 from agentmem.config import Config, ModelSpec
-from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder, RetryingEmbedder
 from agentmem.errors import ConfigError
-from agentmem.extraction import CachingExtractor, ModelExtractor, RuleExtractor
-from agentmem.facts import FactLedger
+from agentmem.ledger.extraction import CachingExtractor, ModelExtractor, RuleExtractor
+from agentmem.ledger.facts import FactLedger
 from agentmem.manager import MemoryManager
+from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder, RetryingEmbedder
+from agentmem.models.tokens import TokenCounter
 from agentmem.prompts import DEFAULT_SYSTEM_PROMPT
 from agentmem.protocols import ChatModel, Embedder, MemoryStore, StoreContext, StoreFactory
-from agentmem.records import Records
-from agentmem.tokens import TokenCounter
-from agentmem.vectors import VectorIndex
+from agentmem.storage.records import Records
+from agentmem.storage.vectors import VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def build_embedder(config: Config) -> Embedder:
     if spec == "minilm":
         return CachingEmbedder(MiniLMEmbedder())
     if spec.startswith("openai:"):
-        from agentmem.openai_client import OpenAIEmbedder
+        from agentmem.models.openai_client import OpenAIEmbedder
 
         remote = OpenAIEmbedder(
             spec.partition(":")[2],
@@ -110,7 +110,7 @@ def resolve_model(config: Config) -> ModelSpec:
         return spec
     if config.openai_api_key or config.openai_base_url:
         return ModelSpec("openai", spec.name)
-    from agentmem.local_model import local_model_available
+    from agentmem.models.local_model import local_model_available
 
     if local_model_available():
         return ModelSpec("local", spec.name)
@@ -127,11 +127,11 @@ def build_model(config: Config) -> ChatModel | None:
     spec = resolve_model(config)
     if spec.provider == "none":
         return None
-    from agentmem.llm import MeteredChatModel, RetryingChatModel
+    from agentmem.models.llm import MeteredChatModel, RetryingChatModel
 
     model: ChatModel
     if spec.provider == "local":
-        from agentmem.local_model import LlamaCppChatModel
+        from agentmem.models.local_model import LlamaCppChatModel
 
         model = LlamaCppChatModel(spec.name, timeout=config.timeout)
     else:
@@ -141,7 +141,7 @@ def build_model(config: Config) -> ChatModel | None:
                 hint="set OPENAI_API_KEY for OpenAI, or OPENAI_BASE_URL for a local server "
                 "(e.g. http://127.0.0.1:11434/v1 for Ollama)",
             )
-        from agentmem.openai_client import OpenAIChatModel
+        from agentmem.models.openai_client import OpenAIChatModel
 
         model = OpenAIChatModel(
             spec.name or config.openai_model,

@@ -48,8 +48,8 @@ from agentmem.errors import (
     ModelUnavailableError,
     StructuredOutputError,
 )
-from agentmem.llm import parse_json_answer
 from agentmem.memory import Memory, MemoryRecord
+from agentmem.models.llm import parse_json_answer
 from agentmem.protocols import ChatModel
 from agentmem.types import Completion, Message, Role, Usage
 

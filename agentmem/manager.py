@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentmem.errors import AgentMemError, InputError
-from agentmem.facts import FACT_STORE, Decision, FactLedger
-from agentmem.propagation import StaleGuard
+from agentmem.ledger.facts import FACT_STORE, Decision, FactLedger
+from agentmem.ledger.propagation import StaleGuard
+from agentmem.models.tokens import Fitted, TokenCounter, fit_to_budget
 from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, Resumable
-from agentmem.records import Records
 from agentmem.rewrite import model_rewrite, rewrite_query
-from agentmem.tokens import Fitted, TokenCounter, fit_to_budget
+from agentmem.storage.records import Records
 from agentmem.types import (
     FUSIONS,
     Fusion,

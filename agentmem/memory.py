@@ -33,10 +33,10 @@ from typing import Any, Literal, Self, TypedDict
 from agentmem.config import load_config
 from agentmem.errors import AgentMemError, InputError
 from agentmem.factory import Components, build
-from agentmem.items import ItemIndex, vector_metadata
 from agentmem.manager import MemoryChange, MemoryManager, WriteReport
 from agentmem.protocols import ChatModel, StoreContext
-from agentmem.records import Records
+from agentmem.storage.items import ItemIndex, vector_metadata
+from agentmem.storage.records import Records
 from agentmem.types import ItemEvent, MemoryItem, Message, Recalled, Scope, Turn, utcnow
 
 logger = logging.getLogger(__name__)
@@ -620,7 +620,7 @@ def _metered(model: ChatModel) -> ChatModel:
     """Wrap a model so its tokens are counted, unless it already counts them."""
     if hasattr(model, "usage"):
         return model
-    from agentmem.llm import MeteredChatModel
+    from agentmem.models.llm import MeteredChatModel
 
     return MeteredChatModel(model)
 

@@ -17,9 +17,9 @@ import numpy as np
 from agentmem.types import Completion, MemoryItem, Message, Query, Recalled, Turn
 
 if TYPE_CHECKING:
-    from agentmem.extraction import FactExtractor
-    from agentmem.records import Records
-    from agentmem.vectors import VectorIndex
+    from agentmem.ledger.extraction import FactExtractor
+    from agentmem.storage.records import Records
+    from agentmem.storage.vectors import VectorIndex
 
 
 @runtime_checkable

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import pytest
 
-from agentmem.embeddings import MiniLMEmbedder
+from agentmem.models.embeddings import MiniLMEmbedder
 from agentmem.protocols import Consolidating, Embedder, MemoryStore, StoreContext
-from agentmem.records import Records
+from agentmem.storage.records import Records
+from agentmem.storage.vectors import VectorIndex
 from agentmem.types import Query, Recalled, Scope, Turn
-from agentmem.vectors import VectorIndex
 
 _embedder: MiniLMEmbedder | None = None
 _embedder_lock = threading.Lock()

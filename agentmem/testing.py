@@ -37,7 +37,7 @@ from typing import Any, Literal, Self
 
 import numpy as np
 
-from agentmem.llm import parse_json_answer
+from agentmem.models.llm import parse_json_answer
 from agentmem.types import Completion, Message, Usage
 
 logger = logging.getLogger(__name__)

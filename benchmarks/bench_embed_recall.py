@@ -3,7 +3,7 @@
 (a) MiniLM throughput through agentmem's embedder: sentences per second at two batch
     sizes, and the latency of embedding one sentence.
 (b) Recall for ONE user among many, k = 10, with the same data laid out two ways:
-    (i)  agentmem's layout: :class:`agentmem.vectors.VectorIndex`, one collection per user;
+    (i)  agentmem's layout: :class:`agentmem.storage.vectors.VectorIndex`, one collection per user;
     (ii) one shared chromadb collection, queried with ``where={"user_id": ...}``.
     Both are measured in the same run on the same vectors, with the same HNSW settings,
     and compared against exact brute-force search over that user's vectors.
@@ -85,7 +85,7 @@ def percentiles(samples_ms: Sequence[float]) -> tuple[float, float]:
 
 def bench_embeddings(sentence_count: int, single_count: int, seed: int) -> Table:
     """Measure MiniLM throughput and single-sentence latency; return a table."""
-    from agentmem.embeddings import MiniLMEmbedder
+    from agentmem.models.embeddings import MiniLMEmbedder
 
     started = time.perf_counter()
     import sentence_transformers  # noqa: F401  (timed apart from the model load)
@@ -257,8 +257,8 @@ def bench_recall(size: int, users: int, query_count: int, seed: int, root: Path)
     import chromadb
     from chromadb.config import Settings
 
-    from agentmem.embeddings import MiniLMEmbedder
-    from agentmem.vectors import AgentMemEmbeddingFunction, VectorIndex
+    from agentmem.models.embeddings import MiniLMEmbedder
+    from agentmem.storage.vectors import AgentMemEmbeddingFunction, VectorIndex
 
     dataset = make_dataset(size, users, query_count, seed)
     user = dataset.user_names[dataset.measured]

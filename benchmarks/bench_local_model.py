@@ -15,7 +15,7 @@ import time
 
 from rich.console import Console
 
-from agentmem.local_model import LlamaCppChatModel
+from agentmem.models.local_model import LlamaCppChatModel
 from agentmem.types import Message
 
 PROMPT = [

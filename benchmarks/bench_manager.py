@@ -26,15 +26,15 @@ from bench_stores import QUESTIONS, percentile, synthetic_history  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder  # noqa: E402
-from agentmem.extraction import CachingExtractor, RuleExtractor  # noqa: E402
 from agentmem.factory import build_stores  # noqa: E402
-from agentmem.facts import FactLedger  # noqa: E402
+from agentmem.ledger.extraction import CachingExtractor, RuleExtractor  # noqa: E402
+from agentmem.ledger.facts import FactLedger  # noqa: E402
 from agentmem.manager import MemoryManager  # noqa: E402
+from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder  # noqa: E402
 from agentmem.protocols import StoreContext  # noqa: E402
-from agentmem.records import Records  # noqa: E402
+from agentmem.storage.records import Records  # noqa: E402
+from agentmem.storage.vectors import VectorIndex  # noqa: E402
 from agentmem.types import Query, Scope  # noqa: E402
-from agentmem.vectors import VectorIndex  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

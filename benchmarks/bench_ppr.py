@@ -228,12 +228,12 @@ class MeteredEmbedder:
 
 def bench_store(turns: int, batch: int, queries: int, seed: int) -> dict[str, float]:
     """Write synthetic turns through the store with the real MiniLM; time writes and reads."""
-    from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
+    from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder
     from agentmem.protocols import StoreContext
-    from agentmem.records import Records
+    from agentmem.storage.records import Records
+    from agentmem.storage.vectors import VectorIndex
     from agentmem.stores.graph import GraphStore
     from agentmem.types import Query, Scope
-    from agentmem.vectors import VectorIndex
 
     embedder = MiniLMEmbedder()
     embedder.warm()

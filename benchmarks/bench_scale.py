@@ -113,7 +113,7 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder  # noqa: E402
+from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder  # noqa: E402
 from agentmem.protocols import Embedder  # noqa: E402
 
 console = Console()
@@ -548,7 +548,7 @@ def count_items(records: Any, user: str) -> dict[tuple[str, str], tuple[int, int
     from sqlalchemy import func as sql_func
     from sqlmodel import col, select
 
-    from agentmem.records import MemoryItemRow
+    from agentmem.storage.records import MemoryItemRow
 
     query = (
         select(
@@ -763,8 +763,8 @@ def probe(args: argparse.Namespace) -> None:
     chromadb reads ``ef_search`` when it loads a collection's index, so each value is
     probed in a fresh process: set it before the first query, restore the default after.
     """
-    from agentmem.embeddings import MiniLMEmbedder as Unused
-    from agentmem.vectors import VectorIndex, collection_name
+    from agentmem.models.embeddings import MiniLMEmbedder as Unused
+    from agentmem.storage.vectors import VectorIndex, collection_name
 
     folder = Path(args.data)
     queries = np.load(folder / "queries.npy")
@@ -946,7 +946,7 @@ def cmd_recall(args: argparse.Namespace) -> None:
     )
     table.add_column("collection")
     table.add_column("vectors", justify="right")
-    from agentmem.vectors import VectorIndex
+    from agentmem.storage.vectors import VectorIndex
 
     limit = VectorIndex.EXACT_LIMIT
     table.add_column(f"VectorIndex.query (exact up to {limit:,})", justify="right")
@@ -1175,8 +1175,8 @@ class SchemaTally:
 
 def cmd_model_builders(args: argparse.Namespace) -> None:
     """The ``model-builders`` sub-command."""
-    from agentmem.llm import MeteredChatModel, RetryingChatModel
-    from agentmem.openai_client import OpenAIChatModel
+    from agentmem.models.llm import MeteredChatModel, RetryingChatModel
+    from agentmem.models.openai_client import OpenAIChatModel
     from agentmem.testing import FakeOpenAIServer, schema_reply
 
     lines = dialogue(args.turns, seed=args.seed)

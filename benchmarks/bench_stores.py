@@ -29,13 +29,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder  # noqa: E402
-from agentmem.extraction import CachingExtractor, RuleExtractor  # noqa: E402
-from agentmem.facts import FactLedger  # noqa: E402
+from agentmem.ledger.extraction import CachingExtractor, RuleExtractor  # noqa: E402
+from agentmem.ledger.facts import FactLedger  # noqa: E402
+from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder  # noqa: E402
 from agentmem.protocols import Consolidating, MemoryStore, StoreContext  # noqa: E402
-from agentmem.records import Records  # noqa: E402
+from agentmem.storage.records import Records  # noqa: E402
+from agentmem.storage.vectors import VectorIndex  # noqa: E402
 from agentmem.types import Query, Scope  # noqa: E402
-from agentmem.vectors import VectorIndex  # noqa: E402
 
 PEOPLE = ["Ana", "Tom", "Maya", "Leo", "Rita", "Omar", "Ivy", "Ben"]
 PLACES = ["Porto", "Denver", "Galway", "Reno", "Lisbon", "Austin", "Bruges", "Oslo"]

@@ -19,15 +19,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
-from agentmem.extraction import CachingExtractor, RuleExtractor
 from agentmem.factory import build_stores
+from agentmem.ledger.extraction import CachingExtractor, RuleExtractor
 from agentmem.manager import MemoryManager
+from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.protocols import StoreContext
-from agentmem.records import Records
 from agentmem.replay.dataset import Sample, load_samples
+from agentmem.storage.records import Records
+from agentmem.storage.vectors import VectorIndex
 from agentmem.types import Scope
-from agentmem.vectors import VectorIndex
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "replay_mini.json"
 STRUCTURES = "turns,memtree,summary,memo,graph"

@@ -1,7 +1,7 @@
 """A third-party memory structure: a tiny keyword store, plugged into agentmem.
 
 A structure implements the small :class:`~agentmem.protocols.MemoryStore` protocol
-(``write``, ``retrieve``, ``invalidate``, ``forget``). :class:`~agentmem.items.ItemIndex`
+(``write``, ``retrieve``, ``invalidate``, ``forget``). :class:`~agentmem.storage.items.ItemIndex`
 does the shared plumbing: items in the records database with their provenance, validity
 and history, and vectors in the index (unused by this store's retrieval, but kept so the
 items behave like every other structure's). A package makes it available by name through
@@ -34,16 +34,16 @@ from rich.console import Console
 
 from agentmem import Memory
 from agentmem.config import load_config
-from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.factory import Components
-from agentmem.facts import FactLedger
-from agentmem.items import ItemIndex, visible
+from agentmem.ledger.facts import FactLedger
 from agentmem.manager import MemoryManager
+from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.protocols import StoreContext
-from agentmem.records import Records, new_item_id
+from agentmem.storage.items import ItemIndex, visible
+from agentmem.storage.records import Records, new_item_id
+from agentmem.storage.vectors import VectorIndex
 from agentmem.text import content_words
 from agentmem.types import MemoryItem, Query, Recalled, Turn
-from agentmem.vectors import VectorIndex
 
 
 def stems(text: str) -> set[str]:

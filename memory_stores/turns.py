@@ -21,7 +21,7 @@ replay's ``similarity`` baseline does that):
   is then dense only.)
 
 An item's text is the turn as said, with its relative dates resolved
-(:mod:`agentmem.timeref`): "Caroline: I went to the support group yesterday [7 May
+(:mod:`agentmem.ledger.timeref`): "Caroline: I went to the support group yesterday [7 May
 2023]", so that a question about when finds its answer in the text.
 """
 
@@ -35,12 +35,12 @@ from datetime import datetime
 
 import numpy as np
 
-from agentmem.embeddings import normalize_rows
-from agentmem.items import ItemIndex, visible
+from agentmem.ledger.timeref import resolve_relative_dates
+from agentmem.models.embeddings import normalize_rows
 from agentmem.protocols import StoreContext
-from agentmem.records import derived_item_id
+from agentmem.storage.items import ItemIndex, visible
+from agentmem.storage.records import derived_item_id
 from agentmem.text import content_words
-from agentmem.timeref import resolve_relative_dates
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 
 #: Added to the similarity of a turn said by a speaker the query names.

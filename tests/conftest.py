@@ -12,12 +12,12 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from agentmem.embeddings import MiniLMEmbedder  # noqa: E402
-from agentmem.openai_client import OpenAIChatModel  # noqa: E402
+from agentmem.models.embeddings import MiniLMEmbedder  # noqa: E402
+from agentmem.models.openai_client import OpenAIChatModel  # noqa: E402
 from agentmem.protocols import StoreContext  # noqa: E402
-from agentmem.records import Records  # noqa: E402
+from agentmem.storage.records import Records  # noqa: E402
+from agentmem.storage.vectors import VectorIndex  # noqa: E402
 from agentmem.testing import FakeOpenAIServer  # noqa: E402
-from agentmem.vectors import VectorIndex  # noqa: E402
 
 
 @pytest.fixture(scope="session")

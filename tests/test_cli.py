@@ -79,7 +79,7 @@ def test_unreachable_endpoint_keeps_the_turn(tmp_path: Path, monkeypatch) -> Non
     )
     assert code == 0
     assert "error:" in err and "saved" in err
-    from agentmem.records import Records
+    from agentmem.storage.records import Records
 
     records = Records(tmp_path / "agentmem.sqlite")
     try:
@@ -103,7 +103,7 @@ def test_a_move_from_one_city_to_another_leaves_the_old_one_as_history(tmp_path:
     assert code == 0, err
     assert "lives in Bergen" in out
     assert "Tromso" not in out.replace("from Tromso to Bergen", "")
-    from agentmem.records import Records
+    from agentmem.storage.records import Records
 
     records = Records(tmp_path / "agentmem.sqlite")
     try:

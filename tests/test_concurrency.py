@@ -22,8 +22,8 @@ from agentmem.config import load_config
 from agentmem.errors import DataDirLockedError
 from agentmem.factory import build
 from agentmem.memory import Memory
-from agentmem.records import Records, UserRow
-from agentmem.vectors import VectorIndex
+from agentmem.storage.records import Records, UserRow
+from agentmem.storage.vectors import VectorIndex
 
 
 def chat_env(home: Path) -> dict[str, str]:
@@ -78,7 +78,7 @@ def test_the_lock_is_per_process_and_released_on_close(tmp_path: Path, embedder)
         """
         import sys
         from agentmem.errors import DataDirLockedError
-        from agentmem.locking import FolderLock
+        from agentmem.storage.locking import FolderLock
         try:
             FolderLock(sys.argv[1]).release()
         except DataDirLockedError as exc:
@@ -108,7 +108,7 @@ def test_the_lock_is_per_process_and_released_on_close(tmp_path: Path, embedder)
 WRITER = textwrap.dedent(
     """
     import sys
-    from agentmem.records import Records
+    from agentmem.storage.records import Records
 
     path, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     records = Records(path)
@@ -203,7 +203,7 @@ def test_opening_a_held_data_dir_raises_the_typed_error(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom agentmem.locking import FolderLock\n"
+            "import sys, time\nfrom agentmem.storage.locking import FolderLock\n"
             "FolderLock(sys.argv[1]); print('held', flush=True); time.sleep(60)",
             str(tmp_path / "chroma"),
         ],

@@ -55,7 +55,7 @@ def test_auto_provider_prefers_an_openai_endpoint(tmp_path: Path) -> None:
 
 
 def test_auto_provider_without_endpoint_is_local_or_none(tmp_path: Path) -> None:
-    from agentmem.local_model import local_model_available
+    from agentmem.models.local_model import local_model_available
 
     spec = resolve_model(load_config(env={"AGENTMEM_HOME": str(tmp_path)}))
     assert spec.provider == ("local" if local_model_available() else "none")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from agentmem.records import Records
+from agentmem.storage.records import Records
 from agentmem.testing import FakeOpenAIServer, schema_reply
 
 pytestmark = [
@@ -260,8 +260,8 @@ COLLECTIONS = {
 
 def assert_every_item_has_its_vector(database: Path) -> None:
     """Every item a structure searches by vector has one (written behind, or journaled)."""
-    from agentmem.embeddings import MiniLMEmbedder
-    from agentmem.vectors import VectorIndex
+    from agentmem.models.embeddings import MiniLMEmbedder
+    from agentmem.storage.vectors import VectorIndex
 
     records = Records(database)
     vectors = VectorIndex(MiniLMEmbedder(), path=database.parent / "chroma")  # no model load

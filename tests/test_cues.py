@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentmem.cues import ended_values, is_temporary, signals_change
+from agentmem.ledger.cues import ended_values, is_temporary, signals_change
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_change_signals() -> None:
 
 
 def test_a_change_states_shaped_values_and_a_correction_rejects_the_old_one() -> None:
-    from agentmem.cues import aspect_word, shaped_changes
+    from agentmem.ledger.cues import aspect_word, shaped_changes
 
     assert shaped_changes("New email is kit@fastmail.com.") == (
         [("email", "kit@fastmail.com")],

@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from agentmem.errors import ModelUnavailableError
-from agentmem.extraction import ENDED, CachingExtractor, Fact, ModelExtractor, RuleExtractor
+from agentmem.ledger.extraction import ENDED, CachingExtractor, Fact, ModelExtractor, RuleExtractor
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import Turn
 

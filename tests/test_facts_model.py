@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from agentmem.extraction import CachingExtractor, RuleExtractor
-from agentmem.facts import FactLedger
+from agentmem.ledger.extraction import CachingExtractor, RuleExtractor
+from agentmem.ledger.facts import FactLedger
 from agentmem.manager import MemoryManager
 from agentmem.protocols import StoreContext
 from agentmem.stores.turns import TurnStore

@@ -6,8 +6,8 @@ import json
 from datetime import datetime, timedelta
 
 from agentmem.errors import ModelUnavailableError
-from agentmem.extraction import CachingExtractor, ModelExtractor
-from agentmem.facts import FactLedger
+from agentmem.ledger.extraction import CachingExtractor, ModelExtractor
+from agentmem.ledger.facts import FactLedger
 from agentmem.manager import MemoryManager
 from agentmem.protocols import StoreContext
 from agentmem.stores.graph import GraphStore

@@ -27,18 +27,18 @@ from hypothesis import strategies as st
 from agentmem.agent import Agent
 from agentmem.cli import main
 from agentmem.config import PROVIDERS, Config, load_config
-from agentmem.embeddings import MiniLMEmbedder
 from agentmem.errors import ConfigError, InputError
 from agentmem.factory import build
 from agentmem.memory import Memory
+from agentmem.models.embeddings import MiniLMEmbedder
 from agentmem.prompts import (
     DEFAULT_SYSTEM_PROMPT,
     MEMORY_PREAMBLE,
     chat_messages,
     render_memory_line,
 )
-from agentmem.records import MAX_TURN_CHARS, Records
 from agentmem.replay.dataset import Sample, load_samples
+from agentmem.storage.records import MAX_TURN_CHARS, Records
 from agentmem.testing import FakeOpenAIServer, ScriptedChatModel
 from agentmem.types import MemoryItem, Turn
 

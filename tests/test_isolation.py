@@ -37,18 +37,18 @@ from tui_pilot import say, settle
 
 from agentmem.agent import Agent
 from agentmem.config import load_config
-from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.errors import NotFoundError
 from agentmem.factory import Components, build
 from agentmem.langchain import AgentMemRetriever
 from agentmem.memory import AddResult, ChangeResult, Memory, MemoryRecord
+from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.replay import run_replay
+from agentmem.storage.vectors import collection_name
 from agentmem.testing import ScriptedChatModel
 from agentmem.tui.app import ChatApp
 from agentmem.tui.screens import ConfirmScreen
 from agentmem.tui.widgets import ItemList
 from agentmem.types import MemoryItem
-from agentmem.vectors import collection_name
 
 #: A heavy suite: run with ``pytest -m heavy`` (CI runs it after the default run).
 pytestmark = pytest.mark.heavy

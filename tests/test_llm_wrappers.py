@@ -17,13 +17,13 @@ from agentmem.errors import (
     ModelUnavailableError,
     StructuredOutputError,
 )
-from agentmem.llm import (
+from agentmem.models.llm import (
     MeteredChatModel,
     RetryingChatModel,
     message_dicts,
     parse_json_answer,
 )
-from agentmem.openai_client import OpenAIChatModel
+from agentmem.models.openai_client import OpenAIChatModel
 from agentmem.protocols import ChatModel
 from agentmem.testing import FakeOpenAIServer, Fault, ScriptedChatModel
 from agentmem.types import Completion, Message, Usage
@@ -125,7 +125,7 @@ def test_retryable_failures_are_retried_with_growing_pauses(
     inner = ScriptedChatModel([ModelTimeoutError("slow"), ModelUnavailableError("down"), "done"])
     sleeps = Sleeps()
 
-    with caplog.at_level(logging.WARNING, logger="agentmem.llm"):
+    with caplog.at_level(logging.WARNING, logger="agentmem.models.llm"):
         completion = retrying(inner, sleeps).complete(MESSAGES)
 
     assert completion.text == "done"
@@ -344,9 +344,9 @@ def test_metered_retrying_openai_model_accounts_http_usage(
 
 
 def test_retrying_embedder_retries_transient_failures_only() -> None:
-    from agentmem.embeddings import RetryingEmbedder
     from agentmem.errors import EmbeddingError
-    from agentmem.openai_client import OpenAIEmbedder
+    from agentmem.models.embeddings import RetryingEmbedder
+    from agentmem.models.openai_client import OpenAIEmbedder
     from agentmem.testing import FakeOpenAIServer, Fault
 
     with FakeOpenAIServer(embedding_dimension=8) as server:

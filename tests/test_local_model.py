@@ -2,7 +2,7 @@
 
 Two kinds of test:
 
-- the default run drives the real worker process (``python -m agentmem.local_worker``)
+- the default run drives the real worker process (``python -m agentmem.models.local_worker``)
   over a stand-in for the native ``llama_cpp`` runtime (tests/fixtures/fake_llama_runtime),
   which can crash with SIGSEGV or hang on request: the isolation, the restart and the
   errors are checked without compiling llama.cpp;
@@ -29,9 +29,9 @@ from agentmem.errors import (
     ModelTimeoutError,
     ModelUnavailableError,
 )
-from agentmem.llm import MeteredChatModel, RetryingChatModel
-from agentmem.local_model import LlamaCppChatModel, default_gguf_path, local_model_available
 from agentmem.manager import MemoryManager
+from agentmem.models.llm import MeteredChatModel, RetryingChatModel
+from agentmem.models.local_model import LlamaCppChatModel, default_gguf_path, local_model_available
 from agentmem.protocols import StoreContext
 from agentmem.stores.turns import TurnStore
 from agentmem.types import Message

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
-from agentmem.extraction import CachingExtractor, RuleExtractor
-from agentmem.facts import FactLedger
+from agentmem.ledger.extraction import CachingExtractor, RuleExtractor
+from agentmem.ledger.facts import FactLedger
 from agentmem.manager import MemoryManager
+from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.protocols import StoreContext
-from agentmem.records import Records
+from agentmem.storage.records import Records
+from agentmem.storage.vectors import VectorIndex
 from agentmem.stores.turns import TurnStore
 from agentmem.types import MemoryItem, Scope, Turn
-from agentmem.vectors import VectorIndex
 
 T0 = datetime(2023, 5, 1, 10, 0)
 
@@ -223,7 +223,7 @@ def test_forget_leaves_no_trace_in_any_backend(manager: MemoryManager, tmp_path:
                 assert "Boston" not in json.dumps(row, default=str), table
     # chromadb: no collection of the user's, and no document or id of theirs elsewhere.
     vectors = manager.stores[0]._index.context.vectors  # type: ignore[attr-defined]
-    from agentmem.vectors import collection_name
+    from agentmem.storage.vectors import collection_name
 
     names = vectors.collection_names()
     assert all(collection_name(s, "sam") not in names for s in ("turns", "facts"))

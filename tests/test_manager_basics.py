@@ -6,9 +6,9 @@ import pytest
 
 from agentmem.errors import InputError
 from agentmem.manager import ITEM_OVERHEAD, MemoryManager, fit_rankings, fuse
+from agentmem.models.tokens import TokenCounter
 from agentmem.protocols import StoreContext
 from agentmem.stores.turns import TurnStore
-from agentmem.tokens import TokenCounter
 from agentmem.types import MemoryItem, Recalled, Scope
 
 

@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 from agentmem.cli import main
-from agentmem.records import Records
 from agentmem.replay import load_samples
+from agentmem.storage.records import Records
 from agentmem.testing import FakeOpenAIServer, Fault, RecordedRequest, schema_reply
 
 #: A heavy suite: run with ``pytest -m heavy`` (CI runs it after the default run).

@@ -16,7 +16,7 @@ from agentmem.errors import (
     ModelUnavailableError,
     StructuredOutputError,
 )
-from agentmem.openai_client import OpenAIChatModel, OpenAIEmbedder
+from agentmem.models.openai_client import OpenAIChatModel, OpenAIEmbedder
 from agentmem.protocols import ChatModel, Embedder
 from agentmem.testing import FakeOpenAIServer, Fault
 from agentmem.types import Message, Usage

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agentmem import propagation
-from agentmem.propagation import StaleGuard, StaleValue
-from agentmem.records import Records
+from agentmem.ledger import propagation
+from agentmem.ledger.propagation import StaleGuard, StaleValue
+from agentmem.storage.records import Records
 from agentmem.types import MemoryItem
 
 WORDS = ["lisbon", "porto", "new", "york", "st", "ives", "the", "red", "van", "mochi", "s"]

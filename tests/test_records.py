@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agentmem.errors import InputError, NotFoundError
-from agentmem.records import MAX_TURN_CHARS, Records, new_item_id
+from agentmem.storage.records import MAX_TURN_CHARS, Records, new_item_id
 from agentmem.types import MemoryItem, Turn
 
 T0 = datetime(2024, 3, 1, 9, 0)
@@ -373,7 +373,7 @@ def test_work_queue_round_trip(records: Records) -> None:
 
 def test_update_items_is_one_transaction_with_history(records: Records) -> None:
     from agentmem.errors import NotFoundError
-    from agentmem.records import ItemUpdate
+    from agentmem.storage.records import ItemUpdate
 
     first, second = records.add_items([item("u1", "Ana lives in Leeds"), item("u1", "Ana bakes")])
     changed = records.update_items(
@@ -432,7 +432,7 @@ def test_a_database_written_before_the_index_gets_it_filled(tmp_path: Path) -> N
 def test_an_sqlite_without_fts5_opens_and_searches_by_meaning_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import agentmem.records as module
+    import agentmem.storage.records as module
 
     missing = ("CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5_not_built(text)",)
     monkeypatch.setattr(module, "_TURN_SEARCH_SCHEMA", missing)

@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 
 from agentmem.cli import main
-from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.errors import ConfigError, InputError, ModelResponseError
 from agentmem.factory import expand_store_names
-from agentmem.records import Records
+from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.replay import Report, load_samples, parse_configurations, replay
 from agentmem.replay.cache import request_key
 from agentmem.replay.dataset import Question, parse_dialogue_time
 from agentmem.replay.systems import check_configurations
+from agentmem.storage.records import Records
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import Message
 

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 
 from agentmem.errors import ModelUnavailableError
-from agentmem.extraction import Fact
-from agentmem.facts import fact_metadata
-from agentmem.openai_client import OpenAIChatModel
+from agentmem.ledger.extraction import Fact
+from agentmem.ledger.facts import fact_metadata
+from agentmem.ledger.resolution import ModelResolver, Resolution
+from agentmem.models.openai_client import OpenAIChatModel
 from agentmem.prompts.resolution import (
     RESOLUTION_SCHEMA,
     OperationKind,
     ResolutionAnswer,
     resolution_messages,
 )
-from agentmem.resolution import ModelResolver, Resolution
 from agentmem.testing import FakeOpenAIServer, Fault, ScriptedChatModel, schema_reply
 from agentmem.types import MemoryItem, Role, Turn
 

@@ -37,10 +37,10 @@ import pytest
 from agentmem.errors import NotFoundError, StorageError
 from agentmem.memory import Memory
 from agentmem.protocols import MemoryStore, StoreContext
-from agentmem.records import Records
+from agentmem.storage.records import Records
+from agentmem.storage.vectors import VectorIndex
 from agentmem.store_contract import MemoryStoreContract, shared_embedder
 from agentmem.stores.turns import TurnStore
-from agentmem.vectors import VectorIndex
 
 pytestmark = pytest.mark.servers
 

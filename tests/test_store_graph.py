@@ -10,11 +10,12 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from agentmem.embeddings import CachingEmbedder
 from agentmem.errors import ModelUnavailableError
-from agentmem.extraction import Fact, ModelExtractor
+from agentmem.ledger.extraction import Fact, ModelExtractor
+from agentmem.models.embeddings import CachingEmbedder
 from agentmem.protocols import MemoryStore, Resumable, StoreContext
-from agentmem.records import Records
+from agentmem.storage.records import Records
+from agentmem.storage.vectors import VectorIndex
 from agentmem.store_contract import MemoryStoreContract, shared_embedder
 from agentmem.stores.graph import GraphStore, PersonalizedPageRank
 from agentmem.stores.graph.folding import new_item
@@ -23,7 +24,6 @@ from agentmem.stores.graph.user_graph import entity_node
 from agentmem.testing import ScriptedChatModel
 from agentmem.text import content_words
 from agentmem.types import Query, Recalled, Scope, Turn
-from agentmem.vectors import VectorIndex
 
 START = datetime(2024, 3, 1, 9, 0)
 #: Ana's city links her to the festival; nothing in the query names either.

@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.errors import ModelError
+from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.prompts.memo import validate_memos
 from agentmem.protocols import Consolidating, MemoryStore, Resumable, StoreContext
-from agentmem.records import Records
+from agentmem.storage.records import Records
+from agentmem.storage.vectors import VectorIndex
 from agentmem.store_contract import MemoryStoreContract
 from agentmem.stores.memo import MemoStore
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import MemoryItem, Query, Scope, Turn
-from agentmem.vectors import VectorIndex
 
 START = datetime(2024, 3, 1, 18, 0)
 DOG = (

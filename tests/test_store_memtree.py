@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from agentmem.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.errors import ModelUnavailableError
+from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.prompts.memtree import AGGREGATE_SCHEMA, validate_aggregation
 from agentmem.protocols import Consolidating, MemoryStore, Resumable, StoreContext
-from agentmem.records import Records
+from agentmem.storage.records import Records
+from agentmem.storage.vectors import VectorIndex
 from agentmem.store_contract import MemoryStoreContract, shared_embedder
 from agentmem.stores.memtree import MemTreeStore
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import MemoryItem, Message, Query, Scope, Turn
-from agentmem.vectors import VectorIndex
 
 START = datetime(2024, 3, 1, 9, 0)
 

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agentmem.embeddings import CachingEmbedder
 from agentmem.errors import ModelUnavailableError
+from agentmem.models.embeddings import CachingEmbedder
 from agentmem.prompts.summary import SUMMARY_SCHEMA
 from agentmem.protocols import Embedder, MemoryStore, StoreContext
-from agentmem.records import Records
+from agentmem.storage.records import Records
 from agentmem.store_contract import MemoryStoreContract
 from agentmem.stores.summary import SummaryStore
 from agentmem.testing import ScriptedChatModel

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agentmem.propagation import StaleGuard, StaleValue
+from agentmem.ledger.propagation import StaleGuard, StaleValue
 from agentmem.protocols import MemoryStore, StoreContext
 from agentmem.store_contract import MemoryStoreContract
 from agentmem.stores.turns import TurnStore, _fuse
@@ -147,7 +147,7 @@ def test_a_rare_word_finds_its_turn_and_validity_still_holds(store_context: Stor
 
 
 def test_an_item_given_twice_in_one_write_is_stored_once(store_context: StoreContext) -> None:
-    from agentmem.items import ItemIndex
+    from agentmem.storage.items import ItemIndex
 
     index = ItemIndex(store_context, "notes")
     note = MemoryItem("n1", "notes", "note", "u1", "Tariq owes Bea a coffee.", ())

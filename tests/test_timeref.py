@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from agentmem.timeref import resolve_relative_dates, without_resolutions
+from agentmem.ledger.timeref import resolve_relative_dates, without_resolutions
 
 THURSDAY = datetime(2024, 2, 29, 18, 30)  # a leap day, a Thursday
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentmem.tokens import TokenCounter, fit_to_budget
+from agentmem.models.tokens import TokenCounter, fit_to_budget
 from agentmem.types import Message
 
 

@@ -21,7 +21,7 @@ from agentmem.agent import Agent
 from agentmem.config import load_config
 from agentmem.factory import Components, build, build_model
 from agentmem.protocols import ChatModel
-from agentmem.records import new_item_id
+from agentmem.storage.records import new_item_id
 from agentmem.testing import FakeOpenAIServer, Fault, ScriptedChatModel
 from agentmem.tui.app import ChatApp
 from agentmem.tui.memory import RecallFilter, graph_view, memo_topics, summary_lines, tree_nodes

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agentmem.embeddings import MiniLMEmbedder
-from agentmem.items import ItemIndex
+from agentmem.models.embeddings import MiniLMEmbedder
 from agentmem.protocols import StoreContext
-from agentmem.records import new_item_id
+from agentmem.storage.items import ItemIndex
+from agentmem.storage.records import new_item_id
+from agentmem.storage.vectors import VectorIndex, collection_name
 from agentmem.stores.turns import TurnStore
 from agentmem.types import MemoryItem, Query, Scope, Turn
-from agentmem.vectors import VectorIndex, collection_name
 
 PETS = ["I have a golden retriever named Max.", "My cat sleeps on the radiator all day."]
 WORK = ["I work as a nurse in the night shift.", "My manager approved my vacation request."]
@@ -92,8 +92,8 @@ def test_similarity_is_cosine(vectors: VectorIndex, embedder: MiniLMEmbedder) ->
 READER = """
 import json, sys
 import numpy as np
-from agentmem.embeddings import MiniLMEmbedder
-from agentmem.vectors import VectorIndex
+from agentmem.models.embeddings import MiniLMEmbedder
+from agentmem.storage.vectors import VectorIndex
 
 path, vector_file = sys.argv[1], sys.argv[2]
 index = VectorIndex(MiniLMEmbedder(), path=path)  # the model is never loaded: vectors given
@@ -264,8 +264,8 @@ def test_search_moves_stale_vectors_it_meets_to_the_history(
 KILLED_WRITER = """
 import os, sys
 import numpy as np
-from agentmem.embeddings import MiniLMEmbedder
-from agentmem.vectors import VectorIndex
+from agentmem.models.embeddings import MiniLMEmbedder
+from agentmem.storage.vectors import VectorIndex
 
 index = VectorIndex(MiniLMEmbedder(), path=sys.argv[1])  # vectors given: no model load
 vectors = np.load(sys.argv[2])

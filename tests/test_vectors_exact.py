@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agentmem.vectors import VectorIndex
+from agentmem.storage.vectors import VectorIndex
 
 DIM = 16
 
@@ -150,6 +150,6 @@ def test_a_closed_index_lets_go_of_its_copies(tmp_path: Path) -> None:
     fast.close()
     plain.close()
     assert fast._shared is None
-    from agentmem import vectors
+    from agentmem.storage import vectors
 
     assert f"path:{(tmp_path / 'chroma').resolve()}" not in vectors._SHARED

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from agentmem.extraction import normalise
-from agentmem.facts import FACT_STORE
+from agentmem.ledger.extraction import normalise
+from agentmem.ledger.facts import FACT_STORE
 from agentmem.manager import MemoryManager, RecallResult, WriteReport
 from agentmem.prompts import format_date
 from agentmem.protocols import ChatModel
-from agentmem.records import Records
+from agentmem.storage.records import Records
 from agentmem.types import ItemEvent, MemoryItem, Turn
 
 logger = logging.getLogger(__name__)

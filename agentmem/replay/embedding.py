@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from agentmem.embeddings import CachingEmbedder
+from agentmem.models.embeddings import CachingEmbedder
 from agentmem.protocols import Embedder
 from agentmem.replay.dataset import Question, Sample
 

@@ -32,7 +32,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agentmem.errors import AgentMemError, ModelError
-from agentmem.llm import MeteredChatModel, RetryingChatModel
+from agentmem.models.llm import MeteredChatModel, RetryingChatModel
+from agentmem.models.tokens import TokenCounter
 from agentmem.prompts.replay import answer_messages
 from agentmem.protocols import ChatModel, Embedder
 from agentmem.replay.cache import CachedChatModel
@@ -55,7 +56,6 @@ from agentmem.replay.systems import (
     open_memory,
     parse_configurations,
 )
-from agentmem.tokens import TokenCounter
 from agentmem.types import Usage
 
 logger = logging.getLogger(__name__)
@@ -356,7 +356,7 @@ def run_replay(
     Returns:
         The run. With a model, its ``extra`` holds ``model_calls`` (``calls`` past the
         cache, ``failures`` of those after their retries, and ``retries`` made by a
-        :class:`~agentmem.llm.RetryingChatModel` inside ``model``) and ``model_cache``;
+        :class:`~agentmem.models.llm.RetryingChatModel` inside ``model``) and ``model_cache``;
         ``model_builds`` holds, per configuration, what retrying its queued builds did
         (:class:`RetryPass` summed over the conversations); ``split`` is the split replayed.
 
@@ -381,7 +381,7 @@ def run_replay(
         judge,
     )
     if embedder is None:
-        from agentmem.embeddings import MiniLMEmbedder
+        from agentmem.models.embeddings import MiniLMEmbedder
 
         embedder = MiniLMEmbedder()
     # Counts what reaches the model past the cache: calls, and calls failed after retries.

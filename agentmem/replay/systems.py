@@ -25,15 +25,15 @@ from typing import Protocol
 
 from agentmem.building import BuildStats
 from agentmem.errors import ConfigError
-from agentmem.extraction import CachingExtractor, ModelExtractor, RuleExtractor
-from agentmem.facts import FactLedger
-from agentmem.items import ItemIndex
+from agentmem.ledger.extraction import CachingExtractor, ModelExtractor, RuleExtractor
+from agentmem.ledger.facts import FactLedger
 from agentmem.manager import MemoryManager
+from agentmem.models.tokens import TokenCounter, fit_to_budget
 from agentmem.protocols import ChatModel, Embedder, StoreContext
-from agentmem.records import Records, derived_item_id
-from agentmem.tokens import TokenCounter, fit_to_budget
+from agentmem.storage.items import ItemIndex
+from agentmem.storage.records import Records, derived_item_id
+from agentmem.storage.vectors import VectorIndex
 from agentmem.types import MemoryItem, Query, Recalled, Scope, Turn
-from agentmem.vectors import VectorIndex
 
 logger = logging.getLogger(__name__)
 

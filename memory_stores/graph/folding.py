@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from agentmem.extraction import ENDED, Fact, normalise
-from agentmem.records import new_item_id
+from agentmem.ledger.extraction import ENDED, Fact, normalise
+from agentmem.storage.records import new_item_id
 from agentmem.stores.graph.user_graph import UserGraph, entity_node
 from agentmem.text import proper_nouns
 from agentmem.types import MemoryItem, Turn

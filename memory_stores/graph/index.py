@@ -1,13 +1,13 @@
 """The graph's items in the records database and their vectors in two collections.
 
-:class:`agentmem.items.ItemIndex` keeps a structure's items in one vector collection and
+:class:`agentmem.storage.items.ItemIndex` keeps a structure's items in one vector collection and
 tells kinds and validity apart with a chromadb metadata filter. Such a filter makes
 chromadb scan the matching rows (about 50 ms a query at 20,000 items on two cores, against
 3 ms unfiltered), and the graph asks for facts, entities and passages on every recall. So
 the graph keeps passages in one collection (``<store>-passage``) and the short texts,
 facts and entity names, in another (``<store>-fact``), queries each once without a filter,
 and sorts kinds and validity out of the metadata chromadb returns (invalidated items'
-vectors live in a separate partition, see :mod:`agentmem.vectors`). Only ``as_of``
+vectors live in a separate partition, see :mod:`agentmem.storage.vectors`). Only ``as_of``
 queries, and the rare query whose nearest hits are mostly stale, use a filtered search. Two
 collections rather than three keep a write at two vector upserts.
 """
@@ -19,10 +19,10 @@ from datetime import datetime
 
 import numpy as np
 
-from agentmem.items import vector_metadata
 from agentmem.protocols import StoreContext
+from agentmem.storage.items import vector_metadata
+from agentmem.storage.vectors import Hit, timestamp
 from agentmem.types import MemoryItem
-from agentmem.vectors import Hit, timestamp
 
 #: The kinds of items the graph keeps, and the collection each lives in.
 KINDS = {"passage": "passage", "fact": "fact", "entity": "fact"}

@@ -49,22 +49,22 @@ import numpy as np
 
 from agentmem.building import BuildStats
 from agentmem.errors import AgentMemError
-from agentmem.extraction import (
+from agentmem.ledger.extraction import (
     Fact,
     FactExtractor,
     RuleExtractor,
     queue_degraded,
     retry_queued,
 )
-from agentmem.items import visible
 from agentmem.protocols import StoreContext
-from agentmem.records import ItemUpdate
+from agentmem.storage.items import visible
+from agentmem.storage.records import ItemUpdate
+from agentmem.storage.vectors import Hit
 from agentmem.stores.graph.folding import Batch, fact_key
 from agentmem.stores.graph.index import KindIndex
 from agentmem.stores.graph.ppr import PersonalizedPageRank
 from agentmem.stores.graph.user_graph import UserGraph, View, entity_node, passage_node
 from agentmem.types import MemoryItem, Query, Recalled, Turn
-from agentmem.vectors import Hit
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from agentmem.prompts.memo import MemoDraft
-from agentmem.records import new_item_id
+from agentmem.storage.records import new_item_id
 from agentmem.text import informativeness, keywords, select_central, split_sentences, truncate_words
 from agentmem.types import MemoryItem, Turn
 

@@ -13,10 +13,10 @@ import numpy as np
 
 from agentmem.building import BuildStats, structured_call
 from agentmem.errors import InputError, ModelError
-from agentmem.items import ItemIndex, vector_metadata, visible
 from agentmem.prompts.memo import MEMO_SCHEMA, MemoDraft, memo_messages, validate_memos
 from agentmem.protocols import StoreContext
-from agentmem.records import ItemUpdate
+from agentmem.storage.items import ItemIndex, vector_metadata, visible
+from agentmem.storage.records import ItemUpdate
 from agentmem.stores.memo.building import (
     Entry,
     OfflineBuilder,

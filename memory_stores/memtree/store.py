@@ -17,7 +17,6 @@ import numpy as np
 
 from agentmem.building import BuildStats, structured_call
 from agentmem.errors import ModelError
-from agentmem.items import ItemIndex, vector_metadata, visible
 from agentmem.prompts.memtree import (
     AGGREGATE_SCHEMA,
     NodeChange,
@@ -25,7 +24,8 @@ from agentmem.prompts.memtree import (
     validate_aggregation,
 )
 from agentmem.protocols import StoreContext
-from agentmem.records import ItemUpdate
+from agentmem.storage.items import ItemIndex, vector_metadata, visible
+from agentmem.storage.records import ItemUpdate
 from agentmem.stores.memtree.tree import Node, Tree
 from agentmem.types import MemoryItem, Query, Recalled, Turn
 

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import numpy as np
 
-from agentmem.records import new_item_id
+from agentmem.storage.records import new_item_id
 from agentmem.text import (
     content_words,
     informativeness,

@@ -16,7 +16,6 @@ import numpy as np
 
 from agentmem.building import BuildStats, structured_call
 from agentmem.errors import InputError, ModelError
-from agentmem.items import ItemIndex, vector_metadata, visible
 from agentmem.prompts.summary import (
     SUMMARY_SCHEMA,
     SummarySentence,
@@ -24,7 +23,8 @@ from agentmem.prompts.summary import (
     validate_summary,
 )
 from agentmem.protocols import StoreContext
-from agentmem.records import ItemUpdate, new_item_id
+from agentmem.storage.items import ItemIndex, vector_metadata, visible
+from agentmem.storage.records import ItemUpdate, new_item_id
 from agentmem.stores.summary.building import (
     Candidate,
     Version,

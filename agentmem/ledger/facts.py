@@ -30,8 +30,8 @@ from datetime import datetime
 from typing import Literal
 
 from agentmem.building import BuildStats
-from agentmem.cues import WEAK_SHAPES, frame_of, framed_values, shaped_values, signals_change
-from agentmem.extraction import (
+from agentmem.ledger.cues import WEAK_SHAPES, frame_of, framed_values, shaped_values, signals_change
+from agentmem.ledger.extraction import (
     ENDED,
     SHAPED,
     Fact,
@@ -39,10 +39,10 @@ from agentmem.extraction import (
     queue_degraded,
     retry_queued,
 )
-from agentmem.items import ItemIndex
+from agentmem.ledger.resolution import FactOperation, ModelResolver
 from agentmem.protocols import StoreContext
-from agentmem.records import ItemUpdate, derived_item_id
-from agentmem.resolution import FactOperation, ModelResolver
+from agentmem.storage.items import ItemIndex
+from agentmem.storage.records import ItemUpdate, derived_item_id
 from agentmem.text import split_sentences
 from agentmem.types import MemoryItem, Query, Recalled, Turn, utcnow
 
@@ -102,7 +102,7 @@ class FactLedger:
     name = FACT_STORE
 
     def __init__(self, context: StoreContext, *, resolver: ModelResolver | None = None) -> None:
-        from agentmem.extraction import RuleExtractor
+        from agentmem.ledger.extraction import RuleExtractor
 
         self.context = context
         self.extractor = context.extractor or RuleExtractor()
@@ -554,7 +554,7 @@ class FactLedger:
         Every current fact said no later than the ending that holds the value (as its
         value, inside it, or as its subject) ends with it, whatever its slot. The ending
         itself is kept as an ended fact, so that items mentioning the value are found and
-        invalidated even when no fact ever held it (see :mod:`agentmem.propagation`).
+        invalidated even when no fact ever held it (see :mod:`agentmem.ledger.propagation`).
         """
         if own.id in done:
             return Decision("NOOP", fact, None, (), "resolved before an interruption")

@@ -5,8 +5,8 @@ here, instead of living inside each backend::
 
     model = MeteredChatModel(RetryingChatModel(OpenAIChatModel("gpt-4o-mini")))
 
-:class:`~agentmem.local_model.LlamaCppChatModel` (the local GGUF model, run in a child
-process) lives in :mod:`agentmem.local_model`.
+:class:`~agentmem.models.local_model.LlamaCppChatModel` (the local GGUF model, run in a child
+process) lives in :mod:`agentmem.models.local_model`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from agentmem.errors import (
     ModelError,
     StructuredOutputError,
 )
+from agentmem.models.retry import Backoff
 from agentmem.protocols import ChatModel
-from agentmem.retry import Backoff
 from agentmem.types import Completion, Message, Usage
 
 logger = logging.getLogger(__name__)

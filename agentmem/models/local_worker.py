@@ -1,9 +1,9 @@
 """The child process that runs a GGUF model with ``llama-cpp-python``.
 
-:class:`~agentmem.local_model.LlamaCppChatModel` starts ``python -m agentmem.local_worker``
-and talks to it in JSON lines: a native crash inside llama.cpp (a segmentation fault, an
-abort, the OOM killer) then ends this process, not the chat app or the caller's process,
-and the parent reports it as a typed error and starts a fresh worker for the next call.
+:class:`~agentmem.models.local_model.LlamaCppChatModel` starts
+``python -m agentmem.models.local_worker`` and talks to it in JSON lines: a native
+crash inside llama.cpp (a segmentation fault, an abort, the OOM killer) then ends this
+process, not the chat app or the caller's process, and the parent reports it as a typed error and starts a fresh worker for the next call.
 
 The protocol, one JSON object a line:
 
@@ -73,7 +73,7 @@ def _answer(llama: Any, request: dict[str, Any], channel: IO[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Load the model, then answer requests from standard input until it closes."""
-    parser = argparse.ArgumentParser(prog="python -m agentmem.local_worker")
+    parser = argparse.ArgumentParser(prog="python -m agentmem.models.local_worker")
     parser.add_argument("model_path")
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--n-threads", type=int, default=0)

@@ -26,12 +26,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from agentmem.cues import ended_values, signals_change
-from agentmem.extraction import ENDED
-from agentmem.facts import FACT_STORE, holds_value, mentions, words_needed, words_of
+from agentmem.ledger.cues import ended_values, signals_change
+from agentmem.ledger.extraction import ENDED
+from agentmem.ledger.facts import FACT_STORE, holds_value, mentions, words_needed, words_of
+from agentmem.ledger.timeref import without_resolutions
 from agentmem.protocols import MemoryStore
-from agentmem.records import Records
-from agentmem.timeref import without_resolutions
+from agentmem.storage.records import Records
 from agentmem.types import MemoryItem
 
 

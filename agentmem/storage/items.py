@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from agentmem.protocols import StoreContext
+from agentmem.storage.vectors import NEVER, timestamp
 from agentmem.types import MemoryItem, Query, Recalled, utcnow
-from agentmem.vectors import NEVER, timestamp
 
 
 def vector_metadata(item: MemoryItem) -> dict[str, Any]:

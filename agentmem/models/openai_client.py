@@ -3,7 +3,7 @@
 This is the only module that imports ``openai``. Its errors are wrapped here into
 agentmem's (:mod:`agentmem.errors`), so callers never handle ``openai`` exceptions. The
 client is built with ``max_retries=0``: retries belong to
-:class:`~agentmem.llm.RetryingChatModel`, which wraps every backend the same way.
+:class:`~agentmem.models.llm.RetryingChatModel`, which wraps every backend the same way.
 
 Local servers (Ollama, llama.cpp's ``llama-server``, vLLM) speak the same API; point
 ``base_url`` at them, e.g. ``http://127.0.0.1:11434/v1``.
@@ -20,7 +20,6 @@ from typing import Any, Self
 import numpy as np
 import openai
 
-from agentmem.embeddings import normalize_rows
 from agentmem.errors import (
     AgentMemError,
     EmbeddingError,
@@ -29,7 +28,8 @@ from agentmem.errors import (
     ModelTimeoutError,
     ModelUnavailableError,
 )
-from agentmem.llm import message_dicts, parse_json_answer
+from agentmem.models.embeddings import normalize_rows
+from agentmem.models.llm import message_dicts, parse_json_answer
 from agentmem.types import Completion, Message, Usage
 
 logger = logging.getLogger(__name__)

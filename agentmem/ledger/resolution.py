@@ -1,6 +1,6 @@
 """Model resolution of a turn against related facts: mem0's update step, one call per turn.
 
-The offline ledger (:mod:`agentmem.facts`) decides a change only when two statements land
+The offline ledger (:mod:`agentmem.ledger.facts`) decides a change only when two statements land
 in the same hand-written slot with the same subject. :class:`ModelResolver` lets a chat
 model decide instead, the way mem0 does: the caller finds the user's current facts that
 look related to the new turn (by similarity, not by slot name) and passes them as
@@ -23,7 +23,7 @@ from typing import Any
 
 from agentmem.building import BuildStats, structured_call
 from agentmem.errors import ModelError, StructuredOutputError
-from agentmem.extraction import Fact
+from agentmem.ledger.extraction import Fact
 from agentmem.prompts.resolution import (
     RESOLUTION_SCHEMA,
     OperationKind,

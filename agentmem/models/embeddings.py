@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from agentmem.errors import EmbeddingError, MissingExtraError
+from agentmem.models.retry import Backoff
 from agentmem.protocols import Embedder
-from agentmem.retry import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
 class RetryingEmbedder:
     """Retry an embedder's retryable failures (a remote endpoint's 5xx, 429, timeouts).
 
-    Like :class:`~agentmem.llm.RetryingChatModel`: exponential backoff with jitter, and
+    Like :class:`~agentmem.models.llm.RetryingChatModel`: exponential backoff with jitter, and
     an error whose ``retryable`` flag is unset (a bad key, a missing model) raised at once.
 
     Args:

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from agentmem.building import BuildStats, structured_call
-from agentmem.cues import (
+from agentmem.errors import AgentMemError, ModelError, StructuredOutputError
+from agentmem.ledger.cues import (
     TIME_WORDS,
     WEAK_SHAPES,
     aspect_word,
@@ -35,13 +36,12 @@ from agentmem.cues import (
     is_temporary,
     shaped_changes,
 )
-from agentmem.errors import AgentMemError, ModelError, StructuredOutputError
 from agentmem.protocols import ChatModel
 from agentmem.text import STOPWORDS, split_sentences
 from agentmem.types import Turn
 
 if TYPE_CHECKING:
-    from agentmem.records import Records
+    from agentmem.storage.records import Records
 
 logger = logging.getLogger(__name__)
 
@@ -928,7 +928,7 @@ class ModelExtractor:
         """Return the facts of each turn, and the turns whose facts came from the fallback.
 
         Those turns deserve another try once the model answers again (see
-        :meth:`agentmem.facts.FactLedger.retry_pending`).
+        :meth:`agentmem.ledger.facts.FactLedger.retry_pending`).
         """
         from agentmem.prompts.extraction import FACTS_SCHEMA, extraction_messages, validate_facts
 
