@@ -29,10 +29,13 @@ from agentmem.errors import (
     StructuredOutputError,
 )
 from agentmem.types import (
+    Change,
+    ChangeKind,
     Completion,
     ItemEvent,
     MemoryItem,
     Message,
+    Outline,
     Query,
     Recalled,
     Scope,
@@ -45,10 +48,18 @@ if TYPE_CHECKING:
     from agentmem.config import Config, ModelSpec, load_config
     from agentmem.factory import Components, build, build_agent
     from agentmem.langchain import AgentMemChatModel, AgentMemRetriever, LangChainChatModel
-    from agentmem.manager import MemoryChange, MemoryManager, RecallResult, WriteReport
+    from agentmem.manager import MemoryManager, RecallResult, WriteReport
     from agentmem.memory import AddResult, ChangeResult, Memory, SearchResult
     from agentmem.models.embeddings import MiniLMEmbedder
-    from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, StoreContext
+    from agentmem.protocols import (
+        Browsable,
+        ChatModel,
+        Consolidating,
+        Editable,
+        Embedder,
+        MemoryStore,
+        StoreContext,
+    )
 
 __version__ = "0.1.0"
 
@@ -66,7 +77,6 @@ _LAZY = {
     "AgentMemChatModel": "agentmem.langchain",
     "AgentMemRetriever": "agentmem.langchain",
     "LangChainChatModel": "agentmem.langchain",
-    "MemoryChange": "agentmem.manager",
     "MemoryManager": "agentmem.manager",
     "RecallResult": "agentmem.manager",
     "WriteReport": "agentmem.manager",
@@ -74,8 +84,10 @@ _LAZY = {
     "ChangeResult": "agentmem.memory",
     "Memory": "agentmem.memory",
     "SearchResult": "agentmem.memory",
+    "Browsable": "agentmem.protocols",
     "ChatModel": "agentmem.protocols",
     "Consolidating": "agentmem.protocols",
+    "Editable": "agentmem.protocols",
     "Embedder": "agentmem.protocols",
     "MemoryStore": "agentmem.protocols",
     "StoreContext": "agentmem.protocols",
@@ -98,6 +110,9 @@ __all__ = [
     "AgentMemError",
     "AgentMemRetriever",
     "Budget",
+    "Browsable",
+    "Change",
+    "ChangeKind",
     "ChangeResult",
     "ChatModel",
     "Completion",
@@ -106,13 +121,13 @@ __all__ = [
     "ConfigError",
     "Consolidating",
     "DataDirLockedError",
+    "Editable",
     "Embedder",
     "EmbeddingError",
     "InputError",
     "ItemEvent",
     "LangChainChatModel",
     "Memory",
-    "MemoryChange",
     "MemoryItem",
     "MemoryManager",
     "MemoryStore",
@@ -125,6 +140,7 @@ __all__ = [
     "ModelTimeoutError",
     "ModelUnavailableError",
     "NotFoundError",
+    "Outline",
     "Query",
     "RecallResult",
     "Recalled",

@@ -34,17 +34,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from agentmem.errors import AgentMemError, InputError
 from agentmem.ledger.facts import FACT_STORE, Decision, FactLedger
 from agentmem.ledger.propagation import StaleGuard
 from agentmem.models.tokens import Fitted, TokenCounter, fit_to_budget
-from agentmem.protocols import ChatModel, Consolidating, Embedder, MemoryStore, Resumable
+from agentmem.protocols import (
+    ChatModel,
+    Consolidating,
+    Editable,
+    Embedder,
+    MemoryStore,
+    Resumable,
+)
 from agentmem.rewrite import model_rewrite, rewrite_query
 from agentmem.storage.records import Records
+from agentmem.text import split_sentences
 from agentmem.types import (
     FUSIONS,
+    Change,
+    ChangeKind,
     Fusion,
     ItemEvent,
     MemoryItem,
@@ -57,8 +67,6 @@ from agentmem.types import (
 
 logger = logging.getLogger(__name__)
 
-Action = Literal["ADD", "UPDATE", "SUPERSEDE", "MERGE", "NOOP", "DELETE"]
-
 #: The ``k`` of reciprocal rank fusion (Cormack et al. 2009).
 RRF_K = 60
 #: Tokens each recalled item costs in a prompt beyond its text (its line's framing).
@@ -66,29 +74,11 @@ ITEM_OVERHEAD = 8
 
 
 @dataclass(frozen=True)
-class MemoryChange:
-    """One change a turn made to memory (the per-turn diff).
-
-    Attributes:
-        action: ADD (new item), SUPERSEDE (an item replaced or no longer holding), DELETE
-            (a value the user ended), NOOP (already known), MERGE (folded into an item).
-        item: The item added or touched.
-        reason: Why, in words.
-        related_ids: Items invalidated by this change (for SUPERSEDE and DELETE).
-    """
-
-    action: Action
-    item: MemoryItem
-    reason: str = ""
-    related_ids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class WriteReport:
     """What writing turns into memory did."""
 
     turn_ids: tuple[int, ...]
-    changes: tuple[MemoryChange, ...] = ()
+    changes: tuple[Change, ...] = ()
     failures: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -97,9 +87,9 @@ class WriteReport:
         """Whether every structure folded the turns in."""
         return not self.failures
 
-    def count(self, action: Action) -> int:
-        """Return how many changes had ``action``."""
-        return sum(1 for c in self.changes if c.action == action)
+    def count(self, kind: ChangeKind) -> int:
+        """Return how many changes were of ``kind``."""
+        return sum(1 for c in self.changes if c.kind == kind)
 
 
 @dataclass(frozen=True)
@@ -132,14 +122,14 @@ def _dedupe_key(text: str) -> str:
     return re.sub(r"\W+", " ", text.lower()).strip()
 
 
-_DECISION_ACTIONS: dict[str, Action] = {
-    "ADD": "ADD",
-    "APPEND": "ADD",
-    "REPLACE": "SUPERSEDE",
-    "DELETE": "DELETE",
-    "NOOP": "NOOP",
-    "REJECT": "NOOP",
-}
+#: Words a sentence needs before another item containing it counts as quoting it.
+QUOTE_WORDS = 4
+
+
+def _sentence_keys(text: str) -> list[str]:
+    """Return the normalised sentences of ``text`` long enough to identify a quotation."""
+    keys = (_dedupe_key(s) for s in split_sentences(text))
+    return [k for k in keys if len(k.split()) >= QUOTE_WORDS]
 
 
 class MemoryManager:
@@ -232,12 +222,11 @@ class MemoryManager:
         is done (so a crash before then leaves them pending).
         """
         started = time.perf_counter()
-        wall_start = utcnow()
         given = turns
         # A turn that only quotes memory (a recall-only answer) is no evidence: folding it
         # in would make memory confirm itself, and keep an old value alive after it changed.
         turns = [t for t in turns if not t.quotes_memory]
-        changes: list[MemoryChange] = []
+        changes: list[Change] = []
         failures: dict[str, str] = {}
         decisions: list[Decision] = []
         if self.facts is not None and turns:
@@ -246,15 +235,10 @@ class MemoryManager:
             except AgentMemError as exc:
                 logger.warning("fact resolution failed: %s", exc)
                 failures[self.facts.name] = str(exc)
-            changes += [self._change(d) for d in decisions if d.item or d.superseded]
+            changes += [c for d in decisions if (c := d.change) is not None]
         for store in self.stores:
             try:
-                for item in store.write(turns):
-                    # An item older than this write was revised (e.g. a MemTree ancestor
-                    # re-aggregated); a new one was added.
-                    revised = item.created_at is not None and item.created_at < wall_start
-                    action: Action = "MERGE" if revised else "ADD"
-                    changes.append(MemoryChange(action, item, reason=f"written by {store.name}"))
+                changes += store.write(turns)
             except AgentMemError as exc:
                 logger.warning("memory structure %s failed to write: %s", store.name, exc)
                 failures[store.name] = str(exc)
@@ -277,11 +261,10 @@ class MemoryManager:
                 )
                 after = {i.id: i for i in self.records.items([item.id for item, _ in flagged])}
                 changes += [
-                    MemoryChange(
+                    Change(
                         "SUPERSEDE",
                         after.get(item.id, item),
-                        reason=f"asserted {stale.value!r}, which no longer holds",
-                        related_ids=(item.id,),
+                        f"asserted {stale.value!r}, which no longer holds",
                     )
                     for item, stale in flagged
                 ]
@@ -289,16 +272,6 @@ class MemoryManager:
             self.records.mark_memorized(t.id for t in given)
         return WriteReport(
             tuple(t.id for t in given), tuple(changes), failures, time.perf_counter() - started
-        )
-
-    @staticmethod
-    def _change(decision: Decision) -> MemoryChange:
-        item = decision.item or decision.superseded[0]
-        return MemoryChange(
-            _DECISION_ACTIONS[decision.operation],
-            item,
-            reason=f"{decision.fact.render()}: {decision.reason}",
-            related_ids=tuple(i.id for i in decision.superseded),
         )
 
     def resume(self, user_id: str | None = None) -> WriteReport | None:
@@ -350,9 +323,9 @@ class MemoryManager:
                     user_id, self._by_name(), spare_turn_ids=list(turn_ids), fact_ids=ended
                 )
 
-    def end_session(self, user_id: str, session_id: str) -> list[MemoryItem]:
+    def end_session(self, user_id: str, session_id: str) -> list[Change]:
         """Let structures that consolidate per session (summaries, memos) do so."""
-        changed: list[MemoryItem] = []
+        changed: list[Change] = []
         for store in self.stores:
             if isinstance(store, Consolidating):
                 try:
@@ -360,8 +333,137 @@ class MemoryManager:
                 except AgentMemError as exc:
                     logger.warning("%s failed to consolidate: %s", store.name, exc)
         if changed:
-            self.guard.sweep(user_id, self._by_name(), among=changed)
+            self.guard.sweep(user_id, self._by_name(), among=[c.item for c in changed])
         return changed
+
+    # -- editing ----------------------------------------------------------------------------
+
+    def update(
+        self,
+        item_id: str,
+        text: str,
+        *,
+        user_id: str,
+        reason: str = "updated by user",
+        at: datetime | None = None,
+    ) -> list[Change]:
+        """Change an item's text through its structure; end what still says the old one.
+
+        The structure re-embeds the item and re-derives what it built from it (a MemTree
+        ancestor's text, a graph passage's facts). In the other structures, the items
+        derived only from the item's source turns, and those quoting a sentence of its old
+        text, are superseded by it: otherwise recall would still find the old text there.
+
+        Raises:
+            NotFoundError: No such item for this user.
+            InputError: The text is empty, the item is no longer current, or its structure
+                cannot edit its items.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("the new text is empty")
+        item = self.records.get_item(item_id, user_id=user_id)
+        if not item.current:
+            raise InputError(
+                f"memory item {item_id!r} is no longer current; its history is kept as is"
+            )
+        if text == item.text:
+            return [Change("NOOP", item, "the same text")]
+        store = self._owner(item)
+        if not isinstance(store, Editable):
+            raise InputError(
+                f"memory structure {store.name!r} cannot edit its items",
+                hint="delete the item instead, or say the correction in a turn",
+            )
+        changes = store.update(item.id, text, reason=reason, at=at)
+        changes += self._cascade(
+            item, reason=f"edited by the user in {item.store}", at=at, deleted=False
+        )
+        self.guard.reset(user_id)
+        return changes
+
+    def delete(
+        self,
+        item_id: str,
+        *,
+        user_id: str,
+        reason: str = "deleted by user",
+        at: datetime | None = None,
+    ) -> list[Change]:
+        """Delete an item through its structure, and what was derived from it elsewhere.
+
+        Nothing is erased: the item is invalidated with a DELETE in its history. Its
+        structure keeps itself consistent (re-aggregates, drops edges); in the other
+        structures the items derived only from its source turns, or quoting a sentence of
+        it, are deleted too; a deleted fact also ends what still asserts its value.
+
+        Raises:
+            NotFoundError: No such item for this user.
+        """
+        item = self.records.get_item(item_id, user_id=user_id)
+        if not item.current:
+            return [Change("NOOP", item, "already invalidated")]
+        moment = at or utcnow()
+        store = self._owner(item)
+        if isinstance(store, Editable):
+            changes = store.delete([item.id], reason=reason, at=moment)
+        else:
+            store.invalidate([item.id], reason, at=moment)
+            changes = [Change("DELETE", self.records.get_item(item.id), reason)]
+        changes += self._cascade(
+            item, reason=f"deleted by the user in {item.store}", at=moment, deleted=True
+        )
+        # Items that still assert a deleted fact's value are stale now.
+        self.guard.reset(user_id)
+        for stale_item, stale in self.guard.sweep(user_id, self._by_name()):
+            why = f"asserted {stale.value!r}, which no longer holds"
+            changes.append(Change("SUPERSEDE", self.records.get_item(stale_item.id), why))
+        return changes
+
+    def _owner(self, item: MemoryItem) -> MemoryStore:
+        store = self._by_name().get(item.store)
+        if store is None:
+            raise InputError(
+                f"memory item {item.id!r} belongs to {item.store!r}, which is not configured",
+                hint="open memory with that structure to change its items",
+            )
+        return store
+
+    def _cascade(
+        self, origin: MemoryItem, *, reason: str, at: datetime | None, deleted: bool
+    ) -> list[Change]:
+        """End, in the other structures, what repeats ``origin`` (see :meth:`update`)."""
+        sources = set(origin.source_turn_ids)
+        if not sources:
+            return []
+        quotes = _sentence_keys(origin.text)
+        changes: list[Change] = []
+        for store in self.structures:
+            if store.name == origin.store:
+                continue
+            # Derived only from the same turns first: ending them re-aggregates what
+            # quotes them in their own structure (a MemTree leaf's ancestors).
+            for pass_ in ("derived", "quoting"):
+                found = [
+                    i
+                    for i in self.records.items_from_turns(origin.user_id, sources)
+                    if i.store == store.name and i.current
+                ]
+                if pass_ == "derived":
+                    found = [i for i in found if set(i.source_turn_ids) <= sources]
+                else:
+                    found = [i for i in found if any(q in _dedupe_key(i.text) for q in quotes)]
+                if not found:
+                    continue
+                ids = [i.id for i in found]
+                if deleted and isinstance(store, Editable):
+                    changes += store.delete(ids, reason=reason, at=at)
+                    continue
+                store.invalidate(ids, reason, at=at, superseded_by=None if deleted else origin.id)
+                kind: ChangeKind = "DELETE" if deleted else "SUPERSEDE"
+                changes += [
+                    Change(kind, i, reason) for i in self.records.items(ids) if not i.current
+                ]
+        return changes
 
     # -- recall -----------------------------------------------------------------------------
 

@@ -33,15 +33,24 @@ from typing import Any, Literal, Self, TypedDict
 from agentmem.config import load_config
 from agentmem.errors import AgentMemError, InputError
 from agentmem.factory import Components, build
-from agentmem.manager import MemoryChange, MemoryManager, WriteReport
+from agentmem.manager import MemoryManager, WriteReport
 from agentmem.protocols import ChatModel, StoreContext
-from agentmem.storage.items import ItemIndex, vector_metadata
 from agentmem.storage.records import Records
-from agentmem.types import ItemEvent, MemoryItem, Message, Recalled, Scope, Turn, utcnow
+from agentmem.types import (
+    Change,
+    ChangeKind,
+    ItemEvent,
+    MemoryItem,
+    Message,
+    Recalled,
+    Scope,
+    Turn,
+)
 
 logger = logging.getLogger(__name__)
 
-EventName = Literal["ADD", "UPDATE", "SUPERSEDE", "DELETE", "NOOP"]
+#: The kinds of change an event reports (the one vocabulary of :data:`ChangeKind`).
+EventName = ChangeKind
 
 #: Budget passed to recall by :meth:`Memory.search`: the caller asked for ``top_k``
 #: items, not for a prompt-sized block, so nothing is dropped for tokens.
@@ -51,14 +60,6 @@ _ITEM_OVERHEAD = 8
 #: Item fields a search filter may name besides metadata keys.
 _FIELD_FILTERS = ("store", "kind", "current", "agent_id", "session_id")
 _MESSAGE_KEYS = {"role", "content", "name", "timestamp", "metadata"}
-_ACTIONS: dict[str, EventName] = {
-    "ADD": "ADD",
-    "UPDATE": "UPDATE",
-    "MERGE": "UPDATE",
-    "SUPERSEDE": "SUPERSEDE",
-    "DELETE": "DELETE",
-    "NOOP": "NOOP",
-}
 
 
 # The results' entries are plain JSON-like dicts (typed) rather than dataclasses: they are
@@ -356,9 +357,9 @@ class Memory:
             else:
                 sessions = [session_id]
             before = self._model_tokens()
-            items = [i for s in sessions for i in self.manager.end_session(user_id, s)]
+            changes = [c for s in sessions for c in self.manager.end_session(user_id, s)]
             tokens = self._model_tokens() - before
-        events = [_event(MemoryChange("ADD", item, reason="consolidated")) for item in items]
+        events = [_event(change) for change in changes]
         return ChangeResult(events, tokens, time.perf_counter() - started)
 
     # -- reading ----------------------------------------------------------------------------
@@ -476,74 +477,48 @@ class Memory:
     ) -> ChangeResult:
         """Change an item's text, keeping its provenance; the old text stays in its history.
 
-        The item is re-embedded when its structure keeps a vector for it. A fact's slot
-        and value (used to detect changes) are not re-derived from the new text.
+        The item's structure re-embeds it and re-derives what it built from it (a MemTree
+        ancestor's text, a graph passage's facts). Items of other structures that repeat
+        the old text (derived only from the same turns, or quoting it) are superseded by
+        the edited item, so recall no longer finds the old text anywhere. A fact's slot and
+        value (used to detect changes) are not re-derived from the new text.
 
         Raises:
             NotFoundError: No such item for this user.
-            InputError: The text is empty, or the item is no longer current (history is
-                kept as it was).
+            InputError: The text is empty, the item is no longer current (history is
+                kept as it was), or its structure cannot edit items.
         """
         started = time.perf_counter()
         user_id = _check_user(user_id)
         if not isinstance(text, str) or not text.strip():
             raise InputError("the new text is empty")
+        _check_unicode(text, "the new text")
         moment = _moment(at, "at")
         with self._lock:
-            item = self.records.get_item(memory_id, user_id=user_id)
-            if not item.current:
-                raise InputError(
-                    f"memory item {memory_id!r} is no longer current; its history is kept as is"
-                )
-            if text == item.text:
-                change = MemoryChange("NOOP", item, reason="the same text")
-            else:
-                vectors = self.components.vectors
-                if vectors.get(item.store, user_id, [item.id]):
-                    index = ItemIndex(self._context, item.store)
-                    updated = index.update(item, text, reason=reason, at=moment)
-                else:  # a structure that keeps no vector for it (e.g. keyword-only)
-                    updated = self.records.update_item(
-                        item.id, text_value=text, reason=reason, at=moment, user_id=user_id
-                    )
-                change = MemoryChange("UPDATE", updated, reason=reason)
-        return ChangeResult([_event(change)], 0, time.perf_counter() - started)
+            changes = self.manager.update(
+                memory_id, text, user_id=user_id, reason=reason, at=moment
+            )
+        return ChangeResult([_event(c) for c in changes], 0, time.perf_counter() - started)
 
     def delete(
         self, memory_id: str, *, user_id: str, at: datetime | str | None = None
     ) -> ChangeResult:
-        """Invalidate an item (reason "deleted by user"); it stays in history and exports.
+        """Delete an item (reason "deleted by user"); it stays in history and exports.
 
-        Deleting a fact also invalidates what still asserts its value in other structures
-        (the turns that stated it, say), as when the user says the fact ended.
+        Its structure keeps itself consistent (a MemTree's ancestors are re-aggregated
+        without it, a graph's edges stop conducting), items of other structures derived
+        only from its turns or quoting it are deleted too, and deleting a fact also ends
+        what still asserts its value (the turns that stated it, say).
 
         Raises:
             NotFoundError: No such item for this user.
         """
         started = time.perf_counter()
         user_id = _check_user(user_id)
-        moment = _moment(at, "at") or utcnow()
+        moment = _moment(at, "at")
         with self._lock:
-            item = self.records.get_item(memory_id, user_id=user_id)
-            if not item.current:
-                change = MemoryChange("NOOP", item, reason="already invalidated")
-                return ChangeResult([_event(change)], 0, time.perf_counter() - started)
-            deleted = self.records.invalidate(
-                [item.id], "deleted by user", at=moment, action="DELETE"
-            )[0]
-            vectors = self.components.vectors
-            if vectors.get(item.store, user_id, [item.id]):
-                vectors.update_metadata(item.store, user_id, [item.id], [vector_metadata(deleted)])
-            events = [_event(MemoryChange("DELETE", deleted, reason="deleted by user"))]
-            # Propagate: items that still assert a deleted fact's value are stale now.
-            guard = self.manager.guard
-            guard.reset(user_id)
-            stores = {s.name: s for s in self.manager.structures}
-            for stale_item, stale in guard.sweep(user_id, stores):
-                now = self.records.get_item(stale_item.id)
-                reason = f"asserted {stale.value!r}, which no longer holds"
-                events.append(_event(MemoryChange("SUPERSEDE", now, reason=reason)))
-        return ChangeResult(events, 0, time.perf_counter() - started)
+            changes = self.manager.delete(memory_id, user_id=user_id, at=moment)
+        return ChangeResult([_event(c) for c in changes], 0, time.perf_counter() - started)
 
     # -- erasure, export, lifetime ------------------------------------------------------------
 
@@ -724,10 +699,10 @@ def _content(content: Any, position: int) -> str:
     raise InputError(f"message {position}'s content must be text, not {type(content).__name__}")
 
 
-def _event(change: MemoryChange) -> MemoryEvent:
+def _event(change: Change) -> MemoryEvent:
     item = change.item
     return MemoryEvent(
-        event=_ACTIONS.get(change.action, "UPDATE"),
+        event=change.kind,
         id=item.id,
         memory=item.text,
         store=item.store,

@@ -1,8 +1,10 @@
 """The small protocols everything plugs into: memory structures, chat models, embedders.
 
 A memory structure needs only :class:`MemoryStore`; optional abilities are separate
-protocols checked with ``isinstance`` (e.g. :class:`Consolidating` for structures that
-build memory at session ends).
+protocols checked with ``isinstance``: :class:`Consolidating` for structures that build
+memory at session ends, :class:`Editable` for structures whose items can be edited and
+deleted in place, :class:`Browsable` for structures the chat app can show, and
+:class:`Resumable` for structures that queue failed model builds.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from agentmem.types import Completion, MemoryItem, Message, Query, Recalled, Turn
+from agentmem.types import Change, Completion, Message, Outline, Query, Recalled, Turn
 
 if TYPE_CHECKING:
     from agentmem.ledger.extraction import FactExtractor
@@ -99,11 +101,12 @@ class MemoryStore(Protocol):
 
     name: str
 
-    def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
+    def write(self, turns: Sequence[Turn]) -> list[Change]:
         """Fold ``turns`` (already stored records) into the structure.
 
         Returns:
-            The items created or changed.
+            What changed: ADD for each new item, UPDATE for each item revised (a MemTree
+            ancestor re-aggregated, say), SUPERSEDE for each item it replaced.
         """
         ...
 
@@ -123,7 +126,11 @@ class MemoryStore(Protocol):
         at: datetime | None = None,
         superseded_by: str | None = None,
     ) -> None:
-        """Mark items as no longer valid from dialogue time ``at``; never delete them."""
+        """Mark items as no longer valid from dialogue time ``at``; never delete them.
+
+        The structure keeps itself consistent: what it built from an invalidated item (a
+        MemTree ancestor's text, a graph edge's weight) no longer counts it.
+        """
         ...
 
     def forget(self, user_id: str) -> int:
@@ -135,8 +142,57 @@ class MemoryStore(Protocol):
 class Consolidating(Protocol):
     """A structure that also builds memory when a session ends (summaries, memos)."""
 
-    def end_session(self, user_id: str, session_id: str) -> list[MemoryItem]:
-        """Consolidate what the session added; return the items created or changed."""
+    def end_session(self, user_id: str, session_id: str) -> list[Change]:
+        """Consolidate what the session added; return what changed."""
+        ...
+
+
+@runtime_checkable
+class Editable(Protocol):
+    """A structure whose items can be edited or deleted through :class:`MemoryManager`.
+
+    The structure keeps itself consistent with the change: it re-embeds the item under
+    its own vectors, re-aggregates what quotes it and re-derives what was built from it.
+    Nothing is erased: the old text and the deletion stay in the item's history.
+    """
+
+    def update(
+        self, item_id: str, text: str, *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Change one current item's text; return the changes (the UPDATE first).
+
+        Raises:
+            NotFoundError: The item is not one of this structure's.
+        """
+        ...
+
+    def delete(
+        self, item_ids: Sequence[str], *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Invalidate items as deleted (and what was built only from them); return changes."""
+        ...
+
+
+@runtime_checkable
+class Browsable(Protocol):
+    """A structure with a shape worth showing: a tree, topics, versions, a graph.
+
+    Attributes:
+        focus_hint: What :meth:`outline`'s ``focus`` takes, as a prompt for the user (an
+            entity of a graph, say); ``""`` when the structure takes no focus.
+    """
+
+    focus_hint: str
+
+    def outline(self, user_id: str, *, focus: str = "", limit: int = 200) -> list[Outline]:
+        """Return the user's items as a forest of entries, at most ``limit`` items in all.
+
+        Args:
+            user_id: Whose items.
+            focus: What the user asked to look at (an entity of a graph, say); a
+                structure without such a notion ignores it.
+            limit: The most items to include.
+        """
         ...
 
 

@@ -18,6 +18,14 @@ Role = Literal["system", "user", "assistant"]
 #: How recall merges the structures' rankings (``MemoryManager``'s ``fusion``).
 Fusion = Literal["lead", "rank"]
 FUSIONS: tuple[Fusion, ...] = get_args(Fusion)
+#: What a change did to memory; the one vocabulary from the fact ledger and the structures
+#: to the manager, the ``Memory`` API, the chat app and the replay:
+#: ADD (a new item), UPDATE (an item's text or content changed, e.g. a MemTree node
+#: re-aggregated or an item edited), SUPERSEDE (an item replaced, or no longer holding),
+#: DELETE (an item the user deleted, or a value the user said ended), NOOP (already known:
+#: nothing changed).
+ChangeKind = Literal["ADD", "UPDATE", "SUPERSEDE", "DELETE", "NOOP"]
+CHANGE_KINDS: tuple[ChangeKind, ...] = get_args(ChangeKind)
 
 
 def utcnow() -> datetime:
@@ -159,6 +167,38 @@ class ItemEvent:
     new_text: str | None = None
     related_item_id: str | None = None
     id: int | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to memory: what was done, to which item, and why.
+
+    Attributes:
+        kind: ADD, UPDATE, SUPERSEDE, DELETE or NOOP (see :data:`ChangeKind`).
+        item: The item the change is about, as it is after the change.
+        reason: Why, in words.
+        related_ids: Other items this change ended (the fact a new one replaced, say).
+    """
+
+    kind: ChangeKind
+    item: MemoryItem
+    reason: str = ""
+    related_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outline:
+    """One entry of a browsable view of a structure (a tree node, a topic, a version).
+
+    Attributes:
+        label: What to show for it.
+        item: The item behind it; ``None`` for a heading that groups others.
+        children: The entries below it.
+    """
+
+    label: str
+    item: MemoryItem | None = None
+    children: tuple[Outline, ...] = ()
 
 
 @dataclass(frozen=True)

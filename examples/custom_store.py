@@ -43,7 +43,7 @@ from agentmem.storage.items import ItemIndex, visible
 from agentmem.storage.records import Records, new_item_id
 from agentmem.storage.vectors import VectorIndex
 from agentmem.text import content_words
-from agentmem.types import MemoryItem, Query, Recalled, Turn
+from agentmem.types import Change, MemoryItem, Query, Recalled, Turn
 
 
 def stems(text: str) -> set[str]:
@@ -67,7 +67,7 @@ class KeywordStore:
         self._records = context.records
         self._index = ItemIndex(context, name)
 
-    def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
+    def write(self, turns: Sequence[Turn]) -> list[Change]:
         """Store each turn with its keywords."""
         items = [
             MemoryItem(
@@ -84,7 +84,8 @@ class KeywordStore:
             )
             for turn in turns
         ]
-        return self._index.add(items, reason="keywords indexed")
+        stored = self._index.add(items, reason="keywords indexed")
+        return [Change("ADD", item, "keywords indexed") for item in stored]
 
     def retrieve(self, query: Query, k: int) -> list[Recalled]:
         """Return the ``k`` visible items sharing the most keywords with the query."""

@@ -41,7 +41,7 @@ from agentmem.protocols import StoreContext
 from agentmem.storage.items import ItemIndex, visible
 from agentmem.storage.records import derived_item_id
 from agentmem.text import content_words
-from agentmem.types import MemoryItem, Query, Recalled, Turn
+from agentmem.types import Change, MemoryItem, Query, Recalled, Turn
 
 #: Added to the similarity of a turn said by a speaker the query names.
 SPEAKER_BONUS = 0.1
@@ -73,7 +73,7 @@ class TurnStore:
         self._speakers: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
-    def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
+    def write(self, turns: Sequence[Turn]) -> list[Change]:
         """Store each turn as one item (see the module docstring for its vector).
 
         A turn already stored (a resumed write repeating it) is not stored again.
@@ -104,7 +104,8 @@ class TurnStore:
                 known = self._speakers.get(turn.user_id)
                 if known is not None:
                     known.setdefault(turn.speaker, turn.role)
-        return self._index.add(items, self._vectors(turns), reason="turn stored")
+        stored = self._index.add(items, self._vectors(turns), reason="turn stored")
+        return [Change("ADD", item, "turn stored") for item in stored]
 
     def _vectors(self, turns: Sequence[Turn]) -> np.ndarray:
         """Each turn's vector: its text's, plus :data:`CONTEXT_WEIGHT` of the turn before."""
@@ -208,6 +209,35 @@ class TurnStore:
     ) -> None:
         """Mark turn items invalid (e.g. a turn the user retracted)."""
         self._index.invalidate(item_ids, reason, at=at, superseded_by=superseded_by)
+
+    def update(
+        self, item_id: str, text: str, *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Change a turn item's text and re-embed it as :meth:`write` would have.
+
+        The turn itself stays as it was said (it is the provenance); only the memory of
+        it changes.
+        """
+        item = self._index.editable(item_id)
+        speaker = str(item.metadata.get("speaker", ""))
+        body = text.removeprefix(f"{speaker}: ") if speaker else text
+        turns = self._context.records.turns(item.user_id, ids=list(item.source_turn_ids))
+        previous = self._context.records.previous_turn(turns[0]) if turns else None
+        texts = [body] + ([previous.text] if previous is not None else [])
+        vectors = normalize_rows(self._index.embed(texts))
+        vector = vectors[0] + (CONTEXT_WEIGHT * vectors[1] if len(vectors) > 1 else 0)
+        updated = self._index.update(
+            item, text, reason=reason, at=at, embedding=normalize_rows(vector[None, :])[0]
+        )
+        return [Change("UPDATE", updated, reason)]
+
+    def delete(
+        self, item_ids: Sequence[str], *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Invalidate turn items as deleted; the turns stay in the records as provenance."""
+        return [
+            Change("DELETE", item, reason) for item in self._index.delete(item_ids, reason, at=at)
+        ]
 
     def forget(self, user_id: str) -> int:
         """Drop the user's turn vectors (the records database forgets the rows)."""

@@ -157,7 +157,7 @@ def test_the_diff_reports_add_supersede_and_noop(manager: MemoryManager) -> None
     session = records.start_session("sam", session_id="s")
     first = records.add_turn("sam", session, "Sam", "user", "I work as a nurse.", timestamp=T0)
     report = manager.write([first])
-    assert {c.action for c in report.changes} == {"ADD"}
+    assert {c.kind for c in report.changes} == {"ADD"}
     second = records.add_turn(
         "sam",
         session,
@@ -167,12 +167,11 @@ def test_the_diff_reports_add_supersede_and_noop(manager: MemoryManager) -> None
         timestamp=T0 + timedelta(days=1),
     )
     report = manager.write([second])
-    actions = [c.action for c in report.changes]
+    actions = [c.kind for c in report.changes]
     assert "SUPERSEDE" in actions or "DELETE" in actions
-    superseding = [
-        c for c in report.changes if c.action in ("SUPERSEDE", "DELETE") and c.related_ids
-    ]
-    assert any("nurse" in c.reason for c in superseding)
+    superseding = [c for c in report.changes if c.kind in ("SUPERSEDE", "DELETE") and c.related_ids]
+    ended = records.items([i for c in superseding for i in c.related_ids])
+    assert any("nurse" in item.text and not item.current for item in ended)
 
 
 def test_query_rewrite_follows_the_conversation(manager: MemoryManager) -> None:

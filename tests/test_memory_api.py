@@ -213,7 +213,11 @@ def test_update_is_recorded_reembedded_and_keeps_provenance(memory: Memory) -> N
     memory.add("I work as a baker.", user_id="editor", timestamp=JAN)
     item = next(r for r in memory.get_all(user_id="editor") if r["store"] == "turns")
     result = memory.update(item["id"], "Sam works as a pastry chef in Lyon.", user_id="editor")
-    assert [e["event"] for e in result.events] == ["UPDATE"]
+    assert result.events[0]["event"] == "UPDATE"
+    # The fact read from the old text no longer holds: the edited turn supersedes it.
+    assert [(e["event"], e["memory"]) for e in result.events[1:]] == [
+        ("SUPERSEDE", "user works as baker")
+    ]
     assert result.seconds > 0 and result.tokens == 0
     updated = memory.get(item["id"], user_id="editor")
     assert updated["memory"] == "Sam works as a pastry chef in Lyon."

@@ -375,7 +375,7 @@ def test_end_session_rewrites_every_dirty_node_in_one_call(
     changed = model_store.end_session("alice", "s1")
     assert len(model.calls) == 1 and model.calls[0].schema == AGGREGATE_SCHEMA
     assert sorted(asked_ids(model.calls[0].messages)) == sorted(i.id for i in waiting)
-    assert {i.id for i in changed} == {i.id for i in waiting}
+    assert {c.item.id for c in changed} == {i.id for i in waiting}
     for item in waiting:
         now = context.records.get_item(item.id)
         assert now.text == f"Model summary {item.id[:8]}."

@@ -109,7 +109,8 @@ def test_a_turns_relative_dates_are_written_down(store_context: StoreContext) ->
         "I fell off my bike yesterday.",
         timestamp=datetime(2023, 5, 8, 14, 0),
     )
-    (item,) = store.write([said])
+    (change,) = store.write([said])
+    item = change.item
     assert item.text == "Tariq: I fell off my bike yesterday [7 May 2023]."
     top = _top(store_context, store, "When did Tariq fall off his bike?", k=1)
     assert top == [item.text]

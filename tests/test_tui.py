@@ -20,11 +20,15 @@ from tui_pilot import say, settle
 from agentmem.agent import Agent
 from agentmem.config import load_config
 from agentmem.factory import Components, build, build_model
-from agentmem.protocols import ChatModel
+from agentmem.protocols import ChatModel, StoreContext
 from agentmem.storage.records import new_item_id
+from agentmem.stores.graph import GraphStore
+from agentmem.stores.memo import MemoStore
+from agentmem.stores.memtree import MemTreeStore
+from agentmem.stores.summary import SummaryStore
 from agentmem.testing import FakeOpenAIServer, Fault, ScriptedChatModel
 from agentmem.tui.app import ChatApp
-from agentmem.tui.memory import RecallFilter, graph_view, memo_topics, summary_lines, tree_nodes
+from agentmem.tui.memory import RecallSwitches
 from agentmem.tui.screens import ConfirmScreen, HistoryScreen
 from agentmem.tui.widgets import HistoryInput, ItemList, Reply
 from agentmem.types import MemoryItem
@@ -331,7 +335,7 @@ async def test_structures_switched_off_are_left_out_of_recall(shared: Components
         await pilot.press("space")  # the cursor starts on the first structure: facts
         await pilot.click("#apply")
         await pilot.pause()
-        assert app.memory.disabled == {"facts"}
+        assert app.switches.disabled == {"facts"}
         assert "off: facts" in str(app.query_one("#status", Static).render())
         await say(pilot, "Where does my sister live?")
         stores = {
@@ -353,9 +357,8 @@ async def test_structures_not_configured_say_so(shared: Components) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         notes = [str(w.render()) for w in app.query(".not-enabled")]
-        assert len(notes) == 4
-        assert any("MemTree is not enabled" in note for note in notes)
-        assert any("--stores graph" in note for note in notes)
+        assert len(notes) == 1 and "--stores all" in notes[0]
+        assert not app.query("#tab-memtree")
 
 
 # -- the browsers' content, from items as the structures store them ----------------------------
@@ -393,37 +396,47 @@ def test_browsers_read_trees_triples_memos_and_summary_versions(shared: Componen
     records.add_items([root, leaf, orphan, denver, ana, memo, old, new])
     records.invalidate([old.id], "a newer version", at=NOON, superseded_by=new.id)
 
-    forest, left_out = tree_nodes(records, "browsed")
-    assert left_out == 0
-    assert [node.label for node in forest] == ["travel and family  (2 leaves)", "user: an orphan"]
+    context = StoreContext(records, shared.vectors, shared.embedder)
+    forest = MemTreeStore(context).outline("browsed")
+    labels = [node.label for node in forest]
+    assert labels == ["travel and family  (2 memories below)", "user: an orphan"]
     assert [child.item.id for child in forest[0].children if child.item] == [leaf.id]
 
-    view = graph_view(records, "browsed", "denver")
-    assert [line.text for line in view.facts] == ["user —residence→ Denver"]
-    assert dict(view.top_entities) == {"user": 1, "Denver": 1, "Ana": 1, "Porto": 1}
+    facts, connected = GraphStore(context).outline("browsed", focus="denver")
+    assert [entry.label for entry in facts.children] == ["user —residence→ Denver"]
+    assert [entry.label for entry in connected.children] == [
+        "user (1)",
+        "Denver (1)",
+        "Ana (1)",
+        "Porto (1)",
+    ]
 
-    (topic,) = memo_topics(records, "browsed")
+    (topic,) = MemoStore(context).outline("browsed")
     assert topic.label == "pets  (1)" and topic.children[0].label == "Miso the cat."
 
-    versions = summary_lines(records, "browsed")
-    assert [(line.badge, line.tone) for line in versions] == [("v2", "normal"), ("v1", "old")]
-    assert versions[0].notes[0].startswith("current") and "turns #1–#4" in versions[0].notes[0]
+    versions = SummaryStore(context).outline("browsed")
+    assert [(v.label, v.item.current if v.item else None) for v in versions] == [
+        ("v2 (current, turns #1–#4)", True),
+        ("v1 (older version)", False),
+    ]
 
 
-def test_recall_filter_reads_from_the_chosen_structures_but_writes_to_all(
+def test_recall_switches_read_from_the_chosen_structures_but_write_to_all(
     shared: Components,
 ) -> None:
-    memory = RecallFilter(shared.manager)
-    agent = Agent(memory, None, user_id="filtered", clock=fixed_clock)
+    switches = RecallSwitches(shared.manager)
+    agent = Agent(shared.manager, None, user_id="filtered", clock=fixed_clock)
     agent.send("My sister Ana lives in Porto.")
     agent.new_session()
-    memory.set_disabled(["turns", "unknown"])
-    assert memory.disabled == {"turns"} and memory.enabled == ["facts"]
+    switches.set_disabled(["turns", "unknown"])
+    assert switches.disabled == {"turns"} and switches.enabled == ["facts"]
     result = agent.send("Where does my sister live?")
     assert {hit.item.store for hit in result.recall.items} == {"facts"}
     assert {change.item.store for change in result.memory.changes} >= {"turns"}
-    memory.set_disabled(memory.names)
+    switches.set_disabled(switches.names)
     assert agent.send("Where does Ana live?").recall.items == ()
+    switches.set_disabled([])
+    assert shared.manager.recall_from is None
 
 
 # -- layout snapshots -----------------------------------------------------------------------

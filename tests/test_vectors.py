@@ -244,7 +244,7 @@ def test_search_moves_stale_vectors_it_meets_to_the_history(
     store_context: StoreContext,
 ) -> None:
     store = TurnStore(store_context)
-    items = store.write(write_turns(store_context, "alice", PETS + WORK))
+    items = [c.item for c in store.write(write_turns(store_context, "alice", PETS + WORK))]
     # As a crash that lost the buffered move leaves it: invalid in the records only.
     store_context.records.invalidate([items[0].id], "the dog was rehomed", at=T2)
     assert store_context.vectors.count("turns", "alice", history=False) == 4
@@ -387,7 +387,7 @@ def test_turn_store_ranks_the_closest_turn_first(
 ) -> None:
     store = TurnStore(store_context)
     turns = write_turns(store_context, "alice", PETS + WORK + FOOD)
-    items = store.write(turns)
+    items = [c.item for c in store.write(turns)]
     assert [i.source_turn_ids for i in items] == [(t.id,) for t in turns]
 
     recalled = store.retrieve(ask(store_context, "alice", question), 3)
@@ -411,7 +411,7 @@ def test_turn_store_is_scoped_by_user(store_context: StoreContext) -> None:
 
 def test_invalidated_items_hidden_unless_history_is_asked(store_context: StoreContext) -> None:
     store = TurnStore(store_context)
-    items = store.write(write_turns(store_context, "alice", PETS + WORK))
+    items = [c.item for c in store.write(write_turns(store_context, "alice", PETS + WORK))]
     dog = items[0]
 
     store.invalidate([dog.id], "the dog was rehomed", at=T2)
@@ -441,7 +441,7 @@ def test_search_fills_k_with_current_items_when_stale_ones_are_closer(
         "Max, my dog, hates the vacuum cleaner.",
         "I bought a new collar for my dog Max.",
     ]
-    items = store.write(write_turns(store_context, "alice", dogs + WORK))
+    items = [c.item for c in store.write(write_turns(store_context, "alice", dogs + WORK))]
     store.invalidate([i.id for i in items[: len(dogs)]], "the dog was rehomed", at=T2)
 
     # Stale items must be filtered in the index, not only after it, or they fill the k slots.

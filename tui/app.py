@@ -35,11 +35,12 @@ from textual.worker import get_current_worker
 from agentmem.agent import Agent, TurnResult
 from agentmem.errors import AgentMemError, InputError, ModelError
 from agentmem.factory import Components
-from agentmem.manager import RecallResult
+from agentmem.manager import MemoryManager, RecallResult
 from agentmem.tui.memory import (
     Browsers,
     Line,
-    RecallFilter,
+    RecallSwitches,
+    browsable,
     change_lines,
     collect_browsers,
     history_lines,
@@ -98,8 +99,8 @@ class ChatApp(App[None]):
     def __init__(self, components: Components, agent: Agent, *, show_timings: bool = True) -> None:
         super().__init__()
         self.components = components
-        self.memory = RecallFilter(agent.memory)
-        agent.memory = self.memory
+        self.memory = agent.memory
+        self.switches = RecallSwitches(self.memory)
         self.agent = agent
         self.show_timings = show_timings
         self.busy: str | None = None
@@ -107,7 +108,7 @@ class ChatApp(App[None]):
         self.last_answer = ""
         self.last_result: TurnResult | None = None
         self.selected: MemoryItem | None = None
-        self.entity = ""
+        self.focus: dict[str, str] = {}
         self.warmed = threading.Event()
         self._lock = threading.Lock()
 
@@ -120,7 +121,9 @@ class ChatApp(App[None]):
                 with VerticalScroll(id="chat"):
                     yield from self._opening()
                 yield HistoryInput(placeholder="Message (↑ ↓ for earlier inputs)", id="prompt")
-            yield MemoryPanel(self.memory.names, facts=self.memory.facts is not None, id="memory")
+            yield MemoryPanel(
+                browsable(self.memory), facts=self.memory.facts is not None, id="memory"
+            )
         yield Static(id="status")
         yield Footer()
 
@@ -266,7 +269,7 @@ class ChatApp(App[None]):
 
     def _refresh_browsers(self) -> None:
         """Compute the browsers for the current user (in a worker thread) and show them."""
-        browsers = collect_browsers(self.memory, self.agent.user_id, self.entity)
+        browsers = collect_browsers(self.memory, self.agent.user_id, self.focus)
         if not get_current_worker().is_cancelled:
             self._ui(self.show_browsers, browsers)
 
@@ -275,10 +278,10 @@ class ChatApp(App[None]):
         if browsers.user_id == self.agent.user_id:  # not for a user switched away from
             self.query_one(MemoryPanel).show_browsers(browsers)
 
-    @on(MemoryPanel.EntityChosen)
-    def on_entity(self, event: MemoryPanel.EntityChosen) -> None:
-        """Show the triples around the entity typed."""
-        self.entity = event.entity
+    @on(MemoryPanel.FocusChosen)
+    def on_focus(self, event: MemoryPanel.FocusChosen) -> None:
+        """Show what a structure holds around what was typed (a graph's entity)."""
+        self.focus[event.structure] = event.focus
         self.refresh_memory()
 
     @on(MemoryPanel.Selected)
@@ -307,8 +310,8 @@ class ChatApp(App[None]):
 
     def update_status(self) -> None:
         """Show model, structures, the last turn's context size and latency, and what runs."""
-        used = ", ".join(self.memory.enabled) or "none"
-        off = ", ".join(sorted(self.memory.disabled))
+        used = ", ".join(self.switches.enabled) or "none"
+        off = ", ".join(sorted(self.switches.disabled))
         first = f"{model_label(self.agent.model)} · recall from: {used}"
         if off:
             first += f" · off: {off}"
@@ -388,8 +391,8 @@ class ChatApp(App[None]):
         yield SystemCommand(
             "Choose structures", "Switch structures on or off for recall", self.action_structures
         )
-        for name in self.memory.names:
-            state = "off" if name in self.memory.disabled else "on"
+        for name in self.switches.names:
+            state = "off" if name in self.switches.disabled else "on"
             yield SystemCommand(
                 f"Toggle recall from {name}",
                 f"Recall from {name} is {state}; switch it",
@@ -438,15 +441,15 @@ class ChatApp(App[None]):
 
         def chosen(disabled: frozenset[str] | None) -> None:
             if disabled is not None:
-                self.memory.set_disabled(disabled)
+                self.switches.set_disabled(disabled)
                 self.update_status()
-                self.notify(f"Recall now uses: {', '.join(self.memory.enabled) or 'nothing'}.")
+                self.notify(f"Recall now uses: {', '.join(self.switches.enabled) or 'nothing'}.")
 
-        self.push_screen(StructuresScreen(self.memory.names, self.memory.disabled), chosen)
+        self.push_screen(StructuresScreen(self.switches.names, self.switches.disabled), chosen)
 
     def toggle_structure(self, name: str) -> None:
         """Switch recall from one structure on or off."""
-        now_on = self.memory.toggle(name)
+        now_on = self.switches.toggle(name)
         self.update_status()
         self.notify(f"Recall from {name} is {'on' if now_on else 'off'}.")
 
@@ -614,7 +617,7 @@ def _stored_turn(agent: Agent, text: str) -> Turn | None:
     return None
 
 
-def _agent_like(agent: Agent, memory: RecallFilter, user_id: str) -> Agent:
+def _agent_like(agent: Agent, memory: MemoryManager, user_id: str) -> Agent:
     """Return a new agent for ``user_id`` with the same model, budget, prompt and clock."""
     return Agent(
         memory,

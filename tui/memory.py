@@ -2,35 +2,32 @@
 
 The memory panel's content (the recalled items, the per-turn diff, the browsers of each
 structure) is built here as plain frozen dataclasses from the records database, so it can
-be computed in a worker thread and tested without a terminal. :class:`RecallFilter` lets
-the user switch structures off for recall while every structure still learns each turn.
+be computed in a worker thread and tested without a terminal. A structure's browser is
+whatever its :class:`~agentmem.protocols.Browsable` outline says, so the app needs to know
+nothing of any structure's shape. :class:`RecallSwitches` lets the user switch structures
+off for recall while every structure still learns each turn.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from agentmem.ledger.extraction import normalise
 from agentmem.ledger.facts import FACT_STORE
 from agentmem.manager import MemoryManager, RecallResult, WriteReport
 from agentmem.prompts import format_date
-from agentmem.protocols import ChatModel
+from agentmem.protocols import Browsable, ChatModel
 from agentmem.storage.records import Records
-from agentmem.types import ItemEvent, MemoryItem, Turn
+from agentmem.types import ItemEvent, MemoryItem, Outline, Turn
 
 logger = logging.getLogger(__name__)
 
-#: The structure names the browsers know (the names the built-in registry gives them).
-MEMTREE, GRAPH, MEMO, SUMMARY = "memtree", "graph", "memo", "summary"
-
 #: Most items one browser list shows; a long history would make the panel crawl.
 BROWSER_LIMIT = 300
-#: Most tree nodes put into a Tree widget (the top levels first); rebuilt after every turn.
+#: Most items one structure's browser shows; rebuilt after every turn.
 TREE_LIMIT = 500
 #: Most facts no longer current shown (each costs a history query).
 HISTORY_LIMIT = 100
@@ -42,11 +39,11 @@ Tone = Literal["normal", "old", "heading", "add", "supersede", "delete", "noop",
 _ACTION_TONES: dict[str, Tone] = {
     "ADD": "add",
     "UPDATE": "merge",
-    "MERGE": "merge",
     "SUPERSEDE": "supersede",
     "DELETE": "delete",
-    "INVALIDATE": "delete",
     "NOOP": "noop",
+    # Histories written before SUPERSEDE named every ending (records keep their words).
+    "INVALIDATE": "supersede",
 }
 
 
@@ -70,35 +67,27 @@ class Line:
 
 
 @dataclass(frozen=True)
-class Node:
-    """One node of a browsable tree (MemTree nodes, memo topics)."""
+class Browser:
+    """One structure's browser: its outline, and what its focus field asks for.
 
-    label: str
-    item: MemoryItem | None = None
-    children: tuple[Node, ...] = ()
-    current: bool = True
+    Attributes:
+        name: The structure.
+        focus_hint: What the structure's focus field takes ("" for none).
+        entries: The outline (see :class:`~agentmem.protocols.Browsable`).
+    """
 
-
-@dataclass(frozen=True)
-class GraphView:
-    """Triples around an entity, and the best-connected entities as suggestions."""
-
-    entity: str
-    facts: tuple[Line, ...]
-    top_entities: tuple[tuple[str, int], ...]
+    name: str
+    focus_hint: str
+    entries: tuple[Outline, ...]
 
 
 @dataclass(frozen=True)
 class Browsers:
-    """Every browser's content for one user; ``None`` where a structure is not configured."""
+    """Every browser's content for one user; ``facts`` is ``None`` without the ledger."""
 
     user_id: str
     facts: tuple[Line, ...] | None = None
-    memtree: tuple[Node, ...] | None = None
-    graph: GraphView | None = None
-    memos: tuple[Node, ...] | None = None
-    summaries: tuple[Line, ...] | None = None
-    truncated: dict[str, int] = field(default_factory=dict)
+    structures: tuple[Browser, ...] = ()
 
 
 # -- small renderings -----------------------------------------------------------------------
@@ -197,15 +186,15 @@ def change_lines(report: WriteReport, records: Records) -> list[Line]:
             if item_id == change.item.id:
                 continue
             old = related.get(item_id)
-            verb = "ends" if change.action == "DELETE" else "replaces"
+            verb = "ends" if change.kind == "DELETE" else "replaces"
             notes.append(f"{verb}: {clip(old.text, 70) if old else item_id}")
         lines.append(
             Line(
-                change.action,
+                change.kind,
                 change.item.text,
                 tuple(notes),
                 change.item,
-                _ACTION_TONES.get(change.action, "normal"),
+                _ACTION_TONES[change.kind],
             )
         )
     for store, error in sorted(report.failures.items()):
@@ -277,146 +266,29 @@ def _ended_at(item: MemoryItem) -> datetime:
     return item.invalid_at or item.valid_from or datetime.min
 
 
-def tree_nodes(
-    records: Records, user_id: str, store: str = MEMTREE, *, limit: int = TREE_LIMIT
-) -> tuple[list[Node], int]:
-    """Return a structure's node items as a forest, and how many were left out.
-
-    Works for any structure whose items carry ``metadata["parent"]``; nodes whose parent is
-    missing become roots, so a partial tree still shows.
-    """
-    items = records.store_items(store, user_id, kind="node", current_only=False)
-    left_out = max(0, len(items) - limit)
-    items = sorted(items, key=lambda i: (int(i.metadata.get("depth", 0)), _created(i)))[:limit]
-    known = {item.id for item in items}
-    children: dict[str | None, list[MemoryItem]] = {}
-    for item in items:
-        parent = item.metadata.get("parent")
-        children.setdefault(parent if parent in known else None, []).append(item)
-
-    def build(item: MemoryItem, seen: frozenset[str]) -> Node:
-        below = [c for c in children.get(item.id, []) if c.id not in seen]
-        leaves = item.metadata.get("leaves")
-        label = clip(item.text, 70)
-        if not item.metadata.get("leaf") and leaves is not None:
-            label = f"{label}  ({leaves} leaves)"
-        if not item.current:
-            label = f"✗ {label}"
-        return Node(
-            label,
-            item,
-            tuple(build(child, seen | {item.id}) for child in below),
-            item.current,
-        )
-
-    return [build(root, frozenset()) for root in children.get(None, [])], left_out
-
-
-def _created(item: MemoryItem) -> datetime:
-    return item.created_at or item.valid_from or datetime.min
-
-
-def graph_view(records: Records, user_id: str, entity: str, store: str = GRAPH) -> GraphView:
-    """Return the triples whose subject or object matches ``entity``, current ones first."""
-    facts = records.store_items(store, user_id, kind="fact", current_only=False)
-    counts: Counter[str] = Counter()
-    for item in facts:
-        if item.current:
-            for end in ("subject", "object"):
-                name = str(item.metadata.get(end) or "").strip()
-                if name:
-                    counts[name] += 1
-    key = normalise(entity)
-    matched = []
-    if key:
-        for item in facts:
-            meta = item.metadata
-            ends = [
-                str(meta.get(name) or "")
-                for name in ("subject_key", "object_key", "subject", "object")
-            ]
-            if any(key == normalise(end) or key in normalise(end).split() for end in ends if end):
-                matched.append(item)
-    matched.sort(key=lambda i: (not i.current, -_created(i).timestamp()))
-    lines = tuple(
-        Line(
-            "✓" if item.current else "✗",
-            _triple(item),
-            (f"{validity(item)} · {provenance(item)}",),
-            item,
-            "normal" if item.current else "old",
-        )
-        for item in matched[:BROWSER_LIMIT]
-    )
-    return GraphView(entity, lines, tuple(counts.most_common(8)))
-
-
-def _triple(item: MemoryItem) -> str:
-    meta = item.metadata
-    if meta.get("subject") and meta.get("object"):
-        return f"{meta['subject']} —{meta.get('predicate', '?')}→ {meta['object']}"
-    return item.text
-
-
-def memo_topics(records: Records, user_id: str, store: str = MEMO) -> list[Node]:
-    """Return the current memos grouped by topic, the most recently updated topic first."""
-    memos = records.store_items(store, user_id, kind="memo")
-    topics: dict[str, list[MemoryItem]] = {}
-    for memo in memos:
-        topics.setdefault(str(memo.metadata.get("topic") or "(no topic)"), []).append(memo)
-    ordered = sorted(
-        topics.items(), key=lambda pair: max(_created(m) for m in pair[1]), reverse=True
-    )
+def browsable(manager: MemoryManager) -> list[tuple[str, str]]:
+    """Return the configured structures that can be browsed, with their focus hints."""
     return [
-        Node(
-            f"{topic}  ({len(group)})",
-            None,
-            tuple(
-                Node(clip(str(m.metadata.get("summary") or m.text), 80), m) for m in reversed(group)
-            ),
-        )
-        for topic, group in ordered[:BROWSER_LIMIT]
+        (store.name, store.focus_hint) for store in manager.stores if isinstance(store, Browsable)
     ]
 
 
-def summary_lines(records: Records, user_id: str, store: str = SUMMARY) -> list[Line]:
-    """Return every version of the user's running summary, newest first, the current marked."""
-    versions = records.store_items(store, user_id, kind="summary", current_only=False)
-    versions.sort(key=lambda i: (int(i.metadata.get("version", 0)), _created(i)), reverse=True)
-    lines = []
-    for item in versions[:BROWSER_LIMIT]:
-        version = item.metadata.get("version")
-        badge = f"v{version}" if version is not None else "summary"
-        span = item.metadata.get("turn_range")
-        covers = f"turns #{span[0]}–#{span[1]}" if isinstance(span, list) and len(span) == 2 else ""
-        state = "current" if item.current else "older version"
-        notes = " · ".join(x for x in (state, format_date(item.valid_from), covers) if x)
-        lines.append(
-            Line(badge, clip(item.text, 160), (notes,), item, "normal" if item.current else "old")
+def collect_browsers(
+    manager: MemoryManager, user_id: str, focus: Mapping[str, str] | None = None
+) -> Browsers:
+    """Compute every browser for ``user_id``: the facts, then each browsable structure."""
+    focus = focus or {}
+    structures = tuple(
+        Browser(
+            store.name,
+            store.focus_hint,
+            tuple(store.outline(user_id, focus=focus.get(store.name, ""), limit=TREE_LIMIT)),
         )
-    return lines
-
-
-def collect_browsers(manager: MemoryManager, user_id: str, entity: str = "") -> Browsers:
-    """Compute every browser for ``user_id``; structures not configured stay ``None``."""
-    records = manager.records
-    names = {store.name for store in manager.structures}
-    truncated: dict[str, int] = {}
-    memtree = None
-    if MEMTREE in names:
-        forest, left_out = tree_nodes(records, user_id, MEMTREE)
-        memtree = tuple(forest)
-        if left_out:
-            truncated[MEMTREE] = left_out
-    return Browsers(
-        user_id=user_id,
-        facts=tuple(fact_lines(records, user_id)) if manager.facts is not None else None,
-        memtree=memtree,
-        graph=graph_view(records, user_id, entity) if GRAPH in names else None,
-        memos=tuple(memo_topics(records, user_id)) if MEMO in names else None,
-        summaries=tuple(summary_lines(records, user_id)) if SUMMARY in names else None,
-        truncated=truncated,
+        for store in manager.stores
+        if isinstance(store, Browsable)
     )
+    facts = tuple(fact_lines(manager.records, user_id)) if manager.facts is not None else None
+    return Browsers(user_id, facts, structures)
 
 
 # -- details of one item -------------------------------------------------------------------
@@ -451,36 +323,25 @@ def receipt_text(user_id: str, receipt: dict[str, int]) -> str:
 # -- recall from a chosen subset of structures -------------------------------------------------
 
 
-class RecallFilter(MemoryManager):
-    """A memory manager whose recall can leave structures out, while writes reach them all.
+class RecallSwitches:
+    """Which structures recall reads from, switched by the user; writes reach them all.
 
     Switching a structure off for recall is a reading choice: every structure still folds
-    each turn in, so switching it back on loses nothing. It narrows the manager's own
+    each turn in, so switching it back on loses nothing. It sets the manager's
     ``recall_from``.
 
     Args:
-        base: The manager built from the configuration.
+        manager: The memory manager built from the configuration.
     """
 
-    def __init__(self, base: MemoryManager) -> None:
-        super().__init__(
-            base.records,
-            base.embedder,
-            base.stores,
-            facts=base.facts,
-            counter=base.counter,
-            rewriter=base.rewriter,
-            iterative=base.iterative,
-        )
-        # One guard: writes reset its cache of superseded values, and recall through
-        # either manager must see that reset.
-        self.guard = base.guard
+    def __init__(self, manager: MemoryManager) -> None:
+        self.manager = manager
         self._disabled: frozenset[str] = frozenset()
 
     @property
     def names(self) -> list[str]:
         """Every structure's name, the fact ledger first."""
-        return [store.name for store in self.structures]
+        return [store.name for store in self.manager.structures]
 
     @property
     def disabled(self) -> frozenset[str]:
@@ -495,7 +356,7 @@ class RecallFilter(MemoryManager):
     def set_disabled(self, names: Sequence[str] | frozenset[str]) -> None:
         """Leave these structures out of recall (unknown names are ignored)."""
         self._disabled = frozenset(names) & frozenset(self.names)
-        self.recall_from = frozenset(self.enabled) if self._disabled else None
+        self.manager.recall_from = frozenset(self.enabled) if self._disabled else None
 
     def toggle(self, name: str) -> bool:
         """Switch one structure's recall on or off; return whether it is now on."""

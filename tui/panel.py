@@ -2,8 +2,8 @@
 
 The panel only displays; the app computes its content in worker threads (see
 :mod:`tui.memory`) and hands it over. Selecting an item posts :class:`MemoryPanel.Selected`
-so the app can show its source turns; typing an entity posts
-:class:`MemoryPanel.EntityChosen`.
+so the app can show its source turns; typing into a browser's focus field (the graph's
+entity) posts :class:`MemoryPanel.FocusChosen`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widget import Widget
 from textual.widgets import Input, OptionList, Static, TabbedContent, TabPane, Tree
 
-from agentmem.tui.memory import GRAPH, MEMO, MEMTREE, SUMMARY, Browsers, Line
+from agentmem.tui.memory import Browsers, Line
 from agentmem.tui.widgets import ItemDetails, ItemList, ItemTree
 from agentmem.types import MemoryItem, Turn
 
@@ -30,8 +29,8 @@ class MemoryPanel(Vertical):
     """Tabs for the recalled items, the last turn's changes and the browsers; then details.
 
     Args:
-        structures: The names of the configured structures (their browsers are shown;
-            the others say they are not enabled).
+        browsable: The browsable structures, each with its focus hint (a structure with a
+            hint gets a field for it above its browser).
         facts: Whether the fact ledger is on.
     """
 
@@ -43,18 +42,20 @@ class MemoryPanel(Vertical):
         jump: bool
 
     @dataclass
-    class EntityChosen(Message):
-        """An entity was typed into the graph browser."""
+    class FocusChosen(Message):
+        """Something to focus on was typed into a structure's browser."""
 
-        entity: str
+        structure: str
+        focus: str
 
-    def __init__(self, structures: Sequence[str], *, facts: bool, id: str | None = None) -> None:
+    def __init__(
+        self, browsable: Sequence[tuple[str, str]], *, facts: bool, id: str | None = None
+    ) -> None:
         super().__init__(id=id)
-        self.structures = set(structures)
+        self.browsable = list(browsable)
         self.facts = facts
 
     def compose(self) -> ComposeResult:
-        names = self.structures
         with TabbedContent(id="memory-tabs"):
             with TabPane("Recalled", id="tab-recalled"):
                 yield ItemList(id="recalled")
@@ -62,27 +63,25 @@ class MemoryPanel(Vertical):
                 yield ItemList(id="changes")
             with TabPane("Browse", id="tab-browse"), TabbedContent(id="browse-tabs"):
                 with TabPane("Facts", id="tab-facts"):
-                    yield _browser(
-                        self.facts, ItemList(id="facts"), "Fact tracking", "facts = true"
-                    )
-                with TabPane("MemTree", id="tab-memtree"):
-                    tree = ItemTree("MemTree", id="memtree")
-                    yield _browser(MEMTREE in names, tree, "MemTree", f"--stores {MEMTREE}")
-                with TabPane("Graph", id="tab-graph"):
-                    if GRAPH in names:
-                        yield Input(placeholder="an entity, e.g. Denver", id="entity")
-                        yield Static(id="graph-hint")
-                        yield ItemList(id="graph")
+                    if self.facts:
+                        yield ItemList(id="facts")
                     else:
-                        yield _not_enabled("The triple graph", f"--stores {GRAPH}")
-                with TabPane("Memos", id="tab-memos"):
-                    memos = ItemTree("Memos by topic", id="memos")
-                    yield _browser(MEMO in names, memos, "Topic memos", f"--stores {MEMO}")
-                with TabPane("Summary", id="tab-summary"):
-                    summary = ItemList(id="summaries")
-                    yield _browser(
-                        SUMMARY in names, summary, "The running summary", f"--stores {SUMMARY}"
-                    )
+                        yield Static(
+                            "Fact tracking is off.\nTurn it on with facts = true.",
+                            classes="not-enabled",
+                        )
+                if not self.browsable:
+                    with TabPane("Structures", id="tab-structures"):
+                        yield Static(
+                            "No browsable structure is configured.\nTurn them on with "
+                            "--stores all (a tree, a graph, topic memos, a summary).",
+                            classes="not-enabled",
+                        )
+                for name, hint in self.browsable:
+                    with TabPane(name, id=f"tab-{name}"):
+                        if hint:
+                            yield Input(placeholder=hint, id=f"focus-{name}", classes="focus")
+                        yield ItemTree(name, id=f"browse-{name}")
         yield ItemDetails(id="details")
 
     def on_mount(self) -> None:
@@ -110,33 +109,17 @@ class MemoryPanel(Vertical):
         """Put freshly computed browser content into the browsers that exist."""
         if browsers.facts is not None:
             self.query_one("#facts", ItemList).show(browsers.facts)
-        if browsers.memtree is not None:
-            left_out = browsers.truncated.get(MEMTREE, 0)
-            self.query_one("#memtree", ItemTree).show(
-                browsers.memtree,
-                empty="No nodes yet.",
-                note=f"… {left_out} more nodes not shown" if left_out else "",
-            )
-        if browsers.graph is not None:
-            graph = browsers.graph
-            top = ", ".join(f"{name} ({count})" for name, count in graph.top_entities)
-            if not graph.entity:
-                hint = f"Most connected: {top}" if top else "No triples yet."
-            else:
-                hint = f"{len(graph.facts)} triple(s) about {graph.entity!r}"
-            self.query_one("#graph-hint", Static).update(hint)
-            self.query_one("#graph", ItemList).show(graph.facts)
-        if browsers.memos is not None:
-            self.query_one("#memos", ItemTree).show(browsers.memos, empty="No memos yet.")
-        if browsers.summaries is not None:
-            self.query_one("#summaries", ItemList).show(
-                browsers.summaries or [Line("—", "No summary yet.", tone="noop")]
-            )
+        for browser in browsers.structures:
+            found = self.query(f"#browse-{browser.name}")
+            if found:
+                empty = "Nothing yet." if not browser.focus_hint else "Type above to look closer."
+                found.first(ItemTree).show(browser.entries, empty=empty)
 
-    @on(Input.Submitted, "#entity")
-    def _entity(self, event: Input.Submitted) -> None:
+    @on(Input.Submitted, ".focus")
+    def _focus(self, event: Input.Submitted) -> None:
         event.stop()
-        self.post_message(self.EntityChosen(event.value.strip()))
+        name = (event.input.id or "").removeprefix("focus-")
+        self.post_message(self.FocusChosen(name, event.value.strip()))
 
     @on(OptionList.OptionHighlighted)
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -161,12 +144,3 @@ class MemoryPanel(Vertical):
             item = option_list.item_at(index)
             if item is not None:
                 self.post_message(self.Selected(item, jump))
-
-
-def _browser(enabled: bool, widget: Widget, what: str, how: str) -> Widget:
-    """Return the browser widget, or a note that its structure is not configured."""
-    return widget if enabled else _not_enabled(what, how)
-
-
-def _not_enabled(what: str, how: str) -> Static:
-    return Static(f"{what} is not enabled.\nTurn it on with {how}.", classes="not-enabled")

@@ -14,8 +14,8 @@ from textual.widgets.option_list import Option
 from textual.widgets.tree import TreeNode
 
 from agentmem.prompts import format_date
-from agentmem.tui.memory import Line, Node, Tone, clip, provenance, validity
-from agentmem.types import MemoryItem, Turn
+from agentmem.tui.memory import Line, Tone, clip, provenance, validity
+from agentmem.types import MemoryItem, Outline, Turn
 
 _TONE_STYLES: dict[Tone, str] = {
     "normal": "bold $accent",
@@ -130,9 +130,9 @@ class ItemList(OptionList):
 
 
 class ItemTree(Tree[MemoryItem | None]):
-    """A tree of :class:`Node` values (MemTree nodes, memos by topic)."""
+    """A structure's outline (MemTree nodes, memos by topic, summary versions, triples)."""
 
-    def show(self, nodes: Sequence[Node], *, empty: str, note: str = "") -> None:
+    def show(self, nodes: Sequence[Outline], *, empty: str, note: str = "") -> None:
         """Replace the tree; expand the first two levels."""
         self.clear()
         if not nodes:
@@ -143,9 +143,10 @@ class ItemTree(Tree[MemoryItem | None]):
             self.root.add_leaf(note, data=None)
         self.root.expand()
 
-    def _add(self, parent: TreeNode[MemoryItem | None], node: Node, *, expand: bool) -> None:
+    def _add(self, parent: TreeNode[MemoryItem | None], node: Outline, *, expand: bool) -> None:
         # Tree labels are Rich text (Textual's Tree predates Content).
-        label = Text(node.label, style="" if node.current else "dim strike")
+        ended = node.item is not None and not node.item.current
+        label = Text(clip(node.label, 100), style="dim strike" if ended else "")
         if not node.children:
             parent.add_leaf(label, data=node.item)
             return

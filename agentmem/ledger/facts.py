@@ -44,7 +44,7 @@ from agentmem.protocols import StoreContext
 from agentmem.storage.items import ItemIndex
 from agentmem.storage.records import ItemUpdate, derived_item_id
 from agentmem.text import split_sentences
-from agentmem.types import MemoryItem, Query, Recalled, Turn, utcnow
+from agentmem.types import Change, ChangeKind, MemoryItem, Query, Recalled, Turn, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,33 @@ class Decision:
     item: MemoryItem | None
     superseded: tuple[MemoryItem, ...]
     reason: str
+
+    @property
+    def change(self) -> Change | None:
+        """Return the change to memory this decision made (``None`` when it touched no item).
+
+        APPEND is an ADD (a new item), REPLACE a SUPERSEDE of the old value by the new
+        one, REJECT a NOOP (the fact stays out of current memory).
+        """
+        item = self.item or (self.superseded[0] if self.superseded else None)
+        if item is None:
+            return None
+        return Change(
+            _CHANGE_KINDS[self.operation],
+            item,
+            f"{self.fact.render()}: {self.reason}",
+            tuple(i.id for i in self.superseded),
+        )
+
+
+_CHANGE_KINDS: dict[Operation, ChangeKind] = {
+    "ADD": "ADD",
+    "APPEND": "ADD",
+    "REPLACE": "SUPERSEDE",
+    "DELETE": "DELETE",
+    "NOOP": "NOOP",
+    "REJECT": "NOOP",
+}
 
 
 def fact_metadata(fact: Fact) -> dict[str, object]:
@@ -118,10 +145,9 @@ class FactLedger:
 
     # -- the MemoryStore protocol -----------------------------------------------------------
 
-    def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
-        """Extract and resolve the turns' facts; return the fact items added."""
-        added = ("ADD", "APPEND", "REPLACE")
-        return [d.item for d in self.resolve(turns) if d.operation in added and d.item]
+    def write(self, turns: Sequence[Turn]) -> list[Change]:
+        """Extract and resolve the turns' facts; return what changed."""
+        return [c for d in self.resolve(turns) if (c := d.change) is not None]
 
     def retrieve(self, query: Query, k: int) -> list[Recalled]:
         """Return the facts most similar to the query."""
@@ -137,6 +163,23 @@ class FactLedger:
     ) -> None:
         """Mark facts invalid."""
         self._index.invalidate(item_ids, reason, at=at, superseded_by=superseded_by)
+
+    def update(
+        self, item_id: str, text: str, *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Change a fact's text and re-embed it.
+
+        Its slot and value (what change detection compares) stay as extracted: the text is
+        how the fact reads, not a new statement. To change a value, say so in a turn.
+        """
+        item = self._index.editable(item_id)
+        return [Change("UPDATE", self._index.update(item, text, reason=reason, at=at), reason)]
+
+    def delete(
+        self, item_ids: Sequence[str], *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Invalidate facts as deleted (the manager then ends what still asserts them)."""
+        return [Change("DELETE", i, reason) for i in self._index.delete(item_ids, reason, at=at)]
 
     def forget(self, user_id: str) -> int:
         """Drop the user's fact vectors (the records database drops the rows)."""

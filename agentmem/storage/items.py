@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from agentmem.errors import InputError, NotFoundError
 from agentmem.protocols import StoreContext
 from agentmem.storage.vectors import NEVER, timestamp
 from agentmem.types import MemoryItem, Query, Recalled, utcnow
@@ -234,6 +235,33 @@ class ItemIndex:
                 self.store, user_id, [i.id for i in group], [vector_metadata(i) for i in group]
             )
         return changed
+
+    def delete(
+        self, item_ids: Sequence[str], reason: str, *, at: datetime | None = None
+    ) -> list[MemoryItem]:
+        """Invalidate items as deleted (a DELETE in their history); return those that changed."""
+        changed = self.context.records.invalidate(item_ids, reason, at=at, action="DELETE")
+        for user_id, group in _group_items(changed):
+            self.context.vectors.update_metadata(
+                self.store, user_id, [i.id for i in group], [vector_metadata(i) for i in group]
+            )
+        return changed
+
+    def editable(self, item_id: str) -> MemoryItem:
+        """Return one of this structure's current items, to edit.
+
+        Raises:
+            NotFoundError: No such item in this structure.
+            InputError: The item is no longer current (its history stays as it was).
+        """
+        item = self.context.records.get_item(item_id)
+        if item.store != self.store:
+            raise NotFoundError(f"memory item {item_id!r} is not one of {self.store}'s")
+        if not item.current:
+            raise InputError(
+                f"memory item {item_id!r} is no longer current; its history is kept as is"
+            )
+        return item
 
     def forget(self, user_id: str) -> int:
         """Drop the user's vectors of this structure; return how many there were."""

@@ -123,6 +123,11 @@ class KindIndex:
         changed = self.context.records.invalidate(
             item_ids, reason, at=at, superseded_by=superseded_by
         )
+        self._move(changed)
+        return changed
+
+    def _move(self, changed: Sequence[MemoryItem]) -> None:
+        """Bring the changed items' vector metadata in line with their records."""
         groups: dict[tuple[str, str], list[MemoryItem]] = {}
         for item in changed:
             groups.setdefault((item.user_id, self.collection(item.kind)), []).append(item)
@@ -133,7 +138,29 @@ class KindIndex:
                 [i.id for i in group],
                 [vector_metadata(i) for i in group],
             )
+
+    def delete(
+        self, item_ids: Sequence[str], reason: str, *, at: datetime | None = None
+    ) -> list[MemoryItem]:
+        """Invalidate items as deleted (records, then vector metadata); return the changed."""
+        changed = self.context.records.invalidate(item_ids, reason, at=at, action="DELETE")
+        self._move(changed)
         return changed
+
+    def update(
+        self, item: MemoryItem, text: str, *, reason: str, at: datetime | None = None
+    ) -> MemoryItem:
+        """Change an item's text (recorded in its history) and re-embed it under its kind."""
+        updated = self.context.records.update_item(item.id, text_value=text, reason=reason, at=at)
+        body = text.removeprefix(f"{item.metadata.get('speaker')}: ")
+        self.context.vectors.upsert(
+            self.collection(item.kind),
+            item.user_id,
+            [item.id],
+            self.embed([body if item.kind == "passage" else text]),
+            [vector_metadata(updated)],
+        )
+        return updated
 
     def forget(self, user_id: str) -> int:
         """Drop the user's vectors of every kind; return how many there were."""

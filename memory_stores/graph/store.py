@@ -42,17 +42,20 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
 
 from agentmem.building import BuildStats
-from agentmem.errors import AgentMemError
+from agentmem.errors import AgentMemError, InputError, NotFoundError
 from agentmem.ledger.extraction import (
     Fact,
     FactExtractor,
     RuleExtractor,
+    normalise,
     queue_degraded,
     retry_queued,
 )
@@ -64,9 +67,16 @@ from agentmem.stores.graph.folding import Batch, fact_key
 from agentmem.stores.graph.index import KindIndex
 from agentmem.stores.graph.ppr import PersonalizedPageRank
 from agentmem.stores.graph.user_graph import UserGraph, View, entity_node, passage_node
-from agentmem.types import MemoryItem, Query, Recalled, Turn
+from agentmem.types import Change, MemoryItem, Outline, Query, Recalled, Turn
 
 logger = logging.getLogger(__name__)
+
+
+def _triple(item: MemoryItem) -> str:
+    meta = item.metadata
+    if meta.get("subject") and meta.get("object"):
+        return f"{meta['subject']} —{meta.get('predicate', '?')}→ {meta['object']}"
+    return item.text
 
 
 class GraphStore:
@@ -90,6 +100,9 @@ class GraphStore:
         fact_share: Share of ``k`` given to facts while passages remain.
         entity_turn_cap: Most turns recorded as an entity's provenance.
     """
+
+    #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
+    focus_hint = "an entity, e.g. Denver"
 
     def __init__(
         self,
@@ -170,13 +183,13 @@ class GraphStore:
 
     # -- writing --------------------------------------------------------------------------
 
-    def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
+    def write(self, turns: Sequence[Turn]) -> list[Change]:
         """Fold turns in: a passage each, their facts, new entities and synonym edges."""
         turns = list(turns)
         if not turns:
             return []
         facts = self._extract(turns)
-        changed: list[MemoryItem] = []
+        changed: list[Change] = []
         with self._lock:
             for user_id in dict.fromkeys(t.user_id for t in turns):
                 state = self.user_graph(user_id)
@@ -215,7 +228,7 @@ class GraphStore:
         facts: dict[int, list[Fact]],
         *,
         passages: bool,
-    ) -> list[MemoryItem]:
+    ) -> list[Change]:
         """Store the turns' new items (one embedding call) and add them to the graph."""
         batch = Batch(self.name, state, self.entity_turn_cap)
         for turn in turns:
@@ -245,7 +258,10 @@ class GraphStore:
                         reason="graph: entity mentioned again",
                     )
                 )
-        return stored + self._context.records.update_items(changes)
+        return [Change("ADD", i, "graph: turn folded in") for i in stored] + [
+            Change("UPDATE", i, "graph: entity mentioned again")
+            for i in self._context.records.update_items(changes)
+        ]
 
     def _synonyms(
         self, state: UserGraph, user_id: str, keys: list[str], vectors: np.ndarray
@@ -390,6 +406,111 @@ class GraphStore:
                 state = self._users.get(item.user_id)
                 if state is not None:  # an unloaded graph reads validity when it loads
                     state.invalidate(item)
+
+    def delete(
+        self, item_ids: Sequence[str], *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Delete facts, passages or entities; a passage takes the facts read from it along.
+
+        A deleted item's edges stop conducting, as an invalidated one's do.
+        """
+        with self._lock:
+            mine = [i for i in self._context.records.items(item_ids) if i.store == self.name]
+            ids = [i.id for i in mine] + [
+                fact.id for item in mine if item.kind == "passage" for fact in self._facts_of(item)
+            ]
+            changed = self._index.delete(list(dict.fromkeys(ids)), reason, at=at)
+            for item in changed:
+                self.user_graph(item.user_id).invalidate(item)
+            return [Change("DELETE", item, reason) for item in changed]
+
+    def update(
+        self, item_id: str, text: str, *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Change a fact's or passage's text and re-embed it under its own kind.
+
+        A passage's facts were read from its old text: they are superseded by the passage,
+        and the facts of the new text are extracted and linked in their place. A fact keeps
+        the edge it was extracted as (its text is what recall shows and matches).
+        """
+        with self._lock:
+            item = self._context.records.get_item(item_id)
+            if item.store != self.name or item.kind not in ("fact", "passage"):
+                raise NotFoundError(
+                    f"memory item {item_id!r} is not a fact or passage of {self.name}"
+                )
+            if not item.current:
+                raise InputError(
+                    f"memory item {item_id!r} is no longer current; its history is kept as is"
+                )
+            updated = self._index.update(item, text, reason=reason, at=at)
+            changes = [Change("UPDATE", updated, reason)]
+            if item.kind != "passage":
+                return changes
+            state = self.user_graph(item.user_id)
+            old = [f.id for f in self._facts_of(item)]
+            why = f"read from a passage that was edited: {reason}"
+            ended = self._index.invalidate(old, why, at=at, superseded_by=item.id)
+            for fact in ended:
+                state.invalidate(fact)
+            changes += [Change("SUPERSEDE", fact, why) for fact in ended]
+            turns = self._context.records.turns(item.user_id, ids=list(item.source_turn_ids))
+            if turns:
+                speaker = str(item.metadata.get("speaker", turns[0].speaker))
+                edited = replace(turns[0], text=text.removeprefix(f"{speaker}: "))
+                facts = self.extractor.extract([edited])
+                changes += self._fold(state, item.user_id, [edited], facts, passages=False)
+            return changes
+
+    def _facts_of(self, passage: MemoryItem) -> list[MemoryItem]:
+        """Return the current facts read from ``passage``."""
+        facts = self._context.records.store_items(self.name, passage.user_id, kind="fact")
+        return [f for f in facts if f.metadata.get("passage") == passage.id]
+
+    def outline(self, user_id: str, *, focus: str = "", limit: int = 200) -> list[Outline]:
+        """Return the triples around the entity ``focus`` (current ones first), then the
+        best-connected entities as suggestions of what to look at."""
+        facts = self._context.records.store_items(
+            self.name, user_id, kind="fact", current_only=False
+        )
+        counts: Counter[str] = Counter()
+        for item in facts:
+            if item.current:
+                counts.update(
+                    str(item.metadata.get(end) or "").strip() for end in ("subject", "object")
+                )
+        counts.pop("", None)
+        key = normalise(focus)
+        entries: list[Outline] = []
+        if key:
+            matched = [
+                f
+                for f in facts
+                if key in (f.metadata.get("subject_key"), f.metadata.get("object_key"))
+                or any(
+                    key in normalise(str(f.metadata.get(e) or "")).split()
+                    for e in ("subject", "object")
+                )
+            ]
+            matched.sort(key=lambda f: (not f.current, -(f.valid_from or datetime.min).timestamp()))
+            entries.append(
+                Outline(
+                    f"Facts about {focus} ({len(matched)})",
+                    None,
+                    tuple(
+                        Outline(_triple(f) if f.current else f"✗ {_triple(f)}", f)
+                        for f in matched[:limit]
+                    ),
+                )
+            )
+        entries.append(
+            Outline(
+                "Most connected",
+                None,
+                tuple(Outline(f"{name} ({count})") for name, count in counts.most_common(8)),
+            )
+        )
+        return entries
 
     def forget(self, user_id: str) -> int:
         """Drop the user's vectors and cached graph (the records database forgets the rows)."""

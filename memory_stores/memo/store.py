@@ -26,7 +26,7 @@ from agentmem.stores.memo.building import (
     memo_item,
     topic_item,
 )
-from agentmem.types import MemoryItem, Query, Recalled, Turn
+from agentmem.types import Change, MemoryItem, Outline, Query, Recalled, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,9 @@ class MemoStore:
         InputError: A parameter is out of range.
     """
 
+    #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
+    focus_hint = ""
+
     def __init__(
         self,
         context: StoreContext,
@@ -102,9 +105,9 @@ class MemoStore:
 
     # -- the protocol -----------------------------------------------------------------------
 
-    def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
+    def write(self, turns: Sequence[Turn]) -> list[Change]:
         """Buffer the turns; write memos for every full chunk of ``chunk_turns``."""
-        changed: list[MemoryItem] = []
+        changed: list[Change] = []
         with self._lock:
             for user_id in dict.fromkeys(t.user_id for t in turns):
                 buffer = self._buffer(user_id)
@@ -122,9 +125,9 @@ class MemoStore:
                     buffer = state.buffer or []
         return changed
 
-    def end_session(self, user_id: str, session_id: str) -> list[MemoryItem]:
+    def end_session(self, user_id: str, session_id: str) -> list[Change]:
         """Write memos for whatever the user's buffer holds (from any of their sessions)."""
-        changed: list[MemoryItem] = []
+        changed: list[Change] = []
         with self._lock:
             buffer = self._buffer(user_id)
             while buffer:
@@ -161,6 +164,66 @@ class MemoStore:
             changed = self._index.invalidate(item_ids, reason, at=at, superseded_by=superseded_by)
             for user_id in {i.user_id for i in changed}:
                 self._states.pop(user_id, None)  # rebuilt from the records on next use
+
+    def update(
+        self, item_id: str, text: str, *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Change a memo's (or a topic's) text and re-embed it."""
+        with self._lock:
+            item = self._index.editable(item_id)
+            metadata = dict(item.metadata)
+            if item.kind == "memo":
+                metadata["summary"] = text
+            updated = self._index.update(item, text, reason=reason, at=at, metadata=metadata)
+            self._states.pop(item.user_id, None)  # rebuilt from the records on next use
+            return [Change("UPDATE", updated, reason)]
+
+    def delete(
+        self, item_ids: Sequence[str], *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Delete memos; a deleted topic takes its memos along (they were its content)."""
+        with self._lock:
+            mine = [i for i in self.context.records.items(item_ids) if i.store == self.name]
+            ids = [i.id for i in mine]
+            for topic in (i for i in mine if i.kind == "topic"):
+                memos = self.context.records.store_items(self.name, topic.user_id, kind="memo")
+                ids += [m.id for m in memos if m.metadata.get("topic_id") == topic.id]
+            changed = self._index.delete(list(dict.fromkeys(ids)), reason, at=at)
+            for user_id in {i.user_id for i in changed}:
+                self._states.pop(user_id, None)
+            return [Change("DELETE", item, reason) for item in changed]
+
+    def outline(self, user_id: str, *, focus: str = "", limit: int = 200) -> list[Outline]:
+        """Return the current memos grouped by topic, the most recently updated topic first."""
+        memos = self.context.records.store_items(self.name, user_id, kind="memo")
+        names = {
+            t.id: t.text for t in self.context.records.store_items(self.name, user_id, kind="topic")
+        }
+        topics: dict[str, list[MemoryItem]] = {}
+        for memo in memos:
+            name = names.get(str(memo.metadata.get("topic_id"))) or str(
+                memo.metadata.get("topic") or "(no topic)"
+            )
+            topics.setdefault(name, []).append(memo)
+        ordered = sorted(
+            topics.items(),
+            key=lambda pair: max(m.created_at or m.valid_from or datetime.min for m in pair[1]),
+            reverse=True,
+        )
+        entries, shown = [], 0
+        for name, group in ordered:
+            if shown >= limit:
+                break
+            group = list(reversed(group))[: limit - shown]
+            shown += len(group)
+            entries.append(
+                Outline(
+                    f"{name}  ({len(group)})",
+                    None,
+                    tuple(Outline(str(m.metadata.get("summary") or m.text), m) for m in group),
+                )
+            )
+        return entries
 
     def forget(self, user_id: str) -> int:
         """Drop the user's vectors and cached state (the records database forgets the rows)."""
@@ -236,7 +299,7 @@ class MemoStore:
 
     # -- building ---------------------------------------------------------------------------
 
-    def _memo_chunk(self, user_id: str, state: _UserState, chunk: list[Turn]) -> list[MemoryItem]:
+    def _memo_chunk(self, user_id: str, state: _UserState, chunk: list[Turn]) -> list[Change]:
         """Write one chunk's memos and advance the watermark past it."""
         try:
             vectors = self._index.embed([t.text for t in chunk])
@@ -291,11 +354,11 @@ class MemoStore:
         entries: list[Entry],
         *,
         record: bool,
-    ) -> tuple[list[MemoryItem], list[MemoryItem]]:
+    ) -> tuple[list[MemoryItem], list[Change]]:
         """Persist memos, new topics and the chunk record (one transaction), then vectors.
 
         Returns:
-            The new memos, and every item created or changed (memos and topics).
+            The new memos, and what changed: memos and new topics added, topics grown.
         """
         records = self.context.records
         now = self._index.clock
@@ -332,7 +395,9 @@ class MemoStore:
             )
         for topic, item in zip(grown, records.update_items(changes), strict=True):
             topic.item = item
-        touched = [t.item for t in topics if t.item is not None]
+        done = [Change("ADD", i, "memo written") for i in [*new_topics, *memos]] + [
+            Change("UPDATE", t.item, "memo added to topic") for t in grown if t.item is not None
+        ]
         if memos:
             # A memo's vector is its summary's without the topic name (a keyword list would
             # only blur it); the offline builder supplies one from the turns it copied.
@@ -357,7 +422,7 @@ class MemoStore:
             )
             for topic in moved:
                 topic.indexed = topic.centroid
-        return memos, memos + touched
+        return memos, done
 
     def _replace(
         self, user_id: str, state: _UserState, old_ids: Sequence[str], new: list[MemoryItem]

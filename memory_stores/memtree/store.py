@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from agentmem.building import BuildStats, structured_call
-from agentmem.errors import ModelError
+from agentmem.errors import InputError, ModelError
 from agentmem.prompts.memtree import (
     AGGREGATE_SCHEMA,
     NodeChange,
@@ -26,8 +26,9 @@ from agentmem.prompts.memtree import (
 from agentmem.protocols import StoreContext
 from agentmem.storage.items import ItemIndex, vector_metadata, visible
 from agentmem.storage.records import ItemUpdate
-from agentmem.stores.memtree.tree import Node, Tree
-from agentmem.types import MemoryItem, Query, Recalled, Turn
+from agentmem.stores.memtree.tree import Node, Tree, snippet
+from agentmem.text import content_words
+from agentmem.types import Change, ChangeKind, MemoryItem, Outline, Query, Recalled, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ class MemTreeStore:
         vector_batch: Write new and drifted vectors to the index once this many wait (and
             at session ends); until then retrieval scores them in memory. 1 writes at once.
     """
+
+    #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
+    focus_hint = ""
 
     def __init__(
         self,
@@ -98,12 +102,12 @@ class MemTreeStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
+    def write(self, turns: Sequence[Turn]) -> list[Change]:
         """Insert one leaf per turn and re-aggregate the nodes it passed on the way down."""
         by_user: dict[str, dict[int, Turn]] = {}
         for turn in turns:
             by_user.setdefault(turn.user_id, {})[turn.id] = turn
-        changed: list[MemoryItem] = []
+        changed: list[Change] = []
         with self._lock:
             for user_id, group in by_user.items():
                 tree = self._tree(user_id)
@@ -120,7 +124,7 @@ class MemTreeStore:
                     raise
         return changed
 
-    def _insert_all(self, tree: Tree, turns: list[Turn], vectors: np.ndarray) -> list[MemoryItem]:
+    def _insert_all(self, tree: Tree, turns: list[Turn], vectors: np.ndarray) -> list[Change]:
         """Insert in memory, aggregate each changed node once, then persist in batches."""
         created: dict[str, Node] = {}
         touched: dict[str, datetime] = {}  # existing nodes to save, with the change's time
@@ -138,9 +142,10 @@ class MemTreeStore:
         stored = self.context.records.add_items(
             [self._item(tree, n) for n in new], reason="inserted into the memory tree"
         )
+        aggregated = "aggregated new information below"
         updated = self.context.records.update_items(
             [
-                self._change(tree.nodes[i], "aggregated new information below", at)
+                self._change(tree.nodes[i], aggregated, at)
                 for i, at in touched.items()
                 if i not in created
             ]
@@ -150,7 +155,9 @@ class MemTreeStore:
         tree.pending.update(n.id for n in [*new, *stale])
         if len(tree.pending) >= self.vector_batch:
             self._flush(tree)
-        return stored + updated
+        return [Change("ADD", i, "inserted into the memory tree") for i in stored] + [
+            Change("UPDATE", i, aggregated) for i in updated
+        ]
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -329,25 +336,127 @@ class MemTreeStore:
         superseded_by: str | None = None,
     ) -> None:
         """Mark nodes invalid; re-aggregate the ancestors of invalidated leaves."""
+        self._end(item_ids, reason, at=at, superseded_by=superseded_by)
+
+    def delete(
+        self, item_ids: Sequence[str], *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Delete nodes: a leaf leaves its ancestors' texts and vectors; an internal node
+        takes every leaf below it along (what it said came only from them)."""
+        with self._lock:
+            mine = [i for i in self.context.records.items(item_ids) if i.store == self.name]
+            below: list[str] = []
+            for item in mine:
+                node = self._tree(item.user_id).nodes.get(item.id)
+                if node is not None and not node.leaf:
+                    below += [leaf.id for leaf in self._leaves(self._tree(item.user_id), node)]
+            ids = [i.id for i in mine] + [i for i in below if i not in item_ids]
+            return self._end(ids, reason, at=at, delete=True)
+
+    def _leaves(self, tree: Tree, node: Node) -> list[Node]:
+        """Return the current leaves below ``node``."""
+        found, stack = [], list(node.children)
+        while stack:
+            child = tree.nodes.get(stack.pop())
+            if child is None or not child.current:
+                continue
+            if child.leaf:
+                found.append(child)
+            stack += child.children
+        return found
+
+    def update(
+        self, item_id: str, text: str, *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Change a node's text.
+
+        A leaf is re-embedded: its ancestors' vectors take the new one in place of the
+        old, and the ancestors that quote it are re-aggregated. An internal node's vector
+        is the sum of its leaves', so only its text changes (and the model, when there is
+        one, rewrites from it next time).
+        """
+        with self._lock:
+            item = self._index.editable(item_id)
+            tree = self._tree(item.user_id)
+            node = tree.nodes.get(item.id)
+            if node is None:  # pragma: no cover - every stored node is in the rebuilt tree
+                raise InputError(f"memory item {item_id!r} is not in the memory tree")
+            self._flush(tree)
+            changes: list[Change] = []
+            if node.leaf:
+                body = text.removeprefix(f"{node.speaker}: ") if node.speaker else text
+                vector = np.asarray(self._index.embed([body])[0], dtype=np.float32)
+                ancestors = tree.ancestors(node)
+                for ancestor in ancestors:
+                    ancestor.vector = ancestor.vector - node.vector + vector
+                node.vector, node.text = vector, text
+                node.snippet, node.weight = snippet(node.speaker, node.body)
+                node.terms = tuple(dict.fromkeys(content_words(node.body)))
+                updated = self._index.update(item, text, reason=reason, at=at, embedding=vector)
+                node.stored = vector.copy()
+                changes.append(Change("UPDATE", updated, reason))
+                changes += self._reaggregate(
+                    tree, ancestors, f"a memory below was edited: {reason}", at
+                )
+            else:
+                node.text = text
+                if self.context.model is not None:
+                    node.base_text = text
+                changes.append(Change("UPDATE", self._save(node, reason, at), reason))
+            return changes
+
+    def _reaggregate(
+        self, tree: Tree, ancestors: list[Node], reason: str, at: datetime | None
+    ) -> list[Change]:
+        """Rewrite the current ``ancestors`` (nearest first) from their children."""
+        updates = []
+        for ancestor in ancestors:
+            if ancestor.current and not ancestor.leaf:
+                ancestor.text, ancestor.reps = tree.aggregate(
+                    ancestor, self.word_limit(ancestor.depth)
+                )
+                updates.append(self._change(ancestor, reason, at))
+        tree.pending.update(n.id for n in self._stale(ancestors, 0.0))
+        return [Change("UPDATE", i, reason) for i in self.context.records.update_items(updates)]
+
+    def _end(
+        self,
+        item_ids: Sequence[str],
+        reason: str,
+        *,
+        at: datetime | None = None,
+        superseded_by: str | None = None,
+        delete: bool = False,
+    ) -> list[Change]:
+        """Invalidate (or delete) nodes; re-aggregate the ancestors of the leaves among them."""
         with self._lock:
             mine = [i for i in self.context.records.items(item_ids) if i.store == self.name]
             for user_id in {i.user_id for i in mine}:
                 # Load before the change, so the sums still count it; the index must hold
                 # every vector whose validity metadata is about to change.
                 self._flush(self._tree(user_id))
-            changed = self._index.invalidate(
-                [i.id for i in mine], reason, at=at, superseded_by=superseded_by
-            )
+            ids = [i.id for i in mine]
+            if delete:
+                changed = self._index.delete(ids, reason, at=at)
+            else:
+                changed = self._index.invalidate(ids, reason, at=at, superseded_by=superseded_by)
+            kind: ChangeKind = "DELETE" if delete else "SUPERSEDE"
+            changes = [Change(kind, item, reason) for item in changed]
+            # Internal nodes first: a deleted node is not re-aggregated from what is left.
+            for item in changed:
+                node = self._tree(item.user_id).nodes.get(item.id)
+                if node is not None and not node.leaf:
+                    node.current = False
             for item in changed:
                 tree = self._tree(item.user_id)
                 node = tree.nodes.get(item.id)
-                if node is None or not node.current:
+                if node is None or not node.leaf or not node.current:
                     continue
                 node.current = False
-                if node.leaf:
-                    self._drop_leaf(tree, node, reason, item.invalid_at)
+                changes += self._drop_leaf(tree, node, reason, item.invalid_at)
+            return changes
 
-    def _drop_leaf(self, tree: Tree, leaf: Node, reason: str, at: datetime | None) -> None:
+    def _drop_leaf(self, tree: Tree, leaf: Node, reason: str, at: datetime | None) -> list[Change]:
         """Re-aggregate an invalidated leaf's ancestors; invalidate those left empty."""
         ancestors = tree.remove_leaf(leaf)
         emptied: list[str] = []
@@ -365,13 +474,56 @@ class MemTreeStore:
                 changes.append(
                     self._change(ancestor, f"re-aggregated after an invalidation: {reason}", at)
                 )
-        self.context.records.update_items(changes)
+        done = [
+            Change("UPDATE", item, item_reason)
+            for item, item_reason in zip(
+                self.context.records.update_items(changes), [c.reason for c in changes], strict=True
+            )
+        ]
         if emptied:
-            self._index.invalidate(emptied, "every memory below it is no longer current", at=at)
+            why = "every memory below it is no longer current"
+            done += [
+                Change("SUPERSEDE", item, why)
+                for item in self._index.invalidate(emptied, why, at=at)
+            ]
         # Retrieval ranks with the in-memory means; the index catches up in the next batch.
         tree.pending.update(n.id for n in self._stale(ancestors, 0.0))
         if len(tree.pending) >= self.vector_batch:
             self._flush(tree)
+        return done
+
+    def outline(self, user_id: str, *, focus: str = "", limit: int = 200) -> list[Outline]:
+        """Return the user's tree, top-level nodes first, ended nodes marked with ✗.
+
+        The ``limit`` shallowest nodes are shown; a node whose parent is left out is shown
+        at the top, so a partial tree still reads.
+        """
+        items = self.context.records.store_items(
+            self.name, user_id, kind="node", current_only=False
+        )
+        items.sort(
+            key=lambda i: (
+                int(i.metadata.get("depth", 0)),
+                i.created_at or i.valid_from or datetime.min,
+            )
+        )
+        items = items[:limit]
+        known = {i.id for i in items}
+        below: dict[str | None, list[MemoryItem]] = {}
+        for item in items:
+            parent = item.metadata.get("parent")
+            below.setdefault(parent if parent in known else None, []).append(item)
+
+        def entry(item: MemoryItem) -> Outline:
+            label = item.text
+            leaves = item.metadata.get("leaves")
+            if not item.metadata.get("leaf") and leaves is not None:
+                label = f"{label}  ({leaves} memories below)"
+            if not item.current:
+                label = f"✗ {label}"
+            return Outline(label, item, tuple(entry(c) for c in below.get(item.id, [])))
+
+        return [entry(item) for item in below.get(None, [])]
 
     def forget(self, user_id: str) -> int:
         """Drop the user's node vectors and cached tree (``Records.forget`` drops the rows)."""
@@ -381,9 +533,9 @@ class MemTreeStore:
 
     # -- model aggregation ------------------------------------------------------------------
 
-    def end_session(self, user_id: str, session_id: str) -> list[MemoryItem]:
+    def end_session(self, user_id: str, session_id: str) -> list[Change]:
         """Rewrite the user's dirty nodes with the model in one call; refresh stale vectors."""
-        changed: list[MemoryItem] = []
+        changed: list[Change] = []
         with self._lock:
             tree = self._tree(user_id)
             if self.context.model is not None:
@@ -404,7 +556,7 @@ class MemTreeStore:
             self._flush(tree, self._stale(tree.nodes.values(), SESSION_DRIFT))
         return changed
 
-    def _consolidate(self, tree: Tree) -> list[MemoryItem]:
+    def _consolidate(self, tree: Tree) -> list[Change]:
         """Ask the model for the new text of every dirty node at once; apply the answer.
 
         Raises:
@@ -443,7 +595,7 @@ class MemTreeStore:
         for node in dirty:
             node.text = node.base_text = answer[node.id]
             node.dirty, node.added, node.removed = False, [], []
-            changed.append(self._save(node, "aggregated by the model", None))
+            changed.append(Change("UPDATE", self._save(node, "aggregated by the model", None)))
         return changed
 
     def retry_pending(self, user_id: str | None = None) -> int:

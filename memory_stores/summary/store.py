@@ -36,7 +36,7 @@ from agentmem.stores.summary.building import (
     select_offline,
     summary_item,
 )
-from agentmem.types import MemoryItem, Query, Recalled, Turn
+from agentmem.types import Change, MemoryItem, Outline, Query, Recalled, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ class SummaryStore:
         InputError: A limit is not positive.
     """
 
+    #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
+    focus_hint = ""
+
     def __init__(
         self,
         context: StoreContext,
@@ -105,9 +108,9 @@ class SummaryStore:
 
     # -- the protocol -----------------------------------------------------------------------
 
-    def write(self, turns: Sequence[Turn]) -> list[MemoryItem]:
+    def write(self, turns: Sequence[Turn]) -> list[Change]:
         """Queue the turns; summarise each full chunk of ``every_turns`` pending turns."""
-        changed: list[MemoryItem] = []
+        changed: list[Change] = []
         with self._lock:
             for user_id in dict.fromkeys(t.user_id for t in turns):
                 mine = [t for t in turns if t.user_id == user_id]
@@ -120,9 +123,9 @@ class SummaryStore:
                     changed += self._update(user_id, chunk[: self.every_turns])
         return changed
 
-    def end_session(self, user_id: str, session_id: str) -> list[MemoryItem]:
+    def end_session(self, user_id: str, session_id: str) -> list[Change]:
         """Fold the dialogue since the last update into a new summary version."""
-        changed: list[MemoryItem] = []
+        changed: list[Change] = []
         with self._lock:
             state = self._state(user_id)
             # Turns of the session stored but never passed to write still belong in it.
@@ -168,6 +171,71 @@ class SummaryStore:
     ) -> None:
         """Mark items invalid; an invalidated sentence is not carried into the next version."""
         self._index.invalidate(item_ids, reason, at=at, superseded_by=superseded_by)
+
+    def update(
+        self, item_id: str, text: str, *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Change a sentence of the summary (re-embedded); the version that holds it is
+        rewritten with it. A version's own text is the join of its sentences: edit those."""
+        with self._lock:
+            item = self._index.editable(item_id)
+            if item.kind != "sentence":
+                raise InputError(
+                    "a summary version is the join of its sentences: edit a sentence instead"
+                )
+            vector = self._index.embed([text])[0]
+            updated = self._index.update(item, text, reason=reason, at=at, embedding=vector)
+            self._remember_vector(item.id, vector)
+            return [Change("UPDATE", updated, reason), *self._rewrite_versions(updated, reason, at)]
+
+    def delete(
+        self, item_ids: Sequence[str], *, reason: str, at: datetime | None = None
+    ) -> list[Change]:
+        """Delete sentences of the summary (a deleted version takes its sentences along);
+        the current version is rewritten without them."""
+        with self._lock:
+            mine = [i for i in self.context.records.items(item_ids) if i.store == self.name]
+            ids = [i.id for i in mine]
+            for version in (i for i in mine if i.kind == "summary"):
+                ids += [str(s) for s in version.metadata.get("sentence_ids", [])]
+            changed = self._index.delete(list(dict.fromkeys(ids)), reason, at=at)
+            changes = [Change("DELETE", i, reason) for i in changed]
+            for item in changed:
+                if item.kind == "sentence":
+                    changes += self._rewrite_versions(item, reason, at)
+            return changes
+
+    def _rewrite_versions(
+        self, sentence: MemoryItem, reason: str, at: datetime | None
+    ) -> list[Change]:
+        """Rewrite the current version holding ``sentence`` from its current sentences."""
+        current = self.current_summary(sentence.user_id)
+        if current is None or sentence.id not in current.metadata.get("sentence_ids", []):
+            return []
+        ids = [str(i) for i in current.metadata.get("sentence_ids", [])]
+        by_id = {i.id: i for i in self.context.records.items(ids, user_id=sentence.user_id)}
+        text = "\n".join(by_id[i].text for i in ids if i in by_id and by_id[i].current)
+        why = f"a sentence was changed: {reason}"
+        updated = self.context.records.update_item(current.id, text_value=text, reason=why, at=at)
+        return [Change("UPDATE", updated, why)]
+
+    def outline(self, user_id: str, *, focus: str = "", limit: int = 200) -> list[Outline]:
+        """Return the summary's versions, newest first, each with its sentences."""
+        entries = []
+        for version in reversed(self.versions(user_id)[-limit:]):
+            number = version.metadata.get("version")
+            span = version.metadata.get("turn_range")
+            covers = (
+                f", turns #{span[0]}–#{span[1]}"
+                if isinstance(span, list) and len(span) == 2
+                else ""
+            )
+            state = "current" if version.current else "older version"
+            ids = [str(i) for i in version.metadata.get("sentence_ids", [])]
+            found = {i.id: i for i in self.context.records.items(ids, user_id=user_id)}
+            sentences = tuple(Outline(found[i].text, found[i]) for i in ids if i in found)
+            entries.append(Outline(f"v{number} ({state}{covers})", version, sentences))
+        return entries
 
     def forget(self, user_id: str) -> int:
         """Drop the user's vectors and cached state (the records database forgets the rows)."""
@@ -248,7 +316,7 @@ class SummaryStore:
 
     def _update(
         self, user_id: str, turns: list[Turn], *, retry_of: int | None = None
-    ) -> list[MemoryItem]:
+    ) -> list[Change]:
         """Build and store the next version from the current one and ``turns``."""
         previous = sorted(
             self.context.records.store_items(self.name, user_id, kind="sentence"),
@@ -318,7 +386,7 @@ class SummaryStore:
         turns: list[Turn],
         builder: str,
         retry_of: int | None,
-    ) -> list[MemoryItem]:
+    ) -> list[Change]:
         """Store the new version and its new sentences; retire what it replaced."""
         state = self._state(user_id)
         version, version_id = state.version + 1, new_item_id()
@@ -376,7 +444,10 @@ class SummaryStore:
             if turn_id <= state.cursor:
                 del state.pending[turn_id]
         logger.debug("summary v%d for %s: %d sentences", version, user_id, len(chosen))
-        return [*stored, *retired]
+        why = f"summary version {version}"
+        return [Change("ADD", i, why) for i in stored] + [
+            Change("SUPERSEDE", i, why) for i in retired
+        ]
 
     # -- helpers ----------------------------------------------------------------------------
 
