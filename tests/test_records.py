@@ -372,7 +372,6 @@ def test_work_queue_round_trip(records: Records) -> None:
 
 
 def test_update_items_is_one_transaction_with_history(records: Records) -> None:
-    from agentmem.errors import NotFoundError
     from agentmem.storage.records import ItemUpdate
 
     first, second = records.add_items([item("u1", "Ana lives in Leeds"), item("u1", "Ana bakes")])
@@ -432,10 +431,11 @@ def test_a_database_written_before_the_index_gets_it_filled(tmp_path: Path) -> N
 def test_an_sqlite_without_fts5_opens_and_searches_by_meaning_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import agentmem.storage.records as module
+    from agentmem.storage import dialogue
 
+    # What an SQLite built without FTS5 answers: "no such module: fts5_not_built".
     missing = ("CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5_not_built(text)",)
-    monkeypatch.setattr(module, "_TURN_SEARCH_SCHEMA", missing)
+    monkeypatch.setattr(dialogue, "TURN_SEARCH_SCHEMA", missing)
     records = Records(tmp_path / "no-fts.db")
     try:
         say(records, "alice", "The spare key is under the heron planter.")
