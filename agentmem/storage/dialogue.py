@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from agentmem.errors import InputError
-from agentmem.storage.database import Database, storage_error
+from agentmem.errors import ConstraintViolationError, InputError
+from agentmem.storage.database import Database
 from agentmem.storage.tables import SessionRow, TurnRow, UserRow
 from agentmem.types import Role, Turn, as_utc_naive, utcnow
 
@@ -61,20 +61,23 @@ class DialogueRecords(Database):
         A database written before the index existed gets it filled once, here. An SQLite
         built without FTS5 gets none (recall is then by meaning alone), with a warning.
         """
-        try:
-            with self.engine.begin() as connection:
-                exists = connection.execute(
-                    text("SELECT 1 FROM sqlite_master WHERE name = 'turns_fts'")
-                ).first()
-                for statement in TURN_SEARCH_SCHEMA:
-                    connection.execute(text(statement))
-                if exists is None:
-                    connection.execute(text("INSERT INTO turns_fts(turns_fts) VALUES ('rebuild')"))
-        except OperationalError as exc:
-            if "fts5" not in str(exc).lower():
-                raise storage_error(exc) from exc
-            logger.warning("this SQLite has no FTS5: turns are recalled by meaning only")
-            return False
+        with self._guarded():
+            try:
+                with self.engine.begin() as connection:
+                    exists = connection.execute(
+                        text("SELECT 1 FROM sqlite_master WHERE name = 'turns_fts'")
+                    ).first()
+                    for statement in TURN_SEARCH_SCHEMA:
+                        connection.execute(text(statement))
+                    if exists is None:
+                        connection.execute(
+                            text("INSERT INTO turns_fts(turns_fts) VALUES ('rebuild')")
+                        )
+            except OperationalError as exc:
+                if "fts5" not in str(exc).lower():
+                    raise
+                logger.warning("this SQLite has no FTS5: turns are recalled by meaning only")
+                return False
         return True
 
     def search_turns(self, user_id: str, words: Sequence[str], limit: int) -> list[int]:
@@ -110,7 +113,7 @@ class DialogueRecords(Database):
             with self.session() as s:
                 if s.get(UserRow, user_id) is None:
                     s.add(UserRow(id=user_id))
-        except IntegrityError:
+        except ConstraintViolationError:
             # Another process added the row between this one's look and its insert.
             with self.session() as s:
                 if s.get(UserRow, user_id) is None:

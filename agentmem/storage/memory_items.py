@@ -55,7 +55,12 @@ class ItemRecords(Database):
     """The memory-item half of :class:`~agentmem.storage.records.Records`; use that."""
 
     def add_items(self, items: Sequence[MemoryItem], *, reason: str = "") -> list[MemoryItem]:
-        """Persist new items and an ADD event for each; return them with ``created_at`` set."""
+        """Persist new items and an ADD event for each; return them with ``created_at`` set.
+
+        Raises:
+            ConstraintViolationError: An item's id is already stored; nothing was stored.
+            StorageError: The database failed; nothing was stored.
+        """
         if not items:
             return []
         now = utcnow()

@@ -8,7 +8,8 @@ later failure; memory items are invalidated, never deleted, except by :meth:`Rec
 :class:`Records` is assembled from one part per concern, each in its own module:
 
 - :mod:`~agentmem.storage.tables`: the tables;
-- :mod:`~agentmem.storage.database`: the engine and transactions;
+- :mod:`~agentmem.storage.database`: the engine, transactions, and the one boundary where
+  database errors become :class:`~agentmem.errors.StorageError`;
 - :mod:`~agentmem.storage.dialogue`: users, sessions, turns and turn search;
 - :mod:`~agentmem.storage.memory_items` (with :mod:`~agentmem.storage.item_sql`):
   memory items and their history;
@@ -37,8 +38,16 @@ from agentmem.storage.work_queue import WorkQueue
 class Records(DialogueRecords, ItemRecords, WorkQueue):
     """Access to the records database.
 
+    Every error of the database reaches the caller as a
+    :class:`~agentmem.errors.StorageError` with a hint:
+    :class:`~agentmem.errors.DatabaseBusyError` (retryable) when another writer kept it
+    locked past the wait, :class:`~agentmem.errors.ConstraintViolationError` when a
+    write breaks a constraint (an id already stored).
+
     Args:
-        url: A SQLAlchemy URL or a path to a SQLite file (created if missing).
+        url: A SQLAlchemy URL or a path to a SQLite file (created if missing). An SQLite
+            URL may set how long a write waits for another writer, e.g.
+            ``sqlite:///records.db?timeout=5`` (default 30 seconds).
 
     Raises:
         StorageError: The database cannot be opened.
