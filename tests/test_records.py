@@ -450,3 +450,23 @@ def test_any_user_id_is_searched_within_itself(records: Records, user_id: str) -
     mine = say(records, user_id, "The spare key is under the heron planter.")
     say(records, "someone-else", "The spare key is under the heron planter.")
     assert records.search_turns(user_id, ["heron"], 5) == [mine.id]
+
+
+def test_current_condition_selects_what_memory_item_current_calls_current(
+    records: Records,
+) -> None:
+    from sqlalchemy import select
+
+    from agentmem.storage.records import MemoryItemRow, current_condition
+
+    kept, ended, replaced = records.add_items(
+        [item("alice", "tea"), item("alice", "coffee"), item("alice", "juice")]
+    )
+    records.invalidate([ended.id], "stopped", at=T1)
+    records.invalidate([replaced.id], "changed", at=T2, superseded_by=kept.id)
+
+    query = select(MemoryItemRow.id).where(current_condition())
+    with records.engine.connect() as connection:
+        in_sql = set(connection.execute(query).scalars())
+    every = records.store_items("facts", "alice", current_only=False)
+    assert in_sql == {i.id for i in every if i.current} == {kept.id}

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, bindparam
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import select
 
 from agentmem.storage.tables import ItemEventRow, MemoryItemRow
@@ -40,6 +41,15 @@ ITEM_COLUMNS = tuple(
         "metadata",
     )
 )
+
+
+def current_condition() -> ColumnElement[bool]:
+    """Return the SQL condition that a ``memory_items`` row is current.
+
+    The SQL twin of :attr:`agentmem.types.MemoryItem.current` (no ``invalid_at``), so a
+    query that wants current items says so by name instead of spelling the test out.
+    """
+    return ITEMS.c.invalid_at.is_(None)  # type: ignore[no-any-return]
 
 
 def item_of(row: Sequence[Any]) -> MemoryItem:
@@ -131,7 +141,7 @@ def items_query() -> Any:
 
 _IDS: Any = bindparam("ids", expanding=True)
 SELECT_BY_ID = items_query().where(ITEMS.c.id.in_(_IDS))
-SELECT_CURRENT_BY_ID = SELECT_BY_ID.where(ITEMS.c.invalid_at.is_(None))
+SELECT_CURRENT_BY_ID = SELECT_BY_ID.where(current_condition())
 SELECT_IDS = select(ITEMS.c.id).where(ITEMS.c.id.in_(_IDS))
 SELECT_EVENTS = select(EVENTS).where(EVENTS.c.item_id == bindparam("item_id")).order_by(EVENTS.c.id)
 INSERT_ITEMS = ITEMS.insert()

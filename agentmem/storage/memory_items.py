@@ -263,7 +263,7 @@ class ItemRecords(Database):
         if kind is not None:
             query = query.where(sql.ITEMS.c.kind == kind)
         if current_only:
-            query = query.where(sql.ITEMS.c.invalid_at.is_(None))
+            query = query.where(sql.current_condition())
         with self._connect() as connection:
             rows = connection.execute(query.order_by(sql.ITEMS.c.created_at))
             return list(map(sql.item_of, rows))

@@ -23,6 +23,7 @@ from sqlmodel import delete
 
 from agentmem.storage.database import database_url
 from agentmem.storage.dialogue import MAX_TURN_CHARS, DialogueRecords
+from agentmem.storage.item_sql import current_condition
 from agentmem.storage.memory_items import ItemRecords, ItemUpdate, derived_item_id, new_item_id
 from agentmem.storage.tables import (
     ItemEventRow,
@@ -80,6 +81,7 @@ __all__ = [
     "SessionRow",
     "TurnRow",
     "UserRow",
+    "current_condition",
     "database_url",
     "derived_item_id",
     "new_item_id",
