@@ -8,7 +8,9 @@ Every error agentmem raises on purpose derives from :class:`AgentMemError`::
     ├── InputError (ValueError)   bad input from a caller: empty text, a malformed file
     ├── NotFoundError (KeyError)  an id that does not exist for this user
     ├── StorageError              the records database or the vector index failed
-    │   └── DataDirLockedError    another process holds the data directory
+    │   ├── DataDirLockedError    another process holds the data directory
+    │   ├── DatabaseBusyError     another writer kept the records database locked too long
+    │   └── ConstraintViolationError  a write broke a constraint (e.g. an id already stored)
     ├── EmbeddingError            the embedder failed
     └── ModelError                a chat model failed; ``retryable`` says if a retry can help
         ├── ModelUnavailableError the endpoint could not be reached
@@ -80,6 +82,23 @@ def folder_error(folder: object, exc: OSError) -> StorageError:
 
 class DataDirLockedError(StorageError):
     """Another process holds the data directory for writing."""
+
+
+class DatabaseBusyError(StorageError):
+    """Another connection kept the records database locked past the wait for it.
+
+    Unlike :class:`DataDirLockedError`, nothing holds the data directory: a writer is
+    merely slow, so the same call may succeed once it has committed.
+    """
+
+    retryable = True
+
+
+class ConstraintViolationError(StorageError):
+    """The records database refused a write that breaks a constraint; nothing was written.
+
+    Repeating the same write fails the same way, e.g. an item id that is already stored.
+    """
 
 
 class EmbeddingError(AgentMemError):

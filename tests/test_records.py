@@ -372,7 +372,6 @@ def test_work_queue_round_trip(records: Records) -> None:
 
 
 def test_update_items_is_one_transaction_with_history(records: Records) -> None:
-    from agentmem.errors import NotFoundError
     from agentmem.storage.records import ItemUpdate
 
     first, second = records.add_items([item("u1", "Ana lives in Leeds"), item("u1", "Ana bakes")])
@@ -432,10 +431,11 @@ def test_a_database_written_before_the_index_gets_it_filled(tmp_path: Path) -> N
 def test_an_sqlite_without_fts5_opens_and_searches_by_meaning_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import agentmem.storage.records as module
+    from agentmem.storage import dialogue
 
+    # What an SQLite built without FTS5 answers: "no such module: fts5_not_built".
     missing = ("CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5_not_built(text)",)
-    monkeypatch.setattr(module, "_TURN_SEARCH_SCHEMA", missing)
+    monkeypatch.setattr(dialogue, "TURN_SEARCH_SCHEMA", missing)
     records = Records(tmp_path / "no-fts.db")
     try:
         say(records, "alice", "The spare key is under the heron planter.")
@@ -450,3 +450,23 @@ def test_any_user_id_is_searched_within_itself(records: Records, user_id: str) -
     mine = say(records, user_id, "The spare key is under the heron planter.")
     say(records, "someone-else", "The spare key is under the heron planter.")
     assert records.search_turns(user_id, ["heron"], 5) == [mine.id]
+
+
+def test_current_condition_selects_what_memory_item_current_calls_current(
+    records: Records,
+) -> None:
+    from sqlalchemy import select
+
+    from agentmem.storage.records import MemoryItemRow, current_condition
+
+    kept, ended, replaced = records.add_items(
+        [item("alice", "tea"), item("alice", "coffee"), item("alice", "juice")]
+    )
+    records.invalidate([ended.id], "stopped", at=T1)
+    records.invalidate([replaced.id], "changed", at=T2, superseded_by=kept.id)
+
+    query = select(MemoryItemRow.id).where(current_condition())
+    with records.engine.connect() as connection:
+        in_sql = set(connection.execute(query).scalars())
+    every = records.store_items("facts", "alice", current_only=False)
+    assert in_sql == {i.id for i in every if i.current} == {kept.id}

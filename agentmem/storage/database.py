@@ -1,0 +1,243 @@
+"""The connection to the records database, and the one place its errors are translated.
+
+:class:`Database` opens the engine and hands out transactions (:meth:`Database.session`
+for ORM rows, :meth:`Database._connect` for Core statements). Both run inside
+:meth:`Database._guarded`, the boundary where every error of the database driver or of
+SQLAlchemy becomes a :class:`~agentmem.errors.StorageError` with a hint, so no caller
+ever sees ``sqlite3`` or ``sqlalchemy`` exceptions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlmodel import Session, SQLModel, create_engine
+
+from agentmem.errors import (
+    ConstraintViolationError,
+    DatabaseBusyError,
+    StorageError,
+    folder_error,
+)
+from agentmem.storage import tables  # noqa: F401  (registers the tables with SQLModel)
+
+#: How long (seconds) a write waits for another connection's write to finish before it
+#: fails with DatabaseBusyError; an SQLite URL may set its own with ``?timeout=SECONDS``.
+DEFAULT_TIMEOUT = 30.0
+
+# SQLite primary result codes (the low byte of an extended code), see sqlite.org/rescode.html.
+_BUSY, _LOCKED, _READONLY, _CORRUPT, _FULL, _CANTOPEN, _CONSTRAINT, _NOTADB = (
+    5, 6, 8, 11, 13, 14, 19, 26
+)  # fmt: skip
+# PostgreSQL states a retry can clear: lock_not_available, serialization_failure,
+# deadlock_detected.
+_PG_BUSY = frozenset({"55P03", "40001", "40P01"})
+
+
+def database_url(path_or_url: str | Path) -> str:
+    """Turn a file path or a SQLAlchemy URL into a SQLAlchemy URL."""
+    text_value = str(path_or_url)
+    if "://" in text_value:
+        return text_value
+    return f"sqlite:///{Path(text_value).expanduser()}"
+
+
+class Database:
+    """An engine on the records database with guarded transactions.
+
+    The base of :class:`~agentmem.storage.records.Records`; use that.
+
+    Args:
+        url: A SQLAlchemy URL or a path to a SQLite file (created if missing).
+
+    Raises:
+        StorageError: The database cannot be opened (its folder, a damaged file, a server
+            that cannot be reached).
+    """
+
+    def __init__(self, url: str | Path) -> None:
+        self.url = database_url(url)
+        self._sqlite = self.url.startswith("sqlite")
+        self._lock = threading.RLock()
+        self._timeout: float | None = None
+        connect_args: dict[str, Any] = {}
+        if self._sqlite:
+            self._timeout = _sqlite_timeout(self.url)
+            folder = _sqlite_folder(self.url)
+            if folder is not None:
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise folder_error(folder, exc) from exc
+            # Wait for another process's write instead of failing at once.
+            connect_args = {"timeout": self._timeout, "check_same_thread": False}
+        try:
+            self.engine: Engine = create_engine(self.url, connect_args=connect_args)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise StorageError(
+                f"cannot open the records database {self.url}: {exc}",
+                hint="check the database URL and that its driver is installed",
+            ) from exc
+        if self._sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        with self._guarded():
+            SQLModel.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """Open a session that commits on success and rolls back on error.
+
+        Raises:
+            StorageError: The database failed (locked, full, unreachable).
+        """
+        with self._guarded(), Session(self.engine, expire_on_commit=False) as session:
+            yield session
+            session.commit()
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        """Open a Core connection in a transaction (committed on success), as :meth:`session`."""
+        with self._guarded(), self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """Hold the lock and turn any database failure into a :class:`StorageError`."""
+        with self._lock:
+            try:
+                yield
+            except (SQLAlchemyError, sqlite3.Error) as exc:
+                raise storage_error(exc, timeout=self._timeout) from exc
+
+
+def storage_error(exc: SQLAlchemyError | sqlite3.Error, *, timeout: float | None) -> StorageError:
+    """Return the typed error, with a hint, for a failure of the records database.
+
+    Args:
+        exc: What SQLAlchemy or the driver raised.
+        timeout: How long a write waited for the database (SQLite), if known.
+    """
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    message = str(cause).strip() or type(cause).__name__
+    code = getattr(cause, "sqlite_errorcode", None)
+    code = code & 0xFF if isinstance(code, int) else None
+    state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    lowered = message.lower()
+    if (
+        code in (_BUSY, _LOCKED)
+        or state in _PG_BUSY
+        or (code is None and "database is locked" in lowered)
+    ):
+        waited = f" for longer than the {timeout:g} s it waits" if timeout is not None else ""
+        return DatabaseBusyError(
+            f"the records database is busy: another connection held its write lock{waited} "
+            f"({message})",
+            hint="another writer (an agentmem process, a script, an open sqlite3 shell) is "
+            "in a long transaction; try again when it has finished, or give a SQLite URL a "
+            "longer ?timeout=SECONDS",
+        )
+    if code == _CONSTRAINT or isinstance(exc, IntegrityError | sqlite3.IntegrityError):
+        if "unique" in lowered or "duplicate" in lowered:
+            hint = (
+                "a row with this id is already stored; give new items fresh ids "
+                "(new_item_id) or change the stored one with update_items"
+            )
+        else:
+            hint = "the row conflicts with what is stored; nothing was written"
+        return ConstraintViolationError(
+            f"the records database refused a write: {message}", hint=hint
+        )
+    if code == _READONLY or "readonly database" in lowered:
+        return StorageError(
+            f"the records database is read-only: {message}",
+            hint="make the database file and its folder writable (SQLite also writes "
+            "-wal and -shm files beside it), or open it without mode=ro",
+        )
+    if code in (_CORRUPT, _NOTADB) or "not a database" in lowered or "malformed" in lowered:
+        return StorageError(
+            f"the records database file is damaged or is not a database: {message}",
+            hint="restore the file from a backup, or point --data-dir (or the database URL) "
+            "at another location",
+        )
+    if code == _FULL:
+        return StorageError(
+            f"the records database cannot grow: {message}",
+            hint="free space on the disk that holds the data folder; nothing was written",
+            retryable=True,
+        )
+    if code == _CANTOPEN:
+        return StorageError(
+            f"cannot open the records database file: {message}",
+            hint="check that the file's folder exists and that you may read and write it",
+        )
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return StorageError(
+            f"lost the connection to the records database: {message}",
+            hint="check that the database server is running and reachable",
+            retryable=True,
+        )
+    return StorageError(
+        f"records database error: {message}",
+        hint="the change was not stored; check that the database (file or server) is "
+        "reachable and writable",
+    )
+
+
+def _sqlite_url(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(
+            f"cannot read the records database URL {url!r}: {exc}",
+            hint="give a file path or a URL such as sqlite:///path/to/records.db",
+        ) from exc
+
+
+def _sqlite_folder(url: str) -> Path | None:
+    """Return the folder of an SQLite file URL, or ``None`` (in memory, a ``file:`` URI)."""
+    parsed = _sqlite_url(url)
+    database = parsed.database
+    if not database or database == ":memory:" or parsed.query.get("uri") == "true":
+        return None
+    return Path(database).parent
+
+
+def _sqlite_timeout(url: str) -> float:
+    """Return the URL's ``timeout`` (seconds) or :data:`DEFAULT_TIMEOUT`."""
+    value = _sqlite_url(url).query.get("timeout")
+    if isinstance(value, tuple):
+        value = value[-1]
+    try:
+        return float(value) if value is not None else DEFAULT_TIMEOUT
+    except ValueError:
+        raise StorageError(
+            f"the records database URL has a timeout that is not a number: {value!r}",
+            hint="give ?timeout= a number of seconds, e.g. ?timeout=30",
+        ) from None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers and one writer work at once across processes; NORMAL sync is
+    # durable against process crashes (the guarantee we give for accepted turns). The
+    # wait for a busy database is the driver's ``timeout`` (sqlite3 sets SQLite's busy
+    # handler from it), so no busy_timeout pragma repeats it here.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+__all__ = ["DEFAULT_TIMEOUT", "Database", "database_url", "storage_error"]
