@@ -147,7 +147,8 @@ class ItemEvent:
     Attributes:
         item_id: The item changed.
         user_id: Whose item it is.
-        action: ``ADD``, ``UPDATE``, ``INVALIDATE``, ``SUPERSEDE`` or ``DELETE``.
+        action: ``ADD``, ``UPDATE``, ``SUPERSEDE`` (replaced, or no longer holding) or
+            ``DELETE`` (see :data:`ChangeKind`).
         created_at: Wall-clock time it was recorded.
         reason: Why, in words.
         at: Dialogue time of the change.
@@ -159,7 +160,7 @@ class ItemEvent:
 
     item_id: str
     user_id: str
-    action: str
+    action: ChangeKind
     created_at: datetime
     reason: str = ""
     at: datetime | None = None

@@ -238,13 +238,13 @@ def test_invalidate_records_why_and_keeps_the_row(records: Records) -> None:
     assert len(records.history(old.id)) == 2
 
 
-def test_invalidate_without_successor_records_invalidate(records: Records) -> None:
+def test_an_ending_without_successor_is_a_supersede_in_history(records: Records) -> None:
     (fact,) = records.add_items([item("alice", "Alice is vegetarian.")])
     records.invalidate([fact.id], "user retracted it", at=T2)
     events = records.history(fact.id)
     assert [(e.action, e.reason, e.related_item_id) for e in events] == [
         ("ADD", "", None),
-        ("INVALIDATE", "user retracted it", None),
+        ("SUPERSEDE", "user retracted it", None),
     ]
     assert records.get_item(fact.id).superseded_by is None
 

@@ -42,8 +42,6 @@ _ACTION_TONES: dict[str, Tone] = {
     "SUPERSEDE": "supersede",
     "DELETE": "delete",
     "NOOP": "noop",
-    # Histories written before SUPERSEDE named every ending (records keep their words).
-    "INVALIDATE": "supersede",
 }
 
 

@@ -123,7 +123,9 @@ def event_of(row: Any) -> ItemEvent:
     return ItemEvent(
         item_id=row.item_id,
         user_id=row.user_id,
-        action=row.action,
+        # "INVALIDATE": what an ending without a successor was called before every
+        # ending became a SUPERSEDE (a deletion stays a DELETE); old folders still say it.
+        action="SUPERSEDE" if row.action == "INVALIDATE" else row.action,
         reason=row.reason,
         at=row.at,
         created_at=row.created_at,

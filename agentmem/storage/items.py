@@ -24,7 +24,7 @@ def vector_metadata(item: MemoryItem) -> dict[str, Any]:
     """Return the scalar metadata kept beside an item's vector for filtering."""
     return {
         "kind": item.kind,
-        "current": item.invalid_at is None,
+        "current": item.current,
         "valid_from": timestamp(item.valid_from),
         "invalid_at": timestamp(item.invalid_at, NEVER),
     }
@@ -209,7 +209,7 @@ class ItemIndex:
         They are there when a crash lost the buffered move, or in a data folder written
         before vectors were partitioned; each is moved once, when a search first meets it.
         """
-        stale = [i for i in seen if i.invalid_at is not None]
+        stale = [i for i in seen if not i.current]
         if stale:  # rare: only then ask which of them already wait to move
             pending = self.context.vectors.pending(self.store, user_id)
             stale = [i for i in stale if i.id not in pending]

@@ -185,7 +185,7 @@ class ItemRecords(Database):
         Items already invalid are left as they are.
         """
         moment = as_utc_naive(at) if at else utcnow()
-        action = action or ("SUPERSEDE" if superseded_by else "INVALIDATE")
+        action = action or "SUPERSEDE"
         ids = list(dict.fromkeys(item_ids))
         if not ids:
             return []

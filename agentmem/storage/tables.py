@@ -81,7 +81,7 @@ class ItemEventRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     item_id: str = Field(index=True)
     user_id: str = Field(index=True)
-    action: str  # ADD, UPDATE, INVALIDATE, SUPERSEDE, DELETE
+    action: str  # ADD, UPDATE, SUPERSEDE, DELETE (older folders: INVALIDATE)
     reason: str = ""
     at: NaiveDatetime | None = None  # dialogue time of the change
     created_at: NaiveDatetime = Field(default_factory=utcnow)
