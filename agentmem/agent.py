@@ -137,7 +137,8 @@ class Agent:
 
         Raises:
             InputError: ``text`` is not acceptable; nothing was stored.
-            ModelError: The model failed; the user's turn is stored and remembered.
+            ModelError: The model failed; the user's turn is stored and remembered, and
+                the error's ``turn_id`` names it.
             StorageError: The database failed.
         """
         started = time.perf_counter()
@@ -179,9 +180,10 @@ class Agent:
                 messages = self._fit_prompt(text, recall, recent, moment)
                 answer = self._answer(messages, on_token)
             timings["answer"] = time.perf_counter() - tick
-        except AgentMemError:
+        except AgentMemError as exc:
             # The turn is on disk; make sure it is also in memory before reporting.
             self._remember([user_turn])
+            exc.turn_id = user_turn.id
             raise
         assistant_turn = self.records.add_turn(
             self.user_id,

@@ -31,9 +31,12 @@ class AgentMemError(Exception):
     Attributes:
         hint: A sentence telling the user how to fix the problem, or ``""``.
         retryable: Whether trying the same call again may succeed.
+        turn_id: The user's turn that was stored before the failure (it is kept and
+            remembered; resend nothing), or ``None`` when no turn was stored.
     """
 
     retryable: bool = False
+    turn_id: int | None = None
 
     def __init__(self, message: str, *, hint: str = "", retryable: bool | None = None) -> None:
         super().__init__(message)

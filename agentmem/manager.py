@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -36,21 +35,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agentmem.editing import delete_item, update_item
 from agentmem.errors import AgentMemError, InputError
+from agentmem.fusion import ITEM_OVERHEAD, RRF_K, fit_rankings, fuse
 from agentmem.ledger.facts import FACT_STORE, Decision, FactLedger
 from agentmem.ledger.propagation import StaleGuard
-from agentmem.models.tokens import Fitted, TokenCounter, fit_to_budget
+from agentmem.models.tokens import Fitted, TokenCounter
 from agentmem.protocols import (
     ChatModel,
     Consolidating,
-    Editable,
     Embedder,
     MemoryStore,
     Resumable,
 )
 from agentmem.rewrite import model_rewrite, rewrite_query
 from agentmem.storage.records import Records
-from agentmem.text import split_sentences
 from agentmem.types import (
     FUSIONS,
     Change,
@@ -66,11 +65,6 @@ from agentmem.types import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: The ``k`` of reciprocal rank fusion (Cormack et al. 2009).
-RRF_K = 60
-#: Tokens each recalled item costs in a prompt beyond its text (its line's framing).
-ITEM_OVERHEAD = 8
 
 
 @dataclass(frozen=True)
@@ -116,20 +110,6 @@ class RecallResult:
     def memory(self) -> list[MemoryItem]:
         """The kept items without scores."""
         return [r.item for r in self.items]
-
-
-def _dedupe_key(text: str) -> str:
-    return re.sub(r"\W+", " ", text.lower()).strip()
-
-
-#: Words a sentence needs before another item containing it counts as quoting it.
-QUOTE_WORDS = 4
-
-
-def _sentence_keys(text: str) -> list[str]:
-    """Return the normalised sentences of ``text`` long enough to identify a quotation."""
-    keys = (_dedupe_key(s) for s in split_sentences(text))
-    return [k for k in keys if len(k.split()) >= QUOTE_WORDS]
 
 
 class MemoryManager:
@@ -349,35 +329,14 @@ class MemoryManager:
     ) -> list[Change]:
         """Change an item's text through its structure; end what still says the old one.
 
-        The structure re-embeds the item and re-derives what it built from it (a MemTree
-        ancestor's text, a graph passage's facts). In the other structures, the items
-        derived only from the item's source turns, and those quoting a sentence of its old
-        text, are superseded by it: otherwise recall would still find the old text there.
+        See :func:`agentmem.editing.update_item`.
 
         Raises:
             NotFoundError: No such item for this user.
             InputError: The text is empty, the item is no longer current, or its structure
                 cannot edit its items.
         """
-        if not isinstance(text, str) or not text.strip():
-            raise InputError("the new text is empty")
-        item = self.records.get_item(item_id, user_id=user_id)
-        if not item.current:
-            raise InputError(
-                f"memory item {item_id!r} is no longer current; its history is kept as is"
-            )
-        if text == item.text:
-            return [Change("NOOP", item, "the same text")]
-        store = self._owner(item)
-        if not isinstance(store, Editable):
-            raise InputError(
-                f"memory structure {store.name!r} cannot edit its items",
-                hint="delete the item instead, or say the correction in a turn",
-            )
-        changes = store.update(item.id, text, reason=reason, at=at)
-        changes += self._cascade(
-            item, reason=f"edited by the user in {item.store}", at=at, deleted=False
-        )
+        changes = update_item(self, item_id, text, user_id=user_id, reason=reason, at=at)
         self.guard.reset(user_id)
         return changes
 
@@ -391,78 +350,19 @@ class MemoryManager:
     ) -> list[Change]:
         """Delete an item through its structure, and what was derived from it elsewhere.
 
-        Nothing is erased: the item is invalidated with a DELETE in its history. Its
-        structure keeps itself consistent (re-aggregates, drops edges); in the other
-        structures the items derived only from its source turns, or quoting a sentence of
-        it, are deleted too; a deleted fact also ends what still asserts its value.
+        See :func:`agentmem.editing.delete_item`; a deleted fact also ends what still
+        asserts its value.
 
         Raises:
             NotFoundError: No such item for this user.
         """
-        item = self.records.get_item(item_id, user_id=user_id)
-        if not item.current:
-            return [Change("NOOP", item, "already invalidated")]
-        moment = at or utcnow()
-        store = self._owner(item)
-        if isinstance(store, Editable):
-            changes = store.delete([item.id], reason=reason, at=moment)
-        else:
-            store.invalidate([item.id], reason, at=moment)
-            changes = [Change("DELETE", self.records.get_item(item.id), reason)]
-        changes += self._cascade(
-            item, reason=f"deleted by the user in {item.store}", at=moment, deleted=True
-        )
-        # Items that still assert a deleted fact's value are stale now.
-        self.guard.reset(user_id)
-        for stale_item, stale in self.guard.sweep(user_id, self._by_name()):
-            why = f"asserted {stale.value!r}, which no longer holds"
-            changes.append(Change("SUPERSEDE", self.records.get_item(stale_item.id), why))
-        return changes
-
-    def _owner(self, item: MemoryItem) -> MemoryStore:
-        store = self._by_name().get(item.store)
-        if store is None:
-            raise InputError(
-                f"memory item {item.id!r} belongs to {item.store!r}, which is not configured",
-                hint="open memory with that structure to change its items",
-            )
-        return store
-
-    def _cascade(
-        self, origin: MemoryItem, *, reason: str, at: datetime | None, deleted: bool
-    ) -> list[Change]:
-        """End, in the other structures, what repeats ``origin`` (see :meth:`update`)."""
-        sources = set(origin.source_turn_ids)
-        if not sources:
-            return []
-        quotes = _sentence_keys(origin.text)
-        changes: list[Change] = []
-        for store in self.structures:
-            if store.name == origin.store:
-                continue
-            # Derived only from the same turns first: ending them re-aggregates what
-            # quotes them in their own structure (a MemTree leaf's ancestors).
-            for pass_ in ("derived", "quoting"):
-                found = [
-                    i
-                    for i in self.records.items_from_turns(origin.user_id, sources)
-                    if i.store == store.name and i.current
-                ]
-                if pass_ == "derived":
-                    found = [i for i in found if set(i.source_turn_ids) <= sources]
-                else:
-                    found = [i for i in found if any(q in _dedupe_key(i.text) for q in quotes)]
-                if not found:
-                    continue
-                ids = [i.id for i in found]
-                if deleted and isinstance(store, Editable):
-                    changes += store.delete(ids, reason=reason, at=at)
-                    continue
-                store.invalidate(ids, reason, at=at, superseded_by=None if deleted else origin.id)
-                kind: ChangeKind = "DELETE" if deleted else "SUPERSEDE"
-                changes += [
-                    Change(kind, i, reason) for i in self.records.items(ids) if not i.current
-                ]
+        changes = delete_item(self, item_id, user_id=user_id, reason=reason, at=at or utcnow())
+        if changes and changes[0].kind != "NOOP":
+            # Items that still assert a deleted fact's value are stale now.
+            self.guard.reset(user_id)
+            for stale_item, stale in self.guard.sweep(user_id, self._by_name()):
+                why = f"asserted {stale.value!r}, which no longer holds"
+                changes.append(Change("SUPERSEDE", self.records.get_item(stale_item.id), why))
         return changes
 
     # -- recall -----------------------------------------------------------------------------
@@ -654,65 +554,12 @@ def _clear(cache: object) -> int:
     return int(clear()) if callable(clear) else 0
 
 
-def fit_rankings(
-    rankings: Sequence[tuple[str, Sequence[Recalled]]],
-    budget_tokens: int,
-    counter: TokenCounter,
-    *,
-    leaders: frozenset[str] | None = None,
-) -> Fitted[Recalled]:
-    """Fuse named rankings and keep the best items that fit ``budget_tokens``.
-
-    Args:
-        rankings: Each structure's name and its items, best first (a name may repeat).
-        budget_tokens: Most tokens the kept items may cost (with :data:`ITEM_OVERHEAD`).
-        counter: Counts the tokens of an item's text.
-        leaders: The structures that lead: their rankings are fused and fitted first, and
-            the others', fused among themselves, fill the room left; an item of theirs is
-            left out when its text repeats a kept one, or when every turn it came from is
-            already the source of a kept item (it would add no evidence). ``None``: every
-            ranking has an equal say (reciprocal rank fusion).
-    """
-
-    def fit(items: Sequence[Recalled], budget: int) -> Fitted[Recalled]:
-        return fit_to_budget(
-            items, lambda r: r.item.text, counter, budget, per_item_overhead=ITEM_OVERHEAD
-        )
-
-    if leaders is None:
-        return fit(fuse([found for _, found in rankings]), budget_tokens)
-    lead = fit(fuse([found for name, found in rankings if name in leaders]), budget_tokens)
-    rest = fuse([found for name, found in rankings if name not in leaders])
-    covered = {t for r in lead.kept for t in r.item.source_turn_ids}
-    texts = {_dedupe_key(r.item.text) for r in lead.kept}
-    ids = {r.item.id for r in lead.kept}
-    extra = [
-        r
-        for r in rest
-        if r.item.id not in ids
-        and _dedupe_key(r.item.text) not in texts
-        and not (r.item.source_turn_ids and set(r.item.source_turn_ids) <= covered)
-    ]
-    more = fit(extra, budget_tokens - lead.tokens)
-    return Fitted([*lead.kept, *more.kept], lead.dropped + more.dropped, lead.tokens + more.tokens)
-
-
-def fuse(rankings: Sequence[Sequence[Recalled]]) -> list[Recalled]:
-    """Merge ranked lists by reciprocal rank fusion, dropping duplicate items and texts."""
-    scores: dict[str, float] = {}
-    first: dict[str, Recalled] = {}
-    for ranking in rankings:
-        for rank, recalled in enumerate(ranking):
-            key = recalled.item.id
-            scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + rank + 1)
-            first.setdefault(key, recalled)
-    ordered = sorted(scores, key=lambda key: (-scores[key], -first[key].score))
-    seen_texts: set[str] = set()
-    fused = []
-    for key in ordered:
-        text_key = _dedupe_key(first[key].item.text)
-        if text_key in seen_texts:
-            continue
-        seen_texts.add(text_key)
-        fused.append(Recalled(first[key].item, scores[key]))
-    return fused
+__all__ = [
+    "ITEM_OVERHEAD",
+    "RRF_K",
+    "MemoryManager",
+    "RecallResult",
+    "WriteReport",
+    "fit_rankings",
+    "fuse",
+]

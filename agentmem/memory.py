@@ -23,8 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -33,14 +32,23 @@ from typing import Any, Literal, Self, TypedDict
 from agentmem.config import load_config
 from agentmem.errors import AgentMemError, InputError
 from agentmem.factory import Components, build
-from agentmem.manager import MemoryManager, WriteReport
+from agentmem.manager import MemoryManager
 from agentmem.protocols import ChatModel, StoreContext
+from agentmem.results import (
+    AddResult,
+    ChangeResult,
+    HistoryEntry,
+    MemoryEvent,
+    MemoryRecord,
+    SearchResult,
+    add_result,
+    event_of,
+    history_entry,
+    matches,
+    record_of,
+)
 from agentmem.storage.records import Records
 from agentmem.types import (
-    Change,
-    ChangeKind,
-    ItemEvent,
-    MemoryItem,
     Message,
     Recalled,
     Scope,
@@ -49,151 +57,13 @@ from agentmem.types import (
 
 logger = logging.getLogger(__name__)
 
-#: The kinds of change an event reports (the one vocabulary of :data:`ChangeKind`).
-EventName = ChangeKind
 
 #: Budget passed to recall by :meth:`Memory.search`: the caller asked for ``top_k``
 #: items, not for a prompt-sized block, so nothing is dropped for tokens.
 _NO_BUDGET = 10**9
 #: Tokens an item costs beyond its text in a prompt (as the manager's budget counts it).
 _ITEM_OVERHEAD = 8
-#: Item fields a search filter may name besides metadata keys.
-_FIELD_FILTERS = ("store", "kind", "current", "agent_id", "session_id")
 _MESSAGE_KEYS = {"role", "content", "name", "timestamp", "metadata"}
-
-
-# The results' entries are plain JSON-like dicts (typed) rather than dataclasses: they are
-# the public, mem0-compatible output, meant to be serialised and indexed by key.
-class MemoryEvent(TypedDict):
-    """One change a call made to memory (the per-turn diff).
-
-    Keys:
-        event: ADD (new item), UPDATE (text changed), SUPERSEDE (replaced, or no longer
-            holding), DELETE (ended or deleted), NOOP (already known).
-        id: The item the event is about.
-        memory: Its text.
-        store: The structure that holds it.
-        previous: Other items this change invalidated (e.g. the fact a new one replaced).
-        reason: Why, in words.
-        current: Whether the item still holds after the change.
-        superseded_by: The item that replaced it, if any.
-    """
-
-    event: EventName
-    id: str
-    memory: str
-    store: str
-    previous: list[str]
-    reason: str
-    current: bool
-    superseded_by: str | None
-
-
-class MemoryRecord(TypedDict):
-    """A memory item as the facade returns it.
-
-    ``memory`` and ``text`` hold the same text (``memory`` is mem0's name). ``score`` is
-    the fused recall score for search results (higher is better), ``None`` otherwise.
-    ``metadata`` is the item's own metadata over the metadata given to :meth:`Memory.add`
-    with the turns it came from.
-    """
-
-    id: str
-    memory: str
-    text: str
-    store: str
-    kind: str
-    score: float | None
-    user_id: str
-    agent_id: str | None
-    session_id: str | None
-    source_turn_ids: list[int]
-    valid_from: datetime | None
-    invalid_at: datetime | None
-    superseded_by: str | None
-    current: bool
-    created_at: datetime | None
-    metadata: dict[str, Any]
-
-
-class HistoryEntry(TypedDict):
-    """One recorded change to an item, oldest first in :meth:`Memory.history`."""
-
-    item_id: str
-    event: str
-    reason: str
-    at: datetime | None
-    created_at: datetime
-    old_memory: str | None
-    new_memory: str | None
-    related_id: str | None
-
-
-@dataclass(frozen=True)
-class ChangeResult:
-    """What an update, a delete or a session's consolidation did, and what it cost.
-
-    Attributes:
-        events: The changes, in the order they happened.
-        tokens: Model tokens spent (0 with the offline builders).
-        seconds: Wall-clock seconds the call took.
-    """
-
-    events: list[MemoryEvent] = field(default_factory=list)
-    tokens: int = 0
-    seconds: float = 0.0
-
-    def count(self, event: EventName) -> int:
-        """Return how many events were ``event``."""
-        return sum(1 for e in self.events if e["event"] == event)
-
-
-@dataclass(frozen=True)
-class AddResult(ChangeResult):
-    """What :meth:`Memory.add` stored and changed, and what it cost.
-
-    Attributes:
-        turn_ids: The stored turns (the provenance later items point to).
-        session_id: The session the turns were added to.
-        failures: Structures that failed to fold the turns in, with the error; the turns
-            are kept and :meth:`Memory.resume` retries them.
-    """
-
-    turn_ids: list[int] = field(default_factory=list)
-    session_id: str = ""
-    failures: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """Whether every structure folded the turns in."""
-        return not self.failures
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """What :meth:`Memory.search` found, and what it cost.
-
-    Attributes:
-        items: The items found, best first.
-        query: The query actually searched (after rewriting with rules or a model).
-        tokens: Tokens the items' texts would cost in a prompt.
-        model_tokens: Model tokens spent (query rewriting with a model; 0 offline).
-        seconds: Wall-clock seconds the search took.
-        timings: Seconds per structure, plus ``embed``, ``rewrite`` and ``total``.
-    """
-
-    items: list[MemoryRecord]
-    query: str
-    tokens: int
-    model_tokens: int
-    seconds: float
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __iter__(self) -> Iterator[MemoryRecord]:
-        return iter(self.items)
 
 
 class Memory:
@@ -333,7 +203,7 @@ class Memory:
             )
             report = self.manager.write(turns)
             tokens = self._model_tokens() - before
-        return _add_result(report, session, tokens, time.perf_counter() - started)
+        return add_result(report, session, tokens, time.perf_counter() - started)
 
     def resume(self, user_id: str | None = None) -> AddResult | None:
         """Fold in turns that were stored but never memorized; ``None`` if there were none."""
@@ -344,7 +214,7 @@ class Memory:
             tokens = self._model_tokens() - before
         if report is None:
             return None
-        return _add_result(report, "", tokens, time.perf_counter() - started)
+        return add_result(report, "", tokens, time.perf_counter() - started)
 
     def end_session(self, user_id: str, session_id: str | None = None) -> ChangeResult:
         """End a session (default: the user's open one), letting structures consolidate it."""
@@ -359,7 +229,7 @@ class Memory:
             before = self._model_tokens()
             changes = [c for s in sessions for c in self.manager.end_session(user_id, s)]
             tokens = self._model_tokens() - before
-        events = [_event(change) for change in changes]
+        events = [event_of(change) for change in changes]
         return ChangeResult(events, tokens, time.perf_counter() - started)
 
     # -- reading ----------------------------------------------------------------------------
@@ -420,7 +290,7 @@ class Memory:
             )
             model_tokens = self._model_tokens() - before
             records = self._records(recall.items, user_id)
-        found = [r for r in records if _matches(r, filters or {})][:top_k]
+        found = [r for r in records if matches(r, filters or {})][:top_k]
         counter = self.manager.counter
         tokens = sum(counter.count(r["memory"]) + _ITEM_OVERHEAD for r in found)
         return SearchResult(
@@ -462,7 +332,7 @@ class Memory:
             NotFoundError: No such item for this user.
         """
         user_id = _check_user(user_id)
-        return [_history_entry(e) for e in self.manager.history(memory_id, user_id=user_id)]
+        return [history_entry(e) for e in self.manager.history(memory_id, user_id=user_id)]
 
     # -- editing ----------------------------------------------------------------------------
 
@@ -498,7 +368,7 @@ class Memory:
             changes = self.manager.update(
                 memory_id, text, user_id=user_id, reason=reason, at=moment
             )
-        return ChangeResult([_event(c) for c in changes], 0, time.perf_counter() - started)
+        return ChangeResult([event_of(c) for c in changes], 0, time.perf_counter() - started)
 
     def delete(
         self, memory_id: str, *, user_id: str, at: datetime | str | None = None
@@ -518,7 +388,7 @@ class Memory:
         moment = _moment(at, "at")
         with self._lock:
             changes = self.manager.delete(memory_id, user_id=user_id, at=moment)
-        return ChangeResult([_event(c) for c in changes], 0, time.perf_counter() - started)
+        return ChangeResult([event_of(c) for c in changes], 0, time.perf_counter() - started)
 
     # -- erasure, export, lifetime ------------------------------------------------------------
 
@@ -588,7 +458,7 @@ class Memory:
         turns: dict[int, Turn] = (
             {t.id: t for t in self.records.turns(user_id, ids=wanted)} if wanted else {}
         )
-        return [_record(r.item, r.score if scored else None, turns) for r in found]
+        return [record_of(r.item, r.score if scored else None, turns) for r in found]
 
 
 def _metered(model: ChatModel) -> ChatModel:
@@ -697,87 +567,6 @@ def _content(content: Any, position: int) -> str:
     ):
         return "\n".join(p["text"] for p in content)
     raise InputError(f"message {position}'s content must be text, not {type(content).__name__}")
-
-
-def _event(change: Change) -> MemoryEvent:
-    item = change.item
-    return MemoryEvent(
-        event=change.kind,
-        id=item.id,
-        memory=item.text,
-        store=item.store,
-        previous=[i for i in change.related_ids if i != item.id],
-        reason=change.reason,
-        current=item.current,
-        superseded_by=item.superseded_by,
-    )
-
-
-def _add_result(report: WriteReport, session: str, tokens: int, seconds: float) -> AddResult:
-    return AddResult(
-        events=[_event(c) for c in report.changes],
-        tokens=tokens,
-        seconds=seconds,
-        turn_ids=list(report.turn_ids),
-        session_id=session,
-        failures=dict(report.failures),
-    )
-
-
-def _record(item: MemoryItem, score: float | None, turns: Mapping[int, Turn]) -> MemoryRecord:
-    metadata: dict[str, Any] = {}
-    for turn_id in item.source_turn_ids:
-        turn = turns.get(turn_id)
-        if turn is not None:
-            metadata.update(turn.metadata)
-    metadata.update(item.metadata)
-    return MemoryRecord(
-        id=item.id,
-        memory=item.text,
-        text=item.text,
-        store=item.store,
-        kind=item.kind,
-        score=score,
-        user_id=item.user_id,
-        agent_id=item.agent_id,
-        session_id=item.session_id,
-        source_turn_ids=list(item.source_turn_ids),
-        valid_from=item.valid_from,
-        invalid_at=item.invalid_at,
-        superseded_by=item.superseded_by,
-        current=item.current,
-        created_at=item.created_at,
-        metadata=metadata,
-    )
-
-
-def _matches(record: MemoryRecord, filters: Mapping[str, Any]) -> bool:
-    missing = object()
-    for key, expected in filters.items():
-        actual = (
-            record[key]  # type: ignore[literal-required]
-            if key in _FIELD_FILTERS
-            else record["metadata"].get(key, missing)
-        )
-        if isinstance(expected, list | tuple | set | frozenset):
-            if actual not in expected:
-                return False
-        elif actual != expected:
-            return False
-    return True
-
-
-def _history_entry(event: ItemEvent) -> HistoryEntry:
-    return HistoryEntry(
-        item_id=event.item_id,
-        event=event.action,
-        reason=event.reason,
-        at=event.at,
-        created_at=event.created_at,
-        old_memory=event.old_text,
-        new_memory=event.new_text,
-        related_id=event.related_item_id,
-    )
 
 
 __all__ = [

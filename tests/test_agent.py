@@ -66,10 +66,11 @@ def test_turn_is_stored_and_remembered_when_the_model_times_out(
 ) -> None:
     model = ScriptedChatModel([ModelTimeoutError("too slow")])
     agent = Agent(manager, model, user_id="u1")
-    with pytest.raises(ModelTimeoutError):
+    with pytest.raises(ModelTimeoutError) as failed:
         agent.send("My cat is called Miso", on_token=lambda _chunk: None)
     stored = manager.records.turns("u1")
     assert [t.text for t in stored] == ["My cat is called Miso"]
+    assert failed.value.turn_id == stored[0].id  # the failure names the turn it kept
     assert manager.records.pending_turns("u1") == []
     recall = manager.recall("cat name", agent.scope)
     assert any("Miso" in item.text for item in recall.memory)

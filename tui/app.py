@@ -195,7 +195,7 @@ class ChatApp(App[None]):
                 except InputError as exc:
                     self._ui(self._turn_refused, exc, question, reply)
                 except AgentMemError as exc:
-                    kept = _stored_turn(agent, text)
+                    kept = _stored_turn(agent, exc.turn_id)
                     lines = kept_turn_lines(agent.records, agent.user_id, kept.id) if kept else []
                     self._ui(self._turn_failed, exc, kept, lines, question, reply)
                 else:
@@ -609,12 +609,10 @@ def _message(exc: AgentMemError) -> str:
     return str(exc.args[0]) if exc.args else type(exc).__name__
 
 
-def _stored_turn(agent: Agent, text: str) -> Turn | None:
-    """Return the user turn a failed send stored, if it did."""
-    for turn in reversed(agent.records.recent_turns(agent.user_id, agent.session_id, 2)):
-        if turn.role == "user" and turn.text.strip() == text.replace("\x00", "").strip():
-            return turn
-    return None
+def _stored_turn(agent: Agent, turn_id: int | None) -> Turn | None:
+    """Return the user turn a failed send stored (the error carries its id), if it did."""
+    found = agent.records.turns(agent.user_id, ids=[turn_id]) if turn_id is not None else []
+    return found[0] if found else None
 
 
 def _agent_like(agent: Agent, memory: MemoryManager, user_id: str) -> Agent:
