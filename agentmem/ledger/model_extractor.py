@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -9,6 +10,12 @@ from agentmem.building import BuildStats, structured_call
 from agentmem.errors import ModelError, StructuredOutputError
 from agentmem.ledger.rules import RuleExtractor
 from agentmem.ledger.slots import ATTRIBUTE_LABELS, SINGLE_VALUED, Fact, FactExtractor
+from agentmem.prompts.extraction import (
+    FACTS_SCHEMA,
+    ExtractedFact,
+    extraction_messages,
+    validate_facts,
+)
 from agentmem.protocols import ChatModel
 from agentmem.types import Turn
 
@@ -51,8 +58,6 @@ class ModelExtractor:
         Those turns deserve another try once the model answers again (see
         :meth:`agentmem.ledger.facts.FactLedger.retry_pending`).
         """
-        from agentmem.prompts.extraction import FACTS_SCHEMA, extraction_messages, validate_facts
-
         result: dict[int, list[Fact]] = {}
         fell_back: set[int] = set()
         for start in range(0, len(turns), self.batch_size):
@@ -60,11 +65,11 @@ class ModelExtractor:
             ids = {t.id for t in batch}
             speakers = {t.id: t.speaker for t in batch}
             try:
-                raw = structured_call(
+                answer: list[ExtractedFact] = structured_call(
                     self.model,
                     extraction_messages(batch),
                     FACTS_SCHEMA,
-                    validate=lambda data, ids=ids: validate_facts(data, ids),  # type: ignore[misc]
+                    validate=functools.partial(validate_facts, turn_ids=ids),
                     stats=self.stats,
                 )
             except (ModelError, StructuredOutputError) as exc:
@@ -77,20 +82,24 @@ class ModelExtractor:
                 continue
             for turn in batch:
                 result.setdefault(turn.id, [])
-            for fact in raw:
-                attribute = str(fact["attribute"]).strip().lower()
-                known = attribute in ATTRIBUTE_LABELS or attribute.startswith("favourite ")
-                result[int(fact["turn_id"])].append(
-                    Fact(
-                        subject=str(fact["subject"]).strip(),
-                        attribute=attribute,
-                        value=str(fact["value"]).strip(),
-                        turn_id=int(fact["turn_id"]),
-                        speaker=speakers[int(fact["turn_id"])],
-                        stated=bool(fact.get("stated", True)),
-                        polarity=bool(fact.get("polarity", True)),
-                        single_valued=bool(fact.get("single_valued", attribute in SINGLE_VALUED)),
-                        generic=not known,
-                    )
-                )
+            for fact in answer:
+                result[fact.turn_id].append(_fact(fact, speakers[fact.turn_id]))
         return result, fell_back
+
+
+def _fact(answer: ExtractedFact, speaker: str) -> Fact:
+    """Return the ledger's fact of one the model stated; an unknown attribute is a triple."""
+    attribute = answer.attribute
+    known = attribute in ATTRIBUTE_LABELS or attribute.startswith("favourite ")
+    single = answer.single_valued
+    return Fact(
+        subject=answer.subject,
+        attribute=attribute,
+        value=answer.value,
+        turn_id=answer.turn_id,
+        speaker=speaker,
+        stated=answer.stated,
+        polarity=answer.polarity,
+        single_valued=attribute in SINGLE_VALUED if single is None else single,
+        generic=not known,
+    )
