@@ -248,3 +248,37 @@ def test_a_month_or_a_weekday_is_no_place() -> None:
     assert facts("We finally settled in Tromsø, after the sale went through.") == {
         ("Sam", "residence", "Tromsø", True, True)
     }
+
+
+def test_model_facts_are_read_as_meant_without_a_repair() -> None:
+    # A quoted turn id, a number as the value, "false" as false, an extra key: a small
+    # model's slips that the answer model forgives in one call.
+    said = {
+        "turn_id": "1",
+        "subject": " Sam ",
+        "attribute": "Age",
+        "value": 31,
+        "stated": "false",
+        "polarity": True,
+        "confidence": 0.4,
+    }
+    model = ScriptedChatModel([{"facts": [said]}], default=None)
+    result = ModelExtractor(model).extract([turn("Another birthday, sigh.")])
+    assert len(model.calls) == 1
+    assert result[1] == [Fact("Sam", "age", "31", 1, "Sam", stated=False, single_valued=True)]
+
+
+def test_a_null_model_value_is_shown_back_not_stored_as_text() -> None:
+    good = {
+        "turn_id": 1,
+        "subject": "Sam",
+        "attribute": "residence",
+        "value": "Denver",
+        "stated": True,
+        "polarity": True,
+    }
+    model = ScriptedChatModel([{"facts": [{**good, "value": None}]}, {"facts": [good]}])
+    result = ModelExtractor(model).extract([turn("I live in Denver.")])
+    assert len(model.calls) == 2
+    assert "facts[0].value" in model.calls[1].messages[-1].content
+    assert [f.value for f in result[1]] == ["Denver"]

@@ -1,6 +1,6 @@
 """Small lexicons of change cues, and the values they govern, for the offline fact path.
 
-The slot patterns in :mod:`agentmem.ledger.extraction` know how people say where they live or
+The slot patterns in :mod:`agentmem.ledger.patterns` know how people say where they live or
 what they do; they do not know every way a value *ends*, nor when a statement is only
 temporary. This module holds those cues as general English (no sentence of any data
 set), each a mechanism rather than a phrase:

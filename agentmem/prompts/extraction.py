@@ -1,10 +1,19 @@
-"""The fact-extraction prompt: atomic facts with subject, slot, value, stated/inferred."""
+"""The fact-extraction prompt: atomic facts with subject, slot, value, stated/inferred.
+
+The answer's shape is one pydantic model, :class:`FactsAnswer`: the schema sent to the
+model (:data:`FACTS_SCHEMA`) is generated from it and the answer is validated by it
+(:func:`validate_facts`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from agentmem.prompts.answers import answer_schema, ask_for_fields, parse_answer
 from agentmem.types import Message, Turn
 
 SLOTS = (
@@ -12,28 +21,61 @@ SLOTS = (
     "'favourite <thing>', or a short verb for anything else"
 )
 
-FACTS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "facts": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "turn_id": {"type": "integer"},
-                    "subject": {"type": "string"},
-                    "attribute": {"type": "string"},
-                    "value": {"type": "string"},
-                    "stated": {"type": "boolean"},
-                    "polarity": {"type": "boolean"},
-                    "single_valued": {"type": "boolean"},
-                },
-                "required": ["turn_id", "subject", "attribute", "value", "stated", "polarity"],
-            },
-        }
-    },
-    "required": ["facts"],
-}
+
+def _no_default(schema: dict[str, Any]) -> None:
+    # A null default beside "type": "boolean" would contradict the schema it sits in.
+    schema.pop("default", None)
+
+
+class ExtractedFact(BaseModel):
+    """One fact as the model states it, with the turn it came from."""
+
+    # single_valued may be left out (the ledger then knows its slots); a number is taken as
+    # text ("value": 31 for an age); an omitted or null stated/polarity is the default.
+    model_config = ConfigDict(
+        frozen=True,
+        str_strip_whitespace=True,
+        coerce_numbers_to_str=True,
+        json_schema_extra=ask_for_fields(optional=("single_valued",)),
+    )
+
+    turn_id: int
+    subject: str = Field(min_length=1)
+    attribute: str = Field(min_length=1)
+    value: str = Field(min_length=1)
+    stated: bool = True
+    polarity: bool = True
+    single_valued: bool | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_no_default)
+
+    @field_validator("stated", "polarity", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any) -> Any:
+        return True if value is None else value
+
+    @field_validator("attribute")
+    @classmethod
+    def _lower_case(cls, value: str) -> str:
+        return value.lower()
+
+    @field_validator("turn_id")
+    @classmethod
+    def _shown(cls, value: int, info: ValidationInfo) -> int:
+        shown = (info.context or {}).get("turn_ids")
+        if shown is not None and value not in shown:
+            raise ValueError(f"turn_id {value!r} is not one of {sorted(shown)}")
+        return value
+
+
+class FactsAnswer(BaseModel):
+    """The model's whole answer: the facts of a batch of turns."""
+
+    model_config = ConfigDict(frozen=True)
+
+    facts: list[ExtractedFact]
+
+
+FACTS_SCHEMA: dict[str, Any] = answer_schema(FactsAnswer)
+"""The JSON schema sent with :func:`extraction_messages`, generated from :class:`FactsAnswer`."""
 
 
 def extraction_messages(turns: Sequence[Turn]) -> list[Message]:
@@ -56,22 +98,22 @@ def extraction_messages(turns: Sequence[Turn]) -> list[Message]:
     ]
 
 
-def validate_facts(data: Any, turn_ids: set[int]) -> list[dict[str, Any]]:
-    """Check the model's facts: known turn ids, non-empty fields.
+def validate_facts(data: Any, turn_ids: Collection[int]) -> list[ExtractedFact]:
+    """Validate the model's facts for a batch whose turns have ``turn_ids``.
 
     Raises:
-        ValueError: The answer is unusable (the message says why).
+        ValueError: The answer is unusable (the message says why): not of the shape of
+            :class:`FactsAnswer`, an empty subject, attribute or value, or a turn id that
+            was not shown.
     """
-    if not isinstance(data, dict) or not isinstance(data.get("facts"), list):
-        raise ValueError('the answer must be an object with a "facts" list')
-    facts = []
-    for fact in data["facts"]:
-        if not isinstance(fact, dict):
-            raise ValueError("each fact must be an object")
-        if fact.get("turn_id") not in turn_ids:
-            raise ValueError(f"turn_id {fact.get('turn_id')!r} is not one of {sorted(turn_ids)}")
-        for key in ("subject", "attribute", "value"):
-            if not str(fact.get(key, "")).strip():
-                raise ValueError(f"fact {fact} has an empty {key}")
-        facts.append(fact)
-    return facts
+    return parse_answer(FactsAnswer, data, context={"turn_ids": set(turn_ids)}).facts
+
+
+__all__ = [
+    "FACTS_SCHEMA",
+    "SLOTS",
+    "ExtractedFact",
+    "FactsAnswer",
+    "extraction_messages",
+    "validate_facts",
+]

@@ -3,6 +3,9 @@
 One call per chunk of turns: the model sees the dialogue (each turn with its id) and the
 names of the user's existing topics, and answers with memos, each a topic, a short summary
 and the ids of the turns it summarises. An existing topic is reused by naming it again.
+The answer's shape is one pydantic model, :class:`MemoAnswer`: the schema sent
+(:data:`MEMO_SCHEMA`) is generated from it and the answer validated by it
+(:func:`validate_memos`).
 """
 
 from __future__ import annotations
@@ -11,27 +14,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+
+from agentmem.prompts.answers import answer_schema, parse_answer
 from agentmem.text import truncate_words
 from agentmem.types import Message, Turn
-
-MEMO_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "memos": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "topic": {"type": "string"},
-                    "summary": {"type": "string"},
-                    "turn_ids": {"type": "array", "items": {"type": "integer"}},
-                },
-                "required": ["topic", "summary", "turn_ids"],
-            },
-        }
-    },
-    "required": ["memos"],
-}
 
 #: Longest topic name kept (characters); a longer one is a summary, not a topic.
 MAX_TOPIC_CHARS = 80
@@ -44,6 +31,76 @@ class MemoDraft:
     topic: str
     summary: str
     turn_ids: tuple[int, ...]
+
+
+def _fold(value: str) -> str:
+    return " ".join(value.split())
+
+
+class MemoEntry(BaseModel):
+    """One memo as the model writes it: a topic, a summary and the turns it summarises."""
+
+    # A number is taken as text; turn ids may come as numeric strings ("3").
+    model_config = ConfigDict(frozen=True, coerce_numbers_to_str=True)
+
+    topic: str
+    summary: str
+    turn_ids: list[int]
+
+    @field_validator("topic")
+    @classmethod
+    def _short_topic(cls, value: str) -> str:
+        topic = _fold(value)
+        if not topic:
+            raise ValueError("empty topic")
+        if len(topic) > MAX_TOPIC_CHARS:
+            raise ValueError(f"a topic of {len(topic)} characters; keep it short")
+        return topic
+
+    @field_validator("summary")
+    @classmethod
+    def _some_summary(cls, value: str) -> str:
+        if not _fold(value):
+            raise ValueError("empty summary")
+        return _fold(value)
+
+    @field_validator("turn_ids", mode="before")
+    @classmethod
+    def _cites_turns(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            raise ValueError("cite at least one turn id")
+        for cited in value:
+            # bool is an int subclass; "true" is not a turn id, nor is "three".
+            if isinstance(cited, bool) or not isinstance(cited, int | str):
+                raise ValueError(f"{cited!r} is not a turn id")
+            if isinstance(cited, str) and not cited.strip().lstrip("-").isdigit():
+                raise ValueError(f"{cited!r} is not a turn id")
+        return value
+
+    @model_validator(mode="after")
+    def _turns_shown(self, info: ValidationInfo) -> MemoEntry:
+        shown = (info.context or {}).get("turn_ids")
+        if shown is None:
+            return self
+        unknown = sorted(set(self.turn_ids) - set(shown))
+        if unknown:
+            raise ValueError(
+                f"memo {self.topic!r} cites turn ids {unknown} that are not in this dialogue; "
+                f"use only these ids: {sorted(shown)}"
+            )
+        return self
+
+
+class MemoAnswer(BaseModel):
+    """The model's whole answer: the memos of one chunk of dialogue."""
+
+    model_config = ConfigDict(frozen=True)
+
+    memos: list[MemoEntry]
+
+
+MEMO_SCHEMA: dict[str, Any] = answer_schema(MemoAnswer)
+"""The JSON schema sent with :func:`memo_messages`, generated from :class:`MemoAnswer`."""
 
 
 def memo_messages(
@@ -90,44 +147,19 @@ def validate_memos(data: Any, turn_ids: Collection[int]) -> list[MemoDraft]:
     Raises:
         ValueError: The answer is not usable; the message says what to fix.
     """
-    if not isinstance(data, dict) or not isinstance(data.get("memos"), list):
-        raise ValueError('the answer must be a JSON object with a "memos" list')
-    allowed = set(turn_ids)
-    drafts: list[MemoDraft] = []
-    for index, memo in enumerate(data["memos"]):
-        where = f"memo {index + 1}"
-        if not isinstance(memo, dict):
-            raise ValueError(f"{where} must be an object with topic, summary and turn_ids")
-        topic = " ".join(str(memo.get("topic") or "").split())
-        summary = " ".join(str(memo.get("summary") or "").split())
-        if not topic:
-            raise ValueError(f"{where} has an empty topic")
-        if len(topic) > MAX_TOPIC_CHARS:
-            raise ValueError(f"{where} has a topic of {len(topic)} characters; keep it short")
-        if not summary:
-            raise ValueError(f"{where} ({topic!r}) has an empty summary")
-        cited = memo.get("turn_ids")
-        if not isinstance(cited, list) or not cited:
-            raise ValueError(f"{where} ({topic!r}) must cite at least one turn id")
-        ids: list[int] = []
-        for value in cited:
-            # bool is an int subclass; "true" is not a turn id.
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                raise ValueError(f"{where} ({topic!r}) cites {value!r}, which is not a turn id")
-            try:
-                ids.append(int(value))
-            except ValueError:
-                raise ValueError(
-                    f"{where} ({topic!r}) cites {value!r}, which is not a turn id"
-                ) from None
-        unknown = sorted(set(ids) - allowed)
-        if unknown:
-            raise ValueError(
-                f"{where} ({topic!r}) cites turn ids {unknown} that are not in this dialogue; "
-                f"use only these ids: {sorted(allowed)}"
-            )
-        drafts.append(MemoDraft(topic, summary, tuple(sorted(set(ids)))))
-    return drafts
+    answer = parse_answer(MemoAnswer, data, context={"turn_ids": set(turn_ids)})
+    return [
+        MemoDraft(memo.topic, memo.summary, tuple(sorted(set(memo.turn_ids))))
+        for memo in answer.memos
+    ]
 
 
-__all__ = ["MAX_TOPIC_CHARS", "MEMO_SCHEMA", "MemoDraft", "memo_messages", "validate_memos"]
+__all__ = [
+    "MAX_TOPIC_CHARS",
+    "MEMO_SCHEMA",
+    "MemoAnswer",
+    "MemoDraft",
+    "MemoEntry",
+    "memo_messages",
+    "validate_memos",
+]

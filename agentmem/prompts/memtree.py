@@ -4,7 +4,9 @@ MemTree (Rezazadeh et al., ICLR 2025) merges each new memory into the content of
 it passes on its way down the tree; the higher the node, the more abstract its content.
 Here the merge is batched: at a session end every node that changed is listed with its
 existing content, what was added below it and what stopped holding, and the model answers
-the new content of all of them at once.
+the new content of all of them at once. The answer's shape is one pydantic model,
+:class:`AggregateAnswer`: the schema sent (:data:`AGGREGATE_SCHEMA`) is generated from it
+and the answer validated by it (:func:`validate_aggregation`).
 """
 
 from __future__ import annotations
@@ -14,28 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentmem.types import Message
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
-AGGREGATE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "nodes": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "node_id": {"type": "string"},
-                    "text": {"type": "string"},
-                },
-                "required": ["node_id", "text"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["nodes"],
-    "additionalProperties": False,
-}
-"""The expected answer: the new content of every node asked for."""
+from agentmem.prompts.answers import answer_schema, ask_for_fields, parse_answer
+from agentmem.types import Message
 
 _SYSTEM = (
     "You maintain a tree-structured memory of conversations with one user. Each node of the "
@@ -80,6 +64,53 @@ class NodeChange:
     max_words: int = 60
 
 
+class NodeText(BaseModel):
+    """The new content of one node, as the model writes it."""
+
+    # The schema is closed, as it always was; validation still ignores extra keys.
+    model_config = ConfigDict(
+        frozen=True, str_strip_whitespace=True, json_schema_extra=ask_for_fields(closed=True)
+    )
+
+    node_id: str
+    text: str
+
+    @field_validator("node_id")
+    @classmethod
+    def _asked_for(cls, value: str, info: ValidationInfo) -> str:
+        asked = (info.context or {}).get("node_ids")
+        if asked is not None and value not in asked:
+            raise ValueError(f"node_id {value!r} was not asked for")
+        return value
+
+    @model_validator(mode="after")
+    def _some_text(self) -> NodeText:
+        if not self.text:
+            raise ValueError(f"the text of node {self.node_id} is empty")
+        return self
+
+
+class AggregateAnswer(BaseModel):
+    """The model's whole answer: the new content of every node asked for."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=ask_for_fields(closed=True))
+
+    nodes: list[NodeText]
+
+    @model_validator(mode="after")
+    def _every_node(self, info: ValidationInfo) -> AggregateAnswer:
+        asked = (info.context or {}).get("node_ids")
+        answered = {node.node_id for node in self.nodes}
+        missing = [i for i in asked or () if i not in answered]
+        if missing:
+            raise ValueError(f"these nodes have no answer: {', '.join(missing)}")
+        return self
+
+
+AGGREGATE_SCHEMA: dict[str, Any] = answer_schema(AggregateAnswer)
+"""The JSON schema sent with :func:`aggregate_messages`, generated from :class:`AggregateAnswer`."""
+
+
 def aggregate_messages(nodes: Sequence[NodeChange]) -> list[Message]:
     """Return the prompt asking for the new content of every node in ``nodes``."""
     listing = [
@@ -110,23 +141,15 @@ def validate_aggregation(data: Any, node_ids: Sequence[str]) -> dict[str, str]:
     Raises:
         ValueError: The answer misses nodes, names unknown ones, or has empty texts.
     """
-    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
-        raise ValueError('the answer must be an object with a "nodes" list')
-    wanted = set(node_ids)
-    texts: dict[str, str] = {}
-    for entry in data["nodes"]:
-        if not isinstance(entry, dict):
-            raise ValueError('every entry of "nodes" must be an object with node_id and text')
-        node_id, text = entry.get("node_id"), entry.get("text")
-        if node_id not in wanted:
-            raise ValueError(f"node_id {node_id!r} was not asked for")
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"the text of node {node_id} is empty")
-        texts[node_id] = text.strip()
-    missing = [i for i in node_ids if i not in texts]
-    if missing:
-        raise ValueError(f"these nodes have no answer: {', '.join(missing)}")
-    return texts
+    answer = parse_answer(AggregateAnswer, data, context={"node_ids": list(node_ids)})
+    return {node.node_id: node.text for node in answer.nodes}
 
 
-__all__ = ["AGGREGATE_SCHEMA", "NodeChange", "aggregate_messages", "validate_aggregation"]
+__all__ = [
+    "AGGREGATE_SCHEMA",
+    "AggregateAnswer",
+    "NodeChange",
+    "NodeText",
+    "aggregate_messages",
+    "validate_aggregation",
+]

@@ -11,7 +11,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
+
 from agentmem.prompts import escape_memory_text
+from agentmem.prompts.answers import answer_schema, ask_for_fields, parse_answer
 from agentmem.types import Message
 
 NOT_MENTIONED = "Not mentioned in the conversation"
@@ -43,15 +46,24 @@ def answer_messages(question: str, lines: Sequence[str], *, now: datetime) -> li
     return [Message("system", system), Message("user", f"Question: {question}\nShort answer:")]
 
 
-JUDGE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "correct": {"type": "boolean"},
-        "reason": {"type": "string"},
-    },
-    "required": ["correct", "reason"],
-    "additionalProperties": False,
-}
+class Judgement(BaseModel):
+    """The judge's verdict on one answer."""
+
+    # The schema is closed and asks for the reason, as it always did; only the verdict is
+    # used, so a missing or odd reason is forgiven, but the verdict must be a real boolean.
+    model_config = ConfigDict(frozen=True, json_schema_extra=ask_for_fields(closed=True))
+
+    correct: StrictBool
+    reason: str = ""
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _any_reason(cls, value: Any) -> str:
+        return "" if value is None else str(value)
+
+
+JUDGE_SCHEMA: dict[str, Any] = answer_schema(Judgement)
+"""The JSON schema sent with :func:`judge_messages`, generated from :class:`Judgement`."""
 
 
 def judge_messages(question: str, gold: str, answer: str) -> list[Message]:
@@ -73,6 +85,4 @@ def validate_judgement(data: Any) -> bool:
     Raises:
         ValueError: The answer is not ``{"correct": bool, "reason": str}``.
     """
-    if not isinstance(data, dict) or not isinstance(data.get("correct"), bool):
-        raise ValueError('answer with a JSON object whose "correct" is true or false')
-    return bool(data["correct"])
+    return parse_answer(Judgement, data).correct

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agentmem.prompts import escape_memory_text, format_date
+from agentmem.prompts.answers import answer_schema, ask_for_fields, parse_answer
 from agentmem.text import truncate_words
 from agentmem.types import MemoryItem, Message, Turn
 
@@ -40,16 +41,10 @@ _KIND_ALIASES = {
 }
 
 
-def _require_every_property(schema: dict[str, Any]) -> None:
-    # Ask the model for every field (strict structured-output modes want that too), while
-    # validation keeps the defaults for what a model leaves out.
-    schema["required"] = list(schema.get("properties", {}))
-
-
 class NewFact(BaseModel):
     """A fact as the model states it: who, which aspect, what value."""
 
-    model_config = ConfigDict(str_strip_whitespace=True, json_schema_extra=_require_every_property)
+    model_config = ConfigDict(str_strip_whitespace=True, json_schema_extra=ask_for_fields())
 
     subject: str = Field(
         min_length=1,
@@ -69,7 +64,7 @@ class NewFact(BaseModel):
 class ResolutionStep(BaseModel):
     """One operation of the answer, naming a candidate by its short id."""
 
-    model_config = ConfigDict(str_strip_whitespace=True, json_schema_extra=_require_every_property)
+    model_config = ConfigDict(str_strip_whitespace=True, json_schema_extra=ask_for_fields())
 
     op: OperationKind = Field(description="ADD, UPDATE, DELETE or NONE.")
     id: str | None = Field(
@@ -119,33 +114,9 @@ class ResolutionAnswer(BaseModel):
     )
 
 
-def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """Return ``schema`` with its ``$defs`` references written out in place.
-
-    Some OpenAI-compatible servers (and :func:`agentmem.testing.schema_reply`) do not
-    follow ``$ref``; the models here are not recursive, so inlining always ends.
-    """
-    definitions = schema.get("$defs", {})
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            reference = node.get("$ref")
-            if isinstance(reference, str) and reference.startswith("#/$defs/"):
-                inlined = walk(definitions[reference.removeprefix("#/$defs/")])
-                extra = {k: walk(v) for k, v in node.items() if k != "$ref"}
-                return {**inlined, **extra}
-            return {k: walk(v) for k, v in node.items() if k != "$defs"}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    inlined: dict[str, Any] = walk(schema)
-    return inlined
-
-
 def resolution_schema() -> dict[str, Any]:
     """Return the JSON schema of :class:`ResolutionAnswer`, references inlined."""
-    return _inline_refs(ResolutionAnswer.model_json_schema())
+    return answer_schema(ResolutionAnswer)
 
 
 RESOLUTION_SCHEMA: dict[str, Any] = resolution_schema()
@@ -155,10 +126,9 @@ def parse_resolution(data: Any) -> ResolutionAnswer:
     """Validate the model's parsed JSON answer.
 
     Raises:
-        ValueError: The answer is unusable (pydantic's ``ValidationError`` is one; its
-            message tells the model what to fix).
+        ValueError: The answer is unusable; the message tells the model what to fix.
     """
-    return ResolutionAnswer.model_validate(data)
+    return parse_answer(ResolutionAnswer, data)
 
 
 def short_id(index: int) -> str:

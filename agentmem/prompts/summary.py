@@ -2,34 +2,22 @@
 
 One call per update: the model sees the previous summary (each sentence with the turns it
 came from) and the dialogue since the last update (each turn with its id), and answers
-with the whole new summary as sentences, each citing the turn ids it rests on.
+with the whole new summary as sentences, each citing the turn ids it rests on. The
+answer's shape is one pydantic model, :class:`SummaryAnswer`: the schema sent
+(:data:`SUMMARY_SCHEMA`) is generated from it and the answer validated by it
+(:func:`validate_summary`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentmem.types import Message, Turn
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-SUMMARY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "sentences": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "text": {"type": "string"},
-                    "turn_ids": {"type": "array", "items": {"type": "integer"}},
-                },
-                "required": ["text", "turn_ids"],
-            },
-        }
-    },
-    "required": ["sentences"],
-}
+from agentmem.prompts.answers import answer_schema, parse_answer
+from agentmem.types import Message, Turn
 
 
 @dataclass(frozen=True)
@@ -38,6 +26,61 @@ class SummarySentence:
 
     text: str
     turn_ids: tuple[int, ...]
+
+
+class SentenceEntry(BaseModel):
+    """One sentence of the model's summary and the turn ids it cites."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    turn_ids: list[int]
+
+    @field_validator("text")
+    @classmethod
+    def _some_text(cls, value: str) -> str:
+        text = " ".join(value.split())
+        if not text:
+            raise ValueError("the sentence is empty")
+        return text
+
+    @field_validator("turn_ids", mode="before")
+    @classmethod
+    def _cites_shown_turns(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, list) or not value:
+            raise ValueError("the sentence cites no turn_ids; give the turns it rests on")
+        shown = (info.context or {}).get("turn_ids")
+        # Only whole numbers that were shown: bool is an int subclass, and "3" is a string.
+        unknown = [
+            i
+            for i in value
+            if isinstance(i, bool)
+            or not isinstance(i, int)
+            or (shown is not None and i not in shown)
+        ]
+        if unknown:
+            allowed = f"; use only {sorted(shown)}" if shown is not None else ""
+            raise ValueError(f"cites turn_ids {unknown} that were not shown{allowed}")
+        return value
+
+
+class SummaryAnswer(BaseModel):
+    """The model's whole answer: the new summary, sentence by sentence."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sentences: list[SentenceEntry]
+
+    @field_validator("sentences")
+    @classmethod
+    def _not_empty(cls, value: list[SentenceEntry]) -> list[SentenceEntry]:
+        if not value:
+            raise ValueError("the summary has no sentences; keep the previous memory at least")
+        return value
+
+
+SUMMARY_SCHEMA: dict[str, Any] = answer_schema(SummaryAnswer)
+"""The JSON schema sent with :func:`summary_messages`, generated from :class:`SummaryAnswer`."""
 
 
 def summary_messages(
@@ -79,7 +122,7 @@ def summary_messages(
     ]
 
 
-def validate_summary(data: Any, turn_ids: set[int]) -> list[SummarySentence]:
+def validate_summary(data: Any, turn_ids: Collection[int]) -> list[SummarySentence]:
     """Check the model's summary: non-empty sentences citing turn ids that were shown.
 
     Args:
@@ -89,30 +132,18 @@ def validate_summary(data: Any, turn_ids: set[int]) -> list[SummarySentence]:
     Raises:
         ValueError: The answer is unusable (the message says why).
     """
-    if not isinstance(data, dict) or not isinstance(data.get("sentences"), list):
-        raise ValueError('the answer must be an object with a "sentences" list')
-    if not data["sentences"]:
-        raise ValueError("the summary has no sentences; keep the previous memory at least")
-    sentences = []
-    for entry in data["sentences"]:
-        if not isinstance(entry, dict):
-            raise ValueError("each sentence must be an object with text and turn_ids")
-        text = entry.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"sentence {entry} has an empty text")
-        cited = entry.get("turn_ids")
-        if not isinstance(cited, list) or not cited:
-            raise ValueError(f"sentence {text!r} cites no turn_ids; give the turns it rests on")
-        unknown = [
-            i for i in cited if isinstance(i, bool) or not isinstance(i, int) or i not in turn_ids
-        ]
-        if unknown:
-            raise ValueError(
-                f"sentence {text!r} cites turn_ids {unknown} that were not shown; "
-                f"use only {sorted(turn_ids)}"
-            )
-        sentences.append(SummarySentence(" ".join(text.split()), tuple(dict.fromkeys(cited))))
-    return sentences
+    answer = parse_answer(SummaryAnswer, data, context={"turn_ids": set(turn_ids)})
+    return [
+        SummarySentence(entry.text, tuple(dict.fromkeys(entry.turn_ids)))
+        for entry in answer.sentences
+    ]
 
 
-__all__ = ["SUMMARY_SCHEMA", "SummarySentence", "summary_messages", "validate_summary"]
+__all__ = [
+    "SUMMARY_SCHEMA",
+    "SentenceEntry",
+    "SummaryAnswer",
+    "SummarySentence",
+    "summary_messages",
+    "validate_summary",
+]
