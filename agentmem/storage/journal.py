@@ -151,13 +151,18 @@ class Journal:
                 self._db = None
 
 
+Key = tuple[str, str]  # (structure, user)
+Waiting = dict[str, tuple[np.ndarray, dict[str, Any]]]  # item id -> (vector, metadata)
+
+
 class Shared:
     """What the indexes a process opens on one chromadb system share.
 
     chromadb shares a system between the clients a process opens on the same folder (and
     between all its in-memory clients), so what stands in front of it is shared the same
-    way: the exact-search copies and the vectors waiting to be written, so a write through
-    one ``VectorIndex`` is seen by the searches of another (tests/test_concurrency.py).
+    way: collection handles, the exact-search copies and the vectors waiting to be
+    written, so a write through one ``VectorIndex`` is seen by the searches of another
+    (tests/test_concurrency.py, tests/test_vectors_exact.py).
     """
 
     def __init__(self, journal: Journal | None, budget: int) -> None:
@@ -165,15 +170,74 @@ class Shared:
         # One lock for the copies and the waiting vectors: a flush must not let a copy
         # load between writing chromadb and unjournaling.
         self.lock = self.copies.lock
-        # (store, user) -> {item id: (vector, metadata)} not yet written to chromadb
-        self.pending: dict[tuple[str, str], dict[str, tuple[np.ndarray, dict[str, Any]]]] = {}
-        # (store, user) -> the journal's sequence number of the last pending vector
-        self.seq: dict[tuple[str, str], int] = {}
         # collection name -> chromadb handle: shared, so a collection one index drops is
         # not used again through another index's stale handle.
         self.collections: dict[str, Any] = {}
         self.journal = journal
         self.users = 0
+        self._pending: dict[Key, Waiting] = {}
+        self._seq: dict[Key, int] = {}  # the journal's number of a key's last vector
+
+    def accept(
+        self, key: Key, ids: Sequence[str], vectors: np.ndarray, stored: Sequence[dict[str, Any]]
+    ) -> tuple[int, int]:
+        """Journal vectors and hold them; return how many wait for ``key`` and in all.
+
+        Raises:
+            StorageError: The journal could not be written (nothing was accepted).
+        """
+        with self.lock:
+            if self.journal is not None:
+                rows = list(zip(ids, vectors, stored, strict=True))
+                self._seq[key] = self.journal.append(*key, rows)
+            waiting = self._pending.setdefault(key, {})
+            for item_id, vector, metadata in zip(ids, vectors, stored, strict=True):
+                waiting[item_id] = (vector, metadata)
+            return len(waiting), sum(len(w) for w in self._pending.values())
+
+    def waiting(self, key: Key, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Return the vectors of ``ids`` still waiting to be written (copies)."""
+        with self.lock:
+            held = self._pending.get(key, {})
+            return {i: held[i][0].copy() for i in ids if i in held}
+
+    def owners(self) -> list[Key]:
+        """Return every (structure, user) with vectors waiting."""
+        with self.lock:
+            return list(self._pending)
+
+    def write(self, key: Key, write: Callable[[list[str], np.ndarray, list[dict]], None]) -> None:
+        """Write a key's waiting vectors with ``write``, then unjournal them.
+
+        If ``write`` raises, the vectors wait (and stay journaled) for a later flush or
+        the next open.
+        """
+        with self.lock:
+            waiting = self._pending.pop(key, None)
+            seq = self._seq.pop(key, None)
+            if not waiting:
+                return
+            ids = list(waiting)
+            try:
+                write(ids, np.stack([waiting[i][0] for i in ids]), [waiting[i][1] for i in ids])
+            except BaseException:
+                back = self._pending.setdefault(key, {})
+                for item_id in ids:
+                    back.setdefault(item_id, waiting[item_id])
+                if seq is not None:
+                    self._seq[key] = max(seq, self._seq.get(key, seq))
+                raise
+            if self.journal is not None and seq is not None:
+                self.journal.remove(*key, upto=seq)
+
+    def recover(self) -> int:
+        """Hold what a killed process journaled but never wrote; return how many vectors."""
+        rows = self.journal.rows() if self.journal is not None else []
+        with self.lock:
+            for seq, store, user_id, item_id, vector, metadata in rows:
+                self._pending.setdefault((store, user_id), {})[item_id] = (vector, metadata)
+                self._seq[(store, user_id)] = seq
+        return len(rows)
 
 
 _SHARED: dict[str, Shared] = {}

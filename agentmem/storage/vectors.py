@@ -30,24 +30,30 @@ the caller as :class:`~agentmem.errors.StorageError` with a hint and ``retryable
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-from chromadb import errors as chromadb_errors
 
 from agentmem.errors import ConfigError, StorageError
 from agentmem.protocols import Embedder
 from agentmem.storage import exact as exact_search
-from agentmem.storage.chroma import AgentMemEmbeddingFunction, guarded, open_client
+from agentmem.storage.chroma import (
+    AgentMemEmbeddingFunction,
+    Hit,
+    Partitions,
+    Placed,
+    by_partition,
+    collection_name,
+    is_current,
+    open_client,
+)
 from agentmem.storage.exact import ExactCopy
 from agentmem.storage.journal import Shared, close_shared, open_shared
 from agentmem.storage.locking import FolderLock
@@ -63,12 +69,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: Stand-in for "never invalidated" in numeric metadata filters.
 NEVER = 1.0e12
-_PREFIX = "am"
-_HISTORY_PREFIX = "ah"
 
 
 def timestamp(moment: datetime | None, default: float = 0.0) -> float:
@@ -76,38 +79,6 @@ def timestamp(moment: datetime | None, default: float = 0.0) -> float:
     if moment is None:
         return default
     return (moment - datetime(1970, 1, 1)).total_seconds()
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A vector search result: an item id, its cosine similarity and stored metadata."""
-
-    id: str
-    similarity: float
-    metadata: Mapping[str, Any]
-
-
-def collection_name(store: str, user_id: str, *, history: bool = False) -> str:
-    """Return the chromadb collection name of one structure's vectors for one user.
-
-    ``history=True`` names the partition that holds invalidated items' vectors.
-    """
-    digest = hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:24]
-    safe_store = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in store)[:64]
-    return f"{_HISTORY_PREFIX if history else _PREFIX}-{safe_store}-{digest}"
-
-
-def is_current(metadata: Mapping[str, Any]) -> bool:
-    """Return whether vector metadata puts its item in the current partition."""
-    return bool(metadata.get("current", True))
-
-
-def _by_partition(metadatas: Sequence[Mapping[str, Any]]) -> list[tuple[bool, list[int]]]:
-    """Return ``(history, row numbers)`` for each partition the metadata sends rows to."""
-    groups: dict[bool, list[int]] = {}
-    for n, metadata in enumerate(metadatas):
-        groups.setdefault(not is_current(metadata), []).append(n)
-    return sorted(groups.items())
 
 
 class VectorIndex:
@@ -155,11 +126,8 @@ class VectorIndex:
         # (benchmarks/bench_scale.py recall). It applies to collections created from now.
         self._hnsw: dict[str, Any] = {"space": "cosine", "ef_search": 400, "ef_construction": 200}
         self._hnsw.update(hnsw or {})
-        self._where = url or (str(path) if path is not None else "memory")
         self._folder_lock: FolderLock | None = None
-        self._collections: dict[str, Any] = {}
         self._lock = threading.RLock()
-        self._closed = False
         # collection name -> (store, user, {item id: metadata}): see update_metadata.
         self._pending_metadata: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {}
         # Exact-search copies and vectors waiting to be written (embedded indexes only),
@@ -173,14 +141,18 @@ class VectorIndex:
                 # An index dropped without close() lets go when it is collected.
                 weakref.finalize(self, self._folder_lock.release)
             self.client = open_client(path, url)
+            where = url or (str(path) if path is not None else "memory")
+            handles: dict[str, Any] = {}
+            created = False
             if not url:
                 key = "memory:" if path is None else f"path:{Path(path).resolve()}"
                 folder = Path(path) if path is not None else None
                 self._shared, created = open_shared(key, folder, self.EXACT_BUDGET)
-                self._collections = self._shared.collections
                 self._release_shared = weakref.finalize(self, close_shared, key)
-                if created:
-                    self._replay_journal()
+                handles = self._shared.collections
+            self._chroma = Partitions(self.client, self._function, self._hnsw, where, handles)
+            if self._shared is not None and created:
+                self._replay_journal()
         except (ConfigError, StorageError):
             self._let_go()
             raise
@@ -202,68 +174,13 @@ class VectorIndex:
         Raises:
             StorageError: Buffered writes could not be written (they stay journaled).
         """
-        if self._closed:
+        if self._chroma.closed:
             return
         try:
             self.flush()
         finally:
-            self._closed = True
+            self._chroma.closed = True
             self._let_go()
-
-    def _chroma(self, action: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a chromadb call, typed errors out; refuse once the index is closed."""
-        if self._closed:
-            raise StorageError(
-                f"{action} on a closed vector index",
-                hint="open a new VectorIndex; a closed one holds no lock on its folder",
-            )
-        return guarded(action, self._where, call, *args, **kwargs)
-
-    def _collection(
-        self, store: str, user_id: str, *, create: bool = True, history: bool = False
-    ) -> Any:
-        name = collection_name(store, user_id, history=history)
-        with self._lock:
-            found = self._collections.get(name)
-            if found is not None:
-                return found
-            if create:
-                found = self._chroma(
-                    f"opening vector collection {name}",
-                    lambda: self.client.get_or_create_collection(
-                        name,
-                        embedding_function=self._function,
-                        configuration={"hnsw": dict(self._hnsw)},
-                        metadata={"store": store, "partition": "history" if history else "current"},
-                    ),
-                )
-            else:
-                found = self._chroma(
-                    f"opening vector collection {name}", lambda: self._existing(name)
-                )
-                if found is None:
-                    return None
-            self._collections[name] = found
-            return found
-
-    def _existing(self, name: str) -> Any:
-        """Return a collection chromadb holds, or ``None`` (any other failure raises)."""
-        try:
-            return self.client.get_collection(name, embedding_function=self._function)
-        except chromadb_errors.NotFoundError:
-            return None
-        except ValueError as exc:  # older servers say so with a ValueError
-            if "does not exist" in str(exc):
-                return None
-            raise
-
-    def _partitions(self, store: str, user_id: str) -> list[Any]:
-        """Return the user's existing collections of one structure: current, then history."""
-        found = [
-            self._collection(store, user_id, create=False, history=history)
-            for history in (False, True)
-        ]
-        return [c for c in found if c is not None]
 
     def upsert(
         self,
@@ -295,17 +212,11 @@ class VectorIndex:
         self._forget_pending(collection_name(store, user_id), ids)  # superseded by these
         shared = self._shared
         if shared is None:
-            self._write(store, user_id, list(ids), vectors, stored)
+            self._chroma.write(store, user_id, list(ids), vectors, stored)
             return
-        key = (store, user_id)
         with shared.lock:
-            if shared.journal is not None:
-                rows = list(zip(ids, vectors, stored, strict=True))
-                shared.seq[key] = shared.journal.append(store, user_id, rows)
-            waiting = shared.pending.setdefault(key, {})
-            for item_id, vector, metadata in zip(ids, vectors, stored, strict=True):
-                waiting[item_id] = (vector, metadata)
-            for history, rows_in in _by_partition(stored):
+            mine, everyone = shared.accept((store, user_id), ids, vectors, stored)
+            for history, rows_in in by_partition(stored):
                 chosen = [ids[n] for n in rows_in]
                 shared.copies.put(
                     collection_name(store, user_id, history=history),
@@ -315,93 +226,26 @@ class VectorIndex:
                     [stored[n] for n in rows_in],
                 )
                 self._exact_edit(store, user_id, not history, partial(ExactCopy.remove, ids=chosen))
-            full = len(waiting) >= self.UPSERT_BATCH
-            everyone = sum(len(w) for w in shared.pending.values()) >= self.PENDING_LIMIT
-        if everyone:
+        if everyone >= self.PENDING_LIMIT:
             self.flush()
-        elif full:
+        elif mine >= self.UPSERT_BATCH:
             self._flush_upserts(store, user_id)
 
-    def _write(
-        self,
-        store: str,
-        user_id: str,
-        ids: list[str],
-        vectors: np.ndarray,
-        stored: list[dict[str, Any]],
-    ) -> None:
-        """Write vectors to chromadb, each to its partition, out of the other one."""
-        for history, rows in _by_partition(stored):
-            chosen = [ids[n] for n in rows]
-            target = self._collection(store, user_id, history=history)
-            other = self._collection(store, user_id, create=False, history=not history)
-            self._chroma(
-                "vector upsert",
-                target.upsert,
-                ids=chosen,
-                embeddings=vectors[rows],
-                metadatas=[stored[n] for n in rows],
-            )
-            if other is not None:
-                stray = list(
-                    self._chroma("vector lookup", other.get, ids=chosen, include=[])["ids"]
-                )
-                if stray:
-                    self._chroma("vector delete", other.delete, ids=stray)
-
     def _flush_all_upserts(self) -> None:
-        shared = self._shared
-        if shared is not None:
-            with shared.lock:
-                keys = list(shared.pending)
-            for store, user_id in keys:
+        if self._shared is not None:
+            for store, user_id in self._shared.owners():
                 self._flush_upserts(store, user_id)
 
     def _flush_upserts(self, store: str, user_id: str) -> None:
         """Write a structure's waiting vectors for a user to chromadb, then unjournal them."""
-        shared = self._shared
-        if shared is None:
-            return
-        key = (store, user_id)
-        with shared.lock:
-            waiting = shared.pending.pop(key, None)
-            seq = shared.seq.pop(key, None)
-            if not waiting:
-                return
-            ids = list(waiting)
-            try:
-                self._write(
-                    store,
-                    user_id,
-                    ids,
-                    np.stack([waiting[i][0] for i in ids]),
-                    [waiting[i][1] for i in ids],
-                )
-            except BaseException:
-                # Still waiting (and journaled): a later flush, or the next open, retries.
-                back = shared.pending.setdefault(key, {})
-                for item_id in ids:
-                    back.setdefault(item_id, waiting[item_id])
-                if seq is not None:
-                    shared.seq[key] = max(seq, shared.seq.get(key, seq))
-                raise
-            if shared.journal is not None and seq is not None:
-                shared.journal.remove(store, user_id, upto=seq)
+        if self._shared is not None:
+            self._shared.write((store, user_id), partial(self._chroma.write, store, user_id))
 
     def _replay_journal(self) -> None:
         """Write what a killed process journaled but never wrote (on open)."""
-        shared = self._shared
-        if shared is None or shared.journal is None:
-            return
-        rows = shared.journal.rows()
-        if not rows:
-            return
-        with shared.lock:
-            for seq, store, user_id, item_id, vector, metadata in rows:
-                shared.pending.setdefault((store, user_id), {})[item_id] = (vector, metadata)
-                shared.seq[(store, user_id)] = seq
-        logger.info("writing %d journaled vectors left by an earlier process", len(rows))
-        self._flush_all_upserts()
+        if self._shared is not None and (found := self._shared.recover()):
+            logger.info("writing %d journaled vectors left by an earlier process", found)
+            self._flush_all_upserts()
 
     def update_metadata(
         self, store: str, user_id: str, ids: Sequence[str], metadatas: Sequence[Mapping[str, Any]]
@@ -467,53 +311,26 @@ class VectorIndex:
         try:
             self._flush_upserts(store, user_id)  # a move reads the vectors from chromadb
             ids, metadatas = list(waiting), list(waiting.values())
-            for history, rows in _by_partition(metadatas):
-                self._place(store, user_id, {ids[n]: metadatas[n] for n in rows}, history=history)
+            for history, rows in by_partition(metadatas):
+                wanted = {ids[n]: metadatas[n] for n in rows}
+                placed = self._chroma.place(store, user_id, wanted, history=history)
+                if placed.moved:
+                    self._copies_put(store, user_id, history, placed)
+                    self._exact_edit(
+                        store, user_id, not history, partial(ExactCopy.remove, ids=placed.moved)
+                    )
+                if placed.updated:
+                    change = partial(
+                        ExactCopy.set_metadata,
+                        ids=placed.updated,
+                        metadatas=placed.updated_metadata,
+                    )
+                    self._exact_edit(store, user_id, history, change)
         except BaseException:
             with self._lock:  # kept for a retry, under what was buffered meanwhile
                 later = self._pending_metadata.setdefault(name, (store, user_id, {}))[2]
                 self._pending_metadata[name] = (store, user_id, {**waiting, **later})
             raise
-
-    def _place(
-        self, store: str, user_id: str, wanted: dict[str, dict[str, Any]], *, history: bool
-    ) -> None:
-        """Give vectors new metadata in one partition, moving them there if need be.
-
-        A move writes the target before deleting the source: a crash in between leaves
-        the vector in both partitions, which search tolerates, never in neither.
-        """
-        target = self._collection(store, user_id, history=history)
-        source = self._collection(store, user_id, create=False, history=not history)
-        ids = list(wanted)
-        moving = None
-        if source is not None:
-            moving = self._chroma(
-                "vector read", lambda: source.get(ids=ids, include=["embeddings"])
-            )
-        if moving is not None and moving["ids"]:
-            moved = list(moving["ids"])
-            embeddings = np.asarray(moving["embeddings"], dtype=np.float32)
-            stored = [wanted[i] or {"_": 0} for i in moved]
-            self._chroma(
-                "vector upsert",
-                lambda: target.upsert(ids=moved, embeddings=embeddings, metadatas=stored),
-            )
-            self._copies_put(store, user_id, history, moved, embeddings, stored)
-            self._chroma("vector delete", lambda: source.delete(ids=moved))
-            self._exact_edit(store, user_id, not history, lambda c: c.remove(moved))
-            ids = [i for i in ids if i not in set(moved)]
-        if ids:
-            staying = self._chroma(
-                "vector lookup", lambda: list(target.get(ids=ids, include=[])["ids"])
-            )
-            if staying:
-                stored = [wanted[i] or {"_": 0} for i in staying]
-                self._chroma(
-                    "vector metadata update",
-                    lambda: target.update(ids=staying, metadatas=stored),
-                )
-                self._exact_edit(store, user_id, history, lambda c: c.set_metadata(staying, stored))
 
     def _overlay(self, name: str, hits: list[Hit]) -> list[Hit]:
         """Return hits with buffered metadata updates applied."""
@@ -569,14 +386,14 @@ class VectorIndex:
         for partition in (False, True) if history else (False,):
             copy = None if where else self._exact_for(store, user_id, partition)
             if copy is not None:
-                with self._shared_lock():
+                with self._lock if self._shared is None else self._shared.lock:
                     snapshot = copy.snapshot()
                 hits += [Hit(*found) for found in exact_search.search(snapshot, embedding, wanted)]
                 continue
             self._flush_upserts(store, user_id)
-            collection = self._collection(store, user_id, create=False, history=partition)
+            collection = self._chroma.collection(store, user_id, create=False, history=partition)
             if collection is not None:
-                hits += self._search(collection, embedding, wanted, where)
+                hits += self._chroma.search(collection, embedding, wanted, where)
         if leaving:
             hits = [h for h in hits if h.id not in leaving][:k]
         if history:
@@ -586,29 +403,6 @@ class VectorIndex:
                     best[hit.id] = hit
             hits = sorted(best.values(), key=lambda h: -h.similarity)[:k]
         return self._overlay(name, hits)
-
-    def _shared_lock(self) -> threading.RLock:
-        return self._shared.lock if self._shared is not None else self._lock
-
-    def _search(
-        self, collection: Any, embedding: np.ndarray, k: int, where: Mapping[str, Any] | None
-    ) -> list[Hit]:
-        # chromadb returns fewer than n_results when the collection holds fewer.
-        result = self._chroma(
-            "vector query",
-            lambda: collection.query(
-                query_embeddings=np.asarray(embedding, dtype=np.float32).reshape(1, -1),
-                n_results=k,
-                where=dict(where) if where else None,
-                include=["metadatas", "distances"],
-            ),
-        )
-        return [
-            Hit(item_id, 1.0 - float(distance), metadata or {})
-            for item_id, distance, metadata in zip(
-                result["ids"][0], result["distances"][0], result["metadatas"][0], strict=True
-            )
-        ]
 
     def _exact_for(self, store: str, user_id: str, history: bool) -> ExactCopy | None:
         """Return the partition's exact-search copy, loading it first; ``None`` if none.
@@ -625,35 +419,28 @@ class VectorIndex:
         if found is not None or shared.copies.too_large(name):
             return found
         self._flush_upserts(store, user_id)  # the copy is read from chromadb
-        collection = self._collection(store, user_id, create=False, history=history)
+        collection = self._chroma.collection(store, user_id, create=False, history=history)
         if collection is None:
             return None
 
         def read() -> ExactCopy:
-            stored = self._chroma(
-                "vector read", lambda: collection.get(include=["embeddings", "metadatas"])
-            )
+            everything = ["embeddings", "metadatas"]
+            stored = self._chroma.call("vector read", collection.get, include=everything)
             return ExactCopy(
                 list(stored["ids"]),
                 np.asarray(stored["embeddings"], dtype=np.float32),
                 [dict(m or {}) for m in stored["metadatas"]],
             )
 
-        count = lambda: int(self._chroma("vector count", collection.count))  # noqa: E731
+        count = partial(self._chroma.call, "vector count", collection.count)
         return shared.copies.load(name, self.exact_limit, count, read)
 
-    def _copies_put(
-        self,
-        store: str,
-        user_id: str,
-        history: bool,
-        ids: Sequence[str],
-        vectors: np.ndarray,
-        metadatas: Sequence[Mapping[str, Any]],
-    ) -> None:
+    def _copies_put(self, store: str, user_id: str, history: bool, placed: Placed) -> None:
         if self._shared is not None:
             name = collection_name(store, user_id, history=history)
-            self._shared.copies.put(name, self.exact_limit, ids, vectors, metadatas)
+            self._shared.copies.put(
+                name, self.exact_limit, placed.moved, placed.vectors, placed.moved_metadata
+            )
 
     def _exact_edit(
         self, store: str, user_id: str, history: bool, change: Callable[[ExactCopy], None]
@@ -669,19 +456,12 @@ class VectorIndex:
         """
         if not ids:
             return {}
-        found: dict[str, np.ndarray] = {}
-        shared = self._shared
-        if shared is not None:
-            with shared.lock:
-                waiting = shared.pending.get((store, user_id), {})
-                for item_id in ids:
-                    if item_id in waiting:
-                        found[item_id] = waiting[item_id][0].copy()
-        for collection in self._partitions(store, user_id):
+        found = self._shared.waiting((store, user_id), ids) if self._shared else {}
+        for _, collection in self._chroma.existing(store, user_id):
             missing = [i for i in ids if i not in found]
             if not missing:
                 break
-            result = self._chroma(
+            result = self._chroma.call(
                 "vector read", collection.get, ids=missing, include=["embeddings"]
             )
             for item_id, vector in zip(result["ids"], result["embeddings"], strict=True):
@@ -698,11 +478,9 @@ class VectorIndex:
             return
         self._forget_pending(collection_name(store, user_id), ids)
         self._flush_upserts(store, user_id)
-        for history in (False, True):
-            collection = self._collection(store, user_id, create=False, history=history)
-            if collection is not None:
-                self._chroma("vector delete", collection.delete, ids=list(ids))
-                self._exact_edit(store, user_id, history, lambda c: c.remove(ids))
+        for history, collection in self._chroma.existing(store, user_id):
+            self._chroma.call("vector delete", collection.delete, ids=list(ids))
+            self._exact_edit(store, user_id, history, partial(ExactCopy.remove, ids=ids))
 
     def count(self, store: str, user_id: str, *, history: bool | None = None) -> int:
         """Return how many vectors one structure holds for one user.
@@ -715,13 +493,11 @@ class VectorIndex:
             StorageError: chromadb failed.
         """
         self._flush_upserts(store, user_id)
-        total = 0
-        for partition in (False, True):
-            if history is None or history == partition:
-                collection = self._collection(store, user_id, create=False, history=partition)
-                if collection is not None:
-                    total += int(self._chroma("vector count", collection.count))
-        return total
+        return sum(
+            int(self._chroma.call("vector count", collection.count))
+            for partition, collection in self._chroma.existing(store, user_id)
+            if history is None or history == partition
+        )
 
     def drop(self, store: str, user_id: str) -> int:
         """Delete one structure's collections for a user; return how many vectors they held.
@@ -737,15 +513,13 @@ class VectorIndex:
                 self._shared.copies.forget(name)
         with self._lock:
             self._pending_metadata.pop(names[0], None)
-            for history, name in zip((False, True), names, strict=True):
-                collection = self._collection(store, user_id, create=False, history=history)
-                if collection is None:
-                    continue
-                held += int(self._chroma("vector count", collection.count))
-                self._chroma(
-                    "dropping a vector collection", lambda n=name: self.client.delete_collection(n)
+            for history, collection in self._chroma.existing(store, user_id):
+                name = names[history]
+                held += int(self._chroma.call("vector count", collection.count))
+                self._chroma.call(
+                    "dropping a vector collection", self.client.delete_collection, name
                 )
-                self._collections.pop(name, None)
+                self._chroma.forget(name)
         return held
 
     def copied(self) -> dict[str, int]:
@@ -765,5 +539,5 @@ class VectorIndex:
             StorageError: chromadb failed.
         """
         self._flush_all_upserts()  # waiting vectors may be all a collection will hold
-        listed = self._chroma("listing vector collections", self.client.list_collections)
+        listed = self._chroma.call("listing vector collections", self.client.list_collections)
         return sorted(c.name if hasattr(c, "name") else str(c) for c in listed)
