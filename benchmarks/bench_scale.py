@@ -1405,7 +1405,24 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     for sub in (recall, ingest_parser, model, footprint):
         sub.add_argument("--seed", type=int, default=7)
+    for sub in (recall, ingest_parser):
+        # Each piece in front of chromadb can be turned off, to measure what it buys.
+        sub.add_argument(
+            "--exact-limit", type=int, default=None, help="VectorIndex.EXACT_LIMIT (0: HNSW only)"
+        )
+        sub.add_argument(
+            "--write-through",
+            action="store_true",
+            help="write every upsert to chromadb at once (VectorIndex.UPSERT_BATCH = 1)",
+        )
     args = parser.parse_args(argv)
+    if getattr(args, "exact_limit", None) is not None or getattr(args, "write_through", False):
+        from agentmem.storage.vectors import VectorIndex
+
+        if args.exact_limit is not None:
+            VectorIndex.EXACT_LIMIT = args.exact_limit
+        if args.write_through:
+            VectorIndex.UPSERT_BATCH = 1
     started = time.perf_counter()
     if args.command != "_probe":
         console.print(f"[dim]{library_state()}; {os.cpu_count()} CPUs; load {load_average()}[/]")

@@ -124,27 +124,53 @@ def snapshot(database: Path) -> dict[str, object]:
                 external[turn.id] = turn.external_id or f"{user}#{turn.text}"
                 turns.setdefault(user, []).append((turn.external_id, turn.speaker, turn.text))
         items: Counter[tuple[object, ...]] = Counter()
+        consolidated: Counter[tuple[object, ...]] = Counter()
         aggregates: Counter[tuple[object, ...]] = Counter()
-        for user in records.users():
-            for store in ("turns", "facts", "memtree", "summary", "memo", "graph"):
-                for item in records.store_items(store, user, current_only=False):
-                    sources = tuple(sorted(external[t] for t in item.source_turn_ids))
-                    key = (user, store, item.kind, item.text, sources, item.current)
-                    if per_turn(store, item.kind, item.metadata):
-                        # Validity included: a resumed write must reach the same decisions
-                        # (superseded, swept) as an uninterrupted one.
-                        items[key] += 1
-                    elif item.current and store != "memtree":
-                        # At most one current summary; one topic or entity per name.
-                        identity = {
-                            "summary": (user, store, item.kind),
-                            "topic": (user, store, item.kind, item.text),
-                            "entity": (user, store, item.kind, item.text),
-                        }.get(item.kind, key)
-                        aggregates[identity] += 1
+        every = [
+            item
+            for user in records.users()
+            for store in ("turns", "facts", "memtree", "summary", "memo", "graph")
+            for item in records.store_items(store, user, current_only=False)
+        ]
+        # Row ids differ between runs: an item is known by what it says and where from.
+        identity = {
+            item.id: (
+                item.user_id,
+                item.store,
+                item.kind,
+                item.text,
+                tuple(sorted(external[t] for t in item.source_turn_ids)),
+            )
+            for item in every
+        }
+        for item in every:
+            user, store = item.user_id, item.store
+            replaced_by = None
+            if item.superseded_by is not None:
+                replaced_by = identity.get(item.superseded_by, ("no such item",))
+            # Validity: a resumed write must reach the same decisions (superseded by the
+            # same item, at the same dialogue time, swept) as an uninterrupted one.
+            key = (*identity[item.id], item.current, item.invalid_at, replaced_by)
+            if per_turn(store, item.kind, item.metadata):
+                items[key] += 1
+            elif store != "memtree":
+                # Summaries, memos, topics and entities: same text and validity too.
+                # MemTree's inner nodes are left out: a resumed run inserts the turns it
+                # replays in other batches, so the tree clusters them differently (their
+                # text and sources differ from an uninterrupted run's by design).
+                consolidated[key] += 1
+                if item.current:
+                    # At most one current summary; one topic or entity per name.
+                    one = {
+                        "summary": (user, store, item.kind),
+                        "topic": (user, store, item.kind, item.text),
+                        "entity": (user, store, item.kind, item.text),
+                    }.get(item.kind, key)
+                    aggregates[one] += 1
         return {
             "turns": turns,
             "items": items,
+            "consolidated": consolidated,
             "aggregates": aggregates,
             "pending": len(records.pending_turns()),
             "work": sum(
@@ -159,10 +185,14 @@ def snapshot(database: Path) -> dict[str, object]:
 def assert_same(got: dict[str, object], expected: dict[str, object]) -> None:
     """Assert two snapshots are equal, showing only what differs."""
     assert got["turns"] == expected["turns"], "turns differ"
-    have, want = got["items"], expected["items"]
-    assert isinstance(have, Counter) and isinstance(want, Counter)
-    extra, missing = have - want, want - have
-    assert not extra and not missing, f"extra: {sorted(extra)[:8]}\nmissing: {sorted(missing)[:8]}"
+    for part in ("items", "consolidated"):
+        have, want = got[part], expected[part]
+        assert isinstance(have, Counter) and isinstance(want, Counter)
+        extra, missing = have - want, want - have
+        assert not extra and not missing, (
+            f"{part}: extra: {sorted(extra, key=repr)[:8]}\n"
+            f"missing: {sorted(missing, key=repr)[:8]}"
+        )
     assert (got["pending"], got["work"]) == (expected["pending"], expected["work"])
     aggregates = got["aggregates"]
     assert isinstance(aggregates, Counter) and aggregates

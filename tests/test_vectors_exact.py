@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agentmem.storage.vectors import VectorIndex
+from agentmem.storage.vectors import VectorIndex, collection_name
 
 DIM = 16
 
@@ -55,7 +55,7 @@ def test_exact_search_returns_what_chromadb_returns(tmp_path: Path) -> None:
 
     found = fast.query("s", "u", query, 10)
 
-    assert fast._shared is not None and fast._shared.copies  # the copy answered
+    assert fast.copied() == {collection_name("s", "u"): 300}  # the copy answered
     best = np.argsort(-(vectors @ query))[:10]
     assert [h.id for h in found] == [f"v{n}" for n in best]
     assert [h.similarity for h in found] == pytest.approx(list((vectors @ query)[best]), abs=1e-5)
@@ -93,20 +93,22 @@ def test_copies_follow_every_write(tmp_path: Path) -> None:
             writer.delete("s", "u", ids)
             known = [i for i in known if i not in ids]
         elif step % 40 == 0:
+            # The other indexes on the folder must not search the dropped collection
+            # through a handle they opened before.
             writer.drop("s", "u")
             known = []
-            for index in (fast, plain, other):  # chromadb handles are per index
-                index._collections.clear()
         query = unit(rng, 1)[0]
         assert ranked(fast, query) == ranked(plain, query), f"step {step}: {action}"
         assert ranked(fast, query, history=True) == ranked(plain, query, history=True)
-    assert known and fast._shared is not None and len(fast._shared.copies) == 2
+    assert known and len(fast.copied()) == 2
 
 
-def test_partitions_past_the_limit_or_budget_are_searched_by_chromadb(tmp_path: Path) -> None:
+def test_partitions_past_the_limit_or_budget_are_searched_by_chromadb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(3)
+    monkeypatch.setattr(VectorIndex, "EXACT_BUDGET", 70)
     fast, plain = pair(tmp_path)
-    assert fast._shared is not None
     fast.exact_limit = 50
     fast.upsert("s", "u", [f"a{n}" for n in range(40)], unit(rng, 40), [{}] * 40)
     fast.upsert("s", "w", [f"b{n}" for n in range(60)], unit(rng, 60), [{}] * 60)
@@ -118,16 +120,16 @@ def test_partitions_past_the_limit_or_budget_are_searched_by_chromadb(tmp_path: 
     assert [h.id for h in fast.query("s", "u", query, 5)] == [
         h.id for h in plain.query("s", "u", query, 5)
     ]
-    assert len(fast._shared.copies) == 1 and len(fast._shared.too_large) == 1
+    assert fast.copied() == {collection_name("s", "u"): 40}
     # A copy that grows past the limit is let go; chromadb answers from then on.
     fast.upsert("s", "u", [f"c{n}" for n in range(20)], unit(rng, 20), [{}] * 20)
-    assert not fast._shared.copies
+    assert fast.copied() == {}
     assert [h.id for h in fast.query("s", "u", query, 5)] == [
         h.id for h in plain.query("s", "u", query, 5)
     ]
 
     # The budget keeps the most recently used copies.
-    fast.exact_limit, fast.EXACT_BUDGET = 1000, 70
+    fast.exact_limit = 1000
     for user in ("x", "y"):
         fast.upsert("s", user, [f"{user}{n}" for n in range(30)], unit(rng, 30), [{}] * 30)
         fast.query("s", user, query, 3)
@@ -136,10 +138,8 @@ def test_partitions_past_the_limit_or_budget_are_searched_by_chromadb(tmp_path: 
     assert [h.id for h in fast.query("s", "z", query, 5)] == [
         h.id for h in plain.query("s", "z", query, 5)
     ]
-    assert sorted(fast._shared.copies) == sorted(
-        [name for name in fast._shared.copies if name.startswith("am-s-")]
-    )
-    assert len(fast._shared.copies) == 2 and sum(c.n for c in fast._shared.copies.values()) <= 70
+    # x was used after y, so y's copy went out for z's.
+    assert fast.copied() == {collection_name("s", "x"): 30, collection_name("s", "z"): 30}
 
 
 def test_a_closed_index_lets_go_of_its_copies(tmp_path: Path) -> None:
@@ -147,9 +147,11 @@ def test_a_closed_index_lets_go_of_its_copies(tmp_path: Path) -> None:
     fast, plain = pair(tmp_path)
     fast.upsert("s", "u", ["a", "b"], unit(rng, 2), [{}] * 2)
     fast.query("s", "u", unit(rng, 1)[0], 2)
+    assert fast.copied() == {collection_name("s", "u"): 2}
     fast.close()
     plain.close()
-    assert fast._shared is None
-    from agentmem.storage import vectors
-
-    assert f"path:{(tmp_path / 'chroma').resolve()}" not in vectors._SHARED
+    assert fast.copied() == {}
+    reopened = VectorIndex(_Vectors(), path=tmp_path / "chroma")  # type: ignore[arg-type]
+    assert reopened.copied() == {}  # the last close let go of the copies
+    assert [h.id for h in reopened.query("s", "u", unit(rng, 1)[0], 2)]
+    reopened.close()

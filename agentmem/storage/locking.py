@@ -10,6 +10,14 @@ exits, however it exits (a SIGKILL included), so a crash never leaves a stale lo
 
 Within one process the folder may be opened any number of times (chromadb shares one
 client per path); the lock is counted and released with the last holder.
+
+Why not the ``filelock`` package (4.3.1, already installed with huggingface_hub): it
+takes the same ``flock`` without waiting (``timeout=0``), counts re-entries (per object,
+or per path with ``is_singleton=True``) and is dropped by the OS on SIGKILL, but it
+records no holder: only its soft (marker-file) fallback knows a pid, so the error could
+not say which process to close, and writing the pid ourselves would keep half of this
+module. Its 4.x package is ~15,700 lines for cases we do not have (soft locks,
+async, Windows oplocks); this module is 110.
 """
 
 from __future__ import annotations
@@ -66,7 +74,8 @@ class FolderLock:
 
     Raises:
         DataDirLockedError: Another process holds the folder.
-        StorageError: The folder cannot be created (a file in the way, no permission).
+        StorageError: The folder or its lock file cannot be created (a file or folder in
+            the way, no permission).
     """
 
     def __init__(self, folder: str | Path) -> None:
@@ -83,7 +92,10 @@ class FolderLock:
                 _held[self.folder] = (fd, count + 1)
                 return
             # A raw descriptor: it lives as long as the hold, not as long as an object.
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # a folder in the way, no permission
+                raise folder_error(self.folder, exc) from exc
             if not _try_lock(fd):
                 os.close(fd)
                 raise DataDirLockedError(

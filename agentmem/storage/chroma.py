@@ -1,0 +1,355 @@
+"""The boundary with chromadb: collections per (structure, user), typed errors.
+
+:class:`Partitions` keeps each structure's vectors for a user in two collections (see
+:mod:`agentmem.storage.vectors`). Every chromadb call goes through :func:`guarded`, so
+a chromadb, SQLite or HTTP failure reaches the caller as a
+:class:`~agentmem.errors.StorageError` that says what failed, how to fix it and whether
+a retry can help, never as a chromadb exception.
+
+Telemetry is off and our own embedding function is always attached, so chromadb never
+downloads its default model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import chromadb
+import numpy as np
+from chromadb import errors as chromadb_errors
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.config import Settings
+from chromadb.utils.embedding_functions import register_embedding_function
+
+from agentmem.errors import AgentMemError, ConfigError, StorageError
+from agentmem.protocols import Embedder
+
+T = TypeVar("T")
+
+#: Words of an error that say the same call may succeed later (a busy database, a server
+#: restarting, a dropped connection).
+_TRANSIENT = ("locked", "busy", "timed out", "timeout", "connect", "unavailable", "refused")
+_PREFIX = "am"
+_HISTORY_PREFIX = "ah"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A vector search result: an item id, its cosine similarity and stored metadata."""
+
+    id: str
+    similarity: float
+    metadata: Mapping[str, Any]
+
+
+def collection_name(store: str, user_id: str, *, history: bool = False) -> str:
+    """Return the chromadb collection name of one structure's vectors for one user.
+
+    ``history=True`` names the partition that holds invalidated items' vectors.
+    """
+    digest = hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:24]
+    safe_store = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in store)[:64]
+    return f"{_HISTORY_PREFIX if history else _PREFIX}-{safe_store}-{digest}"
+
+
+def is_current(metadata: Mapping[str, Any]) -> bool:
+    """Return whether vector metadata puts its item in the current partition."""
+    return bool(metadata.get("current", True))
+
+
+def by_partition(metadatas: Sequence[Mapping[str, Any]]) -> list[tuple[bool, list[int]]]:
+    """Return ``(history, row numbers)`` for each partition the metadata sends rows to."""
+    groups: dict[bool, list[int]] = {}
+    for n, metadata in enumerate(metadatas):
+        groups.setdefault(not is_current(metadata), []).append(n)
+    return sorted(groups.items())
+
+
+@register_embedding_function
+class AgentMemEmbeddingFunction(EmbeddingFunction[Documents]):
+    """Adapts an agentmem :class:`Embedder` to chromadb, so chromadb never uses its default."""
+
+    def __init__(self, embedder: Embedder | None = None) -> None:
+        self._embedder = embedder
+
+    def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 (chromadb's name)
+        if self._embedder is None:
+            from agentmem.models.embeddings import MiniLMEmbedder
+
+            self._embedder = MiniLMEmbedder()
+        return list(self._embedder.embed(list(input)))
+
+    @staticmethod
+    def name() -> str:
+        return "agentmem"
+
+    def default_space(self) -> str:  # type: ignore[override]
+        return "cosine"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"embedder": self._embedder.name if self._embedder else "minilm"}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> AgentMemEmbeddingFunction:
+        return AgentMemEmbeddingFunction()
+
+
+def storage_error(action: str, exc: BaseException, *, where: str) -> StorageError:
+    """Return the typed error for a failed vector-index or journal call.
+
+    Args:
+        action: What was being done ("vector query", "journal write", ...).
+        exc: The provider's exception.
+        where: The folder or server URL of the index, for the message and the hint.
+    """
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    server = where.startswith(("http://", "https://"))
+    transient = isinstance(exc, ConnectionError | TimeoutError) or any(
+        word in lowered for word in _TRANSIENT
+    )
+    if transient and server:
+        hint = f"check that the Chroma server at {where} is running and reachable, then retry"
+    elif transient:
+        hint = "another thread or process is using the index; retry in a moment"
+    elif isinstance(exc, PermissionError) or "readonly" in lowered or "read-only" in lowered:
+        hint = f"make {where} writable by this user"
+    elif isinstance(exc, OSError) and exc.errno == 28 or "disk is full" in lowered:
+        hint = f"free disk space where {where} lives"
+    elif isinstance(exc, sqlite3.DatabaseError) or "no such table" in lowered:
+        hint = (
+            f"the vector index in {where} is damaged or was changed by another program: "
+            "restore the folder from a backup, or start a new --data-dir"
+        )
+    elif server:
+        hint = f"the Chroma server at {where} refused the call; see its log"
+    else:
+        hint = f"the vector index in {where} failed; see the cause above"
+    return StorageError(f"{action} failed: {text}", hint=hint, retryable=transient)
+
+
+def guarded(action: str, where: str, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Return ``call(*args, **kwargs)``, raising :class:`StorageError` (with a hint) if it fails.
+
+    Raises:
+        StorageError: The call failed; ``retryable`` says whether trying again may help.
+    """
+    try:
+        return call(*args, **kwargs)
+    except AgentMemError:
+        raise
+    except Exception as exc:
+        raise storage_error(action, exc, where=where) from exc
+
+
+def open_client(path: str | Path | None, url: str | None) -> Any:
+    """Return a chromadb client: a server's, a folder's, or an in-memory one.
+
+    Raises:
+        ConfigError: ``url`` is not a ``http(s)://host:port`` URL.
+        StorageError: chromadb could not open the folder or reach the server.
+    """
+    settings = Settings(anonymized_telemetry=False, allow_reset=True)
+    if url:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(url)
+        if not parsed.hostname:
+            raise ConfigError(f"bad Chroma server URL {url!r}", hint="use http://host:port")
+        return guarded(
+            "opening the vector index",
+            url,
+            lambda: chromadb.HttpClient(
+                host=str(parsed.hostname),
+                port=parsed.port or 8000,
+                ssl=parsed.scheme == "https",
+                settings=settings,
+            ),
+        )
+    if path is not None:
+        return guarded(
+            "opening the vector index",
+            str(path),
+            lambda: chromadb.PersistentClient(path=str(path), settings=settings),
+        )
+    return guarded(
+        "opening the vector index", "memory", lambda: chromadb.EphemeralClient(settings=settings)
+    )
+
+
+@dataclass
+class Placed:
+    """What :meth:`Partitions.place` changed, for the exact-search copies to follow."""
+
+    moved: list[str]
+    vectors: np.ndarray
+    moved_metadata: list[dict[str, Any]]
+    updated: list[str]
+    updated_metadata: list[dict[str, Any]]
+
+
+class Partitions:
+    """The current and history collections of every (structure, user) on one client.
+
+    Args:
+        client: A chromadb client (see :func:`open_client`).
+        function: The embedding function attached to every collection.
+        hnsw: HNSW settings of the collections created from now.
+        where: The folder or server URL, for errors.
+        handles: Collection handles by name, shared by the indexes of one system.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        function: AgentMemEmbeddingFunction,
+        hnsw: Mapping[str, Any],
+        where: str,
+        handles: dict[str, Any],
+    ) -> None:
+        self.client = client
+        self.closed = False
+        self._function = function
+        self._hnsw = dict(hnsw)
+        self._where = where
+        self._handles = handles
+
+    def call(self, action: str, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a chromadb call, typed errors out; refuse once the index is closed."""
+        if self.closed:
+            raise StorageError(
+                f"{action} on a closed vector index",
+                hint="open a new VectorIndex; a closed one holds no lock on its folder",
+            )
+        return guarded(action, self._where, call, *args, **kwargs)
+
+    def collection(
+        self, store: str, user_id: str, *, create: bool = True, history: bool = False
+    ) -> Any:
+        """Return a partition's collection; ``None`` if it does not exist and ``create`` is off."""
+        name = collection_name(store, user_id, history=history)
+        found = self._handles.get(name)
+        if found is not None:
+            return found
+        if create:
+            found = self.call(
+                f"opening vector collection {name}",
+                self.client.get_or_create_collection,
+                name,
+                embedding_function=self._function,
+                configuration={"hnsw": dict(self._hnsw)},
+                metadata={"store": store, "partition": "history" if history else "current"},
+            )
+        else:
+            found = self.call(f"opening vector collection {name}", self._existing, name)
+            if found is None:
+                return None
+        self._handles[name] = found
+        return found
+
+    def _existing(self, name: str) -> Any:
+        try:
+            return self.client.get_collection(name, embedding_function=self._function)
+        except chromadb_errors.NotFoundError:
+            return None
+        except ValueError as exc:  # older servers say so with a ValueError
+            if "does not exist" in str(exc):
+                return None
+            raise
+
+    def existing(self, store: str, user_id: str) -> list[tuple[bool, Any]]:
+        """Return ``(history, collection)`` of the partitions that exist: current first."""
+        found = [
+            (h, self.collection(store, user_id, create=False, history=h)) for h in (False, True)
+        ]
+        return [(h, c) for h, c in found if c is not None]
+
+    def forget(self, name: str) -> None:
+        """Drop a collection's handle (after deleting the collection)."""
+        self._handles.pop(name, None)
+
+    def write(
+        self, store: str, user_id: str, ids: list[str], vectors: np.ndarray, stored: list[dict]
+    ) -> None:
+        """Write vectors to chromadb, each to its partition, out of the other one."""
+        for history, rows in by_partition(stored):
+            chosen = [ids[n] for n in rows]
+            target = self.collection(store, user_id, history=history)
+            other = self.collection(store, user_id, create=False, history=not history)
+            self.call(
+                "vector upsert",
+                target.upsert,
+                ids=chosen,
+                embeddings=vectors[rows],
+                metadatas=[stored[n] for n in rows],
+            )
+            if other is not None:
+                stray = list(self.call("vector lookup", other.get, ids=chosen, include=[])["ids"])
+                if stray:
+                    self.call("vector delete", other.delete, ids=stray)
+
+    def place(
+        self, store: str, user_id: str, wanted: dict[str, dict[str, Any]], *, history: bool
+    ) -> Placed:
+        """Give vectors new metadata in one partition, moving them there if need be.
+
+        A move writes the target before deleting the source: a crash in between leaves
+        the vector in both partitions, which search tolerates, never in neither.
+        """
+        target = self.collection(store, user_id, history=history)
+        source = self.collection(store, user_id, create=False, history=not history)
+        ids = list(wanted)
+        placed = Placed([], np.zeros((0, 0), dtype=np.float32), [], [], [])
+        if source is not None:
+            moving = self.call("vector read", source.get, ids=ids, include=["embeddings"])
+            placed.moved = list(moving["ids"])
+        if placed.moved:
+            placed.vectors = np.asarray(moving["embeddings"], dtype=np.float32)
+            placed.moved_metadata = [wanted[i] or {"_": 0} for i in placed.moved]
+            self.call(
+                "vector upsert",
+                target.upsert,
+                ids=placed.moved,
+                embeddings=placed.vectors,
+                metadatas=placed.moved_metadata,
+            )
+            self.call("vector delete", source.delete, ids=placed.moved)
+            ids = [i for i in ids if i not in set(placed.moved)]
+        if ids:
+            placed.updated = list(
+                self.call("vector lookup", target.get, ids=ids, include=[])["ids"]
+            )
+            if placed.updated:
+                placed.updated_metadata = [wanted[i] or {"_": 0} for i in placed.updated]
+                self.call(
+                    "vector metadata update",
+                    target.update,
+                    ids=placed.updated,
+                    metadatas=placed.updated_metadata,
+                )
+        return placed
+
+    def search(
+        self, collection: Any, embedding: np.ndarray, k: int, where: Mapping[str, Any] | None
+    ) -> list[Hit]:
+        """Return chromadb's ``k`` nearest vectors in a collection (HNSW)."""
+        # chromadb returns fewer than n_results when the collection holds fewer.
+        result = self.call(
+            "vector query",
+            collection.query,
+            query_embeddings=np.asarray(embedding, dtype=np.float32).reshape(1, -1),
+            n_results=k,
+            where=dict(where) if where else None,
+            include=["metadatas", "distances"],
+        )
+        return [
+            Hit(item_id, 1.0 - float(distance), metadata or {})
+            for item_id, distance, metadata in zip(
+                result["ids"][0], result["distances"][0], result["metadatas"][0], strict=True
+            )
+        ]
