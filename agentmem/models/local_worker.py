@@ -3,7 +3,8 @@
 :class:`~agentmem.models.local_model.LlamaCppChatModel` starts
 ``python -m agentmem.models.local_worker`` and talks to it in JSON lines: a native
 crash inside llama.cpp (a segmentation fault, an abort, the OOM killer) then ends this
-process, not the chat app or the caller's process, and the parent reports it as a typed error and starts a fresh worker for the next call.
+process, not the chat app or the caller's process, and the parent reports it as a typed
+error and starts a fresh worker for the next call.
 
 The protocol, one JSON object a line:
 
