@@ -3,9 +3,11 @@
 The public API is re-exported here and listed in ``__all__``: the ``Memory`` facade, the
 agent loop, configuration and the factory, the manager and its results, the protocols a
 structure, model or embedder implements, the values passed between them, the errors and the
-LangChain adapters. Storage internals (``Records``, ``VectorIndex``, ``ItemIndex``) are
-imported from their modules by those who build on them. Names are imported on first
-use, so ``import agentmem`` stays fast (chromadb and torch load only when needed).
+LangChain adapters (with the ``langchain`` extra; without it, getting one of their names
+raises :class:`~agentmem.errors.MissingExtraError`). Storage internals (``Records``,
+``VectorIndex``, ``ItemIndex``) are imported from their modules by those who build on them.
+Names are imported on first use, so ``import agentmem`` stays fast (chromadb and torch load
+only when needed).
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Precedence, lowest first: built-in defaults, the TOML file, environment variables,
 explicit overrides (command-line flags or keyword arguments). Nothing is read at import.
+Every value, whatever its source, is checked by pydantic against the field types of
+:class:`Config`; a bad one is a :class:`~agentmem.errors.ConfigError` naming the key and
+where the value came from.
 
 Environment variables:
     AGENTMEM_HOME         data directory (default: $XDG_DATA_HOME/agentmem,
@@ -13,29 +16,53 @@ Environment variables:
     AGENTMEM_USER         the user id of the chat app (default: your login name)
     AGENTMEM_DATABASE_URL a SQLAlchemy URL for the records (default: SQLite in the data dir)
     AGENTMEM_CHROMA_URL   a Chroma server URL (default: embedded chromadb in the data dir)
+    AGENTMEM_OPENAI_MODEL the model of ``openai`` without a name (default: gpt-4o-mini)
     AGENTMEM_MODEL_BUILDERS  auto | yes | no: build memory with the chat model
+    AGENTMEM_FUSION       lead | rank: how recall merges the structures' rankings
     OPENAI_API_KEY, OPENAI_BASE_URL   the OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, ...)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
+import logging
 import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass as validated_dataclass
 
 from agentmem.errors import ConfigError
 from agentmem.types import FUSIONS, Fusion
 
+logger = logging.getLogger(__name__)
+
 PROVIDERS = ("auto", "none", "local", "openai")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
+#: Environment variables and the fields they set.
+ENVIRONMENT = {
+    "AGENTMEM_HOME": "data_dir",
+    "AGENTMEM_MODEL": "model",
+    "AGENTMEM_EMBEDDER": "embedder",
+    "AGENTMEM_STORES": "stores",
+    "AGENTMEM_USER": "user_id",
+    "AGENTMEM_DATABASE_URL": "database_url",
+    "AGENTMEM_CHROMA_URL": "chroma_url",
+    "AGENTMEM_OPENAI_MODEL": "openai_model",
+    "AGENTMEM_MODEL_BUILDERS": "model_builders",
+    "AGENTMEM_FUSION": "fusion",
+    "OPENAI_API_KEY": "openai_api_key",
+    "OPENAI_BASE_URL": "openai_base_url",
+}
 
-@dataclass(frozen=True)
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """Which chat model to use: a provider and, optionally, a model name or file."""
 
@@ -77,30 +104,90 @@ def _default_user() -> str:
         return "me"
 
 
-@dataclass(frozen=True)
-class Config:
-    """Everything needed to build an agent. Build it with :func:`load_config`."""
+# -- field types: pydantic coerces (an environment variable is always text) and these check --
 
-    data_dir: Path
-    model: ModelSpec = ModelSpec()
-    embedder: str = "minilm"
-    stores: tuple[str, ...] = ("turns",)
-    user_id: str = "me"
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    openai_model: str = DEFAULT_OPENAI_MODEL
-    database_url: str | None = None
-    chroma_url: str | None = None
-    timeout: float = 60.0
-    retries: int = 3
-    context_tokens: int = 3000
-    memory_tokens: int = 1000
-    recent_turns: int = 8
-    recall_k: int = 10
-    system_prompt: str | None = None
+
+def _model_spec(value: Any) -> ModelSpec:
+    if isinstance(value, ModelSpec):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"model must be text such as 'openai:<model>', not {value!r}")
+    try:
+        return ModelSpec.parse(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _store_names(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(s, str) for s in items):
+        raise ValueError(f"stores must be structure names, not {value!r}")
+    stores = tuple(s.strip() for s in items if s.strip())
+    if not stores:
+        raise ValueError("no memory structure configured, e.g. stores = ['turns']")
+    return stores
+
+
+def _folder(value: Path) -> Path:
+    if "\x00" in str(value):
+        raise ValueError("data_dir contains a NUL character")
+    return value.expanduser()
+
+
+def _seconds(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"timeout must be a non-negative number, got {value!r}")
+    return value
+
+
+def _one_of(name: str, allowed: tuple[str, ...]) -> BeforeValidator:
+    # Before pydantic's own Literal check, so the message names the field and its choices.
+    def check(value: Any) -> Any:
+        if value not in allowed:
+            raise ValueError(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}")
+        return value
+
+    return BeforeValidator(check)
+
+
+Count = Annotated[int, Field(ge=0)]
+Text = Annotated[str, Field(strict=True)]
+OptionalText = Annotated[str | None, Field(strict=True)]
+
+
+@validated_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class Config:
+    """Everything needed to build an agent. Build it with :func:`load_config`.
+
+    Raises:
+        pydantic.ValidationError: A field has a bad value (:func:`load_config` turns this
+            into a :class:`~agentmem.errors.ConfigError` that names the source).
+    """
+
+    data_dir: Annotated[Path, AfterValidator(_folder)]
+    model: Annotated[ModelSpec, BeforeValidator(_model_spec)] = ModelSpec()
+    embedder: Text = "minilm"
+    stores: Annotated[tuple[str, ...], BeforeValidator(_store_names)] = ("turns",)
+    user_id: Text = "me"
+    openai_api_key: OptionalText = None
+    openai_base_url: OptionalText = None
+    openai_model: Text = DEFAULT_OPENAI_MODEL
+    database_url: OptionalText = None
+    chroma_url: OptionalText = None
+    timeout: Annotated[float, AfterValidator(_seconds)] = 60.0
+    #: Retries after a failed model or embedder call (the first call not counted).
+    max_retries: Count = 2
+    context_tokens: Count = 3000
+    memory_tokens: Count = 1000
+    recent_turns: Count = 8
+    #: Items recalled per query; 0 would recall nothing and answer without memory.
+    recall_k: Annotated[int, Field(ge=1)] = 10
+    system_prompt: OptionalText = None
     #: Build memory with the chat model: "auto" (only with an OpenAI-compatible endpoint;
     #: the tiny local model is bad at extraction), "yes" or "no" (offline builders).
-    model_builders: str = "auto"
+    model_builders: Annotated[
+        Literal["auto", "yes", "no"], _one_of("model_builders", ("auto", "yes", "no"))
+    ] = "auto"
     #: Track facts and invalidate superseded ones (the consistency layer).
     facts: bool = True
     #: Recall a second time with what the first recall found.
@@ -108,8 +195,8 @@ class Config:
     #: How recall merges the structures' rankings: "lead" (the fact ledger and the first
     #: structure lead, the others fill the room they leave) or "rank" (every structure an
     #: equal say, by reciprocal rank fusion).
-    fusion: Fusion = "lead"
-    extra: dict[str, Any] = field(default_factory=dict)
+    fusion: Annotated[Fusion, _one_of("fusion", FUSIONS)] = "lead"
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def records_url(self) -> str:
@@ -121,72 +208,10 @@ class Config:
         """The folder of the embedded chromadb."""
         return self.data_dir / "chroma"
 
-
-_INT_FIELDS = {"retries", "context_tokens", "memory_tokens", "recent_turns", "recall_k"}
-_FLOAT_FIELDS = {"timeout"}
-_BOOL_FIELDS = {"facts", "iterative_recall"}
-_ENV = {
-    "AGENTMEM_MODEL": "model",
-    "AGENTMEM_EMBEDDER": "embedder",
-    "AGENTMEM_STORES": "stores",
-    "AGENTMEM_USER": "user_id",
-    "AGENTMEM_DATABASE_URL": "database_url",
-    "AGENTMEM_CHROMA_URL": "chroma_url",
-    "AGENTMEM_OPENAI_MODEL": "openai_model",
-    "AGENTMEM_MODEL_BUILDERS": "model_builders",
-    "AGENTMEM_FUSION": "fusion",
-    "OPENAI_API_KEY": "openai_api_key",
-    "OPENAI_BASE_URL": "openai_base_url",
-}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    try:
-        if name == "model":
-            return value if isinstance(value, ModelSpec) else ModelSpec.parse(str(value))
-        if name == "stores":
-            items = value.split(",") if isinstance(value, str) else list(value)
-            if not all(isinstance(s, str) for s in items):
-                raise ConfigError(f"stores must be structure names, not {value!r}")
-            stores = tuple(s.strip() for s in items if s.strip())
-            if not stores:
-                raise ConfigError("no memory structure configured", hint="e.g. stores = ['turns']")
-            return stores
-        if name == "model_builders" and value not in ("auto", "yes", "no"):
-            raise ConfigError(f"model_builders must be auto, yes or no, not {value!r}")
-        if name == "fusion" and value not in FUSIONS:
-            raise ConfigError(f"fusion must be lead or rank, not {value!r}")
-        if name == "data_dir":
-            if "\x00" in str(value):
-                raise ConfigError("data_dir contains a NUL character")
-            return Path(str(value)).expanduser()
-        if name in _INT_FIELDS:
-            number = int(value)
-            if number < 0:
-                raise ConfigError(f"{name} must not be negative, got {value!r}")
-            return number
-        if name in _FLOAT_FIELDS:
-            real = float(value)
-            if not math.isfinite(real) or real < 0:
-                raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
-            return real
-        if name in _BOOL_FIELDS:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(value).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(inf)
-        raise ConfigError(f"bad value for {name}: {value!r}") from exc
-    if name == "extra":
-        if not isinstance(value, dict):
-            raise ConfigError(f"bad value for extra: {value!r} (expected a table)")
-        return value
-    if value is not None and not isinstance(value, str):
-        raise ConfigError(f"bad value for {name}: {value!r} (expected a string)")
-    return value
+    @property
+    def retries(self) -> int:
+        """Calls in all, the first one included: what the deprecated key ``retries`` meant."""
+        return self.max_retries + 1
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -214,6 +239,81 @@ def read_toml(path: Path) -> dict[str, Any]:
     return dict(section)
 
 
+class _Source:
+    """Where values came from, to name it in an error and say where to fix it."""
+
+    def __init__(self, description: str, hint: str, keys: Mapping[str, str] | None = None) -> None:
+        self.description = description
+        self.hint = hint
+        self.keys = keys or {}  # field -> the name the source uses for it
+
+    def key(self, field: str) -> str:
+        return self.keys.get(field, field)
+
+
+_OVERRIDES = _Source("the overrides", "pass a valid {key}")
+
+
+def _renamed(values: dict[str, Any], source: _Source) -> dict[str, Any]:
+    """Map the deprecated key ``retries`` (calls in all) onto ``max_retries``."""
+    if "retries" not in values:
+        return values
+    values = dict(values)
+    attempts = values.pop("retries")
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
+        raise ConfigError(
+            f"bad value for retries in {source.description}: {attempts!r}",
+            hint="retries is deprecated: set max_retries, the retries after the first call",
+        )
+    logger.warning(
+        "%s: the key 'retries' (calls in all) is deprecated; use max_retries = %d",
+        source.description,
+        max(attempts - 1, 0),
+    )
+    values.setdefault("max_retries", max(attempts - 1, 0))
+    return values
+
+
+def _build(layers: list[tuple[_Source, dict[str, Any]]]) -> Config:
+    """Merge ``layers`` (lowest precedence first) and validate them into a :class:`Config`.
+
+    Raises:
+        ConfigError: A key is unknown or a value bad; it names the source that set it.
+    """
+    values: dict[str, Any] = {}
+    origin: dict[str, _Source] = {}
+    for source, layer in layers:
+        for key, value in _renamed(layer, source).items():
+            values[key], origin[key] = value, source
+    try:
+        return Config(**values)
+    except ValidationError as exc:
+        raise _config_error(exc, values, origin) from None
+
+
+def _config_error(
+    exc: ValidationError, values: Mapping[str, Any], origin: Mapping[str, _Source]
+) -> ConfigError:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    source = origin.get(field, _OVERRIDES)
+    key = source.key(field)
+    hint = source.hint.format(key=key)
+    if error["type"] == "unexpected_keyword_argument":
+        known = sorted(f.name for f in dataclasses.fields(Config))
+        return ConfigError(
+            f"unknown key {key!r} in {source.description}", hint=f"known keys: {known}"
+        )
+    value = values.get(field)
+    cause = (error.get("ctx") or {}).get("error")
+    if error["type"] == "value_error" and cause is not None:
+        return ConfigError(f"{cause} (in {source.description}, key {key})", hint=hint)
+    reason = error["msg"][:1].lower() + error["msg"][1:]
+    return ConfigError(
+        f"bad value for {key} in {source.description}: {value!r} ({reason})", hint=hint
+    )
+
+
 def load_config(
     *,
     env: Mapping[str, str] | None = None,
@@ -230,36 +330,35 @@ def load_config(
         **overrides: Field values that win over everything else (``None`` is ignored).
 
     Raises:
-        ConfigError: A value, key or file is invalid.
+        ConfigError: A value, key or file is invalid; it names the key and its source.
     """
     env = os.environ if env is None else env
-    known = {f.name for f in fields(Config)}
-    values: dict[str, Any] = {}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     data_dir = overrides.get("data_dir") or default_data_dir(env)
     path = config_file or env.get("AGENTMEM_CONFIG")
     if path is None and (Path(data_dir) / "config.toml").is_file():
         path = Path(data_dir) / "config.toml"
+    defaults = {
+        "data_dir": default_data_dir({**env, "AGENTMEM_HOME": ""}),
+        "user_id": _default_user(),
+    }
+    layers = [(_Source("the defaults", "report this: a default is invalid"), defaults)]
     if path is not None:
-        for key, value in read_toml(Path(path)).items():
-            if key not in known:
-                raise ConfigError(
-                    f"unknown key {key!r} in config file {path}",
-                    hint=f"known keys: {sorted(known)}",
-                )
-            values[key] = value
-    for variable, name in _ENV.items():
-        if env.get(variable):
-            values[name] = env[variable]
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = set(values) - known
-    if unknown:
-        raise ConfigError(f"unknown configuration fields: {sorted(unknown)}")
-    values["data_dir"] = values.get("data_dir") or data_dir
-    values.setdefault("user_id", _default_user())
-    coerced = {name: _coerce(name, value) for name, value in values.items()}
-    return Config(**coerced)
+        source = _Source(f"config file {path}", f"fix {{key}} in {path}")
+        layers.append((source, read_toml(Path(path))))
+    named = {field: variable for variable, field in ENVIRONMENT.items() if env.get(variable)}
+    environment = _Source("the environment", "fix or unset {key}", named)
+    layers.append((environment, {field: env[variable] for field, variable in named.items()}))
+    layers.append((_OVERRIDES, overrides))
+    return _build(layers)
 
 
 def with_overrides(config: Config, **overrides: Any) -> Config:
-    """Return ``config`` with some fields replaced (validated like :func:`load_config`)."""
-    return replace(config, **{k: _coerce(k, v) for k, v in overrides.items() if v is not None})
+    """Return ``config`` with some fields replaced (validated like :func:`load_config`).
+
+    Raises:
+        ConfigError: An override is unknown or has a bad value.
+    """
+    current = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return _build([(_Source("the configuration", ""), current), (_OVERRIDES, given)])

@@ -99,7 +99,7 @@ def build_embedder(config: Config) -> Embedder:
             base_url=config.openai_base_url,
             timeout=config.timeout,
         )
-        return CachingEmbedder(RetryingEmbedder(remote, attempts=max(config.retries, 1)))
+        return CachingEmbedder(RetryingEmbedder(remote, attempts=config.max_retries + 1))
     raise ConfigError(f"unknown embedder {spec!r}", hint="use minilm or openai:<model>")
 
 
@@ -149,7 +149,7 @@ def build_model(config: Config) -> ChatModel | None:
             base_url=config.openai_base_url,
             timeout=config.timeout,
         )
-    return MeteredChatModel(RetryingChatModel(model, attempts=max(config.retries, 1)))
+    return MeteredChatModel(RetryingChatModel(model, attempts=config.max_retries + 1))
 
 
 def _builds_with_model(config: Config, model: ChatModel | None) -> bool:

@@ -1,6 +1,9 @@
 """LangChain interop: a retriever over :class:`~agentmem.memory.Memory`, and chat model adapters.
 
 This is the only module that imports ``langchain_core``; ``import agentmem`` never loads it.
+It ships as the ``langchain`` extra (``pip install 'agentmem[langchain]'``): without it,
+importing this module, or one of its names from ``agentmem``, raises
+:class:`~agentmem.errors.MissingExtraError`.
 
 * :class:`AgentMemRetriever` is a ``BaseRetriever`` over :meth:`Memory.search`: drop it into
   any LangChain chain that takes a retriever. It passes langchain-tests' standard
@@ -23,25 +26,12 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
-from langchain_core.documents import Document
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-    BaseMessage,
-    ChatMessage,
-    HumanMessage,
-    SystemMessage,
-)
-from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.retrievers import BaseRetriever
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentmem.errors import (
     AgentMemError,
     InputError,
+    MissingExtraError,
     ModelError,
     ModelResponseError,
     ModelTimeoutError,
@@ -52,6 +42,26 @@ from agentmem.memory import Memory, MemoryRecord
 from agentmem.models.llm import parse_json_answer
 from agentmem.protocols import ChatModel
 from agentmem.types import Completion, Message, Role, Usage
+
+try:
+    from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
+    from langchain_core.documents import Document
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import (
+        AIMessage,
+        AIMessageChunk,
+        BaseMessage,
+        ChatMessage,
+        HumanMessage,
+        SystemMessage,
+    )
+    from langchain_core.messages.ai import UsageMetadata
+    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+    from langchain_core.retrievers import BaseRetriever
+except ImportError as exc:
+    raise MissingExtraError(
+        "the LangChain adapters need langchain-core", hint="pip install 'agentmem[langchain]'"
+    ) from exc
 
 logger = logging.getLogger(__name__)
 

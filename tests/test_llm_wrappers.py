@@ -137,6 +137,26 @@ def test_retryable_failures_are_retried_with_growing_pauses(
     assert "retry 1 of 2" in caplog.records[0].getMessage()
 
 
+def test_a_hint_is_logged_once_per_call_not_on_every_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hint = "is the server at OPENAI_BASE_URL running?"
+    failure = ModelUnavailableError("cannot reach the endpoint", hint=hint)
+    inner = ScriptedChatModel([failure] * 3 + ["done", failure, "again"])
+    wrapper = retrying(inner, Sleeps(), attempts=4)
+
+    with caplog.at_level(logging.WARNING):
+        completion = wrapper.complete(MESSAGES)
+        wrapper.complete(MESSAGES)  # a new call says the hint again
+
+    assert completion.text == "done"
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(lines) == 4 and wrapper.retries == 4
+    assert all("cannot reach the endpoint" in line for line in lines)
+    assert [hint in line for line in lines] == [True, False, False, True]
+    assert [f"retry {n} of 3" in line for n, line in enumerate(lines[:3], 1)] == [True] * 3
+
+
 def test_pauses_are_capped_at_max_delay() -> None:
     inner = ScriptedChatModel([ModelTimeoutError("slow")] * 5)
     sleeps = Sleeps()

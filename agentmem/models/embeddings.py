@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from agentmem.errors import EmbeddingError, MissingExtraError
-from agentmem.models.retry import Backoff
+from agentmem.models.retry import RetryPolicy
 from agentmem.protocols import Embedder
 
 logger = logging.getLogger(__name__)
@@ -188,6 +188,7 @@ class RetryingEmbedder:
 
     Attributes:
         retries: Failed attempts that were tried again, so far.
+        policy: The :class:`~agentmem.models.retry.RetryPolicy` that runs the attempts.
     """
 
     def __init__(
@@ -202,14 +203,19 @@ class RetryingEmbedder:
         self.inner = inner
         self.name = inner.name
         self.attempts = attempts
-        self._backoff = Backoff(
-            inner.name, attempts=attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep
+        self.policy = RetryPolicy(
+            inner.name,
+            attempts=attempts,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            sleep=sleep,
+            retry_on=EmbeddingError,
         )
 
     @property
     def retries(self) -> int:
         """Failed attempts that were tried again, so far."""
-        return self._backoff.retries
+        return self.policy.retries
 
     @property
     def dimension(self) -> int:
@@ -222,14 +228,7 @@ class RetryingEmbedder:
         Raises:
             EmbeddingError: The last attempt failed, or the failure is not retryable.
         """
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return self.inner.embed(texts)
-            except EmbeddingError as exc:
-                if not exc.retryable or attempt == self.attempts:
-                    raise
-                self._backoff.pause(attempt, exc)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        return self.policy.call(lambda: self.inner.embed(texts))
 
     def close(self) -> None:
         """Close the inner embedder, if it holds a client."""

@@ -20,11 +20,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from agentmem.errors import (
-    ModelError,
-    StructuredOutputError,
-)
-from agentmem.models.retry import Backoff
+from agentmem.errors import ModelError, StructuredOutputError
+from agentmem.models.retry import RetryPolicy
 from agentmem.protocols import ChatModel
 from agentmem.types import Completion, Message, Usage
 
@@ -103,6 +100,7 @@ class RetryingChatModel:
     Attributes:
         retries: Failed attempts that were tried again, so far (a call's last failed
             attempt is raised, not retried, and is not counted); thread-safe.
+        policy: The :class:`~agentmem.models.retry.RetryPolicy` that runs the attempts.
     """
 
     def __init__(
@@ -118,19 +116,20 @@ class RetryingChatModel:
         self.inner = inner
         self.name = inner.name
         self.attempts = attempts
-        self._backoff = Backoff(
+        self.policy = RetryPolicy(
             inner.name,
             attempts=attempts,
             base_delay=base_delay,
             max_delay=max_delay,
             sleep=sleep,
             rng=rng,
+            retry_on=ModelError,
         )
 
     @property
     def retries(self) -> int:
         """Failed attempts that were tried again, so far."""
-        return self._backoff.retries
+        return self.policy.retries
 
     @property
     def last_usage(self) -> Usage | None:
@@ -145,14 +144,7 @@ class RetryingChatModel:
         Raises:
             ModelError: The last attempt failed, or the failure is not retryable.
         """
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return self.inner.complete(messages, schema=schema)
-            except ModelError as exc:
-                if not exc.retryable or attempt == self.attempts:
-                    raise
-                self._backoff.pause(attempt, exc)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        return self.policy.call(lambda: self.inner.complete(messages, schema=schema))
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         """Stream the inner model's answer, retrying only failures before the first chunk.
@@ -161,22 +153,30 @@ class RetryingChatModel:
             ModelError: The last attempt failed, the failure is not retryable, or it
                 happened after text was yielded.
         """
-        for attempt in range(1, self.attempts + 1):
-            yielded = False
+
+        def first_chunk() -> tuple[str | None, Iterator[str]]:
             chunks = self.inner.stream(messages)
             try:
-                for chunk in chunks:
-                    yielded = True
-                    yield chunk
-                return
-            except ModelError as exc:
-                if yielded or not exc.retryable or attempt == self.attempts:
-                    raise
-                self._backoff.pause(attempt, exc)
-            finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()
+                return next(chunks, None), chunks
+            except BaseException:
+                _close(chunks)
+                raise
+
+        # Only the first chunk is retried: once text reached the caller, a retry would
+        # repeat it, so a later failure is raised as it is.
+        first, chunks = self.policy.call(first_chunk)
+        try:
+            if first is not None:
+                yield first
+                yield from chunks
+        finally:
+            _close(chunks)
+
+
+def _close(chunks: Iterator[str]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 class MeteredChatModel:
