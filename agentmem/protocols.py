@@ -9,19 +9,29 @@ deleted in place, :class:`Browsable` for structures the chat app can show, and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from agentmem.types import Change, Completion, Message, Outline, Query, Recalled, Turn
+from agentmem.types import (
+    Change,
+    Completion,
+    ItemEvent,
+    MemoryItem,
+    Message,
+    Outline,
+    Query,
+    Recalled,
+    Turn,
+)
 
 if TYPE_CHECKING:
     from agentmem.ledger.extraction import FactExtractor
-    from agentmem.storage.records import Records
-    from agentmem.storage.vectors import VectorIndex
+    from agentmem.storage.chroma import Hit
+    from agentmem.storage.records import ItemUpdate, PendingWorkRow
 
 
 @runtime_checkable
@@ -69,6 +79,175 @@ class ChatModel(Protocol):
         ...
 
 
+class RecordStore(Protocol):
+    """The records database as a structure sees it: turns, items, their history, queued work.
+
+    :class:`~agentmem.storage.records.Records` (SQLite or PostgreSQL) is the one agentmem
+    ships; a structure depends only on this, so it can be given another.
+    """
+
+    def turns(
+        self,
+        user_id: str,
+        *,
+        session_id: str | None = None,
+        ids: Iterable[int] | None = None,
+        after_id: int | None = None,
+    ) -> list[Turn]:
+        """Return a user's turns (of a session, with these ids, or after an id), in order."""
+        ...
+
+    def previous_turn(self, turn: Turn) -> Turn | None:
+        """Return the turn said just before ``turn`` in its session, if any."""
+        ...
+
+    def speakers(self, user_id: str) -> dict[str, str]:
+        """Return each speaker of the user's turns with their role."""
+        ...
+
+    def search_turns(self, user_id: str, words: Sequence[str], limit: int) -> list[int]:
+        """Return the ids of the turns best matching ``words`` (full-text), best first."""
+        ...
+
+    def add_items(self, items: Sequence[MemoryItem], *, reason: str = "") -> list[MemoryItem]:
+        """Store new items (an ADD in each one's history); return them as stored."""
+        ...
+
+    def update_item(
+        self,
+        item_id: str,
+        *,
+        text_value: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        source_turn_ids: Sequence[int] | None = None,
+        reason: str = "",
+        at: datetime | None = None,
+        user_id: str | None = None,
+    ) -> MemoryItem:
+        """Change an item's text, metadata or provenance (an UPDATE in its history)."""
+        ...
+
+    def update_items(
+        self, changes: Sequence[ItemUpdate], *, user_id: str | None = None
+    ) -> list[MemoryItem]:
+        """Apply several changes in one transaction; return the items after."""
+        ...
+
+    def invalidate(
+        self,
+        item_ids: Sequence[str],
+        reason: str,
+        *,
+        at: datetime | None = None,
+        superseded_by: str | None = None,
+        action: str | None = None,
+    ) -> list[MemoryItem]:
+        """End items from dialogue time ``at`` (SUPERSEDE, or ``action``); return them."""
+        ...
+
+    def items(self, item_ids: Iterable[str], *, user_id: str | None = None) -> list[MemoryItem]:
+        """Return the items with these ids (of ``user_id``, when given)."""
+        ...
+
+    def get_item(self, item_id: str, *, user_id: str | None = None) -> MemoryItem:
+        """Return one item; raise :class:`~agentmem.errors.NotFoundError` if unknown."""
+        ...
+
+    def existing_ids(self, item_ids: Iterable[str]) -> set[str]:
+        """Return which of these item ids are stored."""
+        ...
+
+    def store_items(
+        self, store: str, user_id: str, *, kind: str | None = None, current_only: bool = True
+    ) -> list[MemoryItem]:
+        """Return a structure's items of a user (of a kind; current ones only by default)."""
+        ...
+
+    def items_from_turns(self, user_id: str, turn_ids: Iterable[int]) -> list[MemoryItem]:
+        """Return the user's items derived from any of ``turn_ids`` (every structure)."""
+        ...
+
+    def history(self, item_id: str, *, user_id: str | None = None) -> list[ItemEvent]:
+        """Return every recorded change to an item, oldest first."""
+        ...
+
+    def queue_work(
+        self, store: str, user_id: str, kind: str, payload: Mapping[str, Any], error: str
+    ) -> int:
+        """Queue a failed build to retry; return its id."""
+        ...
+
+    def pending_work(self, store: str, user_id: str | None = None) -> list[PendingWorkRow]:
+        """Return a structure's queued builds (of a user, or all)."""
+        ...
+
+    def finish_work(self, work_id: int) -> None:
+        """Drop a queued build that succeeded."""
+        ...
+
+    def fail_work(self, work_id: int, error: str) -> None:
+        """Record another failed attempt of a queued build."""
+        ...
+
+
+class VectorStore(Protocol):
+    """The vector index as a structure sees it: vectors per (structure, user).
+
+    :class:`~agentmem.storage.vectors.VectorIndex` (chromadb, embedded or a server) is
+    the one agentmem ships.
+    """
+
+    def upsert(
+        self,
+        store: str,
+        user_id: str,
+        ids: Sequence[str],
+        embeddings: np.ndarray,
+        metadatas: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Write vectors with their validity metadata (replacing those with the same id)."""
+        ...
+
+    def update_metadata(
+        self, store: str, user_id: str, ids: Sequence[str], metadatas: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Replace the metadata of stored vectors (an invalidated item's, say)."""
+        ...
+
+    def query(
+        self,
+        store: str,
+        user_id: str,
+        embedding: np.ndarray,
+        k: int,
+        *,
+        where: Mapping[str, Any] | None = None,
+        history: bool = False,
+    ) -> list[Hit]:
+        """Return the ``k`` nearest vectors (current ones, or all with ``history``)."""
+        ...
+
+    def get(self, store: str, user_id: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Return the stored vectors of these ids (the missing ones left out)."""
+        ...
+
+    def pending(self, store: str, user_id: str) -> frozenset[str]:
+        """Return the ids whose metadata change is accepted but not yet written."""
+        ...
+
+    def delete(self, store: str, user_id: str, ids: Sequence[str]) -> None:
+        """Remove vectors."""
+        ...
+
+    def count(self, store: str, user_id: str, *, history: bool | None = None) -> int:
+        """Return how many vectors a structure holds for a user."""
+        ...
+
+    def drop(self, store: str, user_id: str) -> int:
+        """Remove every vector of a structure's user; return how many there were."""
+        ...
+
+
 @dataclass
 class StoreContext:
     """The core services a memory structure is built on, injected by the composition point.
@@ -83,8 +262,8 @@ class StoreContext:
             is asked once per turn (``None``: consumers use the rule extractor).
     """
 
-    records: Records
-    vectors: VectorIndex
+    records: RecordStore
+    vectors: VectorStore
     embedder: Embedder
     model: ChatModel | None = None
     clock: Callable[[], datetime] | None = None

@@ -93,7 +93,7 @@ class MemoryStoreContract(abc.ABC):
     def context(self, backend_dir: Path) -> Iterator[StoreContext]:
         opened = self.open_context(backend_dir)
         yield opened
-        opened.records.close()
+        _records(opened).close()
 
     @pytest.fixture
     def store(self, context: StoreContext) -> MemoryStore:
@@ -108,7 +108,7 @@ class MemoryStoreContract(abc.ABC):
         start: datetime = START,
     ) -> list[Turn]:
         """Store ``lines`` as one session of user turns, fold them in, end the session."""
-        records = context.records
+        records = _records(context)
         session = records.start_session(user_id, started_at=start)
         turns = [
             records.add_turn(
@@ -188,8 +188,8 @@ class MemoryStoreContract(abc.ABC):
         self.write_dialogue(store, context)
         before = [r.item.id for r in self.retrieve(store, self.query(context))]
         # Let go of the backends as an exiting process does (the folder lock included).
-        context.vectors.close()
-        context.records.close()
+        _vectors(context).close()
+        _records(context).close()
         assert self.recall_in_a_fresh_process(backend_dir) == before
 
     def recall_in_a_fresh_process(self, backend_dir: Path) -> list[str]:
@@ -240,7 +240,7 @@ class MemoryStoreContract(abc.ABC):
         self.write_dialogue(store, context, user_id="alice")
         self.write_dialogue(store, context, user_id="bob")
         store.forget("alice")
-        context.records.forget("alice")
+        _records(context).forget("alice")
         assert self.retrieve(store, self.query(context, "alice", include_history=True)) == []
         assert self.retrieve(store, self.query(context, "bob"))
 
@@ -250,3 +250,15 @@ class MemoryStoreContract(abc.ABC):
         self.write_dialogue(store, context)
         assert self.retrieve(store, self.query(context, as_of=START - timedelta(days=1))) == []
         assert self.retrieve(store, self.query(context, as_of=START + timedelta(days=1)))
+
+
+def _records(context: StoreContext) -> Records:
+    """The contract's own records database (structures see it only as a RecordStore)."""
+    assert isinstance(context.records, Records), "open_context opens agentmem's Records"
+    return context.records
+
+
+def _vectors(context: StoreContext) -> VectorIndex:
+    """The contract's own vector index (structures see it only as a VectorStore)."""
+    assert isinstance(context.vectors, VectorIndex), "open_context opens a VectorIndex"
+    return context.vectors

@@ -152,10 +152,10 @@ class TurnStore:
             key=lambda r: -r.score,
         )
         known = {r.item.id: r.item for r in found}
-        lexical = self._lexical(query, content_words(stripped), k * OVERSAMPLE, known)
+        lexical = self.lexical(query, content_words(stripped), k * OVERSAMPLE, known)
         return _fuse(dense, lexical)[:k]
 
-    def _lexical(
+    def lexical(
         self,
         query: Query,
         words: list[str],

@@ -628,7 +628,7 @@ async def test_the_chat_app_shows_each_user_only_their_own_memory(
         assert records.turns(victim) == [] and stored(app_components, victim) == []
         vectors = app_components.vectors
         assert [s.name for s in structures if vectors.count(s.name, victim)] == []
-        assert [note for note in app._notifications if note.title == "Forgotten"]
+        assert [note for note in app.notices if note.title == "Forgotten"]
         assert {user: stored(app_components, user) for user in kept} == before
         for user in kept:
             await switch_user(pilot, user)

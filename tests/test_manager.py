@@ -221,10 +221,11 @@ def test_forget_leaves_no_trace_in_any_backend(manager: MemoryManager, tmp_path:
             for row in db.execute(f"SELECT * FROM {table}"):
                 assert "Boston" not in json.dumps(row, default=str), table
     # chromadb: no collection of the user's, and no document or id of theirs elsewhere.
-    vectors = manager.stores[0]._index.context.vectors  # type: ignore[attr-defined]
     from agentmem.storage.vectors import collection_name
 
+    vectors = VectorIndex(manager.embedder, path=tmp_path / "chroma")  # the same folder
     names = vectors.collection_names()
+    vectors.close()
     assert all(collection_name(s, "sam") not in names for s in ("turns", "facts"))
     assert any(collection_name("turns", "eve") == n for n in names)
     # caches: the stale-value cache and the embedding cache hold nothing of the user's.

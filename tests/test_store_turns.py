@@ -139,12 +139,12 @@ def test_a_rare_word_finds_its_turn_and_validity_still_holds(store_context: Stor
     _say(store_context, store, [("Bea", "Happy birthday!"), ("Tariq", "Ngozi has the Vango.")])
     _say(store_context, store, [("Bea", "A Vango tent, like mine?")], user="u2")
     query = Query("Vango", Scope("u1"), store_context.embedder.embed(["Vango"])[0])
-    (found,) = store._lexical(query, ["vango"], 5)  # noqa: SLF001 - the lexical half alone
+    (found,) = store.lexical(query, ["vango"], 5)  # the lexical half alone
     assert found.text == "Tariq: Ngozi has the Vango."
     store.invalidate([found.id], "retracted")
-    assert store._lexical(query, ["vango"], 5) == []  # noqa: SLF001
+    assert store.lexical(query, ["vango"], 5) == []
     history = Query("Vango", Scope("u1"), query.embedding, include_history=True)
-    assert [i.id for i in store._lexical(history, ["vango"], 5)] == [found.id]  # noqa: SLF001
+    assert [i.id for i in store.lexical(history, ["vango"], 5)] == [found.id]
 
 
 def test_an_item_given_twice_in_one_write_is_stored_once(store_context: StoreContext) -> None:

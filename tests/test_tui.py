@@ -91,7 +91,7 @@ def close_model(model: object) -> None:
 
 
 def errors(app: ChatApp) -> list[str]:
-    return [f"{n.title}: {n.message}" for n in app._notifications if n.severity == "error"]
+    return [f"{n.title}: {n.message}" for n in app.notices if n.severity == "error"]
 
 
 # -- talking --------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ async def test_forget_asks_first_then_erases_the_user(shared: Components) -> Non
         await settle(pilot)
         assert shared.records.turns("forgetme") == []
         assert shared.records.store_items("facts", "forgetme", current_only=False) == []
-        notes = [n.message for n in app._notifications if n.title == "Forgotten"]
+        notes = [n.message for n in app.notices if n.title == "Forgotten"]
         assert notes and "rows:turns 2" in notes[0]
         assert len(replies(app)) == 1  # the conversation starts over
         assert [line for line in app.query_one("#facts", ItemList).entries if line.item] == []
@@ -308,7 +308,7 @@ async def test_export_copy_and_palette_commands(shared: Components) -> None:
         assert app.clipboard == "Porto, I remember."
         await pilot.press("ctrl+s")
         await settle(pilot)
-        (note,) = [n.message for n in app._notifications if n.title == "Exported"]
+        (note,) = [n.message for n in app.notices if n.title == "Exported"]
         path = Path(note.rsplit(" to ", 1)[1])
         assert path.parent == shared.config.data_dir and path.name.startswith("export-exporter-")
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -472,6 +472,8 @@ def test_snapshot_changes_and_facts_history(fresh: Components, snap_compare) -> 
         await say(pilot, "I live in Boston.")
         await say(pilot, "We moved to Denver.")
         app.query_one("#memory-tabs").active = "tab-browse"  # type: ignore[attr-defined]
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()  # the tab underline slides
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Input, Static
@@ -73,6 +75,15 @@ RECALL_ONLY_NOTE = (
 SHOWN_EARLIER_TURNS = 20
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A notification the app showed."""
+
+    title: str
+    message: str
+    severity: str
+
+
 class ChatApp(App[None]):
     """Chat with an agent whose memory you can watch.
 
@@ -109,6 +120,8 @@ class ChatApp(App[None]):
         self.last_result: TurnResult | None = None
         self.selected: MemoryItem | None = None
         self.focus: dict[str, str] = {}
+        #: Every notification shown, oldest first.
+        self.notices: list[Notice] = []
         self.warmed = threading.Event()
         self._lock = threading.Lock()
 
@@ -307,6 +320,19 @@ class ChatApp(App[None]):
             self.query_one("#chat", VerticalScroll).scroll_to_widget(first, animate=False)
 
     # -- the status line --------------------------------------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Show a notification, and keep it in :attr:`notices` (what the user was told)."""
+        self.notices.append(Notice(title, message, severity))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def update_status(self) -> None:
         """Show model, structures, the last turn's context size and latency, and what runs."""

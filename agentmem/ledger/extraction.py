@@ -36,7 +36,7 @@ from agentmem.ledger.slots import (
 from agentmem.types import Turn
 
 if TYPE_CHECKING:
-    from agentmem.storage.records import Records
+    from agentmem.protocols import RecordStore
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def extract_again(extractor: FactExtractor, turns: Sequence[Turn]) -> dict[int, 
 def queue_degraded(
     extractor: FactExtractor,
     turns: Sequence[Turn],
-    records: Records,
+    records: RecordStore,
     store: str,
     stats: BuildStats,
 ) -> None:
@@ -159,7 +159,7 @@ def queue_degraded(
 
 def retry_queued(
     extractor: FactExtractor,
-    records: Records,
+    records: RecordStore,
     store: str,
     user_id: str | None,
     apply: Callable[[str, list[Turn], dict[int, list[Fact]]], None],

@@ -20,30 +20,34 @@ Every decision is recorded with its reason in the item's history.
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
 from agentmem.building import BuildStats
-from agentmem.ledger.cues import WEAK_SHAPES, frame_of, framed_values, shaped_values, signals_change
+from agentmem.ledger.batch import Batch, Slots, drop, fact_key, named, when
 from agentmem.ledger.extraction import (
     ENDED,
-    SHAPED,
     Fact,
     normalise,
     queue_degraded,
     retry_queued,
 )
+from agentmem.ledger.lookback import Lookback
+from agentmem.ledger.mentions import (
+    asserts_value,
+    holds_value,
+    mentions,
+    words_needed,
+    words_of,
+)
 from agentmem.ledger.resolution import FactOperation, ModelResolver
 from agentmem.protocols import StoreContext
 from agentmem.storage.items import ItemIndex
 from agentmem.storage.records import ItemUpdate, derived_item_id
-from agentmem.text import split_sentences
 from agentmem.types import Change, ChangeKind, MemoryItem, Query, Recalled, Turn, utcnow
 
 logger = logging.getLogger(__name__)
@@ -140,8 +144,9 @@ class FactLedger:
         self._index = ItemIndex(context, FACT_STORE)
         #: Retries queued here; the extractor counts the failed calls themselves.
         self.stats = BuildStats()
-        #: The users' turns, read once per resolution when a change looks back in them.
-        self._history: dict[str, list[Turn]] = {}
+        #: Looks back in the users' turns (read once per resolution) for a value said in
+        #: passing before a change.
+        self._lookback = Lookback(context.records)
 
     # -- the MemoryStore protocol -----------------------------------------------------------
 
@@ -195,7 +200,7 @@ class FactLedger:
         self, user_id: str, *, leave_out: AbstractSet[str] = frozenset()
     ) -> dict[tuple[str, str], list[MemoryItem]]:
         """Return the user's current facts by slot, (subject, attribute)."""
-        slots: dict[tuple[str, str], list[MemoryItem]] = {}
+        slots: Slots = {}
         for item in self.current(user_id):
             if item.id not in leave_out:
                 key = (str(item.metadata.get("subject_key")), str(item.metadata.get("attribute")))
@@ -217,10 +222,10 @@ class FactLedger:
             return self._resolve_by_model(turns, self.resolver)
         extracted = self.extractor.extract(turns)
         queue_degraded(self.extractor, turns, self.context.records, FACT_STORE, self.stats)
-        self._history = {}
+        self._lookback.reset()
         decisions: list[Decision] = []
         by_id = {t.id: t for t in turns}
-        batch = _Batch()
+        batch = Batch()
         # Facts a write interrupted by a crash already stored: resolved then, not again.
         done = self.context.records.existing_ids(
             self._item(fact, by_id[fact.turn_id]).id
@@ -247,9 +252,9 @@ class FactLedger:
         the model fails on for good is resolved by the offline rules. One call per turn
         at most (plus one repair of an unusable answer); none for the agent's own answers.
         """
-        self._history = {}
+        self._lookback.reset()
         decisions: list[Decision] = []
-        batch = _Batch()
+        batch = Batch()
         for user_id in dict.fromkeys(t.user_id for t in turns):
             slots = self._slots(user_id)
             # The agent's own answers state nothing new about anyone: no call for them
@@ -258,7 +263,7 @@ class FactLedger:
             failed: list[int] = []
             for turn in mine:
                 candidates = self._candidates(turn, slots)
-                recent = [t for t in self._turns_of(user_id) if t.id < turn.id][-6:]
+                recent = [t for t in self._lookback.turns_of(user_id) if t.id < turn.id][-6:]
                 resolution = resolver.resolve(turn, recent, candidates)
                 if resolution.fell_back:
                     # The rules stand in; the turn is queued for the model again
@@ -280,9 +285,7 @@ class FactLedger:
         self._persist(batch)
         return decisions
 
-    def _candidates(
-        self, turn: Turn, slots: dict[tuple[str, str], list[MemoryItem]], k: int = 8
-    ) -> list[MemoryItem]:
+    def _candidates(self, turn: Turn, slots: Slots, k: int = 8) -> list[MemoryItem]:
         """Return the current facts a turn may change: named in it first, then similar."""
         current = [item for items in slots.values() for item in items]
         if not current:
@@ -306,8 +309,8 @@ class FactLedger:
         self,
         operation: FactOperation,
         turn: Turn,
-        slots: dict[tuple[str, str], list[MemoryItem]],
-        batch: _Batch,
+        slots: Slots,
+        batch: Batch,
     ) -> Decision | None:
         """Apply one of the model's operations to the slots and the batch."""
         fact = operation.fact
@@ -322,7 +325,7 @@ class FactLedger:
             item = batch.add(self._item(fact, turn))
             reason = f"replaced by {fact.render()!r} (turn {turn.id}): {operation.reason}"
             replaced = batch.invalidate([target], reason, turn.timestamp, item.id)
-            _drop(slots, [target])
+            drop(slots, [target])
             slots.setdefault(fact.slot, []).append(item)
             return Decision("REPLACE", fact, item, replaced, operation.reason)
         if operation.kind == "DELETE" and target is not None:
@@ -330,7 +333,7 @@ class FactLedger:
             ending = Fact(turn.speaker, ENDED, value, turn.id, turn.speaker, polarity=False)
             reason = f"ended: {turn.speaker} said {turn.text!r}: {operation.reason}"
             ended = batch.invalidate([target], reason, turn.timestamp, None)
-            _drop(slots, [target])
+            drop(slots, [target])
             marker = batch.add(replace(self._item(ending, turn), invalid_at=turn.timestamp))
             return Decision("DELETE", ending, marker, ended, operation.reason)
         return None
@@ -355,7 +358,7 @@ class FactLedger:
         self, user_id: str, turns: Sequence[Turn], facts: dict[int, list[Fact]]
     ) -> None:
         ids = {t.id for t in turns}
-        self._history = {}
+        self._lookback.reset()
         mine = [
             i
             for i in self.context.records.store_items(FACT_STORE, user_id, current_only=False)
@@ -367,12 +370,12 @@ class FactLedger:
             for f in found
             if not f.generic
         }
-        batch = _Batch()
-        unconfirmed = [i for i in mine if i.current and _fact_key(i) not in wanted]
+        batch = Batch()
+        unconfirmed = [i for i in mine if i.current and fact_key(i) not in wanted]
         if unconfirmed:
             batch.invalidate(unconfirmed, "not confirmed by model extraction", utcnow(), None)
         slots = self._slots(user_id, leave_out={i.id for i in unconfirmed})
-        have = {_fact_key(i) for i in mine}
+        have = {fact_key(i) for i in mine}
         for turn in sorted(turns, key=lambda t: t.id):
             for fact in facts.get(turn.id, []):
                 if fact.generic or (turn.id, *fact.slot, fact.value_key, fact.polarity) in have:
@@ -384,8 +387,8 @@ class FactLedger:
         self,
         fact: Fact,
         turn: Turn,
-        slots: dict[tuple[str, str], list[MemoryItem]],
-        batch: _Batch,
+        slots: Slots,
+        batch: Batch,
         done: AbstractSet[str] = frozenset(),
     ) -> Decision:
         """Decide one fact against the slots' current values (as of its turn's time).
@@ -397,7 +400,7 @@ class FactLedger:
         value; an ending said before a value was stated again leaves that value alone.
         """
         at = turn.timestamp
-        fact = _named(fact, slots)
+        fact = named(fact, slots)
         own = self._item(fact, turn)
         if fact.attribute == ENDED:
             return self._end_value(fact, turn, own, slots, batch, done)
@@ -406,14 +409,14 @@ class FactLedger:
             return Decision("NOOP", fact, None, (), "resolved before an interruption")
         same = [i for i in existing if i.metadata.get("value_key") == fact.value_key]
         newer = [
-            i for i in existing if i.metadata.get("value_key") != fact.value_key and _when(i) > at
+            i for i in existing if i.metadata.get("value_key") != fact.value_key and when(i) > at
         ]
         if fact.single_valued and fact.polarity and not same and newer:
-            first = min(newer, key=_when)
-            item = batch.add(replace(own, invalid_at=_when(first), superseded_by=first.id))
+            first = min(newer, key=when)
+            item = batch.add(replace(own, invalid_at=when(first), superseded_by=first.id))
             return Decision("NOOP", fact, item, (), "said before the slot's current value")
         if not fact.polarity:
-            same = [i for i in same if _when(i) <= at]
+            same = [i for i in same if when(i) <= at]
             if not same:
                 return Decision("NOOP", fact, None, (), "ends a value that was not recorded")
             ended = batch.invalidate(same, f"ended: {turn.speaker} said {turn.text!r}", at, None)
@@ -432,7 +435,7 @@ class FactLedger:
                 older = [
                     i
                     for i in existing
-                    if i.metadata.get("value_key") != fact.value_key and _when(i) <= _when(item)
+                    if i.metadata.get("value_key") != fact.value_key and when(i) <= when(item)
                 ]
                 if older:
                     reason = f"replaced by {fact.render()!r} (turn {turn.id}, repaired)"
@@ -469,15 +472,15 @@ class FactLedger:
         self,
         fact: Fact,
         turn: Turn,
-        slots: dict[tuple[str, str], list[MemoryItem]],
+        slots: Slots,
         item: MemoryItem,
         at: datetime,
-        batch: _Batch,
+        batch: Batch,
     ) -> tuple[MemoryItem, ...]:
         """Record the value a change replaces that was only said in passing, as ended."""
         if not fact.polarity:
             return ()
-        earlier = self._implicit_predecessor(fact, turn, slots)
+        earlier = self._lookback.predecessor(fact, turn, slots)
         if earlier is None:
             return ()
         value, source = earlier
@@ -501,95 +504,13 @@ class FactLedger:
         before = batch.add(candidate)
         return tuple(batch.invalidate([before], reason, at, item.id))
 
-    def _shaped_predecessor(
-        self, fact: Fact, turn: Turn, shape: str, aspect: str
-    ) -> tuple[str, Turn] | None:
-        """The last value of the same shape said about the subject before a change.
-
-        An email or a phone number is its own aspect. A time or a day needs the same
-        aspect word in the earlier sentence ("gym"), or, for a correction with no aspect
-        ("sorry, I meant Thursdays"), to have been said in the same session.
-        """
-        for earlier in _earlier_first(self._turns_of(turn.user_id), turn):
-            if shape in WEAK_SHAPES and not aspect and earlier.session_id != turn.session_id:
-                return None
-            for said in reversed(split_sentences(earlier.text)):
-                if not _about(said, earlier, fact):
-                    continue
-                if aspect and f" {aspect}" not in f" {said.lower()}":
-                    continue
-                for found, value in reversed(shaped_values(said)):
-                    if found == shape and normalise(value) != fact.value_key:
-                        return value, earlier
-        return None
-
-    def _turns_of(self, user_id: str) -> list[Turn]:
-        history = self._history.get(user_id)
-        if history is None:
-            history = self._history[user_id] = self.context.records.turns(user_id)
-        return history
-
-    def _implicit_predecessor(
-        self,
-        fact: Fact,
-        turn: Turn,
-        slots: dict[tuple[str, str], list[MemoryItem]],
-    ) -> tuple[str, Turn] | None:
-        """Find the value a change replaces when it was only ever said in passing.
-
-        "We're officially living in Berlin" after months of "two years in Lisbon" and "so
-        you're still in Lisbon?": no fact ever held Lisbon, yet the change replaces it.
-        A statement that signals a change ("now", "new", "moved", "first day") and frames
-        its value with a preposition ("in Berlin", "at Acme") replaces the value the same
-        preposition framed most often in earlier talk about the same subject (ties: the
-        latest), unless that value is someone's current fact, a person, or the new value.
-        """
-        shape, _, aspect = fact.attribute.partition(" of ")
-        if shape in SHAPED:
-            return self._shaped_predecessor(fact, turn, shape, aspect)
-        sentence = next((s for s in split_sentences(turn.text) if fact.value in s), turn.text)
-        frame = frame_of(sentence, fact.value)
-        if not frame or not signals_change(sentence):
-            return None
-        taken = {
-            str(i.metadata.get(k))
-            for items in slots.values()
-            for i in items
-            for k in ("value_key", "subject_key")
-        }
-        history = self._turns_of(turn.user_id)
-        speakers = {normalise(t.speaker) for t in history}
-        counts: dict[str, int] = {}
-        latest: dict[str, tuple[str, Turn]] = {}
-        ordered = _earlier_first(history, turn)
-        for position, earlier in enumerate(ordered):
-            before = ordered[position + 1] if position + 1 < len(ordered) else None
-            around = earlier.text
-            if before is not None and before.session_id == earlier.session_id:
-                around += " " + before.text
-            for said in split_sentences(earlier.text):
-                if not _about(said, earlier, fact, around=around):
-                    continue
-                for value in framed_values(said, frame):
-                    key = normalise(value)
-                    if not key or key in taken or key in speakers:
-                        continue
-                    if key in fact.value_key or fact.value_key in key:
-                        continue
-                    counts[key] = counts.get(key, 0) + 1
-                    latest.setdefault(key, (value, earlier))  # latest first
-        if not counts:
-            return None
-        best = max(counts, key=lambda k: (counts[k], latest[k][1].timestamp, latest[k][1].id))
-        return latest[best]
-
     def _end_value(
         self,
         fact: Fact,
         turn: Turn,
         own: MemoryItem,
-        slots: dict[tuple[str, str], list[MemoryItem]],
-        batch: _Batch,
+        slots: Slots,
+        batch: Batch,
         done: AbstractSet[str],
     ) -> Decision:
         """End a value named without its aspect ("Pixel passed away", "I sold the van").
@@ -606,11 +527,11 @@ class FactLedger:
             item
             for items in slots.values()
             for item in items
-            if holds_value(item, fact.value_key) and _when(item) <= at
+            if holds_value(item, fact.value_key) and when(item) <= at
         ]
         reason = f"ended: {turn.speaker} said {turn.text!r}"
         ended = batch.invalidate(holders, reason, at, None) if holders else ()
-        _drop(slots, holders)
+        drop(slots, holders)
         marker = batch.add(replace(own, invalid_at=at))
         return Decision("DELETE", fact, marker, ended, "the speaker said it ended")
 
@@ -631,7 +552,7 @@ class FactLedger:
             metadata=fact_metadata(fact),
         )
 
-    def _persist(self, batch: _Batch) -> None:
+    def _persist(self, batch: Batch) -> None:
         if batch.added:
             final = [batch.provenance.pop(i.id, i) for i in batch.added]
             self._index.add(final, reason="extracted")
@@ -646,134 +567,15 @@ class FactLedger:
             self._index.invalidate(ids, reason, at=at, superseded_by=superseded_by)
 
 
-@dataclass
-class _Batch:
-    """Changes decided for one write, persisted together."""
-
-    added: list[MemoryItem] = field(default_factory=list)
-    provenance: dict[str, MemoryItem] = field(default_factory=dict)
-    invalidations: list[tuple[list[str], str, datetime, str | None]] = field(default_factory=list)
-
-    def add(self, item: MemoryItem) -> MemoryItem:
-        self.added.append(item)
-        return item
-
-    def invalidate(
-        self, items: Sequence[MemoryItem], reason: str, at: datetime, superseded_by: str | None
-    ) -> tuple[MemoryItem, ...]:
-        self.invalidations.append(([i.id for i in items], reason, at, superseded_by))
-        return tuple(replace(i, invalid_at=at, superseded_by=superseded_by) for i in items)
-
-
-def _fact_key(item: MemoryItem) -> tuple[object, ...]:
-    meta = item.metadata
-    return (
-        item.source_turn_ids[0] if item.source_turn_ids else None,
-        meta.get("subject_key"),
-        meta.get("attribute"),
-        meta.get("value_key"),
-        meta.get("polarity"),
-    )
-
-
-def _drop(slots: dict[tuple[str, str], list[MemoryItem]], ended: Sequence[MemoryItem]) -> None:
-    """Take items that are no longer current out of the in-memory slots."""
-    gone = {i.id for i in ended}
-    for items in slots.values():
-        items[:] = [i for i in items if i.id not in gone]
-
-
-def _named(fact: Fact, slots: dict[tuple[str, str], list[MemoryItem]]) -> Fact:
-    """Name a relative the dialogue has named: "my daughter" is Lily once "my daughter
-    Lily" was said (a current ``relative`` fact links the two)."""
-    if "'s " not in fact.subject:
-        return fact
-    for (_subject, attribute), items in slots.items():
-        if attribute != "relative":
-            continue
-        for item in items:
-            relation, _, name = str(item.metadata.get("value") or "").rpartition(" ")
-            owner = str(item.metadata.get("subject") or "")
-            named = relation and name[:1].isupper()
-            if named and normalise(f"{owner}'s {relation}") == fact.subject_key:
-                return replace(fact, subject=name)
-    return fact
-
-
-def _earlier_first(history: Sequence[Turn], turn: Turn) -> list[Turn]:
-    """Return the turns said before ``turn``, latest first."""
-    before = [t for t in history if (t.timestamp, t.id) < (turn.timestamp, turn.id)]
-    return sorted(before, key=lambda t: (t.timestamp, t.id), reverse=True)
-
-
-def _about(sentence: str, turn: Turn, fact: Fact, *, around: str = "") -> bool:
-    """Whether a sentence of ``turn`` talks about the fact's subject.
-
-    About the speaker: their own words, or the other side asking or saying "you". About
-    someone else: the sentence names them (by name, or by the relation in "Sam's sister"),
-    or refers to someone as he or she while ``around`` (the turn and the one before it)
-    names them: "How's your mum?" / "Still in her house in Whittier".
-    """
-    lowered = f" {normalise(sentence)} "
-    if normalise(fact.subject) == normalise(fact.speaker):
-        if turn.speaker == fact.speaker:
-            return True
-        return " you " in lowered or " your " in lowered or " you're " in lowered
-    name = normalise(fact.subject).split("'s ")[-1]
-    if not name:
-        return False
-    if f" {name} " in lowered:
-        return True
-    return bool(_THIRD_PERSON.search(sentence)) and f" {name} " in words_of(around)
-
-
-_THIRD_PERSON = re.compile(r"\b(?:he|she|his|her|him)\b", re.IGNORECASE)
-
-
-def holds_value(item: MemoryItem, value_key: str) -> bool:
-    """Whether a fact item holds ``value_key``: as its value, inside it, or as its subject."""
-    if not value_key:
-        return False
-    meta = item.metadata
-    held = f" {meta.get('value_key') or ''} "
-    return f" {value_key} " in held or meta.get("subject_key") == value_key
-
-
-def _when(item: MemoryItem) -> datetime:
-    return item.valid_from or item.created_at or datetime.min
-
-
-def asserts_value(text: str, value: str) -> bool:
-    """Whether ``text`` mentions ``value`` as whole words (case-insensitive)."""
-    return mentions(words_of(text), value)
-
-
-def words_of(text: str) -> str:
-    """Return ``text`` normalised for :func:`mentions` (normalise it once, test many).
-
-    A possessive ``'s`` is split off its word: "Mochi's bowl" mentions Mochi.
-    """
-    return f" {_POSSESSIVE.sub(' s', normalise(text))} "
-
-
-_POSSESSIVE = re.compile(r"'s\b")
-
-
-@functools.lru_cache(maxsize=4096)
-def _needle(value: str) -> str:
-    key = _POSSESSIVE.sub(" s", normalise(value))
-    return f" {key} " if key else ""
-
-
-def words_needed(value: str) -> list[str]:
-    """Return the words a text must each hold, as whole words, to :func:`mentions` ``value``.
-
-    Empty for a value no text mentions (nothing left after normalising).
-    """
-    return _needle(value).split()
-
-
-def mentions(words: str, value: str) -> bool:
-    """Whether ``words`` (from :func:`words_of`) mention ``value`` as whole words."""
-    needle = _needle(value)
-    return bool(needle) and needle in words
+__all__ = [
+    "FACT_STORE",
+    "Decision",
+    "FactLedger",
+    "Operation",
+    "asserts_value",
+    "fact_metadata",
+    "holds_value",
+    "mentions",
+    "words_needed",
+    "words_of",
+]

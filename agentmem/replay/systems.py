@@ -279,12 +279,14 @@ class SimilarityMemory:
 
     name = "similarity"
 
-    def __init__(self, context: StoreContext, counter: TokenCounter) -> None:
-        self.records = context.records
-        self.embedder = context.embedder
+    def __init__(
+        self, records: Records, vectors: VectorIndex, embedder: Embedder, counter: TokenCounter
+    ) -> None:
+        self.records = records
+        self.embedder = embedder
         self.counter = counter
-        self.index = ItemIndex(context, "turns")
-        self.vectors = context.vectors
+        self.index = ItemIndex(StoreContext(records, vectors, embedder), "turns")
+        self.vectors = vectors
 
     def close(self) -> None:
         """Release the records database and the vector index folder."""
@@ -376,7 +378,7 @@ def open_memory(
         return RecentMemory(records, counter)
     vectors = VectorIndex(embedder, path=folder / "chroma")
     if name == "similarity":
-        return SimilarityMemory(StoreContext(records, vectors, embedder), counter)
+        return SimilarityMemory(records, vectors, embedder, counter)
     extractor = CachingExtractor(ModelExtractor(builder) if builder else RuleExtractor())
     context = StoreContext(
         records=records, vectors=vectors, embedder=embedder, model=builder, extractor=extractor
