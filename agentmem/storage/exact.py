@@ -3,8 +3,12 @@
 An embedded index (a folder, or in memory) answers unfiltered queries of partitions up to
 ``VectorIndex.exact_limit`` vectors by a matrix product over a copy of their vectors (the
 idea of Qdrant's ``full_scan_threshold``). It cannot miss: chromadb's HNSW loses
-near-duplicate lines, recall@10 0.956-0.982 at ``ef_search`` 100-400 on a user's turns and
-graph passages (benchmarks/README.md), where the copy answers 1.000. The folder lock makes
+near-duplicate lines, recall@10 0.924 (graph passages) to 0.998 (turns) at ``ef_search``
+100 for a user with 100k items, where the copy answers 1.000; and searches answered from
+the copies leave the vectors written behind waiting, so ingest runs at 156 turns/s
+against 104 without copies (benchmarks/README.md, 2026-12-03). No faster a query at
+that size (vector part 36 ms p50 either way); the cost is memory (~1.5 KB a vector) and
+the first recall of a process (12.3 s against 5.7 s). The folder lock makes
 this process the only writer, so a copy is kept exact by the same calls that write
 chromadb. The copies are bounded by a budget of vectors in all, least recently used first
 out.

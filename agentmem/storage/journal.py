@@ -4,7 +4,9 @@ chromadb commits each upsert on its own, ~13 ms whatever its size: a third of in
 went there (benchmarks/README.md). So an embedded index writes vectors behind, in large
 batches, and journals them first in ``agentmem-pending.sqlite`` beside chromadb, a WAL
 commit of well under a millisecond: a process killed before its batch went out loses
-none, since the next open writes what the journal holds.
+none, since the next open writes what the journal holds. Measured (bench_scale ingest,
+400 turns, 20 a write, pre-embedded, 2026-12-03): 156 turns/s written behind against
+68 with every upsert written at once.
 """
 
 from __future__ import annotations
