@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from agentmem.errors import (
     AgentMemError,
     ConfigError,
+    ConstraintViolationError,
+    DatabaseBusyError,
     DataDirLockedError,
     EmbeddingError,
     InputError,
@@ -122,6 +124,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "Consolidating",
+    "ConstraintViolationError",
+    "DatabaseBusyError",
     "DataDirLockedError",
     "Editable",
     "Embedder",
