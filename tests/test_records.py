@@ -249,6 +249,17 @@ def test_an_ending_without_successor_is_a_supersede_in_history(records: Records)
     assert records.get_item(fact.id).superseded_by is None
 
 
+def test_an_older_folders_invalidate_event_reads_as_a_supersede(
+    records: Records, tmp_path: Path
+) -> None:
+    (fact,) = records.add_items([item("alice", "Alice is vegetarian.")])
+    records.invalidate([fact.id], "user retracted it", at=T2)
+    # What a folder written before the one change vocabulary holds for that ending.
+    with sqlite3.connect(tmp_path / "records.db") as db:
+        db.execute("UPDATE item_events SET action = 'INVALIDATE' WHERE action = 'SUPERSEDE'")
+    assert [e.action for e in records.history(fact.id)] == ["ADD", "SUPERSEDE"]
+
+
 def test_update_item_records_old_and_new_text(records: Records) -> None:
     (fact,) = records.add_items([item("alice", "Alice has one cat.", (1,))])
 
