@@ -320,6 +320,17 @@ async def test_export_copy_and_palette_commands(shared: Components) -> None:
             "Toggle recall from turns",
             "Copy last answer",
         } <= titles
+        # A palette toggle switches its structure, and says so; a second switches it back.
+        (toggle,) = [
+            command
+            for command in app.get_system_commands(app.screen)
+            if command.title == "Toggle recall from facts"
+        ]
+        toggle.callback()
+        assert app.switches.disabled == {"facts"}
+        assert app.notices[-1].message == "Recall from facts is off."
+        toggle.callback()
+        assert app.switches.disabled == set()
 
 
 @pytest.mark.asyncio

@@ -1,4 +1,4 @@
-"""The chat app's widgets: messages, the input with history, and the memory lists and trees."""
+"""The chat app's widgets: messages, input with history, status line, memory lists and trees."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from textual.widgets import Input, Markdown, OptionList, Static, Tree
 from textual.widgets.option_list import Option
 from textual.widgets.tree import TreeNode
 
+from agentmem.agent import TurnResult
 from agentmem.prompts import format_date
-from agentmem.tui.memory import Line, Tone, clip, provenance, validity
+from agentmem.tui.memory import Line, RecallSwitches, Tone, clip, provenance, validity
 from agentmem.types import MemoryItem, Outline, Turn
 
 _TONE_STYLES: dict[Tone, str] = {
@@ -59,9 +60,63 @@ class Reply(Markdown):
         super().__init__(text)
         self.turn_id = turn_id
 
+    def mark_recall_only(self) -> None:
+        """Label the reply as recalled memory rather than a model's answer."""
+        self.border_title = "agentmem · recall only (no model)"
+        self.add_class("-recall-only")
+
+    def mark_failed(self, text: str) -> None:
+        """Replace the reply with ``text``, saying why there is no answer."""
+        self.update(text)
+        self.border_title = "agentmem · no answer"
+        self.add_class("-failed")
+
 
 class Divider(Static):
     """A line across the conversation: a new session, another user."""
+
+
+class StatusLine(Static):
+    """The line under the chat: model and structures; the last turn's costs; what runs."""
+
+    def show(
+        self,
+        model: str,
+        switches: RecallSwitches,
+        result: TurnResult | None,
+        *,
+        timings: bool,
+        running: Sequence[str] = (),
+    ) -> None:
+        """Show the status.
+
+        Args:
+            model: The chat model, as the user should read it.
+            switches: The structures recall uses.
+            result: The last turn, for its context size and latencies (none before the first).
+            timings: Show latencies (off for reproducible screenshots).
+            running: What runs in the background, each ending in an ellipsis.
+        """
+        used = ", ".join(switches.enabled) or "none"
+        off = ", ".join(sorted(switches.disabled))
+        first = f"{model} · recall from: {used}"
+        if off:
+            first += f" · off: {off}"
+        second = ""
+        if result is not None:
+            recall = result.recall
+            prompt = f"{result.prompt_tokens} tok" if not result.recall_only else "— (recall only)"
+            second = (
+                f"context: memory {recall.tokens} tok ({len(recall.items)} items) · prompt {prompt}"
+            )
+            if timings:
+                second += " · " + " · ".join(
+                    f"{name} {result.timings[name] * 1000:.0f} ms"
+                    for name in ("recall", "answer", "memory")
+                    if name in result.timings
+                )
+        lines = [first, " · ".join(x for x in (second, *running) if x)]
+        self.update("\n".join(x for x in lines if x))
 
 
 class HistoryInput(Input):
