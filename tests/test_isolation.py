@@ -542,10 +542,10 @@ def panel_items(app: ChatApp) -> dict[str, list[MemoryItem]]:
     """Return every item the memory panel shows, by list or tree."""
     shown = {
         name: [line.item for line in app.query_one(f"#{name}", ItemList).entries if line.item]
-        for name in ("recalled", "changes", "facts", "graph", "summaries")
+        for name in ("recalled", "changes", "facts")
     }
-    for name in ("memtree", "memos"):
-        shown[name] = tree_items(app.query_one(f"#{name}", Tree))
+    for browser in app.query(".browser").results(Tree):  # every structure's outline
+        shown[str(browser.id).removeprefix("browse-")] = tree_items(browser)
     return shown
 
 
@@ -607,11 +607,11 @@ async def test_the_chat_app_shows_each_user_only_their_own_memory(
         for user in APP_USERS:
             if app.agent.user_id != user:
                 await switch_user(pilot, user)
-            entity = app.query_one("#entity")
+            entity = app.query_one("#focus-graph")
             entity.focus()
             await pilot.press(*"Porto", "enter")
             await settle(pilot)
-            assert app.entity == "Porto"
+            assert app.browse_focus == {"graph": "Porto"}
             await say(pilot, f"{rng.choice(QUERIES)} And what is my code word?")
             check_panel(user)
 

@@ -104,7 +104,7 @@ class ChatApp(App[None]):
         self.last_answer = ""
         self.last_result: TurnResult | None = None
         self.selected: MemoryItem | None = None
-        self.focus: dict[str, str] = {}
+        self.browse_focus: dict[str, str] = {}
         #: Every notification shown, oldest first.
         self.notices: list[Notice] = []
         self.warmed = threading.Event()
@@ -245,7 +245,7 @@ class ChatApp(App[None]):
 
     def _refresh_browsers(self) -> None:
         """Compute the browsers for the current user (in a worker thread) and show them."""
-        browsers = collect_browsers(self.memory, self.agent.user_id, self.focus)
+        browsers = collect_browsers(self.memory, self.agent.user_id, self.browse_focus)
         if not get_current_worker().is_cancelled:
             self._ui(self.show_browsers, browsers)
 
@@ -257,7 +257,7 @@ class ChatApp(App[None]):
     @on(MemoryPanel.FocusChosen)
     def on_focus(self, event: MemoryPanel.FocusChosen) -> None:
         """Show what a structure holds around what was typed (a graph's entity)."""
-        self.focus[event.structure] = event.focus
+        self.browse_focus[event.structure] = event.focus
         self.refresh_memory()
 
     @on(MemoryPanel.Selected)

@@ -81,7 +81,7 @@ class MemoryPanel(Vertical):
                     with TabPane(name, id=f"tab-{name}"):
                         if hint:
                             yield Input(placeholder=hint, id=f"focus-{name}", classes="focus")
-                        yield ItemTree(name, id=f"browse-{name}")
+                        yield ItemTree(name, id=f"browse-{name}", classes="browser")
         yield ItemDetails(id="details")
 
     def on_mount(self) -> None:
