@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from agentmem.building import BuildStats, structured_call
+from agentmem.building import BuildStats, retry_work, structured_call
 from agentmem.errors import InputError, ModelError
 from agentmem.prompts.memtree import (
     AGGREGATE_SCHEMA,
@@ -25,7 +25,7 @@ from agentmem.prompts.memtree import (
 )
 from agentmem.protocols import StoreContext
 from agentmem.storage.items import ItemIndex, vector_metadata, visible
-from agentmem.storage.records import ItemUpdate
+from agentmem.storage.records import ItemUpdate, PendingWorkRow
 from agentmem.stores.memtree.tree import Node, Tree, snippet
 from agentmem.text import content_words
 from agentmem.types import Change, ChangeKind, MemoryItem, Outline, Query, Recalled, Turn
@@ -602,20 +602,27 @@ class MemTreeStore:
         """Retry queued model aggregations; return how many now succeeded."""
         if self.context.model is None:
             return 0
-        done = 0
         with self._lock:
-            for work in self.context.records.pending_work(self.name, user_id):
-                assert work.id is not None
-                try:
-                    self._consolidate(self._tree(work.user_id))
-                except ModelError as exc:
-                    logger.warning("memtree aggregation retry failed: %s", exc)
-                    self.stats.add_failure(queued=False)
-                    self.context.records.fail_work(work.id, str(exc))
-                    continue
-                self.context.records.finish_work(work.id)
-                done += 1
-        return done
+            return retry_work(
+                self.context.records,
+                self.name,
+                user_id,
+                self._reconsolidate,
+                on_failure=self._retry_failed,
+            )
+
+    def _reconsolidate(self, work: PendingWorkRow) -> bool:
+        """Rewrite the work's user's dirty nodes with the model.
+
+        Raises:
+            ModelError: The call failed again (the offline texts stay).
+        """
+        self._consolidate(self._tree(work.user_id))
+        return True
+
+    def _retry_failed(self, work: PendingWorkRow, error: ModelError) -> None:
+        logger.warning("memtree aggregation retry failed: %s", error)
+        self.stats.add_failure(queued=False)
 
 
 __all__ = ["MAX_LISTED", "SESSION_DRIFT", "MemTreeStore"]
