@@ -5,7 +5,8 @@ requested under a JSON schema, validated by the structure's own check, and on a 
 the model is shown its mistake and asked once more (repair). Each structure counts its calls
 and failures in a :class:`BuildStats`; a build that still fails is queued in the records
 database (``Records.queue_work``) and retried later, and the structure falls back to its
-deterministic builder meanwhile, so nothing is silently dropped.
+deterministic builder meanwhile, so nothing is silently dropped. :func:`retry_work` is the
+one loop that takes such queued builds up again.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentmem.errors import StructuredOutputError
+from agentmem.errors import ModelError, StructuredOutputError
 from agentmem.protocols import ChatModel
 from agentmem.types import Message, Usage
+
+if TYPE_CHECKING:
+    from agentmem.protocols import RecordStore
+    from agentmem.storage.tables import PendingWorkRow
 
 logger = logging.getLogger(__name__)
 
@@ -117,4 +122,52 @@ def structured_call(
     raise StructuredOutputError(f"the model's answer stayed invalid: {problem}")
 
 
-__all__ = ["BuildStats", "structured_call"]
+def retry_work(
+    records: RecordStore,
+    store: str,
+    user_id: str | None,
+    perform: Callable[[PendingWorkRow], bool],
+    *,
+    kind: str | None = None,
+    on_failure: Callable[[PendingWorkRow, ModelError], None] | None = None,
+) -> int:
+    """Take up again ``store``'s queued builds, oldest first; return how many were done.
+
+    Each work item is handed to ``perform``. When it returns, the item leaves the queue
+    (``records.finish_work``); when it raises :class:`~agentmem.errors.ModelError`, the
+    item stays queued with one more attempt and the error recorded (``records.fail_work``),
+    ``on_failure`` is told, and the loop goes on with the next item. Any other error
+    propagates, leaving the item queued as it was.
+
+    Args:
+        records: The records database holding the queue.
+        store: The structure whose work to retry.
+        user_id: Only this user's work, or ``None`` for every user's.
+        perform: Redoes one work item; returns ``True`` when it rebuilt something, or
+            ``False`` when nothing was left to rebuild (its turns are gone), which also
+            finishes the item but is not counted.
+        kind: Only work of this kind; other kinds are left queued untouched.
+        on_failure: Called with the item and the error after a failed attempt (to log it,
+            to count it in a structure's :class:`BuildStats`).
+
+    Raises:
+        AgentMemError: Whatever ``perform`` raises other than ``ModelError``.
+    """
+    done = 0
+    for work in records.pending_work(store, user_id):
+        if kind is not None and work.kind != kind:
+            continue
+        assert work.id is not None  # rows read back from the queue always have their id
+        try:
+            rebuilt = perform(work)
+        except ModelError as exc:
+            records.fail_work(work.id, str(exc))
+            if on_failure is not None:
+                on_failure(work, exc)
+            continue
+        records.finish_work(work.id)
+        done += int(rebuilt)
+    return done
+
+
+__all__ = ["BuildStats", "retry_work", "structured_call"]

@@ -19,8 +19,8 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from agentmem.building import BuildStats
-from agentmem.errors import AgentMemError
+from agentmem.building import BuildStats, retry_work
+from agentmem.errors import AgentMemError, ModelError
 from agentmem.ledger.model_extractor import ModelExtractor
 from agentmem.ledger.patterns import PARTNER_RELATIONS, PETS, RELATIONS
 from agentmem.ledger.rules import RuleExtractor
@@ -37,6 +37,7 @@ from agentmem.types import Turn
 
 if TYPE_CHECKING:
     from agentmem.protocols import RecordStore
+    from agentmem.storage.tables import PendingWorkRow
 
 logger = logging.getLogger(__name__)
 
@@ -169,23 +170,25 @@ def retry_queued(
     Work whose extraction fails again (an error, or fallback facts again) stays queued,
     its attempts counted.
     """
-    done = 0
-    for work in records.pending_work(store, user_id):
+
+    def perform(work: PendingWorkRow) -> bool:
         ids = [int(i) for i in work.payload.get("turn_ids", [])]
         turns = records.turns(work.user_id, ids=ids)
         try:
             # A shared caching extractor re-asks the model only for turns it fell back on.
             facts = extract_again(extractor, turns)
+        except ModelError:
+            raise
         except AgentMemError as exc:
-            records.fail_work(work.id or 0, str(exc))
-            continue
+            # Any failure of an extractor (a third-party one's storage, say) leaves the
+            # work queued, as a model's does; a failure while applying propagates.
+            raise ModelError(str(exc)) from exc
         if degraded_turns(extractor, ids):
-            records.fail_work(work.id or 0, "model extraction failed again")
-            continue
+            raise ModelError("model extraction failed again")
         apply(work.user_id, turns, facts)
-        records.finish_work(work.id or 0)
-        done += 1
-    return done
+        return True
+
+    return retry_work(records, store, user_id, perform)
 
 
 __all__ = [

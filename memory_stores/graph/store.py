@@ -34,7 +34,8 @@ the store makes no model call of its own. When the extractor raises, the turns a
 in with the rule extractor and queued; :meth:`GraphStore.retry_pending` re-extracts them.
 The networkx graph is the graph of record, rebuilt lazily per user from the persisted
 items; the PageRank engine mirrors it in cached sparse matrices that writes and
-invalidations update by deltas.
+invalidations update by deltas. Folding turns in lives in :mod:`.writing`, the browser's
+outline in :mod:`.outline`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -50,33 +50,24 @@ from datetime import datetime
 import numpy as np
 
 from agentmem.building import BuildStats
-from agentmem.errors import AgentMemError, InputError, NotFoundError
+from agentmem.errors import InputError, NotFoundError
 from agentmem.ledger.extraction import (
     Fact,
     FactExtractor,
     RuleExtractor,
-    normalise,
-    queue_degraded,
     retry_queued,
 )
 from agentmem.protocols import StoreContext
 from agentmem.storage.items import visible
-from agentmem.storage.records import ItemUpdate
 from agentmem.storage.vectors import Hit
-from agentmem.stores.graph.folding import Batch, fact_key
 from agentmem.stores.graph.index import KindIndex
+from agentmem.stores.graph.outline import outline
 from agentmem.stores.graph.ppr import PersonalizedPageRank
-from agentmem.stores.graph.user_graph import UserGraph, View, entity_node, passage_node
+from agentmem.stores.graph.user_graph import UserGraph, View, passage_node
+from agentmem.stores.graph.writing import GraphWriter, link
 from agentmem.types import Change, MemoryItem, Outline, Query, Recalled, Turn
 
 logger = logging.getLogger(__name__)
-
-
-def _triple(item: MemoryItem) -> str:
-    meta = item.metadata
-    if meta.get("subject") and meta.get("object"):
-        return f"{meta['subject']} —{meta.get('predicate', '?')}→ {meta['object']}"
-    return item.text
 
 
 class GraphStore:
@@ -139,6 +130,16 @@ class GraphStore:
         self._index = KindIndex(context, name)
         self._rules = RuleExtractor()
         self._users: dict[str, UserGraph] = {}
+        self._writer = GraphWriter(
+            context,
+            name,
+            self._index,
+            rules=self._rules,
+            stats=self.stats,
+            entity_turn_cap=entity_turn_cap,
+            synonym_threshold=synonym_threshold,
+            synonym_candidates=synonym_candidates,
+        )
         self._lock = threading.RLock()
 
     def _new_engine(self) -> PersonalizedPageRank:
@@ -164,22 +165,9 @@ class GraphStore:
         for item in items:
             if item.kind in ("entity", "passage"):
                 state.add_node(item)
-        self._link(state, items)
+        link(state, items)
         logger.debug("graph of %s loaded: %d items", user_id, len(items))
         return state
-
-    @staticmethod
-    def _link(state: UserGraph, items: Sequence[MemoryItem]) -> None:
-        for item in items:
-            meta = item.metadata
-            if item.kind == "passage":
-                for key in meta.get("mentions", ()):
-                    state.support(passage_node(item.id), entity_node(key), mention=True)
-            elif item.kind == "entity":
-                for key, similarity in meta.get("synonyms", {}).items():
-                    state.support(entity_node(meta["key"]), entity_node(key), synonym=similarity)
-            elif item.kind == "fact":
-                state.add_fact(item)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -188,101 +176,15 @@ class GraphStore:
         turns = list(turns)
         if not turns:
             return []
-        facts = self._extract(turns)
+        facts = self._writer.extract(self.extractor, turns)
         changed: list[Change] = []
         with self._lock:
             for user_id in dict.fromkeys(t.user_id for t in turns):
                 state = self.user_graph(user_id)
                 # A replay after another structure failed writes the same turns again.
                 fresh = [t for t in turns if t.user_id == user_id and t.id not in state.turns]
-                changed += self._fold(state, user_id, fresh, facts, passages=True)
+                changed += self._writer.fold(state, user_id, fresh, facts, passages=True)
         return changed
-
-    def _extract(self, turns: Sequence[Turn]) -> dict[int, list[Fact]]:
-        """Extract with the shared extractor; on failure queue a retry and use the rules."""
-        extractor = self.extractor
-        try:
-            facts = extractor.extract(turns)
-        except AgentMemError as exc:
-            if extractor is self._rules:
-                raise
-            logger.warning(
-                "graph: extraction failed for %d turns, using rules: %s", len(turns), exc
-            )
-            self.stats.add_failure(queued=True)
-            for user_id in dict.fromkeys(t.user_id for t in turns):
-                ids = [t.id for t in turns if t.user_id == user_id]
-                self._context.records.queue_work(
-                    self.name, user_id, "extract", {"turn_ids": ids}, str(exc)
-                )
-            return self._rules.extract(turns)
-        # A model extractor that fell back to rules for some turns: retry those later.
-        queue_degraded(extractor, turns, self._context.records, self.name, self.stats)
-        return facts
-
-    def _fold(
-        self,
-        state: UserGraph,
-        user_id: str,
-        turns: Sequence[Turn],
-        facts: dict[int, list[Fact]],
-        *,
-        passages: bool,
-    ) -> list[Change]:
-        """Store the turns' new items (one embedding call) and add them to the graph."""
-        batch = Batch(self.name, state, self.entity_turn_cap)
-        for turn in turns:
-            batch.add_turn(turn, facts.get(turn.id, []), passage=passages)
-        texts = batch.texts()
-        if not texts:
-            return []
-        # A passage's text is the turn as another store embedded it: usually cached.
-        vectors = self._index.embed(texts)
-        keys = list(batch.entities)
-        synonyms = self._synonyms(state, user_id, keys, batch.entity_vectors(vectors))
-        items, embeddings = batch.items(vectors, synonyms)
-        stored = self._index.add(items, embeddings, reason="graph: turn folded in")
-        for item in stored:
-            if item.kind != "fact":
-                state.add_node(item)
-        self._link(state, stored)
-        changes = []
-        for key, turn_ids in batch.extended.items():
-            if turn_ids:
-                known = state.graph.nodes[entity_node(key)]["turns"]
-                known += turn_ids
-                changes.append(
-                    ItemUpdate(
-                        state.entities[key],
-                        source_turn_ids=known,
-                        reason="graph: entity mentioned again",
-                    )
-                )
-        return [Change("ADD", i, "graph: turn folded in") for i in stored] + [
-            Change("UPDATE", i, "graph: entity mentioned again")
-            for i in self._context.records.update_items(changes)
-        ]
-
-    def _synonyms(
-        self, state: UserGraph, user_id: str, keys: list[str], vectors: np.ndarray
-    ) -> dict[str, dict[str, float]]:
-        """Find, for each new entity, the known or new entities similar enough to be synonyms."""
-        found: dict[str, dict[str, float]] = {key: {} for key in keys}
-        for key, vector in zip(keys, vectors, strict=True):
-            if not state.entities:
-                break
-            near = self._index.nearest(user_id, vector, {"entity": self.synonym_candidates})
-            for hit in near["entity"]:
-                node = state.nodes.get(hit.id)
-                if node is not None and hit.similarity >= self.synonym_threshold:
-                    found[key][node[2:]] = round(hit.similarity, 4)
-        if len(keys) > 1:  # new entities of the same write, against each other
-            similarity = vectors @ vectors.T
-            close = np.triu(similarity >= self.synonym_threshold, 1)
-            for first, second in zip(*np.nonzero(close), strict=True):
-                sim = round(float(similarity[first, second]), 4)
-                found[keys[int(second)]][keys[int(first)]] = sim
-        return found
 
     # -- retrieval ------------------------------------------------------------------------
 
@@ -459,7 +361,7 @@ class GraphStore:
                 speaker = str(item.metadata.get("speaker", turns[0].speaker))
                 edited = replace(turns[0], text=text.removeprefix(f"{speaker}: "))
                 facts = self.extractor.extract([edited])
-                changes += self._fold(state, item.user_id, [edited], facts, passages=False)
+                changes += self._writer.fold(state, item.user_id, [edited], facts, passages=False)
             return changes
 
     def _facts_of(self, passage: MemoryItem) -> list[MemoryItem]:
@@ -470,47 +372,7 @@ class GraphStore:
     def outline(self, user_id: str, *, focus: str = "", limit: int = 200) -> list[Outline]:
         """Return the triples around the entity ``focus`` (current ones first), then the
         best-connected entities as suggestions of what to look at."""
-        facts = self._context.records.store_items(
-            self.name, user_id, kind="fact", current_only=False
-        )
-        counts: Counter[str] = Counter()
-        for item in facts:
-            if item.current:
-                counts.update(
-                    str(item.metadata.get(end) or "").strip() for end in ("subject", "object")
-                )
-        counts.pop("", None)
-        key = normalise(focus)
-        entries: list[Outline] = []
-        if key:
-            matched = [
-                f
-                for f in facts
-                if key in (f.metadata.get("subject_key"), f.metadata.get("object_key"))
-                or any(
-                    key in normalise(str(f.metadata.get(e) or "")).split()
-                    for e in ("subject", "object")
-                )
-            ]
-            matched.sort(key=lambda f: (not f.current, -(f.valid_from or datetime.min).timestamp()))
-            entries.append(
-                Outline(
-                    f"Facts about {focus} ({len(matched)})",
-                    None,
-                    tuple(
-                        Outline(_triple(f) if f.current else f"✗ {_triple(f)}", f)
-                        for f in matched[:limit]
-                    ),
-                )
-            )
-        entries.append(
-            Outline(
-                "Most connected",
-                None,
-                tuple(Outline(f"{name} ({count})") for name, count in counts.most_common(8)),
-            )
-        )
-        return entries
+        return outline(self._context.records, self.name, user_id, focus=focus, limit=limit)
 
     def forget(self, user_id: str) -> int:
         """Drop the user's vectors and cached graph (the records database forgets the rows)."""
@@ -534,29 +396,12 @@ class GraphStore:
         self, user_id: str, turns: list[Turn], facts: dict[int, list[Fact]]
     ) -> None:
         with self._lock:
-            self._replace_facts(user_id, turns, facts)
-
-    def _replace_facts(
-        self, user_id: str, turns: Sequence[Turn], facts: dict[int, list[Fact]]
-    ) -> None:
-        state = self.user_graph(user_id)
-        turns = [t for t in turns if t.id in state.turns]
-        ids = {t.id for t in turns}
-        old = [
-            f
-            for f in self._context.records.store_items(self.name, user_id, kind="fact")
-            if set(f.source_turn_ids) & ids
-        ]
-        have = {(f.source_turn_ids[0], fact_key(f)) for f in old}
-        fresh = {
-            turn_id: [f for f in found if (turn_id, fact_key(f)) not in have]
-            for turn_id, found in facts.items()
-        }
-        self._fold(state, user_id, turns, fresh, passages=False)
-        wanted = {(turn_id, fact_key(f)) for turn_id, found in facts.items() for f in found}
-        stale = [f for f in old if (f.source_turn_ids[0], fact_key(f)) not in wanted]
-        for fact in stale:
-            self.invalidate([fact.id], "graph: replaced by model extraction", at=fact.valid_from)
+            state = self.user_graph(user_id)
+            unconfirmed = self._writer.replace_facts(state, user_id, turns, facts)
+            for fact in unconfirmed:
+                self.invalidate(
+                    [fact.id], "graph: replaced by model extraction", at=fact.valid_from
+                )
 
 
 __all__ = ["GraphStore"]

@@ -11,12 +11,12 @@ from datetime import datetime
 
 import numpy as np
 
-from agentmem.building import BuildStats, structured_call
+from agentmem.building import BuildStats, retry_work, structured_call
 from agentmem.errors import InputError, ModelError
 from agentmem.prompts.memo import MEMO_SCHEMA, MemoDraft, memo_messages, validate_memos
 from agentmem.protocols import StoreContext
 from agentmem.storage.items import ItemIndex, vector_metadata, visible
-from agentmem.storage.records import ItemUpdate
+from agentmem.storage.records import ItemUpdate, PendingWorkRow
 from agentmem.stores.memo.building import (
     Entry,
     OfflineBuilder,
@@ -36,6 +36,10 @@ PROMPT_TOPICS = 50
 REINDEX_COSINE = 0.98
 #: The kind of queued work: a chunk to rebuild with the model.
 WORK_KIND = "memo_chunk"
+
+
+def _log_retry_failure(work: PendingWorkRow, error: ModelError) -> None:
+    logger.warning("memo retry %d failed again: %s", work.id, error)
 
 
 @dataclass
@@ -235,34 +239,36 @@ class MemoStore:
         """Rebuild queued chunks with the model, replacing their offline memos."""
         if self.context.model is None:
             return 0
-        records = self.context.records
-        done = 0
         with self._lock:
-            for work in records.pending_work(self.name, user_id):
-                if work.kind != WORK_KIND or work.id is None:
-                    continue
-                turns = records.turns(work.user_id, ids=work.payload.get("turn_ids", []))
-                if not turns:
-                    records.finish_work(work.id)  # the turns are gone: nothing to rebuild
-                    continue
-                state = self._state(work.user_id)
-                try:
-                    drafts = self._ask_model(state, turns)
-                except ModelError as exc:
-                    logger.warning("memo retry %d failed again: %s", work.id, exc)
-                    records.fail_work(work.id, str(exc))
-                    continue
-                try:
-                    vectors = self._index.embed([t.text for t in turns])
-                    entries = entries_from_drafts(state.topics, turns, vectors, drafts)
-                    memos, _ = self._commit(work.user_id, state, turns, entries, record=False)
-                    old = work.payload.get("fallback_memo_ids", [])
-                    self._replace(work.user_id, state, old, memos)
-                finally:
-                    self._states.pop(work.user_id, None)  # rebuilt without replaced topics
-                records.finish_work(work.id)
-                done += 1
-        return done
+            return retry_work(
+                self.context.records,
+                self.name,
+                user_id,
+                self._rebuild,
+                kind=WORK_KIND,
+                on_failure=_log_retry_failure,
+            )
+
+    def _rebuild(self, work: PendingWorkRow) -> bool:
+        """Rebuild one queued chunk with the model; ``False`` when its turns are gone.
+
+        Raises:
+            ModelError: The model failed again (the offline memos stay).
+        """
+        turns = self.context.records.turns(work.user_id, ids=work.payload.get("turn_ids", []))
+        if not turns:
+            return False  # the turns are gone: nothing to rebuild
+        state = self._state(work.user_id)
+        drafts = self._ask_model(state, turns)
+        try:
+            vectors = self._index.embed([t.text for t in turns])
+            entries = entries_from_drafts(state.topics, turns, vectors, drafts)
+            memos, _ = self._commit(work.user_id, state, turns, entries, record=False)
+            old = work.payload.get("fallback_memo_ids", [])
+            self._replace(work.user_id, state, old, memos)
+        finally:
+            self._states.pop(work.user_id, None)  # rebuilt without replaced topics
+        return True
 
     # -- state ------------------------------------------------------------------------------
 

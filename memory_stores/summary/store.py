@@ -14,7 +14,7 @@ from datetime import datetime
 
 import numpy as np
 
-from agentmem.building import BuildStats, structured_call
+from agentmem.building import BuildStats, retry_work, structured_call
 from agentmem.errors import InputError, ModelError
 from agentmem.prompts.summary import (
     SUMMARY_SCHEMA,
@@ -24,7 +24,7 @@ from agentmem.prompts.summary import (
 )
 from agentmem.protocols import StoreContext
 from agentmem.storage.items import ItemIndex, vector_metadata, visible
-from agentmem.storage.records import ItemUpdate, new_item_id
+from agentmem.storage.records import ItemUpdate, PendingWorkRow, new_item_id
 from agentmem.stores.summary.building import (
     Candidate,
     Version,
@@ -250,26 +250,31 @@ class SummaryStore:
         """Redo queued model updates over the current summary; return how many succeeded."""
         if self.context.model is None:
             return 0
-        records = self.context.records
-        done = 0
         with self._lock:
-            for work in records.pending_work(self.name, user_id):
-                assert work.id is not None
-                ids = [int(i) for i in work.payload.get("turn_ids", [])]
-                turns = records.turns(work.user_id, ids=ids) if ids else []
-                if not turns:  # the user was forgotten meanwhile
-                    records.finish_work(work.id)
-                    continue
-                try:
-                    self._update(work.user_id, turns, retry_of=work.id)
-                except ModelError as exc:
-                    logger.warning("summary retry %d failed again: %s", work.id, exc)
-                    records.fail_work(work.id, str(exc))
-                    self.stats.add_failure(queued=False)
-                    continue
-                records.finish_work(work.id)
-                done += 1
-        return done
+            return retry_work(
+                self.context.records,
+                self.name,
+                user_id,
+                self._redo,
+                on_failure=self._retry_failed,
+            )
+
+    def _redo(self, work: PendingWorkRow) -> bool:
+        """Redo one queued update; ``False`` when its turns are gone.
+
+        Raises:
+            ModelError: The model failed again.
+        """
+        ids = [int(i) for i in work.payload.get("turn_ids", [])]
+        turns = self.context.records.turns(work.user_id, ids=ids) if ids else []
+        if not turns:  # the user was forgotten meanwhile
+            return False
+        self._update(work.user_id, turns, retry_of=work.id)
+        return True
+
+    def _retry_failed(self, work: PendingWorkRow, error: ModelError) -> None:
+        logger.warning("summary retry %d failed again: %s", work.id, error)
+        self.stats.add_failure(queued=False)
 
     # -- inspection -------------------------------------------------------------------------
 
