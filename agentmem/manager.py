@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,63 +53,18 @@ from agentmem.storage.records import Records
 from agentmem.types import (
     FUSIONS,
     Change,
-    ChangeKind,
     Fusion,
     ItemEvent,
-    MemoryItem,
     Query,
     Recalled,
+    RecallResult,
     Scope,
     Turn,
+    WriteReport,
     utcnow,
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WriteReport:
-    """What writing turns into memory did."""
-
-    turn_ids: tuple[int, ...]
-    changes: tuple[Change, ...] = ()
-    failures: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """Whether every structure folded the turns in."""
-        return not self.failures
-
-    def count(self, kind: ChangeKind) -> int:
-        """Return how many changes were of ``kind``."""
-        return sum(1 for c in self.changes if c.kind == kind)
-
-
-@dataclass(frozen=True)
-class RecallResult:
-    """What a recall put in front of the model, and what it cost.
-
-    Attributes:
-        items: The items kept, best first, with their fused score.
-        tokens: Tokens the kept items cost when rendered.
-        dropped: Items recalled but left out for the budget.
-        timings: Seconds spent per structure, plus ``embed``, ``rewrite`` and ``total``.
-        query: The query text actually searched (after rewriting).
-        stale_dropped: Items a structure returned that still asserted a superseded value.
-    """
-
-    items: tuple[Recalled, ...]
-    tokens: int
-    dropped: int
-    timings: dict[str, float]
-    query: str
-    stale_dropped: int = 0
-
-    @property
-    def memory(self) -> list[MemoryItem]:
-        """The kept items without scores."""
-        return [r.item for r in self.items]
 
 
 class MemoryManager:

@@ -27,11 +27,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self, TypedDict
+from typing import Any, Literal, Self
 
 from agentmem.config import load_config
 from agentmem.errors import AgentMemError, InputError
 from agentmem.factory import Components, build
+from agentmem.inputs import check_unicode, check_user, moment_of, turn_specs
 from agentmem.manager import MemoryManager
 from agentmem.protocols import ChatModel, StoreContext
 from agentmem.results import (
@@ -63,7 +64,6 @@ logger = logging.getLogger(__name__)
 _NO_BUDGET = 10**9
 #: Tokens an item costs beyond its text in a prompt (as the manager's budget counts it).
 _ITEM_OVERHEAD = 8
-_MESSAGE_KEYS = {"role", "content", "name", "timestamp", "metadata"}
 
 
 class Memory:
@@ -180,9 +180,9 @@ class Memory:
             StorageError: The records database failed; nothing was stored.
         """
         started = time.perf_counter()
-        user_id = _check_user(user_id)
-        moment = _moment(timestamp, "timestamp")
-        specs = _turn_specs(messages)
+        user_id = check_user(user_id)
+        moment = moment_of(timestamp, "timestamp")
+        specs = turn_specs(messages)
         with self._lock:
             before = self._model_tokens()
             session = self._session(user_id, agent_id, session_id, moment)
@@ -219,7 +219,7 @@ class Memory:
     def end_session(self, user_id: str, session_id: str | None = None) -> ChangeResult:
         """End a session (default: the user's open one), letting structures consolidate it."""
         started = time.perf_counter()
-        user_id = _check_user(user_id)
+        user_id = check_user(user_id)
         with self._lock:
             if session_id is None:
                 opened = [key for key in self._sessions if key[0] == user_id]
@@ -262,12 +262,12 @@ class Memory:
             InputError: The query, ``top_k`` or a filter is not acceptable.
         """
         started = time.perf_counter()
-        user_id = _check_user(user_id)
+        user_id = check_user(user_id)
         if not isinstance(query, str) or not query.strip():
             raise InputError("the search query is empty")
-        _check_unicode(query, "the search query")
+        check_unicode(query, "the search query")
         if agent_id is not None:
-            _check_unicode(agent_id, "agent_id")
+            check_unicode(agent_id, "agent_id")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise InputError(f"top_k must be a positive integer, not {top_k!r}")
         if filters is not None and not isinstance(filters, Mapping):
@@ -284,7 +284,7 @@ class Memory:
                 Scope(user_id, agent_id),
                 budget_tokens=_NO_BUDGET,
                 k=per_store,
-                as_of=_moment(as_of, "as_of"),
+                as_of=moment_of(as_of, "as_of"),
                 include_history=include_history,
                 structures=[store] if isinstance(store, str) else None,
             )
@@ -308,7 +308,7 @@ class Memory:
         Raises:
             NotFoundError: No such item for this user.
         """
-        user_id = _check_user(user_id)
+        user_id = check_user(user_id)
         item = self.records.get_item(memory_id, user_id=user_id)
         return self._records([Recalled(item, 0.0)], user_id, scored=False)[0]
 
@@ -316,7 +316,7 @@ class Memory:
         self, *, user_id: str, store: str | None = None, include_history: bool = False
     ) -> list[MemoryRecord]:
         """Return every item of a user (optionally of one structure), oldest first."""
-        user_id = _check_user(user_id)
+        user_id = check_user(user_id)
         names = [store] if store is not None else [s.name for s in self.manager.structures]
         items = [
             Recalled(item, 0.0)
@@ -331,7 +331,7 @@ class Memory:
         Raises:
             NotFoundError: No such item for this user.
         """
-        user_id = _check_user(user_id)
+        user_id = check_user(user_id)
         return [history_entry(e) for e in self.manager.history(memory_id, user_id=user_id)]
 
     # -- editing ----------------------------------------------------------------------------
@@ -359,11 +359,11 @@ class Memory:
                 kept as it was), or its structure cannot edit items.
         """
         started = time.perf_counter()
-        user_id = _check_user(user_id)
+        user_id = check_user(user_id)
         if not isinstance(text, str) or not text.strip():
             raise InputError("the new text is empty")
-        _check_unicode(text, "the new text")
-        moment = _moment(at, "at")
+        check_unicode(text, "the new text")
+        moment = moment_of(at, "at")
         with self._lock:
             changes = self.manager.update(
                 memory_id, text, user_id=user_id, reason=reason, at=moment
@@ -384,8 +384,8 @@ class Memory:
             NotFoundError: No such item for this user.
         """
         started = time.perf_counter()
-        user_id = _check_user(user_id)
-        moment = _moment(at, "at")
+        user_id = check_user(user_id)
+        moment = moment_of(at, "at")
         with self._lock:
             changes = self.manager.delete(memory_id, user_id=user_id, at=moment)
         return ChangeResult([event_of(c) for c in changes], 0, time.perf_counter() - started)
@@ -394,7 +394,7 @@ class Memory:
 
     def forget(self, user_id: str) -> dict[str, int]:
         """Erase everything about a user from every backend; return a receipt of counts."""
-        user_id = _check_user(user_id)
+        user_id = check_user(user_id)
         with self._lock:
             for key in [k for k in self._sessions if k[0] == user_id]:
                 del self._sessions[key]
@@ -402,7 +402,7 @@ class Memory:
 
     def export(self, user_id: str, path: str | Path | None = None) -> dict[str, Any]:
         """Return (and optionally write as JSON) everything memory holds about a user."""
-        user_id = _check_user(user_id)
+        user_id = check_user(user_id)
         with self._lock:
             return self.manager.export(user_id, path)
 
@@ -468,105 +468,6 @@ def _metered(model: ChatModel) -> ChatModel:
     from agentmem.models.llm import MeteredChatModel
 
     return MeteredChatModel(model)
-
-
-def _check_user(user_id: str) -> str:
-    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > 256:
-        raise InputError(
-            "user_id must be a non-empty string of at most 256 characters",
-            hint="every call is scoped by user: pass user_id=...",
-        )
-    _check_unicode(user_id, "user_id")
-    return user_id
-
-
-def _check_unicode(text: str, what: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InputError(f"{what} is not valid Unicode text: {exc.reason}") from exc
-
-
-def _moment(value: datetime | str | None, what: str) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise InputError(f"{what} is not an ISO 8601 time: {value!r}") from exc
-    raise InputError(f"{what} must be a datetime or an ISO 8601 string, not {value!r}")
-
-
-class _Spec(TypedDict):
-    role: Literal["user", "assistant"]
-    name: str
-    content: str
-    timestamp: datetime | None
-    metadata: dict[str, Any]
-
-
-def _turn_specs(
-    messages: str | Mapping[str, Any] | Message | Sequence[Mapping[str, Any] | Message],
-) -> list[_Spec]:
-    """Validate messages into turn specs; system messages are skipped.
-
-    Raises:
-        InputError: A message is malformed, or no user/assistant message is left.
-    """
-    if isinstance(messages, str):
-        listed: list[Any] = [{"role": "user", "content": messages}]
-    elif isinstance(messages, Mapping | Message):
-        listed = [messages]
-    elif isinstance(messages, Sequence):
-        listed = list(messages)
-    else:
-        raise InputError(f"messages must be a list of message dicts, not {type(messages).__name__}")
-    specs: list[_Spec] = []
-    for position, message in enumerate(listed):
-        if isinstance(message, Message):
-            message = {"role": message.role, "content": message.content, "name": message.name}
-        if not isinstance(message, Mapping):
-            raise InputError(f"message {position} is a {type(message).__name__}, not a dict")
-        unknown = set(message) - _MESSAGE_KEYS
-        if unknown:
-            raise InputError(f"message {position} has unknown keys {sorted(unknown)}")
-        role = message.get("role")
-        if role == "system":
-            logger.debug("skipping a system message: instructions are not memory")
-            continue
-        if role not in ("user", "assistant"):
-            raise InputError(f"message {position} has role {role!r}; use 'user' or 'assistant'")
-        name = message.get("name") or role
-        if not isinstance(name, str):
-            raise InputError(f"message {position}'s name must be a string")
-        meta = message.get("metadata") or {}
-        if not isinstance(meta, Mapping):
-            raise InputError(f"message {position}'s metadata must be a mapping")
-        specs.append(
-            _Spec(
-                role=role,
-                name=name,
-                content=_content(message.get("content"), position),
-                timestamp=_moment(message.get("timestamp"), f"message {position}'s timestamp"),
-                metadata=dict(meta),
-            )
-        )
-    if not specs:
-        raise InputError("no user or assistant message to add")
-    return specs
-
-
-def _content(content: Any, position: int) -> str:
-    """Return a message's text; OpenAI-style lists of text parts are joined."""
-    if isinstance(content, str):
-        return content  # the records database checks emptiness and size
-    if isinstance(content, list) and all(
-        isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str)
-        for p in content
-    ):
-        return "\n".join(p["text"] for p in content)
-    raise InputError(f"message {position}'s content must be text, not {type(content).__name__}")
 
 
 __all__ = [

@@ -266,3 +266,48 @@ class Completion:
     data: Any = None
     usage: Usage = Usage()
     model: str = ""
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """What writing turns into memory did."""
+
+    turn_ids: tuple[int, ...]
+    changes: tuple[Change, ...] = ()
+    failures: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether every structure folded the turns in."""
+        return not self.failures
+
+    def count(self, kind: ChangeKind) -> int:
+        """Return how many changes were of ``kind``."""
+        return sum(1 for c in self.changes if c.kind == kind)
+
+
+@dataclass(frozen=True)
+class RecallResult:
+    """What a recall put in front of the model, and what it cost.
+
+    Attributes:
+        items: The items kept, best first, with their fused score.
+        tokens: Tokens the kept items cost when rendered.
+        dropped: Items recalled but left out for the budget.
+        timings: Seconds spent per structure, plus ``embed``, ``rewrite`` and ``total``.
+        query: The query text actually searched (after rewriting).
+        stale_dropped: Items a structure returned that still asserted a superseded value.
+    """
+
+    items: tuple[Recalled, ...]
+    tokens: int
+    dropped: int
+    timings: dict[str, float]
+    query: str
+    stale_dropped: int = 0
+
+    @property
+    def memory(self) -> list[MemoryItem]:
+        """The kept items without scores."""
+        return [r.item for r in self.items]

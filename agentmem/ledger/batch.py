@@ -1,13 +1,81 @@
-"""One write's decisions, gathered in memory and persisted together, and slot helpers."""
+"""What the ledger decides for each fact, a write's decisions gathered to persist together, and
+slot helpers."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Literal
 
 from agentmem.ledger.slots import Fact, normalise
-from agentmem.types import MemoryItem
+from agentmem.types import Change, ChangeKind, MemoryItem
+
+Operation = Literal["ADD", "APPEND", "REPLACE", "DELETE", "NOOP", "REJECT"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What resolving one extracted fact did.
+
+    Attributes:
+        operation: ADD (new slot), APPEND (another value of a multi-valued slot), REPLACE
+            (superseded the old value), DELETE (ended a value), NOOP (already known),
+            REJECT (an inferred fact contradicting a stated one, kept out of current memory).
+        fact: The extracted fact.
+        item: The fact's item (new, or the existing one for NOOP).
+        superseded: Items this decision invalidated.
+        reason: Why, in words.
+    """
+
+    operation: Operation
+    fact: Fact
+    item: MemoryItem | None
+    superseded: tuple[MemoryItem, ...]
+    reason: str
+
+    @property
+    def change(self) -> Change | None:
+        """Return the change to memory this decision made (``None`` when it touched no item).
+
+        APPEND is an ADD (a new item), REPLACE a SUPERSEDE of the old value by the new
+        one, REJECT a NOOP (the fact stays out of current memory).
+        """
+        item = self.item or (self.superseded[0] if self.superseded else None)
+        if item is None:
+            return None
+        return Change(
+            _CHANGE_KINDS[self.operation],
+            item,
+            f"{self.fact.render()}: {self.reason}",
+            tuple(i.id for i in self.superseded),
+        )
+
+
+_CHANGE_KINDS: dict[Operation, ChangeKind] = {
+    "ADD": "ADD",
+    "APPEND": "ADD",
+    "REPLACE": "SUPERSEDE",
+    "DELETE": "DELETE",
+    "NOOP": "NOOP",
+    "REJECT": "NOOP",
+}
+
+
+def fact_metadata(fact: Fact) -> dict[str, object]:
+    """Return the JSON metadata a fact item carries."""
+    return {
+        "subject": fact.subject,
+        "subject_key": fact.subject_key,
+        "attribute": fact.attribute,
+        "value": fact.value,
+        "value_key": fact.value_key,
+        "speaker": fact.speaker,
+        "stated": fact.stated,
+        "polarity": fact.polarity,
+        "single_valued": fact.single_valued,
+    }
+
 
 #: The user's current facts by slot, (subject, attribute), as a write sees them.
 Slots = dict[tuple[str, str], list[MemoryItem]]
@@ -75,4 +143,14 @@ def when(item: MemoryItem) -> datetime:
     return item.valid_from or item.created_at or datetime.min
 
 
-__all__ = ["Batch", "Slots", "drop", "fact_key", "named", "when"]
+__all__ = [
+    "Batch",
+    "Decision",
+    "Operation",
+    "Slots",
+    "drop",
+    "fact_key",
+    "fact_metadata",
+    "named",
+    "when",
+]

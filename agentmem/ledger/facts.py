@@ -23,12 +23,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Literal
 
 from agentmem.building import BuildStats
-from agentmem.ledger.batch import Batch, Slots, drop, fact_key, named, when
+from agentmem.ledger.batch import (
+    Batch,
+    Decision,
+    Operation,
+    Slots,
+    drop,
+    fact_key,
+    fact_metadata,
+    named,
+    when,
+)
 from agentmem.ledger.extraction import (
     ENDED,
     Fact,
@@ -48,75 +57,11 @@ from agentmem.ledger.resolution import FactOperation, ModelResolver
 from agentmem.protocols import StoreContext
 from agentmem.storage.items import ItemIndex
 from agentmem.storage.records import ItemUpdate, derived_item_id
-from agentmem.types import Change, ChangeKind, MemoryItem, Query, Recalled, Turn, utcnow
+from agentmem.types import Change, MemoryItem, Query, Recalled, Turn, utcnow
 
 logger = logging.getLogger(__name__)
 
-Operation = Literal["ADD", "APPEND", "REPLACE", "DELETE", "NOOP", "REJECT"]
 FACT_STORE = "facts"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What resolving one extracted fact did.
-
-    Attributes:
-        operation: ADD (new slot), APPEND (another value of a multi-valued slot), REPLACE
-            (superseded the old value), DELETE (ended a value), NOOP (already known),
-            REJECT (an inferred fact contradicting a stated one, kept out of current memory).
-        fact: The extracted fact.
-        item: The fact's item (new, or the existing one for NOOP).
-        superseded: Items this decision invalidated.
-        reason: Why, in words.
-    """
-
-    operation: Operation
-    fact: Fact
-    item: MemoryItem | None
-    superseded: tuple[MemoryItem, ...]
-    reason: str
-
-    @property
-    def change(self) -> Change | None:
-        """Return the change to memory this decision made (``None`` when it touched no item).
-
-        APPEND is an ADD (a new item), REPLACE a SUPERSEDE of the old value by the new
-        one, REJECT a NOOP (the fact stays out of current memory).
-        """
-        item = self.item or (self.superseded[0] if self.superseded else None)
-        if item is None:
-            return None
-        return Change(
-            _CHANGE_KINDS[self.operation],
-            item,
-            f"{self.fact.render()}: {self.reason}",
-            tuple(i.id for i in self.superseded),
-        )
-
-
-_CHANGE_KINDS: dict[Operation, ChangeKind] = {
-    "ADD": "ADD",
-    "APPEND": "ADD",
-    "REPLACE": "SUPERSEDE",
-    "DELETE": "DELETE",
-    "NOOP": "NOOP",
-    "REJECT": "NOOP",
-}
-
-
-def fact_metadata(fact: Fact) -> dict[str, object]:
-    """Return the JSON metadata a fact item carries."""
-    return {
-        "subject": fact.subject,
-        "subject_key": fact.subject_key,
-        "attribute": fact.attribute,
-        "value": fact.value,
-        "value_key": fact.value_key,
-        "speaker": fact.speaker,
-        "stated": fact.stated,
-        "polarity": fact.polarity,
-        "single_valued": fact.single_valued,
-    }
 
 
 class FactLedger:
