@@ -11,7 +11,8 @@ import re
 from collections.abc import Sequence
 
 from agentmem.models.tokens import Fitted, TokenCounter, fit_to_budget
-from agentmem.types import Recalled
+from agentmem.text import STOPWORDS, words
+from agentmem.types import MemoryItem, Recalled
 
 #: The ``k`` of reciprocal rank fusion (Cormack et al. 2009).
 RRF_K = 60
@@ -87,4 +88,73 @@ def fuse(rankings: Sequence[Sequence[Recalled]]) -> list[Recalled]:
     return fused
 
 
-__all__ = ["ITEM_OVERHEAD", "RRF_K", "dedupe_key", "fit_rankings", "fuse"]
+def current_first(ranked: Sequence[Recalled], query: str) -> list[Recalled]:
+    """Order items that are equally relevant so that what still holds comes first.
+
+    Two kinds of tie, both resolved for the current item:
+
+    * An item and the item that replaced it (its ``superseded_by``, both found): they
+      answer the same question at two times, "Sam lives in Boston" and "Sam lives in
+      Denver" for "Where does Sam live?". They count as equally relevant unless the query
+      names a word only the old one says ("Did Sam live in Boston?"); then the old one
+      keeps its rank. Otherwise the old one moves to just after its replacement and takes
+      its score if that is lower (so scores still fall down the list). Which of the two a
+      retriever ranked first is noise here: they differ by one word the query lacks.
+    * Adjacent items with the same score: current ones first, otherwise in order.
+
+    Without superseded items (a search of current memory) the order is unchanged.
+    """
+    present = {r.item.id for r in ranked}
+    waiting: dict[str, list[Recalled]] = {}
+    placed: set[str] = set()
+    ordered: list[Recalled] = []
+    asked = _stems(words(query))
+
+    def place(recalled: Recalled) -> None:
+        ordered.append(recalled)
+        placed.add(recalled.item.id)
+        for older in waiting.pop(recalled.item.id, []):
+            place(Recalled(older.item, min(older.score, recalled.score)))
+
+    for recalled in ranked:
+        newer = recalled.item.superseded_by
+        if (
+            newer is not None
+            and newer in present
+            and newer not in placed
+            and not asked & _only_in(recalled.item, ranked, newer)
+        ):
+            waiting.setdefault(newer, []).append(recalled)
+        else:
+            place(recalled)
+    for left in waiting.values():  # a cycle of replacements: keep them, in order
+        ordered.extend(r for r in left if r.item.id not in placed)
+    return _current_among_equals(ordered)
+
+
+def _only_in(old: MemoryItem, ranked: Sequence[Recalled], newer_id: str) -> set[str]:
+    """Return the content words (crudely stemmed) of ``old`` that its replacement lacks."""
+    newer = next(r.item for r in ranked if r.item.id == newer_id)
+    return _stems(words(old.text)) - _stems(words(newer.text))
+
+
+def _stems(found: Sequence[str]) -> set[str]:
+    # "lives" and "live" must match, or a turn's "I live" would look more relevant to
+    # "Where does Sam live?" than the fact "Sam lives in Denver"; dropping a final "s"
+    # is enough for that and harmless when both sides get it.
+    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in found if w not in STOPWORDS}
+
+
+def _current_among_equals(ranked: list[Recalled]) -> list[Recalled]:
+    out: list[Recalled] = []
+    start = 0
+    while start < len(ranked):
+        end = start
+        while end < len(ranked) and ranked[end].score == ranked[start].score:
+            end += 1
+        out += sorted(ranked[start:end], key=lambda r: not r.item.current)  # stable
+        start = end
+    return out
+
+
+__all__ = ["ITEM_OVERHEAD", "RRF_K", "current_first", "dedupe_key", "fit_rankings", "fuse"]

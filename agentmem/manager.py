@@ -37,7 +37,7 @@ from typing import Any
 
 from agentmem.editing import delete_item, update_item
 from agentmem.errors import AgentMemError, InputError
-from agentmem.fusion import ITEM_OVERHEAD, RRF_K, fit_rankings, fuse
+from agentmem.fusion import ITEM_OVERHEAD, RRF_K, current_first, fit_rankings, fuse
 from agentmem.ledger.facts import FACT_STORE, Decision, FactLedger
 from agentmem.ledger.propagation import StaleGuard
 from agentmem.models.tokens import Fitted, TokenCounter
@@ -170,7 +170,7 @@ class MemoryManager:
             except AgentMemError as exc:
                 logger.warning("fact resolution failed: %s", exc)
                 failures[self.facts.name] = str(exc)
-            changes += [c for d in decisions if (c := d.change) is not None]
+            changes += [c for d in decisions for c in d.changes]
         for store in self.stores:
             try:
                 changes += store.write(turns)
@@ -345,7 +345,9 @@ class MemoryManager:
             k: Items per structure before fusion.
             exclude_turn_ids: Turns already quoted in the prompt.
             as_of: Recall what was valid at this dialogue time.
-            include_history: Also return invalidated items, marked as not current.
+            include_history: Also return invalidated items, marked as not current; an item
+                and the one that replaced it rank current first unless the query names
+                what only the old one says (see :func:`agentmem.fusion.current_first`).
             context: Recent turns, used to rewrite a query that leans on them.
             iterative: Recall again with what the first pass found (default: the manager's).
             structures: Recall only from these structures (by name; the first of them that
@@ -372,10 +374,11 @@ class MemoryManager:
             rankings += more
             stale += stale_more
         fitted = self._fit(rankings, budget_tokens)
+        # With history, an old version and the item that replaced it are often both found;
+        # where the query does not tell them apart, what holds now comes first.
+        kept = current_first(fitted.kept, query_text)
         timings["total"] = time.perf_counter() - started
-        return RecallResult(
-            tuple(fitted.kept), fitted.tokens, fitted.dropped, timings, query_text, stale
-        )
+        return RecallResult(tuple(kept), fitted.tokens, fitted.dropped, timings, query_text, stale)
 
     def _fit(
         self, rankings: Sequence[tuple[str, list[Recalled]]], budget_tokens: int
@@ -486,22 +489,54 @@ class MemoryManager:
             Path(path).write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
         return data
 
-    def forget(self, user_id: str) -> dict[str, int]:
-        """Erase a user from every backend; return a receipt of what was removed.
+    def forget(self, user_id: str) -> ForgetReceipt:
+        """Erase a user from every backend; return a receipt of that user's data removed.
 
-        Structures drop their vectors and caches, the records database drops every row
-        (turns, items, history, queued work), and shared caches (embeddings, extracted
-        facts, stale values) are cleared.
+        Structures drop the user's vectors and cached state, and the records database
+        drops every row of the user (turns, sessions, items, history, queued work). The
+        caches shared by all users (embeddings, extracted facts) are emptied too: they may
+        hold the user's texts (an embedded query is in no table), and the embedding cache
+        cannot tell whose a text is. What they held is reported apart, in
+        :attr:`ForgetReceipt.caches_cleared`, not as the user's data.
         """
-        receipt: dict[str, int] = {}
-        for store in self.structures:
-            receipt[f"vectors:{store.name}"] = store.forget(user_id)
-        receipt.update({f"rows:{k}": v for k, v in self.records.forget(user_id).items()})
+        vectors = sum(store.forget(user_id) for store in self.structures)
+        rows = self.records.forget(user_id)
         self.guard.reset(user_id)
-        receipt["cache:embeddings"] = _clear(self.embedder)
+        caches = {"embeddings": _clear(self.embedder)}
         if self.facts is not None:
-            receipt["cache:facts"] = _clear(self.facts.extractor)
-        return receipt
+            caches["fact extractions"] = _clear(self.facts.extractor)
+        counts = {words: rows.get(table, 0) for words, table in _RECEIPT_ROWS.items()}
+        return ForgetReceipt({**counts, "vectors": vectors}, caches)
+
+
+class ForgetReceipt(dict[str, int]):
+    """What forgetting a user removed: counts of that user's own data, by what it is.
+
+    The keys are ``turns``, ``sessions``, ``memory items``, ``history events`` (recorded
+    changes to the items), ``queued retries`` (model builds waiting to be retried) and
+    ``vectors`` (embeddings, over every structure). It is a plain ``dict`` of those
+    counts, with the shared caches emptied alongside kept out of it.
+
+    Attributes:
+        caches_cleared: Entries of the caches shared by every user that were emptied too,
+            e.g. ``{"embeddings": 9, "fact extractions": 2}``: they may hold the user's
+            texts, but most entries are usually other users', so they are not counted
+            as this user's data.
+    """
+
+    def __init__(self, counts: dict[str, int], caches_cleared: dict[str, int]) -> None:
+        super().__init__(counts)
+        self.caches_cleared = dict(caches_cleared)
+
+
+#: The receipt's words for the records database's tables.
+_RECEIPT_ROWS = {
+    "turns": "turns",
+    "sessions": "sessions",
+    "memory items": "memory_items",
+    "history events": "item_events",
+    "queued retries": "pending_work",
+}
 
 
 def _clear(cache: object) -> int:
@@ -511,6 +546,7 @@ def _clear(cache: object) -> int:
 
 __all__ = [
     "ITEM_OVERHEAD",
+    "ForgetReceipt",
     "RRF_K",
     "MemoryManager",
     "RecallResult",

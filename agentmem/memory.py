@@ -33,7 +33,7 @@ from agentmem.config import load_config
 from agentmem.errors import AgentMemError, InputError
 from agentmem.factory import Components, build
 from agentmem.inputs import check_unicode, check_user, moment_of, turn_specs
-from agentmem.manager import MemoryManager
+from agentmem.manager import ForgetReceipt, MemoryManager
 from agentmem.protocols import ChatModel, StoreContext
 from agentmem.results import (
     AddResult,
@@ -392,8 +392,15 @@ class Memory:
 
     # -- erasure, export, lifetime ------------------------------------------------------------
 
-    def forget(self, user_id: str) -> dict[str, int]:
-        """Erase everything about a user from every backend; return a receipt of counts."""
+    def forget(self, user_id: str) -> ForgetReceipt:
+        """Erase everything about a user from every backend; return what went.
+
+        The receipt counts only this user's data, e.g. ``{"turns": 3, "sessions": 1,
+        "memory items": 6, "history events": 9, "queued retries": 0, "vectors": 6}``.
+        Caches shared by all users (embeddings, extracted facts) are emptied as well,
+        since they may hold the user's texts; their sizes are in the receipt's
+        ``caches_cleared``, not among the user's counts.
+        """
         user_id = check_user(user_id)
         with self._lock:
             for key in [k for k in self._sessions if k[0] == user_id]:
@@ -473,6 +480,7 @@ def _metered(model: ChatModel) -> ChatModel:
 __all__ = [
     "AddResult",
     "ChangeResult",
+    "ForgetReceipt",
     "HistoryEntry",
     "Memory",
     "MemoryEvent",

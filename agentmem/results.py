@@ -23,13 +23,18 @@ FIELD_FILTERS = ("store", "kind", "current", "agent_id", "session_id")
 class MemoryEvent(TypedDict):
     """One change a call made to memory (the per-turn diff).
 
+    Every event is about its own item: a changed fact is two events, an ADD of the new
+    fact (``previous`` lists what it replaced; reason "replaces 'Sam lives in Boston':
+    ...") and a SUPERSEDE of the old one (``superseded_by`` is the new fact; reason
+    "replaced by 'Sam lives in Denver': ...").
+
     Keys:
-        event: ADD (new item), UPDATE (text changed), SUPERSEDE (replaced, or no longer
-            holding), DELETE (ended or deleted), NOOP (already known).
+        event: ADD (new item), UPDATE (text changed), SUPERSEDE (this item was replaced,
+            or no longer holds), DELETE (ended or deleted), NOOP (already known).
         id: The item the event is about.
         memory: Its text.
         store: The structure that holds it.
-        previous: Other items this change invalidated (e.g. the fact a new one replaced).
+        previous: Other items this change invalidated (e.g. the facts a new one replaced).
         reason: Why, in words.
         current: Whether the item still holds after the change.
         superseded_by: The item that replaced it, if any.

@@ -356,7 +356,7 @@ def test_forget_erases_one_user_and_leaves_every_other_intact(world: World) -> N
     receipt = memory.forget(victim)
     owners.forget(victim)
 
-    assert receipt["rows:turns"] > 0 and receipt["rows:memory_items"] == len(old_ids)
+    assert receipt["turns"] > 0 and receipt["memory items"] == len(old_ids)
     assert memory.get_all(user_id=victim, include_history=True) == []
     for query in QUERIES:
         assert memory.search(query, user_id=victim).items == []

@@ -91,10 +91,19 @@ def test_add_stores_turns_first_and_returns_the_per_turn_diff(memory: Memory) ->
 def test_supersession_is_in_the_diff_and_history_stays_searchable(memory: Memory) -> None:
     first, second = moved(memory, "mover")
     boston = next(e for e in first.events if e["memory"] == "Sam lives in Boston")
-    replaced = [e for e in second.events if e["event"] == "SUPERSEDE" and e["store"] == "facts"]
-    assert [(e["memory"], e["previous"]) for e in replaced] == [
-        ("Sam lives in Denver", [boston["id"]])
+    facts = [e for e in second.events if e["store"] == "facts"]
+    # Each event is about its own item: Denver is added and replaces Boston; Boston is
+    # superseded by Denver. Neither reads as if Denver were the value replaced.
+    denver = facts[0]
+    assert [(e["event"], e["memory"], e["current"]) for e in facts] == [
+        ("ADD", "Sam lives in Denver", True),
+        ("SUPERSEDE", "Sam lives in Boston", False),
     ]
+    assert denver["previous"] == [boston["id"]]
+    assert denver["reason"].startswith("replaces 'Sam lives in Boston'")
+    assert facts[1]["id"] == boston["id"] and facts[1]["superseded_by"] == denver["id"]
+    assert facts[1]["reason"].startswith("replaced by 'Sam lives in Denver'")
+    assert facts[1]["previous"] == []
     stale_turn = [e for e in second.events if e["memory"] == "Sam: I live in Boston."]
     assert stale_turn and stale_turn[0]["event"] == "SUPERSEDE" and not stale_turn[0]["current"]
 
@@ -106,7 +115,7 @@ def test_supersession_is_in_the_diff_and_history_stays_searchable(memory: Memory
     history = memory.search("Where does Sam live?", user_id="mover", include_history=True)
     old = [r for r in history.items if r["memory"] == "Sam lives in Boston"]
     assert old and not old[0]["current"] and old[0]["invalid_at"] == JUNE
-    assert old[0]["superseded_by"] == replaced[0]["id"]
+    assert old[0]["superseded_by"] == denver["id"]
     before = memory.search("Where does Sam live?", user_id="mover", as_of=datetime(2024, 3, 1))
     assert "Sam lives in Boston" in texts(before.items)
     assert not any("Denver" in t for t in texts(before.items))
@@ -209,6 +218,27 @@ def test_add_accepts_a_string_messages_and_text_parts_and_skips_system(memory: M
     assert len({t.session_id for t in turns}) == 1  # the user's open session
 
 
+def test_search_with_history_ranks_the_current_fact_above_the_one_it_replaced(
+    memory: Memory,
+) -> None:
+    user = "ranker"
+    said = {"role": "user", "name": "Sam"}
+    memory.add([{**said, "content": "I live in Boston."}], user_id=user, timestamp=JAN)
+    memory.add([{**said, "content": "We moved to Denver."}], user_id=user, timestamp=JUNE)
+    found = memory.search("Where does Sam live?", user_id=user, include_history=True).items
+    order = texts(found)
+    # The query names neither city: the two facts are equally relevant, and what holds
+    # now comes first (the retriever's own order put Boston first).
+    assert order.index("Sam lives in Denver") < order.index("Sam lives in Boston")
+    assert order.index("Sam: We moved to Denver.") < order.index("Sam: I live in Boston.")
+    assert [r["current"] for r in found] == sorted((r["current"] for r in found), reverse=True)
+    scores = [r["score"] for r in found]
+    assert scores == sorted(scores, reverse=True)  # still best first
+    # A query that names the old value still finds it first.
+    boston = memory.search("Did Sam live in Boston?", user_id=user, include_history=True)
+    assert not boston.items[0]["current"] and "Boston" in boston.items[0]["memory"]
+
+
 def test_update_is_recorded_reembedded_and_keeps_provenance(memory: Memory) -> None:
     memory.add("I work as a baker.", user_id="editor", timestamp=JAN)
     item = next(r for r in memory.get_all(user_id="editor") if r["store"] == "turns")
@@ -267,9 +297,24 @@ def test_forget_erases_one_user_and_returns_a_receipt(memory: Memory, tmp_path: 
     moved(memory, "leaver")
     moved(memory, "stayer")
     item = memory.get_all(user_id="leaver")[0]["id"]
+    stayer_items = len(memory.get_all(user_id="stayer", include_history=True))
     receipt = memory.forget("leaver")
-    assert receipt["rows:turns"] == 3 and receipt["rows:memory_items"] >= 4
-    assert receipt["vectors:turns"] == 3
+    # Only the leaver's data, in words: the stayer's items are as many as the leaver's
+    # were, and the shared embedding cache (the stayer's texts too) is reported apart.
+    assert set(receipt) == {
+        "turns",
+        "sessions",
+        "memory items",
+        "history events",
+        "queued retries",
+        "vectors",
+    }
+    assert receipt["turns"] == 3 and receipt["sessions"] == 1
+    assert receipt["memory items"] == stayer_items >= 4
+    assert receipt["vectors"] == stayer_items  # one vector per item, facts and turns
+    assert receipt["history events"] >= receipt["memory items"]
+    assert receipt.caches_cleared["embeddings"] > 0
+    assert "embeddings" not in receipt and not any(":" in key for key in receipt)
     assert memory.get_all(user_id="leaver", include_history=True) == []
     assert memory.search("Where does Sam live?", user_id="leaver", include_history=True).items == []
     with pytest.raises(NotFoundError):

@@ -318,7 +318,7 @@ def test_memory_add_search_supersede_forget_on_servers(
         assert all(r["user_id"] == eve for r in memory.search("Boston", user_id=eve).items)
         json.dumps(memory.export(sam), default=str)
         receipt = memory.forget(sam)
-        assert receipt["rows:turns"] == 2 and receipt["vectors:turns"] == 2
+        assert receipt["turns"] == 2 and receipt["vectors"] >= 2  # the turns, and facts
         assert memory.search("Where does Sam live?", user_id=sam, include_history=True).items == []
     # Nothing went to the local data folder: both backends were the servers.
     assert not (tmp_path / "agentmem.sqlite").exists() and not (tmp_path / "chroma").exists()

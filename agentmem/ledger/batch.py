@@ -35,27 +35,37 @@ class Decision:
     reason: str
 
     @property
-    def change(self) -> Change | None:
-        """Return the change to memory this decision made (``None`` when it touched no item).
+    def changes(self) -> tuple[Change, ...]:
+        """Return the changes to memory this decision made (none when it touched no item).
 
-        APPEND is an ADD (a new item), REPLACE a SUPERSEDE of the old value by the new
-        one, REJECT a NOOP (the fact stays out of current memory).
+        A replacement is two changes, so each says what happened to its own item: the new
+        fact is an ADD whose ``related_ids`` are the facts it replaced ("replaces 'Sam
+        lives in Boston'"), and each replaced fact a SUPERSEDE of its own ("replaced by
+        'Sam lives in Denver'"). APPEND is an ADD (a new item), REJECT a NOOP (the fact
+        stays out of current memory); an ending is one DELETE naming what it ended.
         """
         item = self.item or (self.superseded[0] if self.superseded else None)
         if item is None:
-            return None
-        return Change(
-            _CHANGE_KINDS[self.operation],
-            item,
-            f"{self.fact.render()}: {self.reason}",
-            tuple(i.id for i in self.superseded),
+            return ()
+        ended = tuple(i.id for i in self.superseded)
+        if self.operation != "REPLACE":
+            reason = f"{self.fact.render()}: {self.reason}"
+            return (Change(_CHANGE_KINDS[self.operation], item, reason, ended),)
+        replaced = ", ".join(repr(old.text) for old in self.superseded)
+        added = Change("ADD", item, f"replaces {replaced}: {self.reason}", ended)
+        return (
+            added,
+            *(
+                Change("SUPERSEDE", old, f"replaced by {item.text!r}: {self.reason}")
+                for old in self.superseded
+            ),
         )
 
 
 _CHANGE_KINDS: dict[Operation, ChangeKind] = {
     "ADD": "ADD",
     "APPEND": "ADD",
-    "REPLACE": "SUPERSEDE",
+    "REPLACE": "ADD",
     "DELETE": "DELETE",
     "NOOP": "NOOP",
     "REJECT": "NOOP",

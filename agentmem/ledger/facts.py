@@ -97,7 +97,7 @@ class FactLedger:
 
     def write(self, turns: Sequence[Turn]) -> list[Change]:
         """Extract and resolve the turns' facts; return what changed."""
-        return [c for d in self.resolve(turns) if (c := d.change) is not None]
+        return [c for d in self.resolve(turns) for c in d.changes]
 
     def retrieve(self, query: Query, k: int) -> list[Recalled]:
         """Return the facts most similar to the query."""
