@@ -2,11 +2,20 @@
 
     python examples/compare_stores.py ../shared/data/locomo/locomo_dev.json
     python examples/compare_stores.py FILE --stores memtree,graph --questions 3
+    python examples/compare_stores.py --ledger --history
 
 Each structure gets its own fresh memory (SQLite and chromadb in a temporary folder) and
 ingests the first conversation of FILE session by session, in dialogue time; then the first
-few questions are asked of each, and the top items are printed with their source turns.
-Without a file it uses the small conversation shipped with the tests.
+few questions are asked of each, and the top items are printed with their validity (current
+since when, or no longer current and until when) and their source turns. Without a file it
+uses the small conversation shipped with the tests.
+
+What it configures: offline builders (rules, no chat model), the MiniLM embedder, and by
+default each structure alone, *without the fact ledger*. Nothing then invalidates an item
+when a fact changes: after "I moved to Bristol", a structure may still recall "Nora lives
+in Leeds" as current. ``--ledger`` adds the fact ledger, which ends what a change makes
+stale (recall still shows only the structure's own items); ``--history`` also shows items
+that are no longer current.
 """
 
 from __future__ import annotations
@@ -21,24 +30,28 @@ from rich.table import Table
 
 from agentmem.factory import build_stores
 from agentmem.ledger.extraction import CachingExtractor, RuleExtractor
+from agentmem.ledger.facts import FactLedger
 from agentmem.manager import MemoryManager
 from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.protocols import StoreContext
 from agentmem.replay.dataset import Sample, load_samples
 from agentmem.storage.records import Records
 from agentmem.storage.vectors import VectorIndex
-from agentmem.types import Scope
+from agentmem.types import MemoryItem, Scope
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "replay_mini.json"
 STRUCTURES = "turns,memtree,summary,memo,graph"
 
 
-def ingest(sample: Sample, store: str, folder: Path, embedder: CachingEmbedder) -> MemoryManager:
-    """Build a memory with one structure and replay the conversation into it."""
+def ingest(
+    sample: Sample, store: str, folder: Path, embedder: CachingEmbedder, *, ledger: bool = False
+) -> MemoryManager:
+    """Build a memory with one structure (and the fact ledger if asked); replay into it."""
     records = Records(folder / "records.db")
     vectors = VectorIndex(embedder, path=folder / "chroma")
     context = StoreContext(records, vectors, embedder, extractor=CachingExtractor(RuleExtractor()))
-    manager = MemoryManager(records, embedder, build_stores([store], context))
+    facts = FactLedger(context) if ledger else None
+    manager = MemoryManager(records, embedder, build_stores([store], context), facts=facts)
     user = sample.conversation.sample_id
     for session in sample.conversation.sessions:
         session_id = records.start_session(
@@ -63,6 +76,15 @@ def ingest(sample: Sample, store: str, folder: Path, embedder: CachingEmbedder) 
     return manager
 
 
+def validity(item: MemoryItem) -> str:
+    """Say whether an item still holds, and since or until when (dialogue time)."""
+    since = f"{item.valid_from:%Y-%m-%d}" if item.valid_from else ""
+    if item.current:
+        return f"current since {since}" if since else "current"
+    until = f"{item.invalid_at:%Y-%m-%d}" if item.invalid_at else "?"
+    return f"no longer current\n{since or '?'} until {until}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Compare the structures on one conversation; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -70,6 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stores", default=STRUCTURES, help="comma list of structures")
     parser.add_argument("--questions", type=int, default=4, help="how many questions to ask")
     parser.add_argument("--top", type=int, default=3, help="items shown per structure")
+    parser.add_argument(
+        "--ledger", action="store_true", help="add the fact ledger (invalidates stale items)"
+    )
+    parser.add_argument(
+        "--history", action="store_true", help="also recall items no longer current"
+    )
     args = parser.parse_args(list(argv or []))
     console = Console()
     sample = load_samples([args.file])[0]
@@ -80,19 +108,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"[bold]{sample.conversation.sample_id}[/]: {sample.conversation.turn_count} turns in "
         f"{len(sample.conversation.sessions)} sessions, {len(questions)} questions"
     )
+    console.print(
+        "Configured: offline rules (no chat model), MiniLM embeddings, "
+        + (
+            "fact ledger on (a changed fact ends what asserts the old value)."
+            if args.ledger
+            else "fact ledger off (nothing is invalidated when a fact changes; try --ledger)."
+        )
+        + (" Items no longer current are shown too." if args.history else "")
+    )
     with tempfile.TemporaryDirectory() as folder:
         managers = {}
         for name in names:
             with console.status(f"ingesting into {name} ..."):
-                managers[name] = ingest(sample, name, Path(folder) / name, embedder)
+                managers[name] = ingest(
+                    sample, name, Path(folder) / name, embedder, ledger=args.ledger
+                )
         for question in questions:
             table = Table(title=question.text, show_lines=True, expand=True)
             table.add_column("structure", no_wrap=True)
             table.add_column("recalled (best first)")
+            table.add_column("validity", no_wrap=True)
             table.add_column("source turns", no_wrap=True)
             for name, manager in managers.items():
                 recall = manager.recall(
-                    question.text, Scope(sample.conversation.sample_id), k=args.top
+                    question.text,
+                    Scope(sample.conversation.sample_id),
+                    k=args.top,
+                    include_history=args.history,
+                    structures=[name],
                 )
                 records = manager.records
                 for rank, item in enumerate(recall.memory[: args.top]):
@@ -100,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     dia = ", ".join(t.external_id or str(t.id) for t in turns[:4])
                     more = f" +{len(turns) - 4}" if len(turns) > 4 else ""
                     text = item.text if len(item.text) < 240 else item.text[:240] + " …"
-                    table.add_row(name if rank == 0 else "", text, dia + more)
+                    table.add_row(name if rank == 0 else "", text, validity(item), dia + more)
             console.print(table)
         for manager in managers.values():
             manager.records.close()

@@ -31,6 +31,7 @@ def main() -> None:
         )
         for event in moved.events:  # the diff: what the new turn added and superseded
             console.print(f"{event['event']:<9} [{event['store']}] {event['memory']}")
+            console.print(f"{'':<9} ({event['reason']})")
         found = memory.search("Where does Sam live?", user_id="sam", include_history=True)
         for item in found.items:  # current items, and superseded ones kept as history
             state = "current" if item["current"] else f"until {item['invalid_at']:%Y-%m-%d}"

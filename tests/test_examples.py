@@ -44,7 +44,11 @@ def test_the_examples_are_found() -> None:
 def check_quickstart(out: str) -> None:
     """The move to Denver supersedes Boston, which stays in history."""
     lines = out.splitlines()
-    assert "SUPERSEDE [facts] Sam lives in Denver" in lines
+    # Each event is about its own item: Denver is added (replacing Boston), Boston superseded.
+    added = lines.index("ADD       [facts] Sam lives in Denver")
+    assert lines[added + 1].strip().startswith("(replaces 'Sam lives in Boston'")
+    superseded = lines.index("SUPERSEDE [facts] Sam lives in Boston")
+    assert lines[superseded + 1].strip().startswith("(replaced by 'Sam lives in Denver'")
     assert any(
         line.startswith("current") and line.endswith("Sam lives in Denver") for line in lines
     )
@@ -66,9 +70,17 @@ def check_custom_store(out: str) -> None:
     assert "superseded [keywords] user: I live in Boston." in out
 
 
+def check_compare_stores(out: str) -> None:
+    """It says it runs without the fact ledger, and shows each recalled item's validity."""
+    flat = " ".join(out.split())
+    assert "fact ledger off" in flat
+    assert "validity" in flat and "current since 2023-" in flat
+
+
 #: What some examples must print, beyond printing something.
 CHECKS = {
     "quickstart": check_quickstart,
+    "compare_stores": check_compare_stores,
     "langchain_bot": check_langchain_bot,
     "custom_store": check_custom_store,
 }
@@ -83,6 +95,17 @@ def test_example_main_runs_offline(path: Path, capsys: pytest.CaptureFixture[str
     assert out.strip(), f"{path.name} printed nothing"
     if path.stem in CHECKS:
         CHECKS[path.stem](out)
+
+
+def test_compare_stores_with_the_ledger_shows_what_no_longer_holds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    module = load(EXAMPLES / "compare_stores.py")
+    assert module.main(["--stores", "turns", "--questions", "1", "--ledger", "--history"]) == 0
+    flat = " ".join(capsys.readouterr().out.split())
+    assert "fact ledger on" in flat
+    # Nora lived in Leeds, then moved to Bristol: the Leeds turn is history, with its span.
+    assert "no longer current" in flat and "2023-03-02 until 2023-06-14" in flat
 
 
 class TestKeywordStoreContract(MemoryStoreContract):
