@@ -1,4 +1,4 @@
-"""The ``agentmem`` command: the chat app, a plain line chat, and the replay.
+"""The ``agentmem`` command: the chat app, a plain line chat, memory, and the replay.
 
 A composition point: it may name concrete structures, models and the TUI.
 """
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--show-recall", action="store_true", help="print what was recalled before each answer"
     )
+    from agentmem.cli_memory import add_memory_parser
+
+    add_memory_parser(commands)
     _add_replay(commands)
     return parser
 
@@ -155,6 +158,10 @@ def main(
             return _chat(args, stdin or sys.stdin, out, err)
         if args.command == "replay":
             return _replay(args, out, err)
+        if args.command == "memory":
+            from agentmem.cli_memory import run_memory
+
+            return run_memory(args, stdin or sys.stdin, out, err)
     except AgentMemError as exc:
         _report(err, exc)
         return 2
