@@ -1,4 +1,4 @@
-"""The ``agentmem`` command: the chat app, a plain line chat, and the replay.
+"""The ``agentmem`` command: the chat app, a plain line chat, memory, and the replay.
 
 A composition point: it may name concrete structures, models and the TUI.
 """
@@ -6,6 +6,7 @@ A composition point: it may name concrete structures, models and the TUI.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,13 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from agentmem.errors import AgentMemError, InputError, MissingExtraError, ModelError
+from agentmem.errors import (
+    AgentMemError,
+    InputError,
+    MissingExtraError,
+    ModelError,
+    NotFoundError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--plain", action="store_true", help="a line-by-line chat on stdin/stdout (for pipes)"
     )
-    chat.add_argument("--session", help="continue this session id instead of starting one")
+    chat.add_argument(
+        "--session", help="continue this session of the user (see: agentmem memory sessions)"
+    )
     chat.add_argument(
         "--show-recall", action="store_true", help="print what was recalled before each answer"
     )
+    from agentmem.cli_memory import add_memory_parser
+
+    add_memory_parser(commands)
     _add_replay(commands)
     return parser
 
@@ -155,6 +167,10 @@ def main(
             return _chat(args, stdin or sys.stdin, out, err)
         if args.command == "replay":
             return _replay(args, out, err)
+        if args.command == "memory":
+            from agentmem.cli_memory import run_memory
+
+            return run_memory(args, stdin or sys.stdin, out, err)
     except AgentMemError as exc:
         _report(err, exc)
         return 2
@@ -184,6 +200,8 @@ def _chat(args: argparse.Namespace, stdin: TextIO, out: Console, err: Console) -
     _config, components = _components(args)
     assert isinstance(components, Components)
     try:
+        if args.session is not None:
+            _check_session(components.records, components.config.user_id, args.session)
         agent = build_agent(components, session_id=args.session)
         if not plain:
             try:
@@ -206,13 +224,40 @@ def _chat(args: argparse.Namespace, stdin: TextIO, out: Console, err: Console) -
         components.close()
 
 
+def _check_session(records: object, user_id: str, session_id: str) -> None:
+    """Refuse a ``--session`` the user does not have.
+
+    ``--session`` continues a session; starting a new one is what leaving it out does, so
+    an unknown id is a typo or another data folder, not a wish for a session of that name.
+    Another user's session is refused the same way, without saying it exists.
+
+    Raises:
+        NotFoundError: The user has no session of that id.
+    """
+    from agentmem.storage.records import Records
+
+    assert isinstance(records, Records)
+    if not any(s.id == session_id for s in records.sessions(user_id)):
+        raise NotFoundError(
+            f"user {user_id!r} has no session {session_id!r}",
+            hint=f"list them with: agentmem memory sessions --user {user_id} "
+            "(same --data-dir); leave out --session to start a new one",
+        )
+
+
 def _plain_chat(
     agent: object, stdin: TextIO, out: Console, err: Console, *, show_recall: bool
 ) -> int:
+    """Chat line by line; return 1 if a message failed (after saying why), else 0."""
     from agentmem.agent import Agent
 
     assert isinstance(agent, Agent)
+    if isinstance(stdin, io.TextIOWrapper):
+        # Undecodable bytes reach the turn check (one typed error for that line) instead
+        # of raising UnicodeDecodeError out of readline and ending the chat.
+        stdin.reconfigure(errors="surrogateescape")
     interactive = stdin.isatty()
+    sent = failed = 0
     model = agent.model.name if agent.model is not None else "none (recall only)"
     if interactive:
         out.print(
@@ -249,6 +294,7 @@ def _plain_chat(
             out.file.write(chunk)
             out.file.flush()
 
+        sent += 1
         try:
             if interactive:
                 out.print("[bold green]agent>[/] ", end="")
@@ -256,12 +302,18 @@ def _plain_chat(
             out.file.write("\n")
             out.file.flush()
         except InputError as exc:
+            failed += 1
             _report(err, exc)
         except ModelError as exc:
+            failed += 1
             out.file.write("\n")
             _report(err, exc)
             err.print("[dim]your message was saved and will be remembered.[/]")
     agent.memory.end_session(agent.user_id, agent.session_id)
+    if failed:
+        # A script feeding the chat must be able to tell that a message went unanswered.
+        err.print(f"{failed} of {sent} messages failed (exit status 1)", highlight=False)
+        return 1
     return 0
 
 

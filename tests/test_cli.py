@@ -77,7 +77,7 @@ def test_unreachable_endpoint_keeps_the_turn(tmp_path: Path, monkeypatch) -> Non
         ["chat", "--plain", "--model", "openai:any", "--data-dir", str(tmp_path)],
         stdin="Remember that my bike is red\n",
     )
-    assert code == 0
+    assert code == 1
     assert "error:" in err and "saved" in err
     from agentmem.storage.records import Records
 
@@ -151,3 +151,118 @@ def test_a_data_dir_that_is_a_file_is_a_clear_error_not_a_traceback(tmp_path: Pa
         assert code == 2
         assert "cannot use" in err and "Traceback" not in err
     assert in_the_way.read_text(encoding="utf-8") == "mine"
+
+
+def plain_chat(
+    args: list[str], data_dir: Path, stdin: bytes, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``agentmem chat --plain`` as a real process; wide logs so lines do not wrap."""
+    environment = {**os.environ, "AGENTMEM_HOME": str(data_dir), "HF_HUB_OFFLINE": "1"}
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AGENTMEM_USER", "AGENTMEM_CONFIG"):
+        environment.pop(name, None)
+    environment.update(COLUMNS="1000", **env)
+    result = subprocess.run(
+        [sys.executable, "-m", "agentmem.cli", "chat", "--plain", *args],
+        input=stdin,
+        capture_output=True,
+        env=environment,
+    )
+    return subprocess.CompletedProcess(
+        result.args,
+        result.returncode,
+        result.stdout.decode("utf-8", "replace"),
+        result.stderr.decode("utf-8", "replace"),
+    )
+
+
+def test_a_plain_chat_whose_model_is_unreachable_exits_1_and_hints_once_per_call(
+    tmp_path: Path,
+) -> None:
+    """Issue 17: exit 0 after a failed turn hid it from scripts, and the retry warnings
+    repeated the endpoint's hint on every line."""
+    config = tmp_path / "agentmem.toml"
+    config.write_text("timeout = 2\nmax_retries = 2\n", encoding="utf-8")
+    hint = "start the server, or set OPENAI_BASE_URL"
+
+    result = plain_chat(
+        ["--model", "openai:x", "--config", str(config), "--user", "ana"],
+        tmp_path / "data",
+        b"Remember that my bike is red\n",
+        # Port 9 on loopback: nothing listens, the connection is refused at once.
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+    )
+
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert "error: cannot reach http://127.0.0.1:9/v1" in result.stderr
+    assert [line for line in lines if line.startswith("hint:")] == [
+        f"hint: {hint} (or pass "
+        "base_url=...) to where it runs, e.g. http://127.0.0.1:11434/v1 for Ollama"
+    ]
+    assert "your message was saved" in result.stderr
+    assert lines[-1] == "1 of 1 messages failed (exit status 1)"
+    first = [line for line in lines if "retry 1 of 2" in line]
+    second = [line for line in lines if "retry 2 of 2" in line]
+    assert first and len(second) == len(first)
+    assert all(hint in line for line in first) and not any(hint in line for line in second)
+    assert "retry 3" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_plain_chat_with_rejected_lines_goes_on_and_exits_1(tmp_path: Path) -> None:
+    from agentmem.storage.records import MAX_TURN_CHARS
+
+    oversized = b"x" * (MAX_TURN_CHARS + 1) + b"\n"
+    # A strict decoder (a UTF-8 locale) used to raise UnicodeDecodeError out of readline.
+    result = plain_chat(
+        ["--model", "none"],
+        tmp_path,
+        oversized + b"my bike is \xff red\n" + b"I live in Oslo\n",
+        PYTHONIOENCODING="utf-8:strict",
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"the limit is {MAX_TURN_CHARS:,}" in result.stderr
+    assert "turn text is not valid Unicode text" in result.stderr
+    assert result.stderr.splitlines()[-1] == "2 of 3 messages failed (exit status 1)"
+    assert "[recall only" in result.stdout  # the line after the rejected ones was answered
+
+
+def test_chat_refuses_a_session_the_user_does_not_have(tmp_path: Path) -> None:
+    from agentmem.storage.records import Records
+
+    first = plain_chat(["--model", "none", "--user", "ana"], tmp_path, b"I keep bees\n")
+    assert first.returncode == 0, first.stderr
+    records = Records(tmp_path / "agentmem.sqlite")
+    try:
+        (session,) = records.sessions("ana")
+    finally:
+        records.close()
+
+    unknown = plain_chat(
+        ["--model", "none", "--user", "ana", "--session", "doesnotexist"], tmp_path, b"hello\n"
+    )
+    again = plain_chat(
+        ["--model", "none", "--user", "ana", "--session", session.id], tmp_path, b"Bees sting\n"
+    )
+    # Another user may not continue ana's session (nor learn that it exists).
+    other = plain_chat(
+        ["--model", "none", "--user", "bo", "--session", session.id], tmp_path, b"hi\n"
+    )
+
+    assert unknown.returncode == 2
+    assert unknown.stderr.splitlines() == [
+        "error: user 'ana' has no session 'doesnotexist'",
+        "hint: list them with: agentmem memory sessions --user ana (same --data-dir); "
+        "leave out --session to start a new one",
+    ]
+    assert again.returncode == 0, again.stderr
+    assert other.returncode == 2 and "user 'bo' has no session" in other.stderr
+    records = Records(tmp_path / "agentmem.sqlite")
+    try:
+        assert [s.id for s in records.sessions("ana")] == [session.id]
+        said = [t.text for t in records.turns("ana") if t.role == "user"]
+        assert said == ["I keep bees", "Bees sting"]
+        assert records.users() == ["ana"]
+    finally:
+        records.close()
