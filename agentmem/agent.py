@@ -173,7 +173,7 @@ class Agent:
             tick = time.perf_counter()
             if self.model is None:
                 messages: list[Message] = []
-                answer = recall_only_answer(recall.memory)
+                answer = recall_only_answer(recall.memory, text)
                 if on_token is not None:
                     on_token(answer)
             else:

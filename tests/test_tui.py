@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import Footer, Static, TabbedContent
 from tui_pilot import say, settle
 
 from agentmem.agent import Agent
 from agentmem.config import load_config
 from agentmem.factory import Components, build, build_model
+from agentmem.prompts import RECALL_ONLY_SHOWN, is_question, recall_only_answer
 from agentmem.protocols import ChatModel, StoreContext
 from agentmem.storage.records import new_item_id
 from agentmem.stores.graph import GraphStore
@@ -28,9 +29,10 @@ from agentmem.stores.memtree import MemTreeStore
 from agentmem.stores.summary import SummaryStore
 from agentmem.testing import FakeOpenAIServer, Fault, ScriptedChatModel
 from agentmem.tui.app import ChatApp
+from agentmem.tui.conversation import SHOWN_LAST_SESSION_TURNS, Conversation
 from agentmem.tui.memory import RecallSwitches
 from agentmem.tui.screens import ConfirmScreen, HistoryScreen
-from agentmem.tui.widgets import HistoryInput, ItemList, Reply
+from agentmem.tui.widgets import Divider, HistoryInput, ItemList, Reply, UserMessage
 from agentmem.types import MemoryItem
 
 SIZE = (130, 40)
@@ -111,7 +113,9 @@ async def test_a_message_shows_the_streamed_reply_and_what_was_recalled(shared: 
         assert answer.source == "Your sister lives in Porto."
         assert "<memory>" in model.calls[-1].messages[0].content
         recalled = list_texts(app, "#recalled")
-        assert any("facts" in line and "Porto" in line and "score" in line for line in recalled)
+        # A rank and a relevance bar, not a raw fused score.
+        assert any("facts" in line and "Porto" in line and "▰" in line for line in recalled)
+        assert not any("score" in line for line in recalled)
         assert any("from turn #" in line for line in recalled)
         status = str(app.query_one("#status", Static).render())
         assert "scripted" in status and "recall from: facts, turns" in status
@@ -305,6 +309,12 @@ async def test_export_copy_and_palette_commands(shared: Components) -> None:
         await pilot.press("enter")
         await pilot.pause()
         assert app.clipboard == "Porto, I remember."
+        # OSC 52 cannot confirm: the notice says "sent", and a file holds a sure copy.
+        copied = app.notices[-1].message
+        assert "if your terminal supports it" in copied and "Copied" not in copied
+        saved = shared.config.data_dir / "last-answer.txt"
+        assert saved.read_text(encoding="utf-8") == "Porto, I remember.\n"
+        assert str(saved) in copied
         await pilot.press("ctrl+s")
         await settle(pilot)
         (note,) = [n.message for n in app.notices if n.title == "Exported"]
@@ -369,6 +379,195 @@ async def test_structures_not_configured_say_so(shared: Components) -> None:
         notes = [str(w.render()) for w in app.query(".not-enabled")]
         assert len(notes) == 1 and "--stores all" in notes[0]
         assert not app.query("#tab-memtree")
+
+
+# -- finding one's way: scrolling, keys, focus, a restart -------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_sending_brings_the_conversation_back_into_view_after_a_jump(
+    shared: Components,
+) -> None:
+    long_reply = "\n\n".join(f"Paragraph {n} of a long answer." for n in range(1, 21))
+    model = ScriptedChatModel(["Noted."] * 4 + [long_reply], default="Noted.")
+    app = make_app(shared, "scroller", model)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await say(pilot, "My sister Ana lives in Porto.")
+        for n in range(3):
+            await say(pilot, f"I have {n + 2} cats at home.")
+        chat = app.query_one(Conversation)
+        first = shared.records.turns("scroller")[0]
+        (item,) = [
+            line.item
+            for line in app.query_one("#facts", ItemList).entries
+            if line.item and first.id in line.item.source_turn_ids
+        ][:1]
+        app.select_item(item, jump=True)  # what choosing it in the panel does
+        await pilot.pause()
+        assert chat.scroll_y < chat.max_scroll_y  # the chat shows the source turn
+        await say(pilot, "Tell me a long story.")
+        reply = replies(app)[-1]
+        assert reply.source == long_reply
+        # The new exchange and the whole streamed reply are in view, the chat at its end.
+        assert chat.max_scroll_y > 0 and chat.scroll_y == chat.max_scroll_y
+        assert reply.region.bottom <= chat.region.bottom
+
+
+@pytest.mark.asyncio
+async def test_keys_switch_the_panel_tabs_and_the_browsers(shared: Components) -> None:
+    app = make_app(shared, "keys", ScriptedChatModel(default="Noted."))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await say(pilot, "I live in Boston.")
+        tabs = app.query_one("#memory-tabs", TabbedContent)
+        browse = app.query_one("#browse-tabs", TabbedContent)
+        await pilot.press("f3")
+        assert tabs.active == "tab-changes"
+        await pilot.press("f2")
+        assert tabs.active == "tab-recalled"
+        await pilot.press("f4")
+        assert tabs.active == "tab-browse" and browse.active == "tab-facts"
+        await pilot.press("f4")  # on Browse already: the next browser, round and round
+        assert browse.active == "tab-structures"
+        await pilot.press("f4")
+        assert browse.active == "tab-facts"
+        assert app.focused is app.query_one("#prompt")  # switching tabs keeps the input
+        shown = {getattr(key, "description", "") for key in app.query("FooterKey")}
+        assert {"Quit", "Recalled", "Changes", "Browse"} <= shown
+
+
+@pytest.mark.asyncio
+async def test_every_dialog_gives_focus_back_to_the_message_input(shared: Components) -> None:
+    app = make_app(shared, "focus", ScriptedChatModel(default="Noted."))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await say(pilot, "I live in Boston.")
+        app.query_one("#memory-tabs", TabbedContent).active = "tab-browse"
+        facts = app.query_one("#facts", ItemList)
+        prompt = app.query_one("#prompt", HistoryInput)
+
+        async def from_the_panel(*keys: str) -> None:
+            """Open a dialog from the facts list, close it, and type."""
+            facts.focus()
+            facts.highlighted = next(i for i, line in enumerate(facts.entries) if line.item)
+            await pilot.pause()
+            for key in keys:
+                await pilot.press(key)
+                await pilot.pause()
+            await settle(pilot)
+            assert app.screen is app.screen_stack[0]
+            assert app.focused is prompt, f"after {keys}: focus on {app.focused}"
+            await pilot.press("o", "k")
+            assert prompt.value == "ok"
+            prompt.clear()
+
+        await from_the_panel("ctrl+r", "escape")  # an item's history
+        await from_the_panel("f8", "n")  # forget? no
+        await from_the_panel("ctrl+o", "escape")  # switch user: cancelled
+        await from_the_panel("ctrl+t", "escape")  # structures
+        await from_the_panel("ctrl+p", "escape")  # the command palette
+
+
+@pytest.mark.asyncio
+async def test_a_restarted_app_shows_the_end_of_the_last_session_as_earlier(
+    shared: Components,
+) -> None:
+    app = make_app(shared, "returning", ScriptedChatModel(default="Noted."))
+    said = [f"Note number {n}: the garden needs water." for n in range(1, 6)]
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for text in said:
+            await say(pilot, text)
+    app.end_session()
+    # A new session, as ``agentmem chat`` starts after a restart.
+    agent = Agent(shared.manager, None, user_id="returning", clock=fixed_clock)
+    app = ChatApp(shared, agent, show_timings=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        earlier = [w for w in app.query(".-earlier") if isinstance(w, UserMessage | Reply)]
+        assert [w.source for w in earlier if isinstance(w, UserMessage)] == said[-3:]
+        assert len(earlier) == SHOWN_LAST_SESSION_TURNS
+        assert all("earlier" in str(w.border_title) for w in earlier if isinstance(w, Reply))
+        dividers = [str(d.render()) for d in app.query(Divider)]
+        assert any("the end of your last session" in d for d in dividers)
+        assert "New session" in dividers[-1]
+
+
+@pytest.mark.asyncio
+async def test_at_80_by_24_the_status_stays_on_its_lines_and_the_footer_fits(
+    shared: Components,
+) -> None:
+    model = ScriptedChatModel(
+        default="Noted.", name="a-model-with-a-rather-long-name-served-by-a-remote-endpoint"
+    )
+    app = make_app(shared, "small", model)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await say(pilot, "My sister Ana lives in Porto and works as a nurse in the city.")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        await say(pilot, "Where does my sister live?")
+        status = app.query_one("#status", Static)
+        assert status.region.height == 2  # one screen line for each status line
+        footer = app.query_one(Footer)
+        assert footer.region.bottom == 24
+        assert footer.max_scroll_x == 0  # every key in the footer is on screen
+        # Wrapped recalled items stay indented under their text, right of the rank.
+        recalled = app.query_one("#recalled", ItemList)
+        rows = [recalled.render_line(y).text for y in range(recalled.size.height)]
+        rows = [row for row in rows if row.strip()]
+        assert len(rows) > len(recalled.entries)  # some entries wrap
+        assert all(row[:4].strip().isdigit() or row.startswith("    ") for row in rows), rows
+
+
+# -- recall-only answers ------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_recall_only_answers_acknowledge_statements_and_skip_earlier_questions(
+    shared: Components,
+) -> None:
+    app = make_app(shared, "asker")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await say(pilot, "My sister Ana lives in Porto.")
+        assert replies(app)[-1].source == (
+            "[recall only: no chat model configured] Noted; I will remember that."
+        )
+        await say(pilot, "Where does my sister live and what is my job?")
+        for n in range(5):
+            await say(pilot, f"My sister likes painting number {n}.")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        await say(pilot, "Where does my sister live?")
+        answer = replies(app)[-1].source
+        listed = [line for line in answer.splitlines() if line.startswith("- (")]
+        assert "Ana lives in Porto" in answer
+        assert "what is my job" not in answer  # a question is no evidence
+        assert 1 <= len(listed) <= RECALL_ONLY_SHOWN
+
+
+def test_recall_only_answer_tells_questions_from_statements() -> None:
+    def turn(text: str, role: str = "user", speaker: str = "Ana") -> MemoryItem:
+        return _item("turns", "turn", f"{speaker}: {text}", role=role, speaker=speaker)
+
+    asked = turn("Where does my sister live?")
+    told = turn("My sister lives in Porto.")
+    bot = turn("Where? Porto, I think.", role="assistant", speaker="assistant")
+    answer = recall_only_answer([asked, told, bot], "where does my sister live")
+    assert "Where does my sister live?" not in answer
+    assert "My sister lives in Porto." in answer and "Porto, I think" in answer
+    assert recall_only_answer([asked], "Who is my sister?").endswith(
+        "nothing in memory that seems relevant."
+    )
+    assert "Noted" in recall_only_answer([told], "I have a dog.")
+    assert [is_question(t) for t in ("Is it late", "How?", "Will lives here.", "")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
 
 
 # -- the browsers' content, from items as the structures store them ----------------------------
@@ -487,3 +686,18 @@ def test_snapshot_changes_and_facts_history(fresh: Components, snap_compare) -> 
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_small_terminal(fresh: Components, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """80×24: the status cut to its two lines, the footer whole, recalled items indented."""
+    app = make_app(fresh, "ana", ScriptedChatModel(["Noted.", "Your sister Ana lives in Porto."]))
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        steady_cursor(pilot)
+        await settle(pilot)
+        await say(pilot, "My sister Ana lives in Porto and works as a nurse in the city.")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        await say(pilot, "Where does my sister live?")
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -31,7 +31,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input
+from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from agentmem.agent import Agent, TurnResult
@@ -50,6 +50,7 @@ from agentmem.tui.memory import (
     kept_turn_lines,
     model_label,
     model_part,
+    plural,
     recalled_lines,
     source_turns,
 )
@@ -82,14 +83,20 @@ class ChatApp(App[None]):
     AUTO_FOCUS = "#prompt"
     # Absolute: Textual resolves a relative path next to the module of a subclass.
     CSS_PATH = Path(__file__).with_name("app.tcss")
+    # The footer holds about 80 columns' worth: the keys used most are shown there; the
+    # rest are in the command palette (Ctrl+P), which lists every key.
     BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f2", "panel('tab-recalled')", "Recalled"),
+        Binding("f3", "panel('tab-changes')", "Changes"),
+        Binding("f4", "panel('tab-browse')", "Browse", tooltip="Again: the next browser"),
         Binding("ctrl+n", "new_session", "New session"),
-        Binding("ctrl+o", "switch_user", "User"),
-        Binding("ctrl+t", "structures", "Structures"),
         Binding("ctrl+r", "item_history", "History"),
-        Binding("ctrl+s", "export", "Export"),
-        Binding("ctrl+y", "copy_answer", "Copy"),
-        Binding("f8", "forget", "Forget user"),
+        Binding("ctrl+o", "switch_user", "User", show=False),
+        Binding("ctrl+t", "structures", "Structures", show=False),
+        Binding("ctrl+s", "export", "Export", show=False),
+        Binding("ctrl+y", "copy_answer", "Copy", show=False),
+        Binding("f8", "forget", "Forget user", show=False),
     ]
 
     def __init__(self, components: Components, agent: Agent, *, show_timings: bool = True) -> None:
@@ -123,11 +130,19 @@ class ChatApp(App[None]):
                 browsable(self.memory), facts=self.memory.facts is not None, id="memory"
             )
         yield StatusLine(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = f"user {self.agent.user_id}"
         self.update_status()
+        self.screen_change_signal.subscribe(self, self._screen_changed)
+
+    def _screen_changed(self, screen: Screen[Any]) -> None:
+        # Back on the chat after a dialog, the palette or any other screen: the screen
+        # would restore the focus it had (often the memory panel, where the dialog was
+        # opened from), and typed text would go nowhere. Talking is what comes next.
+        if screen is self.screen_stack[0]:
+            self.query_one("#prompt", HistoryInput).focus()
 
     def on_ready(self) -> None:
         # After the first frame: importing torch in a thread still holds the GIL a lot,
@@ -275,6 +290,18 @@ class ChatApp(App[None]):
         self.query_one(MemoryPanel).show_details(item, source_turns(self.memory.records, item))
         self.query_one(Conversation).mark_sources(set(item.source_turn_ids), jump=jump)
 
+    def action_panel(self, tab: str) -> None:
+        """Show a tab of the memory panel; on Browse again, show the next browser."""
+        tabs = self.query_one("#memory-tabs", TabbedContent)
+        if tab == "tab-browse" and tabs.active == tab:
+            browsers = self.query_one("#browse-tabs", TabbedContent)
+            panes = [pane.id for pane in browsers.query(TabPane) if pane.id]
+            if panes:
+                at = panes.index(browsers.active) if browsers.active in panes else -1
+                browsers.active = panes[(at + 1) % len(panes)]
+            return
+        tabs.active = tab
+
     # -- the status line --------------------------------------------------------------------
 
     def notify(
@@ -342,7 +369,8 @@ class ChatApp(App[None]):
             with self._lock:
                 report = self.memory.resume(self.agent.user_id)
             if report is not None:
-                self.notify(f"Folded {len(report.turn_ids)} pending turn(s) into memory.")
+                pending = plural(len(report.turn_ids), "pending turn")
+                self.notify(f"Folded {pending} into memory.")
             self._refresh_browsers()
 
     # -- commands (their bodies are in tui.commands) ----------------------------------------

@@ -48,7 +48,11 @@ def system_commands(app: ChatApp) -> Iterator[SystemCommand]:
         "Show history", "Every recorded change to the selected item", app.action_item_history
     )
     yield SystemCommand("Export user", "Write this user's memory to JSON", app.action_export)
-    yield SystemCommand("Copy last answer", "Copy it to the clipboard", app.action_copy_answer)
+    yield SystemCommand(
+        "Copy last answer",
+        "Send it to the terminal's clipboard and save it to last-answer.txt",
+        app.action_copy_answer,
+    )
     yield SystemCommand("Forget user", "Erase everything about this user", app.action_forget)
 
 
@@ -137,13 +141,32 @@ def export_user(app: ChatApp) -> None:
     app.run_command("exporting", job)
 
 
+#: Where the last answer is written when copied (the clipboard cannot confirm receipt).
+LAST_ANSWER_FILE = "last-answer.txt"
+
+
 def copy_answer(app: ChatApp) -> None:
-    """Copy the last answer to the clipboard."""
+    """Send the last answer to the terminal's clipboard, and write it to a file.
+
+    Textual copies through an OSC 52 escape sequence: the terminal never says whether it
+    took it (many ignore it, tmux and SSH often drop it), so the notice says "sent", not
+    "copied", and the answer is also written to ``last-answer.txt`` in the data dir, a
+    copy that is sure to exist.
+    """
     if not app.last_answer:
         app.notify("No answer to copy yet.", severity="warning")
         return
     app.copy_to_clipboard(app.last_answer)
-    app.notify("Copied the last answer to the clipboard.")
+    sent = "Sent the last answer to the terminal's clipboard (if your terminal supports it)."
+    path = Path(app.components.config.data_dir) / LAST_ANSWER_FILE
+    try:
+        path.write_text(app.last_answer + "\n", encoding="utf-8")
+    except OSError as exc:
+        app.notify(
+            f"{sent}\nIt could not be saved to {path}: {exc}", severity="warning", markup=False
+        )
+        return
+    app.notify(f"{sent}\nAlso saved to {path}.", title="Copy", markup=False)
 
 
 def ask_to_forget(app: ChatApp) -> None:

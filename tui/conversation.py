@@ -12,7 +12,10 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 
 from agentmem.agent import Agent
+from agentmem.prompts import format_date
+from agentmem.tui.memory import last_session_turns
 from agentmem.tui.widgets import Divider, Reply, UserMessage
+from agentmem.types import Turn
 
 GREETING = "Hello. I remember what you tell me, across sessions: ask me about it later."
 RECALL_ONLY_NOTE = (
@@ -22,20 +25,45 @@ RECALL_ONLY_NOTE = (
 )
 #: Turns of a continued session shown when the app starts.
 SHOWN_EARLIER_TURNS = 20
+#: Turns from the end of the user's last session shown when the app starts a new one.
+SHOWN_LAST_SESSION_TURNS = 6
 
 
 def opening(agent: Agent) -> Iterator[Widget]:
-    """Yield the greeting and the turns already said in the agent's session (if continued)."""
+    """Yield the greeting, then what was said before.
+
+    A continued session (``agentmem chat --session``) shows its own turns. A new one shows
+    the end of the user's last session, marked as earlier, so a restarted app does not
+    open on an empty chat as if memory were empty.
+    """
     yield Reply(GREETING if agent.model else f"{GREETING}\n\n{RECALL_ONLY_NOTE}")
-    earlier = agent.records.recent_turns(agent.user_id, agent.session_id, SHOWN_EARLIER_TURNS)
-    for turn in earlier:
+    continued = agent.records.recent_turns(agent.user_id, agent.session_id, SHOWN_EARLIER_TURNS)
+    if continued:
+        yield from _messages(continued)
+        return
+    last = last_session_turns(
+        agent.records, agent.user_id, agent.session_id, SHOWN_LAST_SESSION_TURNS
+    )
+    if last:
+        when = format_date(last[-1].timestamp)
+        yield Divider(f"── Earlier: the end of your last session{f' ({when})' if when else ''} ──")
+        yield from _messages(last, earlier=True)
+        yield Divider("── New session: what came before is long-term memory. ──")
+
+
+def _messages(turns: Iterable[Turn], *, earlier: bool = False) -> Iterator[Widget]:
+    """Yield the widgets of stored turns (labelled as earlier ones when ``earlier``)."""
+    for turn in turns:
+        message: UserMessage | Reply
         if turn.role == "user":
-            yield UserMessage(turn.text, turn_id=turn.id)
-            continue
-        reply = Reply(turn.text, turn_id=turn.id)
-        if turn.metadata.get("recall_only"):
-            reply.mark_recall_only()
-        yield reply
+            message = UserMessage(turn.text, turn_id=turn.id)
+        else:
+            message = Reply(turn.text, turn_id=turn.id)
+            if turn.metadata.get("recall_only"):
+                message.mark_recall_only()
+        if earlier:
+            message.mark_earlier()
+        yield message
 
 
 class Conversation(VerticalScroll):
@@ -45,10 +73,16 @@ class Conversation(VerticalScroll):
         self.anchor()
 
     async def add_exchange(self, text: str) -> tuple[UserMessage, Reply]:
-        """Show the user's message and an empty reply for the answer to stream into."""
+        """Show the user's message and an empty reply for the answer to stream into.
+
+        Scrolls to the end and anchors there again: jumping to an item's source turn (or
+        scrolling up by hand) releases the anchor, and the new exchange and its streamed
+        reply would otherwise be added out of view.
+        """
         question, reply = UserMessage(text), Reply("")
         await self.mount(question)
         await self.mount(reply)
+        self.anchor()
         return question, reply
 
     def add_divider(self, text: str) -> None:

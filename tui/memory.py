@@ -149,13 +149,37 @@ def model_part(model: object, method: str) -> object | None:
 # -- the recalled items and the diff -------------------------------------------------------
 
 
+#: Cells of the relevance bar beside a recalled item.
+BAR_CELLS = 5
+
+
+def relevance_bar(score: float, best: float, *, cells: int = BAR_CELLS) -> str:
+    """Draw ``score`` as a bar of ``cells`` relative to the best score of the same recall.
+
+    Raw fused scores (0.0164) mean nothing to a reader and differ in scale between
+    structures and recall settings; the share of the best one reads at a glance.
+    """
+    share = score / best if best > 0 else 0.0
+    filled = max(1, min(cells, round(share * cells)))
+    return "▰" * filled + "▱" * (cells - filled)
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """Return ``count`` with the noun agreeing ("1 fact", "2 facts")."""
+    return f"{count} {singular if count == 1 else plural_form or singular + 's'}"
+
+
 def recalled_lines(recall: RecallResult) -> list[Line]:
-    """Return the recalled items, best first, with structure, score, validity and sources."""
+    """Return the recalled items, best first: rank, relevance bar, structure, sources."""
+    best = max((hit.score for hit in recall.items), default=0.0)
     lines = [
         Line(
-            f"{rank}. {hit.item.store}",
+            f"{rank}",
             hit.item.text,
-            (f"score {hit.score:.4f} · {validity(hit.item)}", provenance(hit.item)),
+            (
+                f"{relevance_bar(hit.score, best)} {hit.item.store} · {validity(hit.item)}",
+                provenance(hit.item),
+            ),
             hit.item,
             "normal" if hit.item.current else "old",
         )
@@ -165,9 +189,9 @@ def recalled_lines(recall: RecallResult) -> list[Line]:
         lines.append(Line("—", "Nothing relevant was recalled.", tone="noop"))
     extra = []
     if recall.dropped:
-        extra.append(f"{recall.dropped} more left out to fit the memory budget")
+        extra.append(f"{plural(recall.dropped, 'more item')} left out to fit the memory budget")
     if recall.stale_dropped:
-        extra.append(f"{recall.stale_dropped} stale item(s) dropped and invalidated")
+        extra.append(f"{plural(recall.stale_dropped, 'stale item')} dropped and invalidated")
     if extra:
         lines.append(Line("note", "; ".join(extra), tone="noop"))
     return lines
@@ -232,14 +256,14 @@ def fact_lines(records: Records, user_id: str, *, limit: int = BROWSER_LIMIT) ->
     items = records.store_items(FACT_STORE, user_id, kind="fact", current_only=False)
     current = [i for i in items if i.current]
     old = sorted((i for i in items if not i.current), key=_ended_at, reverse=True)
-    lines = [Line("Current", _count(len(current), limit, "fact(s)"), tone="heading")]
+    lines = [Line("Current", _count(len(current), limit, "fact"), tone="heading")]
     lines += [
         Line("✓", item.text, (f"{validity(item)} · {provenance(item)}",), item)
         for item in reversed(current[-limit:])
     ]
     shown = min(limit, HISTORY_LIMIT)
     lines.append(
-        Line("History", _count(len(old), shown, "fact(s) no longer current"), tone="heading")
+        Line("History", _count(len(old), shown, "fact", " no longer current"), tone="heading")
     )
     old = old[:shown]
     replacements = {
@@ -256,8 +280,8 @@ def fact_lines(records: Records, user_id: str, *, limit: int = BROWSER_LIMIT) ->
     return lines
 
 
-def _count(total: int, shown: int, what: str) -> str:
-    return f"{total} {what}" + (f" (the latest {shown} shown)" if total > shown else "")
+def _count(total: int, shown: int, what: str, after: str = "") -> str:
+    return plural(total, what) + after + (f" (the latest {shown} shown)" if total > shown else "")
 
 
 def _ended_at(item: MemoryItem) -> datetime:
@@ -287,6 +311,27 @@ def collect_browsers(
     )
     facts = tuple(fact_lines(manager.records, user_id)) if manager.facts is not None else None
     return Browsers(user_id, facts, structures)
+
+
+# -- the conversation before this one ------------------------------------------------------
+
+
+#: Sessions looked through, newest first, for the last one with turns (bounds start-up).
+SESSIONS_LOOKED_AT = 20
+
+
+def last_session_turns(records: Records, user_id: str, session_id: str, limit: int) -> list[Turn]:
+    """Return the last ``limit`` turns of the user's latest session other than ``session_id``.
+
+    Sessions are taken newest first by start time; empty ones (an app opened and closed
+    without a word) are skipped.
+    """
+    sessions = [s.id for s in records.sessions(user_id) if s.id != session_id]
+    for other in reversed(sessions[-SESSIONS_LOOKED_AT:]):
+        turns = records.recent_turns(user_id, other, limit)
+        if turns:
+            return turns
+    return []
 
 
 # -- details of one item -------------------------------------------------------------------

@@ -67,14 +67,16 @@ class MemoryPanel(Vertical):
                         yield ItemList(id="facts")
                     else:
                         yield Static(
-                            "Fact tracking is off.\nTurn it on with facts = true.",
+                            "Facts are not tracked in this configuration.\n"
+                            "Set facts = true in config.toml to track them.",
                             classes="not-enabled",
                         )
                 if not self.browsable:
                     with TabPane("Structures", id="tab-structures"):
                         yield Static(
-                            "No browsable structure is configured.\nTurn them on with "
-                            "--stores all (a tree, a graph, topic memos, a summary).",
+                            "None of the configured structures has an outline to browse.\n"
+                            "Start with --stores all to add a tree, a graph, topic memos "
+                            "and a summary.",
                             classes="not-enabled",
                         )
                 for name, hint in self.browsable:

@@ -9,6 +9,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
+from textual.css.styles import RulesMap
+from textual.strip import Strip
+from textual.style import Style
+from textual.visual import RenderOptions, Visual
 from textual.widgets import Input, Markdown, OptionList, Static, Tree
 from textual.widgets.option_list import Option
 from textual.widgets.tree import TreeNode
@@ -31,16 +35,56 @@ _TONE_STYLES: dict[Tone, str] = {
 }
 
 
-def line_content(line: Line) -> Content:
-    """Render a :class:`Line`: badge, text, then its notes dimmed and indented."""
+class Hanging(Visual):
+    """A head (a badge) followed by a body whose wrapped lines stay indented under it.
+
+    Content wraps continuation lines back to column 0, which buries a list's badges in
+    text; this renders the body at the width left after the head and pads every line but
+    the first by the head's width.
+
+    Args:
+        head: What starts the first line.
+        body: The text beside and under it.
+    """
+
+    def __init__(self, head: Content, body: Content) -> None:
+        self.head = head
+        self.body = body
+
+    @property
+    def indent(self) -> int:
+        """The head's width: the column every body line starts at."""
+        return self.head.cell_length
+
+    def get_optimal_width(self, rules: RulesMap, container_width: int) -> int:
+        return self.indent + self.body.get_optimal_width(rules, container_width - self.indent)
+
+    def get_height(self, rules: RulesMap, width: int) -> int:
+        return self.body.get_height(rules, max(1, width - self.indent))
+
+    def render_strips(
+        self, width: int, height: int | None, style: Style, options: RenderOptions
+    ) -> list[Strip]:
+        body_width = max(1, width - self.indent)
+        head = self.head.render_strips(self.indent, 1, style, options)[0]
+        blank = Strip.blank(self.indent, style.rich_style)
+        lines = self.body.render_strips(body_width, height, style, options)
+        return [
+            Strip.join([head if y == 0 else blank, line.extend_cell_length(body_width)])
+            for y, line in enumerate(lines)
+        ]
+
+
+def line_content(line: Line) -> Hanging:
+    """Render a :class:`Line`: badge, text, then its notes dimmed, all indented under the text."""
     text_style = "strike $text-muted" if line.tone == "old" else ""
     if line.tone == "heading":
         text_style = "bold"
-    parts: list[str | tuple[str, str]] = [(f" {line.badge} ", _TONE_STYLES[line.tone]), " "]
-    parts.append((line.text, text_style))
+    head = Content.assemble((f" {line.badge} ", _TONE_STYLES[line.tone]), " ")
+    parts: list[str | tuple[str, str]] = [(line.text, text_style)]
     for note in line.notes:
-        parts += ["\n   ", (note, "$text-muted")]
-    return Content.assemble(*parts)
+        parts += ["\n", (note, "$text-muted")]
+    return Hanging(head, Content.assemble(*parts))
 
 
 class UserMessage(Markdown):
@@ -49,6 +93,10 @@ class UserMessage(Markdown):
     def __init__(self, text: str, *, turn_id: int | None = None) -> None:
         super().__init__(text)
         self.turn_id = turn_id
+
+    def mark_earlier(self) -> None:
+        """Label the message as one from an earlier session."""
+        self.add_class("-earlier")
 
 
 class Reply(Markdown):
@@ -64,6 +112,11 @@ class Reply(Markdown):
         """Label the reply as recalled memory rather than a model's answer."""
         self.border_title = "agentmem · recall only (no model)"
         self.add_class("-recall-only")
+
+    def mark_earlier(self) -> None:
+        """Label the reply as one from an earlier session."""
+        self.border_title = f"{self.border_title} · earlier"
+        self.add_class("-earlier")
 
     def mark_failed(self, text: str) -> None:
         """Replace the reply with ``text``, saying why there is no answer."""

@@ -78,11 +78,54 @@ def chat_messages(
     return messages
 
 
-def recall_only_answer(items: Sequence[MemoryItem]) -> str:
-    """The answer given when no chat model is configured: what was recalled, labelled."""
+#: Words that open a question (or a request to recall), checked on the first word. Words
+#: that also open statements or are names ("Will", "May", "Had dinner with...") are left
+#: out: a question that opens with them almost always ends with "?" anyway.
+INTERROGATIVES = frozenset(
+    "what where when who whom whose which why how "
+    "do does did is are was were am can could would should tell remind".split()
+)
+#: Most recalled items a recall-only answer lists: beyond a few, it buries the answer.
+RECALL_ONLY_SHOWN = 3
+
+
+def is_question(text: str) -> bool:
+    """Return whether ``text`` asks something: it ends with "?" or opens with a question word."""
+    words = text.strip().split(maxsplit=1)
+    if not words:
+        return False
+    first = words[0].strip("\"'“‘(¿¡*_,").lower()
+    return text.rstrip().rstrip("\"')”’*_").endswith("?") or first in INTERROGATIVES
+
+
+def _users_question(item: MemoryItem) -> bool:
+    """Return whether ``item`` is a turn in which the user asked something."""
+    if item.kind != "turn" or item.metadata.get("role") != "user":
+        return False
+    speaker = str(item.metadata.get("speaker", ""))
+    return is_question(item.text.removeprefix(f"{speaker}: "))
+
+
+def recall_only_answer(items: Sequence[MemoryItem], query: str | None = None) -> str:
+    """The answer given when no chat model is configured: what was recalled, labelled.
+
+    A question is no evidence, so the user's own earlier questions are left out. With
+    ``query``, a statement gets a short acknowledgement (it is remembered; there is
+    nothing to answer) and a question the few most relevant items; without it (an older
+    caller), every item is listed as before.
+
+    Args:
+        items: The recalled items, most relevant first.
+        query: What the user said this turn.
+    """
     header = "[recall only: no chat model configured]"
-    if not items:
+    if query is not None and not is_question(query):
+        return f"{header} Noted; I will remember that."
+    evidence = [item for item in items if not _users_question(item)]
+    if query is not None:
+        evidence = evidence[:RECALL_ONLY_SHOWN]
+    if not evidence:
         return f"{header} I have nothing in memory that seems relevant."
     lines = [f"{header} Here is what I remember that may be relevant:"]
-    lines += [render_memory_line(item) for item in items]
+    lines += [render_memory_line(item) for item in evidence]
     return "\n".join(lines)
