@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from agentmem.config import Config, ModelSpec, load_config
     from agentmem.factory import Components, build, build_agent
     from agentmem.langchain import AgentMemChatModel, AgentMemRetriever, LangChainChatModel
-    from agentmem.manager import MemoryManager, RecallResult, WriteReport
+    from agentmem.manager import ForgetReceipt, MemoryManager, RecallResult, WriteReport
     from agentmem.memory import AddResult, ChangeResult, Memory, SearchResult
     from agentmem.models.embeddings import MiniLMEmbedder
     from agentmem.protocols import (
@@ -81,6 +81,7 @@ _LAZY = {
     "AgentMemChatModel": "agentmem.langchain",
     "AgentMemRetriever": "agentmem.langchain",
     "LangChainChatModel": "agentmem.langchain",
+    "ForgetReceipt": "agentmem.manager",
     "MemoryManager": "agentmem.manager",
     "RecallResult": "agentmem.manager",
     "WriteReport": "agentmem.manager",
@@ -113,8 +114,8 @@ __all__ = [
     "AgentMemChatModel",
     "AgentMemError",
     "AgentMemRetriever",
-    "Budget",
     "Browsable",
+    "Budget",
     "Change",
     "ChangeKind",
     "ChangeResult",
@@ -125,11 +126,12 @@ __all__ = [
     "ConfigError",
     "Consolidating",
     "ConstraintViolationError",
-    "DatabaseBusyError",
     "DataDirLockedError",
+    "DatabaseBusyError",
     "Editable",
     "Embedder",
     "EmbeddingError",
+    "ForgetReceipt",
     "InputError",
     "ItemEvent",
     "LangChainChatModel",
