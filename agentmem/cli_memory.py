@@ -256,9 +256,9 @@ def _forget(
             return 1
     receipt = memory.forget(user_id)
     counts = _counts(
-        receipt.get("rows:turns", 0),
-        receipt.get("rows:memory_items", 0),
-        receipt.get("rows:sessions", 0),
+        receipt.get("turns", 0),
+        receipt.get("memory items", 0),
+        receipt.get("sessions", 0),
     )
     out.print(
         Text(
