@@ -2,9 +2,10 @@
 
 Each turn, the retriever recalls what memory holds for the user's message, a prompt
 template puts it in front of the chat model, the model answers, and the exchange is added
-to memory, so later turns (and later sessions) can use it. Run it offline::
+to memory, so later turns (and later sessions) can use it. It needs the ``langchain`` extra
+(``.venv/bin/pip install -e '.[langchain]'``); then run it offline::
 
-    python examples/langchain_bot.py
+    .venv/bin/python examples/langchain_bot.py
 
 The chat model here is a fake that answers from the recalled memory (agentmem's
 ``ScriptedChatModel`` seen through :class:`~agentmem.langchain.AgentMemChatModel`); pass any
