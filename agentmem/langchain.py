@@ -13,9 +13,13 @@ importing this module, or one of its names from ``agentmem``, raises
   :class:`~agentmem.protocols.ChatModel` (to build memory or answer in the agent loop).
 * :class:`AgentMemChatModel` is the reverse: an agentmem chat model (an OpenAI-compatible
   endpoint, the local GGUF model, the scripted fake) as a LangChain ``BaseChatModel``.
+* :class:`AgentMemChatMessageHistory` is a ``BaseChatMessageHistory`` over a session's
+  turns, so ``RunnableWithMessageHistory`` stores every exchange in memory.
+* :func:`memory_tools` gives a tool-calling agent ``search_memory``, ``save_memory`` and
+  ``forget_memory``.
 
-Conversation history is agentmem's job here (turns in the records database), so nothing
-builds on LangChain's deprecated ``BaseChatMessageHistory``.
+This module is longer than the house's ~400 lines: splitting it into a package would need
+a new entry in pyproject's package list, and every name here is one adapter of one library.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -36,15 +41,18 @@ from agentmem.errors import (
     ModelResponseError,
     ModelTimeoutError,
     ModelUnavailableError,
+    NotFoundError,
     StructuredOutputError,
 )
 from agentmem.memory import Memory, MemoryRecord
 from agentmem.models.llm import parse_json_answer
 from agentmem.protocols import ChatModel
+from agentmem.results import ChangeResult
 from agentmem.types import Completion, Message, Role, Usage
 
 try:
     from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
+    from langchain_core.chat_history import BaseChatMessageHistory
     from langchain_core.documents import Document
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import (
@@ -58,6 +66,7 @@ try:
     from langchain_core.messages.ai import UsageMetadata
     from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
     from langchain_core.retrievers import BaseRetriever
+    from langchain_core.tools import BaseTool, StructuredTool, ToolException
 except ImportError as exc:
     raise MissingExtraError(
         "the LangChain adapters need langchain-core", hint="pip install 'agentmem[langchain]'"
@@ -428,12 +437,195 @@ def _first_stop(text: str, stop: Sequence[str] | None) -> int | None:
     return min(found) if found else None
 
 
+# -- conversation history ----------------------------------------------------------------------
+
+
+class AgentMemChatMessageHistory(BaseChatMessageHistory):
+    """Keep a LangChain conversation's history as a session of agentmem turns.
+
+    With ``RunnableWithMessageHistory``, every exchange goes through :meth:`Memory.add`
+    (human messages as user turns, AI messages as assistant turns, in the given session),
+    so memory learns from it as it would from any conversation, and a later session
+    recalls it (through :class:`AgentMemRetriever`, say). :attr:`messages` reads the
+    session's turns back, oldest first.
+
+    History is memory here: :meth:`clear` ends the session (letting the memory structures
+    consolidate it) and erases nothing; the session's turns stay its history. To erase a
+    user's memory use :meth:`Memory.forget`, to remove one item :meth:`Memory.delete`.
+
+    System messages are instructions, not memory, and tool calls and tool results are the
+    agent's work, not the dialogue: neither is stored.
+
+    Example:
+        ```python
+        chain_with_history = RunnableWithMessageHistory(
+            chain,
+            lambda session_id: AgentMemChatMessageHistory(memory, "ana", session_id),
+            input_messages_key="question",
+            history_messages_key="history",
+        )
+        chain_with_history.invoke(
+            {"question": "Hi"}, config={"configurable": {"session_id": "s1"}}
+        )
+        ```
+
+    Args:
+        memory: The memory that stores the turns.
+        user_id: Whose conversation this is.
+        session_id: The dialogue session (created on the first message if new).
+        agent_id: The agent in the conversation, recorded on turns and items.
+    """
+
+    def __init__(
+        self, memory: Memory, user_id: str, session_id: str, *, agent_id: str | None = None
+    ) -> None:
+        self.memory = memory
+        self.user_id = user_id
+        self.session_id = session_id
+        self.agent_id = agent_id
+
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]  # read-only: the turns
+        """Return the session's turns as LangChain messages, oldest first."""
+        turns = self.memory.records.turns(self.user_id, session_id=self.session_id)
+        converted: list[BaseMessage] = []
+        for turn in turns:
+            name = turn.speaker if turn.speaker != turn.role else None
+            if turn.role == "assistant":
+                converted.append(AIMessage(content=turn.text, name=name))
+            else:
+                converted.append(HumanMessage(content=turn.text, name=name))
+        return converted
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Store the human and AI messages as turns of the session, in one :meth:`Memory.add`.
+
+        Raises:
+            InputError: A message's text is not acceptable; nothing was stored.
+        """
+        turns = []
+        for message in messages:
+            role = _HISTORY_ROLES.get(message.type)
+            text = str(message.text)
+            if role is None or not text.strip():
+                logger.debug("not storing a %s message in history", message.type)
+                continue
+            turn: dict[str, Any] = {"role": role, "content": text}
+            if message.name:
+                turn["name"] = message.name
+            turns.append(turn)
+        if turns:
+            self.memory.add(
+                turns, user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id
+            )
+
+    def clear(self) -> None:
+        """End the session; its turns, and what memory learned from them, are kept."""
+        self.memory.end_session(self.user_id, self.session_id)
+
+
+_HISTORY_ROLES: dict[str, Role] = {"human": "user", "ai": "assistant"}
+
+
+# -- memory tools for tool-calling agents -------------------------------------------------------
+
+
+def memory_tools(
+    memory: Memory, user_id: str, *, agent_id: str | None = None, top_k: int = 5
+) -> list[BaseTool]:
+    """Return the tools that let a tool-calling agent use a user's memory.
+
+    * ``search_memory(query)``: the current items most relevant to ``query``, as JSON with
+      each item's id, text, validity (``valid_from``) and provenance (``source_turn_ids``,
+      ``session_id``).
+    * ``save_memory(text)``: adds ``text`` as a user turn; returns what changed.
+    * ``forget_memory(item_id)``: deletes one item through :meth:`Memory.delete` (it stays
+      in history); returns what changed.
+
+    A failure (an unknown id, an empty query) comes back to the model as the tool's
+    answer, so it can correct itself.
+
+    Args:
+        memory: The memory the tools work on.
+        user_id: Whose memory; the model cannot reach another user's.
+        agent_id: The agent, recorded on saved turns and used to scope searches.
+        top_k: How many items ``search_memory`` returns (at most).
+    """
+
+    def search_memory(query: str) -> str:
+        """Search the user's long-term memory for what is known about the query."""
+        with _tool_errors():
+            result = memory.search(query, user_id=user_id, top_k=top_k, agent_id=agent_id)
+        return _json([_tool_item(record) for record in result.items])
+
+    def save_memory(text: str) -> str:
+        """Save something the user said, or wants remembered, to long-term memory."""
+        with _tool_errors():
+            result = memory.add(
+                [{"role": "user", "content": text}], user_id=user_id, agent_id=agent_id
+            )
+        return _json({"turn_ids": result.turn_ids, "events": _events(result)})
+
+    def forget_memory(item_id: str) -> str:
+        """Forget one memory item by its id (as search_memory returns it)."""
+        with _tool_errors():
+            result = memory.delete(item_id, user_id=user_id)
+        return _json({"events": _events(result)})
+
+    return [
+        StructuredTool.from_function(function, handle_tool_error=True)
+        for function in (search_memory, save_memory, forget_memory)
+    ]
+
+
+@contextmanager
+def _tool_errors() -> Iterator[None]:
+    """Turn agentmem's input errors into tool errors the model reads as the answer."""
+    try:
+        yield
+    except (InputError, NotFoundError) as exc:
+        raise ToolException(str(exc)) from exc
+
+
+def _tool_item(record: MemoryRecord) -> dict[str, Any]:
+    return {
+        "id": record["id"],
+        "memory": record["memory"],
+        "store": record["store"],
+        "current": record["current"],
+        "valid_from": _iso(record["valid_from"]),
+        "invalid_at": _iso(record["invalid_at"]),
+        "session_id": record["session_id"],
+        "source_turn_ids": list(record["source_turn_ids"]),
+    }
+
+
+def _events(result: ChangeResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "event": event["event"],
+            "id": event["id"],
+            "memory": event["memory"],
+            "store": event["store"],
+            "reason": event["reason"],
+            "current": event["current"],
+        }
+        for event in result.events
+    ]
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 __all__ = [
+    "AgentMemChatMessageHistory",
     "AgentMemChatModel",
     "AgentMemRetriever",
     "LangChainChatModel",
     "from_langchain_messages",
     "json_instruction",
+    "memory_tools",
     "record_document",
     "to_langchain_messages",
 ]
