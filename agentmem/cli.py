@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_memory_parser(commands)
     _add_replay(commands)
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve memory to MCP clients on stdio (needs the mcp extra)",
+        description="Serve memory over the Model Context Protocol on stdin/stdout: the "
+        "tools remember, search, forget and history. Calls without a user_id are about "
+        "--user (or AGENTMEM_USER). Logging goes to stderr.",
+    )
+    _add_common(mcp)
+    mcp.set_defaults(model="none")
     return parser
 
 
@@ -171,6 +180,8 @@ def main(
             from agentmem.cli_memory import run_memory
 
             return run_memory(args, stdin or sys.stdin, out, err)
+        if args.command == "mcp":
+            return _mcp(args)
     except AgentMemError as exc:
         _report(err, exc)
         return 2
@@ -222,6 +233,30 @@ def _chat(args: argparse.Namespace, stdin: TextIO, out: Console, err: Console) -
         return _plain_chat(agent, stdin, out, err, show_recall=args.show_recall)
     finally:
         components.close()
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    """Serve memory over MCP on stdio until the client hangs up."""
+    # Imported first: without the extra this fails before any memory is opened.
+    from agentmem.mcp_server import build_server, check_sdk
+    from agentmem.memory import Memory
+
+    check_sdk()
+
+    memory = Memory(
+        args.data_dir,
+        config_file=args.config,
+        model=args.model,
+        stores=args.stores,
+        user_id=args.user,
+    )
+    try:
+        server = build_server(memory, memory.components.config.user_id)
+        logger.info("serving agentmem over MCP on stdio")
+        server.run("stdio")
+    finally:
+        memory.close()
+    return 0
 
 
 def _check_session(records: object, user_id: str, session_id: str) -> None:

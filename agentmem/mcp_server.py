@@ -1,0 +1,195 @@
+"""Serve memory over the Model Context Protocol on stdio (``agentmem mcp``).
+
+The only module that imports the ``mcp`` SDK (the ``mcp`` extra). Four tools wrap the
+:class:`~agentmem.Memory` facade: ``remember`` (add what the user said, return the
+changes), ``search``, ``forget`` and ``history``. Every tool takes a ``user_id``; the
+server's default user (``--user`` or ``AGENTMEM_USER``) is used when it is left out.
+
+Stdout carries the protocol and nothing else: logging goes to stderr. Errors agentmem
+raises on purpose come back as tool errors carrying the message and the hint; the
+server keeps serving after them and after malformed arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+from agentmem.errors import AgentMemError, MissingExtraError
+from agentmem.memory import Memory
+
+logger = logging.getLogger(__name__)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: What the server tells the client it is for (shown to the model by some clients).
+INSTRUCTIONS = (
+    "Long-term memory of the user. Call `remember` with what the user said that is worth "
+    "keeping (one turn at a time); call `search` before answering questions about the "
+    "user; items with current=false no longer hold (superseded_by names what replaced "
+    "them). `forget` erases everything about the user."
+)
+
+
+def _server_classes() -> tuple[Any, type[Exception]]:
+    """Return the SDK's high-level server class and its tool error, for mcp 2 or 1.
+
+    Raises:
+        MissingExtraError: The ``mcp`` SDK is not installed.
+    """
+    try:
+        from mcp.server.mcpserver import MCPServer
+        from mcp.server.mcpserver.exceptions import ToolError
+
+        return MCPServer, ToolError
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("mcp"):
+            raise
+    try:
+        # mcp 1.x called the same server FastMCP.
+        from mcp.server.fastmcp import FastMCP  # type: ignore[attr-defined,unused-ignore]
+        from mcp.server.fastmcp.exceptions import ToolError as FastToolError
+
+        return FastMCP, FastToolError
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("mcp"):
+            raise
+        raise MissingExtraError(
+            "the MCP server needs the mcp SDK, which is not installed",
+            hint="pip install 'agentmem[mcp]'",
+        ) from exc
+
+
+def check_sdk() -> None:
+    """Check that the ``mcp`` SDK is installed.
+
+    Raises:
+        MissingExtraError: It is not.
+    """
+    _server_classes()
+
+
+def _jsonable(value: Any) -> Any:
+    """Return ``value`` with datetimes as ISO 8601 strings, ready for JSON."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _search_item(record: Mapping[str, Any]) -> dict[str, Any]:
+    keys = (
+        "id",
+        "text",
+        "store",
+        "kind",
+        "score",
+        "current",
+        "valid_from",
+        "invalid_at",
+        "superseded_by",
+        "source_turn_ids",
+        "session_id",
+    )
+    return {key: _jsonable(record.get(key)) for key in keys}
+
+
+def build_server(memory: Memory, default_user: str) -> Any:
+    """Return an MCP server whose tools read and write ``memory``.
+
+    Args:
+        memory: The memory to serve (the caller closes it).
+        default_user: The user a call without ``user_id`` is about.
+
+    Raises:
+        MissingExtraError: The ``mcp`` SDK is not installed.
+    """
+    server_class, tool_error = _server_classes()
+    server = server_class("agentmem", instructions=INSTRUCTIONS)
+
+    def user_of(user_id: str | None) -> str:
+        return default_user if user_id is None or user_id == "" else user_id
+
+    def tool(function: _F) -> _F:
+        """Register ``function`` as a tool whose typed errors become tool errors."""
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except AgentMemError as exc:
+                message = str(exc.args[0]) if exc.args else type(exc).__name__
+                text = f"{type(exc).__name__}: {message}"
+                if exc.hint:
+                    text += f"\nhint: {exc.hint}"
+                if exc.retryable:
+                    text += "\n(retrying may help)"
+                raise tool_error(text) from exc
+
+        wrapped.__name__ = function.__name__
+        wrapped.__doc__ = function.__doc__
+        wrapped.__annotations__ = function.__annotations__
+        wrapped.__wrapped__ = function  # type: ignore[attr-defined]
+        server.tool()(wrapped)
+        return function
+
+    @tool
+    def remember(text: str, user_id: str | None = None) -> dict[str, Any]:
+        """Add what the user said (one turn) to the user's memory; return the changes.
+
+        Events: ADD (new item), SUPERSEDE (an older item no longer holds), UPDATE,
+        DELETE, NOOP (already known).
+        """
+        result = memory.add(text, user_id=user_of(user_id))
+        return _jsonable(
+            {
+                "events": result.events,
+                "turn_ids": result.turn_ids,
+                "session_id": result.session_id,
+                "failures": result.failures,
+            }
+        )
+
+    @tool
+    def search(
+        query: str, user_id: str | None = None, top_k: int = 10, include_history: bool = False
+    ) -> dict[str, Any]:
+        """Search the user's memory; return the items found, best first.
+
+        Each item has its text, the structure (store) that holds it, whether it is still
+        current, when it held (valid_from, invalid_at), what superseded it, and the ids
+        of the turns it came from. include_history also returns items that no longer hold.
+        """
+        result = memory.search(
+            query, user_id=user_of(user_id), top_k=top_k, include_history=include_history
+        )
+        return {"query": result.query, "items": [_search_item(r) for r in result.items]}
+
+    @tool
+    def forget(user_id: str | None = None) -> dict[str, Any]:
+        """Erase everything memory holds about the user; return what was removed."""
+        receipt = memory.forget(user_of(user_id))
+        return {"removed": dict(receipt), "caches_cleared": dict(receipt.caches_cleared)}
+
+    @tool
+    def history(memory_id: str, user_id: str | None = None) -> dict[str, Any]:
+        """Return every recorded change to one memory item, oldest first."""
+        entries = memory.history(memory_id, user_id=user_of(user_id))
+        return {"history": _jsonable(entries)}
+
+    return server
+
+
+def serve(memory: Memory, default_user: str) -> None:
+    """Serve ``memory`` over MCP on stdio until the client closes the connection.
+
+    Raises:
+        MissingExtraError: The ``mcp`` SDK is not installed.
+    """
+    server = build_server(memory, default_user)
+    logger.info("serving agentmem over MCP on stdio (default user %r)", default_user)
+    server.run("stdio")
