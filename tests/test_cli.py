@@ -27,6 +27,8 @@ def test_version() -> None:
     assert result.stdout.strip() == f"agentmem {package_version()}"
 
 
+# A real CLI process or two (10-20 s): in the heavy run, so the default one stays short.
+@pytest.mark.heavy
 def test_plain_chat_remembers_across_runs(tmp_path: Path) -> None:
     """The README's promise: tell it something, quit, come back, be remembered."""
     env = {**os.environ, "AGENTMEM_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
@@ -175,6 +177,8 @@ def plain_chat(
     )
 
 
+# A real CLI process or two (10-20 s): in the heavy run, so the default one stays short.
+@pytest.mark.heavy
 def test_a_plain_chat_whose_model_is_unreachable_exits_1_and_hints_once_per_call(
     tmp_path: Path,
 ) -> None:
@@ -228,6 +232,8 @@ def test_a_plain_chat_with_rejected_lines_goes_on_and_exits_1(tmp_path: Path) ->
     assert "[recall only" in result.stdout  # the line after the rejected ones was answered
 
 
+# A real CLI process or two (10-20 s): in the heavy run, so the default one stays short.
+@pytest.mark.heavy
 def test_chat_refuses_a_session_the_user_does_not_have(tmp_path: Path) -> None:
     from agentmem.storage.records import Records
 

@@ -36,6 +36,8 @@ def chat_env(home: Path) -> dict[str, str]:
 CHAT = [sys.executable, "-m", "agentmem.cli", "chat", "--plain", "--model", "none"]
 
 
+# A real CLI process or two (10-20 s): in the heavy run, so the default one stays short.
+@pytest.mark.heavy
 def test_a_second_chat_on_the_same_data_dir_is_refused_clearly(tmp_path: Path) -> None:
     env = chat_env(tmp_path)
     first = subprocess.Popen(
