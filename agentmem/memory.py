@@ -32,6 +32,7 @@ from typing import Any, Literal, Self
 from agentmem.config import load_config
 from agentmem.errors import AgentMemError, InputError
 from agentmem.factory import Components, build
+from agentmem.fusion import ITEM_OVERHEAD
 from agentmem.inputs import check_unicode, check_user, moment_of, turn_specs
 from agentmem.manager import ForgetReceipt, MemoryManager
 from agentmem.protocols import ChatModel, StoreContext
@@ -62,8 +63,6 @@ logger = logging.getLogger(__name__)
 #: Budget passed to recall by :meth:`Memory.search`: the caller asked for ``top_k``
 #: items, not for a prompt-sized block, so nothing is dropped for tokens.
 _NO_BUDGET = 10**9
-#: Tokens an item costs beyond its text in a prompt (as the manager's budget counts it).
-_ITEM_OVERHEAD = 8
 
 
 class Memory:
@@ -292,7 +291,7 @@ class Memory:
             records = self._records(recall.items, user_id)
         found = [r for r in records if matches(r, filters or {})][:top_k]
         counter = self.manager.counter
-        tokens = sum(counter.count(r["memory"]) + _ITEM_OVERHEAD for r in found)
+        tokens = sum(counter.count(r["memory"]) + ITEM_OVERHEAD for r in found)
         return SearchResult(
             found,
             recall.query,
