@@ -3,9 +3,10 @@
 The public API is re-exported here and listed in ``__all__``: the ``Memory`` facade, the
 agent loop, configuration and the factory, the manager and its results, the protocols a
 structure, model or embedder implements, the values passed between them, the errors and the
-LangChain adapters (with the ``langchain`` extra; without it, getting one of their names
-raises :class:`~agentmem.errors.MissingExtraError`). Storage internals (``Records``,
-``VectorIndex``, ``ItemIndex``) are imported from their modules by those who build on them.
+LangChain adapters and the LangGraph store (with the ``langchain`` and ``langgraph`` extras;
+without them, getting one of their names raises :class:`~agentmem.errors.MissingExtraError`).
+Storage internals (``Records``, ``VectorIndex``, ``ItemIndex``) are imported from their
+modules by those who build on them.
 Names are imported on first use, so ``import agentmem`` stays fast (chromadb and torch load
 only when needed).
 """
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from agentmem.config import Config, ModelSpec, load_config
     from agentmem.factory import Components, build, build_agent
     from agentmem.langchain import AgentMemChatModel, AgentMemRetriever, LangChainChatModel
+    from agentmem.langgraph import AgentMemStore
     from agentmem.manager import ForgetReceipt, MemoryManager, RecallResult, WriteReport
     from agentmem.memory import AddResult, ChangeResult, Memory, SearchResult
     from agentmem.models.embeddings import MiniLMEmbedder
@@ -81,6 +83,7 @@ _LAZY = {
     "AgentMemChatModel": "agentmem.langchain",
     "AgentMemRetriever": "agentmem.langchain",
     "LangChainChatModel": "agentmem.langchain",
+    "AgentMemStore": "agentmem.langgraph",
     "ForgetReceipt": "agentmem.manager",
     "MemoryManager": "agentmem.manager",
     "RecallResult": "agentmem.manager",
@@ -114,6 +117,7 @@ __all__ = [
     "AgentMemChatModel",
     "AgentMemError",
     "AgentMemRetriever",
+    "AgentMemStore",
     "Browsable",
     "Budget",
     "Change",

@@ -484,6 +484,7 @@ class MemoryManager:
             "sessions": [s.model_dump() for s in self.records.sessions(user_id)],
             "turns": [asdict(t) for t in self.records.turns(user_id)],
             "items": items,
+            "documents": [row.model_dump() for row in self.records.user_documents(user_id)],
         }
         if path is not None:
             Path(path).write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
@@ -513,8 +514,9 @@ class ForgetReceipt(dict[str, int]):
     """What forgetting a user removed: counts of that user's own data, by what it is.
 
     The keys are ``turns``, ``sessions``, ``memory items``, ``history events`` (recorded
-    changes to the items), ``queued retries`` (model builds waiting to be retried) and
-    ``vectors`` (embeddings, over every structure). It is a plain ``dict`` of those
+    changes to the items), ``queued retries`` (model builds waiting to be retried),
+    ``documents`` (versions of documents kept under a namespace and key, by the LangGraph
+    store) and ``vectors`` (embeddings, over every structure). It is a plain ``dict`` of those
     counts, with the shared caches emptied alongside kept out of it.
 
     Attributes:
@@ -536,6 +538,7 @@ _RECEIPT_ROWS = {
     "memory items": "memory_items",
     "history events": "item_events",
     "queued retries": "pending_work",
+    "documents": "documents",
 }
 
 

@@ -370,9 +370,14 @@ class Memory:
         return ChangeResult([event_of(c) for c in changes], 0, time.perf_counter() - started)
 
     def delete(
-        self, memory_id: str, *, user_id: str, at: datetime | str | None = None
+        self,
+        memory_id: str,
+        *,
+        user_id: str,
+        at: datetime | str | None = None,
+        reason: str = "deleted by user",
     ) -> ChangeResult:
-        """Delete an item (reason "deleted by user"); it stays in history and exports.
+        """Delete an item (giving ``reason`` in its history); it stays in history and exports.
 
         Its structure keeps itself consistent (a MemTree's ancestors are re-aggregated
         without it, a graph's edges stop conducting), items of other structures derived
@@ -386,7 +391,7 @@ class Memory:
         user_id = check_user(user_id)
         moment = moment_of(at, "at")
         with self._lock:
-            changes = self.manager.delete(memory_id, user_id=user_id, at=moment)
+            changes = self.manager.delete(memory_id, user_id=user_id, reason=reason, at=moment)
         return ChangeResult([event_of(c) for c in changes], 0, time.perf_counter() - started)
 
     # -- erasure, export, lifetime ------------------------------------------------------------
@@ -395,7 +400,8 @@ class Memory:
         """Erase everything about a user from every backend; return what went.
 
         The receipt counts only this user's data, e.g. ``{"turns": 3, "sessions": 1,
-        "memory items": 6, "history events": 9, "queued retries": 0, "vectors": 6}``.
+        "memory items": 6, "history events": 9, "queued retries": 0, "documents": 0,
+        "vectors": 6}``.
         Caches shared by all users (embeddings, extracted facts) are emptied as well,
         since they may hold the user's texts; their sizes are in the receipt's
         ``caches_cleared``, not among the user's counts.

@@ -307,6 +307,7 @@ def test_forget_erases_one_user_and_returns_a_receipt(memory: Memory, tmp_path: 
         "memory items",
         "history events",
         "queued retries",
+        "documents",
         "vectors",
     }
     assert receipt["turns"] == 3 and receipt["sessions"] == 1

@@ -14,6 +14,8 @@ later failure; memory items are invalidated, never deleted, except by :meth:`Rec
 - :mod:`~agentmem.storage.memory_items` (with :mod:`~agentmem.storage.item_sql`):
   memory items and their history;
 - :mod:`~agentmem.storage.work_queue`: failed model builds awaiting a retry;
+- :mod:`~agentmem.storage.documents`: documents under a namespace and key (the LangGraph
+  store);
 - here: erasure, which spans every table.
 """
 
@@ -23,9 +25,11 @@ from sqlmodel import delete
 
 from agentmem.storage.database import database_url
 from agentmem.storage.dialogue import MAX_TURN_CHARS, DialogueRecords
+from agentmem.storage.documents import DocumentRecords
 from agentmem.storage.item_sql import current_condition
 from agentmem.storage.memory_items import ItemRecords, ItemUpdate, derived_item_id, new_item_id
 from agentmem.storage.tables import (
+    DocumentRow,
     ItemEventRow,
     MemoryItemRow,
     PendingWorkRow,
@@ -36,7 +40,7 @@ from agentmem.storage.tables import (
 from agentmem.storage.work_queue import WorkQueue
 
 
-class Records(DialogueRecords, ItemRecords, WorkQueue):
+class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords):
     """Access to the records database.
 
     Every error of the database reaches the caller as a
@@ -60,6 +64,7 @@ class Records(DialogueRecords, ItemRecords, WorkQueue):
         with self.session() as s:
             for name, table, column in (
                 ("pending_work", PendingWorkRow, PendingWorkRow.user_id),
+                ("documents", DocumentRow, DocumentRow.user_id),
                 ("item_events", ItemEventRow, ItemEventRow.user_id),
                 ("memory_items", MemoryItemRow, MemoryItemRow.user_id),
                 ("turns", TurnRow, TurnRow.user_id),
@@ -73,6 +78,7 @@ class Records(DialogueRecords, ItemRecords, WorkQueue):
 
 __all__ = [
     "MAX_TURN_CHARS",
+    "DocumentRow",
     "ItemEventRow",
     "ItemUpdate",
     "MemoryItemRow",

@@ -1,7 +1,8 @@
 """The tables of the records database, as SQLModel rows.
 
 Users, their dialogue sessions and turns, the memory items the structures build from
-those turns, each item's change history, and the queue of model builds awaiting a retry.
+those turns, each item's change history, the queue of model builds awaiting a retry, and
+the documents a key-value client (the LangGraph store) keeps under a namespace and key.
 Every table but ``users`` carries ``user_id``, so one user's rows can be read, scoped and
 erased in SQL.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import NaiveDatetime
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from agentmem.types import utcnow
@@ -105,4 +106,48 @@ class PendingWorkRow(SQLModel, table=True):
     updated_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
-__all__ = ["ItemEventRow", "MemoryItemRow", "PendingWorkRow", "SessionRow", "TurnRow", "UserRow"]
+class DocumentRow(SQLModel, table=True):
+    """One version of a document kept under a namespace and key (the LangGraph store).
+
+    A put ends the live version (``ended_at``) and adds a new one, so every version stays
+    readable. The document reaches memory as a turn (``turn_id``); ``None`` when it was
+    put without indexing. At most one version of a namespace and key is live.
+    """
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        Index(
+            "ux_documents_live",
+            "namespace",
+            "key",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(index=True)
+    agent_id: str | None = None
+    # The labels joined by "." (a label cannot contain one), so a prefix is a LIKE.
+    namespace: str = Field(index=True)
+    key: str
+    value: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    text: str = ""
+    turn_id: int | None = Field(default=None, index=True)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    updated_at: NaiveDatetime = Field(default_factory=utcnow)
+    ttl_minutes: float | None = None
+    expires_at: NaiveDatetime | None = None
+    ended_at: NaiveDatetime | None = None
+    end_reason: str = ""
+
+
+__all__ = [
+    "DocumentRow",
+    "ItemEventRow",
+    "MemoryItemRow",
+    "PendingWorkRow",
+    "SessionRow",
+    "TurnRow",
+    "UserRow",
+]

@@ -1,0 +1,606 @@
+"""A LangGraph store over agentmem: ``BaseStore`` whose search leaves superseded facts out.
+
+LangGraph agents (and LangMem's memory tools) keep long-term memory in a ``BaseStore``:
+JSON documents under a namespace and a key. :class:`AgentMemStore` is one, backed by
+:class:`~agentmem.memory.Memory`::
+
+    from agentmem import Memory
+    from agentmem.langgraph import AgentMemStore
+
+    memory = Memory("./memory", model="none")
+    store = AgentMemStore(memory)  # namespaces ("memories", "<user id>", ...)
+    graph = builder.compile(store=store)
+
+What it adds to a plain key-value store:
+
+* **Memory.** Each document's text reaches the user's memory as a turn, so it is folded
+  into the configured structures and the fact ledger, and the chat app, the MCP server and
+  :meth:`Memory.search` see it too. ``search(query=...)`` ranks documents by agentmem's
+  recall over every structure.
+* **Consistency.** A document that a later one supersedes ("I moved to Berlin" after "I
+  live in Lisbon", under another key) is left out of ``search``; ``get`` still returns it,
+  with ``current`` False. Writing a key again ends the old version's memory items.
+* **Provenance.** Nothing is erased but by :meth:`Memory.forget`: a replaced or deleted
+  version stays in :meth:`AgentMemStore.versions`, and its memory items in their history.
+* **Time to live.** ``put(..., ttl=minutes)`` is supported (refreshed on reads unless told
+  not to). An expired document is ended, and its memory items deleted, the next time the
+  store is used (or by :meth:`AgentMemStore.sweep_ttl`), so it is never returned.
+
+Namespaces map to agentmem users (and agents) through a pattern: by default
+``("*", "{user_id}")``, LangMem's ``("memories", "{langgraph_user_id}")`` convention, so
+``("memories", "ana", "profile")`` is user ``ana``'s. A namespace the pattern does not
+match (``("docs",)``) belongs to the ``unscoped_user`` (``"langgraph"``); set it to
+``None`` to refuse such namespaces instead. Documents of one user share one memory, so a
+fact in one of the user's namespaces can supersede one in another.
+
+This module is the only one that imports ``langgraph``; it ships as the ``langgraph``
+extra (``pip install 'agentmem[langgraph]'``): without it, importing it raises
+:class:`~agentmem.errors.MissingExtraError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from agentmem.errors import ConfigError, InputError, MissingExtraError, NotFoundError
+from agentmem.inputs import check_user, turn_specs
+from agentmem.memory import Memory
+from agentmem.storage.documents import namespace_of
+from agentmem.storage.tables import DocumentRow
+from agentmem.types import Scope, as_utc_naive, utcnow
+
+try:
+    from langgraph.store.base import (
+        BaseStore,
+        GetOp,
+        IndexConfig,
+        InvalidNamespaceError,
+        Item,
+        ListNamespacesOp,
+        MatchCondition,
+        Op,
+        PutOp,
+        Result,
+        SearchItem,
+        SearchOp,
+        TTLConfig,
+        get_text_at_path,
+        validate_op_namespace,
+    )
+except ImportError as exc:
+    raise MissingExtraError(
+        "the LangGraph store needs langgraph", hint="pip install 'agentmem[langgraph]'"
+    ) from exc
+
+logger = logging.getLogger(__name__)
+
+#: Maps a namespace to whose memory it is; ``None``: the pattern does not apply.
+ScopeRule = Callable[[tuple[str, ...]], Scope | None]
+
+#: The default namespace pattern: the second label names the user (LangMem's convention).
+DEFAULT_SCOPE = ("*", "{user_id}")
+
+#: A value's text with at least this many words reads as a sentence and is given alone;
+#: shorter values are given as ``field: value``.
+_SENTENCE_WORDS = 3
+
+
+class StoredItem(Item):
+    """A stored document, with what memory knows of it.
+
+    Attributes:
+        current: False when memory no longer holds it: a later fact superseded what it
+            says (it is then left out of search), or this version was replaced or deleted
+            (in :meth:`AgentMemStore.versions`).
+        superseded_by: The memory item that replaced it, if one did.
+        turn_id: The turn that carried its text into memory (``None``: not indexed);
+            :meth:`Memory.search` results cite it in ``source_turn_ids``.
+        ended_at: When this version was replaced, deleted or expired (``None``: live).
+        end_reason: Why it ended ("replaced", "deleted", "expired").
+    """
+
+    __slots__ = ("current", "superseded_by", "turn_id", "ended_at", "end_reason")
+
+    def __init__(
+        self,
+        *,
+        value: dict[str, Any],
+        key: str,
+        namespace: tuple[str, ...],
+        created_at: datetime,
+        updated_at: datetime,
+        current: bool = True,
+        superseded_by: str | None = None,
+        turn_id: int | None = None,
+        ended_at: datetime | None = None,
+        end_reason: str = "",
+    ) -> None:
+        super().__init__(
+            value=value, key=key, namespace=namespace, created_at=created_at, updated_at=updated_at
+        )
+        self.current = current
+        self.superseded_by = superseded_by
+        self.turn_id = turn_id
+        self.ended_at = ended_at
+        self.end_reason = end_reason
+
+
+class StoredSearchItem(SearchItem):
+    """A search result, with the same memory facts as :class:`StoredItem`."""
+
+    __slots__ = ("current", "superseded_by", "turn_id")
+
+    def __init__(
+        self,
+        namespace: tuple[str, ...],
+        key: str,
+        value: dict[str, Any],
+        created_at: datetime,
+        updated_at: datetime,
+        score: float | None = None,
+        *,
+        current: bool = True,
+        superseded_by: str | None = None,
+        turn_id: int | None = None,
+    ) -> None:
+        super().__init__(namespace, key, value, created_at, updated_at, score)
+        self.current = current
+        self.superseded_by = superseded_by
+        self.turn_id = turn_id
+
+
+class AgentMemStore(BaseStore):
+    """A LangGraph ``BaseStore`` kept in agentmem's memory (see the module's docstring).
+
+    Args:
+        memory: The memory to keep documents in (the caller closes it).
+        scope: A namespace pattern whose labels are ``"{user_id}"`` (required),
+            ``"{agent_id}"``, ``"*"`` (any label) or a literal label, matched against the
+            namespace's first labels; or a function from a namespace to a
+            :class:`~agentmem.types.Scope` (``None``: no match).
+        unscoped_user: The user of namespaces the scope does not match; ``None`` refuses
+            them with ``InvalidNamespaceError``.
+        index: Which fields of a value are its text (LangGraph's ``IndexConfig``; only
+            ``fields`` is read: agentmem embeds with its own embedder). By default every
+            field is: a sentence as it is, a short value as ``field: value``.
+        ttl: LangGraph's ``TTLConfig``: ``default_ttl`` (minutes) for puts that give
+            none, ``refresh_on_read`` (default True).
+        include_superseded: Return superseded documents from ``search`` too.
+        clock: Returns the current time (UTC); tests move it to expire documents.
+
+    Raises:
+        ConfigError: The scope pattern is not valid.
+    """
+
+    supports_ttl = True
+
+    def __init__(
+        self,
+        memory: Memory,
+        *,
+        scope: Sequence[str] | ScopeRule = DEFAULT_SCOPE,
+        unscoped_user: str | None = "langgraph",
+        index: IndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+        include_superseded: bool = False,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.memory = memory
+        self._scope = scope if callable(scope) else _pattern_rule(tuple(scope))
+        self.unscoped_user = unscoped_user
+        self.index_config = index
+        self._fields = _fields(index)
+        self.ttl_config = ttl
+        self.include_superseded = include_superseded
+        self._clock = clock
+        self._lock = threading.RLock()
+
+    # -- BaseStore ----------------------------------------------------------------------------
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Run operations in order; each sees what the ones before it wrote."""
+        with self._lock:
+            now = self._now()
+            self._sweep(now)
+            results: list[Result] = []
+            for op in ops:
+                validate_op_namespace(op)
+                if isinstance(op, GetOp):
+                    results.append(self._get(op, now))
+                elif isinstance(op, SearchOp):
+                    results.append(self._search(op, now))
+                elif isinstance(op, PutOp):
+                    self._put(op, now)
+                    results.append(None)
+                elif isinstance(op, ListNamespacesOp):
+                    results.append(self._list_namespaces(op))
+                else:
+                    raise TypeError(f"unknown store operation: {type(op).__name__}")
+            return results
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """Run :meth:`batch` in a worker thread."""
+        return await asyncio.to_thread(self.batch, list(ops))
+
+    # -- beyond BaseStore ---------------------------------------------------------------------
+
+    def versions(self, namespace: tuple[str, ...], key: str) -> list[StoredItem]:
+        """Return every version of a document, oldest first (the live one, if any, last)."""
+        with self._lock:
+            rows = self.memory.records.document_versions(namespace, key)
+            standing = self._standing(rows)
+            return [self._item(row, standing) for row in rows]
+
+    def sweep_ttl(self) -> int:
+        """End the documents whose time to live ran out; return how many."""
+        with self._lock:
+            return self._sweep(self._now())
+
+    def scope_of(self, namespace: tuple[str, ...]) -> Scope:
+        """Return whose memory a namespace's documents go to.
+
+        Raises:
+            InvalidNamespaceError: The scope does not match and there is no unscoped user.
+        """
+        scope = self._scope(tuple(namespace))
+        if scope is None:
+            if self.unscoped_user is None:
+                raise InvalidNamespaceError(
+                    f"namespace {namespace} names no user for the store's scope; "
+                    "give the store a scope that matches it, or an unscoped_user"
+                )
+            scope = Scope(self.unscoped_user)
+        check_user(scope.user_id)
+        return scope
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def _get(self, op: GetOp, now: datetime) -> StoredItem | None:
+        row = self.memory.records.document(op.namespace, op.key)
+        if row is None:
+            return None
+        if op.refresh_ttl and row.ttl_minutes is not None:
+            self.memory.records.touch_documents([_id(row)], now)
+        return self._item(row, self._standing([row]))
+
+    def _put(self, op: PutOp, now: datetime) -> None:
+        records = self.memory.records
+        if op.value is None:
+            ended = records.end_document(op.namespace, op.key, reason="deleted", at=now)
+            if ended is not None:
+                self._retire(ended, "deleted from the LangGraph store", now)
+            return
+        if not op.namespace:
+            raise InvalidNamespaceError("Namespace cannot be empty.")
+        if op.namespace[0] == "langgraph":
+            raise InvalidNamespaceError(
+                f'Root label for namespace cannot be "langgraph". Got: {op.namespace}'
+            )
+        value = _json_value(op.value)
+        text = _document_text(value, self._fields if op.index is None else op.index)
+        if text:
+            turn_specs(text)  # refuse a text memory would refuse, before anything is written
+        scope = self.scope_of(op.namespace)
+        old = records.document(op.namespace, op.key)
+        unchanged = old is not None and old.value == value and old.text == text
+        if old is not None and unchanged and self._standing([old])[_id(old)][0]:
+            # The same document again, and memory still holds it: only its times change.
+            records.refresh_document(_id(old), at=now, ttl_minutes=op.ttl)
+            return
+        row, replaced = records.put_document(
+            user_id=scope.user_id,
+            agent_id=scope.agent_id,
+            namespace=op.namespace,
+            key=op.key,
+            value=value,
+            text=text,
+            ttl_minutes=op.ttl,
+            at=now,
+        )
+        if text:
+            added = self.memory.add(
+                text,
+                user_id=scope.user_id,
+                agent_id=scope.agent_id,
+                timestamp=now,
+                metadata={"store_namespace": list(op.namespace), "store_key": op.key},
+            )
+            if added.turn_ids:
+                records.link_document(_id(row), added.turn_ids[0])
+        if replaced is not None:
+            self._retire(replaced, "replaced in the LangGraph store under the same key", now)
+
+    def _search(self, op: SearchOp, now: datetime) -> list[SearchItem]:
+        rows = [
+            row
+            for row in self.memory.records.documents(op.namespace_prefix)
+            if not op.filter or _matches(row.value, op.filter)
+        ]
+        standing = self._standing(rows)
+        if not self.include_superseded:
+            rows = [row for row in rows if standing[_id(row)][0]]
+        scores: dict[int, float] = {}
+        if op.query and rows:
+            scores = self._scores(op.query, rows, op.offset + op.limit)
+            by_id = {_id(row): row for row in rows}
+            rows = [by_id[document] for document in scores] + [
+                row for row in rows if _id(row) not in scores
+            ]
+        page = rows[op.offset : op.offset + op.limit] if op.limit >= 0 else rows[op.offset :]
+        if op.refresh_ttl:
+            self.memory.records.touch_documents(
+                [_id(row) for row in page if row.ttl_minutes is not None], now
+            )
+        return [self._search_item(row, standing, scores.get(_id(row))) for row in page]
+
+    def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
+        namespaces = [
+            ns
+            for ns in self.memory.records.document_namespaces()
+            if all(_namespace_matches(c, ns) for c in op.match_conditions or ())
+        ]
+        if op.max_depth is not None:
+            namespaces = sorted({ns[: op.max_depth] for ns in namespaces})
+        return namespaces[op.offset : op.offset + op.limit]
+
+    # -- memory -------------------------------------------------------------------------------
+
+    def _scores(self, query: str, rows: Sequence[DocumentRow], wanted: int) -> dict[int, float]:
+        """Return the documents memory recalls for ``query``, best first, with their scores.
+
+        A document ranks where memory's recall first cites its turn, and takes that item's
+        score; documents of several users are merged by score.
+        """
+        by_turn = {row.turn_id: _id(row) for row in rows if row.turn_id is not None}
+        ranked: list[tuple[float, int, int]] = []
+        for user_id in sorted({row.user_id for row in rows}):
+            found = self.memory.search(query, user_id=user_id, top_k=max(20, 4 * wanted))
+            seen: set[int] = set()
+            for record in found.items:
+                for turn_id in record["source_turn_ids"]:
+                    document = by_turn.get(turn_id)
+                    if document is not None and document not in seen:
+                        seen.add(document)
+                        ranked.append((-(record["score"] or 0.0), len(seen), document))
+        return {document: -negated for negated, _, document in sorted(ranked)}
+
+    def _standing(self, rows: Sequence[DocumentRow]) -> dict[int, tuple[bool, str | None]]:
+        """Return, per document version, whether memory still holds it and what replaced it.
+
+        A version holds while one of the items built from its turn alone is current; one
+        with no such items (not indexed, or folded only into items of many turns) holds.
+        """
+        standing: dict[int, tuple[bool, str | None]] = {_id(row): (True, None) for row in rows}
+        by_user: dict[str, list[DocumentRow]] = {}
+        for row in rows:
+            if row.turn_id is not None:
+                by_user.setdefault(row.user_id, []).append(row)
+        for user_id, user_rows in by_user.items():
+            turns = [r.turn_id for r in user_rows if r.turn_id is not None]
+            items = self.memory.records.items_from_turns(user_id, turns)
+            for row in user_rows:
+                own = [i for i in items if list(i.source_turn_ids) == [row.turn_id]]
+                if own and not any(i.current for i in own):
+                    replaced_by = next((i.superseded_by for i in own if i.superseded_by), None)
+                    standing[_id(row)] = (False, replaced_by)
+        return standing
+
+    def _retire(self, row: DocumentRow, reason: str, at: datetime) -> None:
+        """Delete the memory items built from an ended version's turn alone."""
+        if row.turn_id is None:
+            return
+        records = self.memory.records
+        for item in records.items_from_turns(row.user_id, [row.turn_id]):
+            if list(item.source_turn_ids) != [row.turn_id]:
+                continue
+            try:
+                self.memory.delete(item.id, user_id=row.user_id, reason=reason, at=at)
+            except (NotFoundError, InputError) as exc:
+                # An item of a structure no longer configured: it stays as it is.
+                logger.warning("could not retire memory item %s: %s", item.id, exc)
+
+    def _sweep(self, now: datetime) -> int:
+        expired = self.memory.records.expired_documents(now)
+        for row in expired:
+            ended = self.memory.records.end_document(
+                namespace_of(row.namespace), row.key, reason="expired", at=now
+            )
+            if ended is not None:
+                self._retire(
+                    ended, "expired in the LangGraph store (its time to live ran out)", now
+                )
+        return len(expired)
+
+    # -- results ------------------------------------------------------------------------------
+
+    def _item(
+        self, row: DocumentRow, standing: Mapping[int, tuple[bool, str | None]]
+    ) -> StoredItem:
+        current, replaced_by = standing.get(_id(row), (True, None))
+        return StoredItem(
+            value=dict(row.value),
+            key=row.key,
+            namespace=namespace_of(row.namespace),
+            created_at=_aware(row.created_at),
+            updated_at=_aware(row.updated_at),
+            current=current and row.ended_at is None,
+            superseded_by=replaced_by,
+            turn_id=row.turn_id,
+            ended_at=_aware(row.ended_at) if row.ended_at is not None else None,
+            end_reason=row.end_reason,
+        )
+
+    def _search_item(
+        self,
+        row: DocumentRow,
+        standing: Mapping[int, tuple[bool, str | None]],
+        score: float | None,
+    ) -> StoredSearchItem:
+        current, replaced_by = standing.get(_id(row), (True, None))
+        return StoredSearchItem(
+            namespace_of(row.namespace),
+            row.key,
+            dict(row.value),
+            _aware(row.created_at),
+            _aware(row.updated_at),
+            score,
+            current=current,
+            superseded_by=replaced_by,
+            turn_id=row.turn_id,
+        )
+
+    def _now(self) -> datetime:
+        return as_utc_naive(self._clock())
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _pattern_rule(pattern: tuple[str, ...]) -> ScopeRule:
+    """Return the scope rule of a namespace pattern such as ``("*", "{user_id}")``."""
+    placeholders = [label for label in pattern if label.startswith("{")]
+    if pattern.count("{user_id}") != 1 or not set(placeholders) <= {"{user_id}", "{agent_id}"}:
+        raise ConfigError(
+            f"the store's scope pattern {pattern!r} must hold '{{user_id}}' once, and no "
+            "placeholder but '{agent_id}'",
+            hint='e.g. scope=("memories", "{user_id}") or scope=("{user_id}",)',
+        )
+    if placeholders.count("{agent_id}") > 1:
+        raise ConfigError(f"the store's scope pattern {pattern!r} names the agent twice")
+
+    def rule(namespace: tuple[str, ...]) -> Scope | None:
+        if len(namespace) < len(pattern):
+            return None
+        found: dict[str, str] = {}
+        for label, wanted in zip(namespace, pattern, strict=False):
+            if wanted in ("{user_id}", "{agent_id}"):
+                found[wanted] = label
+            elif wanted not in ("*", label):
+                return None
+        return Scope(found["{user_id}"], found.get("{agent_id}"))
+
+    return rule
+
+
+def _fields(index: IndexConfig | None) -> list[str] | None:
+    fields = (index or {}).get("fields")
+    return None if not fields or list(fields) == ["$"] else list(fields)
+
+
+def _json_value(value: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``value`` as a JSON object, or raise ``InputError``."""
+    if not isinstance(value, Mapping):
+        raise InputError(f"a store value must be a mapping, not {type(value).__name__}")
+    try:
+        dumped = json.dumps(dict(value), ensure_ascii=False)
+        dumped.encode("utf-8")
+        loaded = json.loads(dumped)
+    except UnicodeEncodeError as exc:
+        raise InputError(f"a store value is not valid Unicode text: {exc.reason}") from exc
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"a store value must be JSON-serializable: {exc}") from exc
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _document_text(value: Mapping[str, Any], fields: Sequence[str] | bool | None) -> str:
+    """Return the text memory is told for a value (empty: the value is not indexed)."""
+    if fields is False:
+        return ""
+    if fields and fields is not True and list(fields) != ["$"]:
+        texts = [text for path in fields for text in get_text_at_path(value, path)]
+        return "\n".join(text for text in texts if text.strip())
+    lines = []
+    for path, leaf in _leaves(value, ""):
+        shown = leaf if isinstance(leaf, str) else json.dumps(leaf)
+        if not shown.strip():
+            continue
+        sentence = isinstance(leaf, str) and len(leaf.split()) >= _SENTENCE_WORDS
+        lines.append(shown if sentence or not path else f"{path}: {shown}")
+    return "\n".join(lines)
+
+
+def _leaves(value: Any, path: str) -> Iterable[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            yield from _leaves(inner, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _leaves(inner, path)
+    elif value is not None:
+        yield path, value
+
+
+def _matches(value: Any, condition: Any) -> bool:
+    """Whether a stored value meets a filter (LangGraph's documented filter semantics)."""
+    if isinstance(condition, Mapping):
+        if any(str(key).startswith("$") for key in condition):
+            return all(_compare(value, op, wanted) for op, wanted in condition.items())
+        if not isinstance(value, Mapping):
+            return False
+        return all(_matches(value.get(key), wanted) for key, wanted in condition.items())
+    if isinstance(condition, list | tuple):
+        return (
+            isinstance(value, list | tuple)
+            and len(value) == len(condition)
+            and all(_matches(v, c) for v, c in zip(value, condition, strict=True))
+        )
+    return bool(value == condition)
+
+
+def _compare(value: Any, operator: str, wanted: Any) -> bool:
+    if operator == "$eq":
+        return bool(value == wanted)
+    if operator == "$ne":
+        return bool(value != wanted)
+    if operator in ("$gt", "$gte", "$lt", "$lte"):
+        if value is None:
+            return False
+        try:
+            left, right = float(value), float(wanted)
+        except (TypeError, ValueError):
+            return False
+        return {
+            "$gt": left > right,
+            "$gte": left >= right,
+            "$lt": left < right,
+            "$lte": left <= right,
+        }[operator]
+    raise InputError(
+        f"unsupported filter operator {operator!r}",
+        hint="use $eq, $ne, $gt, $gte, $lt or $lte",
+    )
+
+
+def _namespace_matches(condition: MatchCondition, namespace: tuple[str, ...]) -> bool:
+    path = tuple(condition.path)
+    if len(namespace) < len(path):
+        return False
+    labels = namespace[: len(path)] if condition.match_type == "prefix" else namespace[-len(path) :]
+    if not path:
+        return True
+    return all(wanted in ("*", label) for label, wanted in zip(labels, path, strict=True))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC)
+
+
+def _id(row: DocumentRow) -> int:
+    assert row.id is not None
+    return row.id
+
+
+__all__ = [
+    "DEFAULT_SCOPE",
+    "AgentMemStore",
+    "ScopeRule",
+    "StoredItem",
+    "StoredSearchItem",
+]
