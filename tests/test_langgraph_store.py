@@ -111,8 +111,12 @@ def test_search_lists_a_prefix_newest_first_with_limit_and_offset(
     assert keys(store.search(())) == ["k3", "k2", "k1", "k0"]
     assert keys(store.search(("docs",), limit=2)) == ["k2", "k1"]
     assert keys(store.search(("docs",), limit=2, offset=2)) == ["k0"]
-    # "do" is not a label of ("docs", ...): a prefix is matched label by label.
+    # "do" is not a label of ("docs", ...): a prefix is matched label by label, and a
+    # label's "_" or "%" is a character, not a wildcard.
     assert store.search(("do",)) == []
+    store.put(("a_b%",), "x", {"n": 1})
+    store.put(("axbyz", "c"), "y", {"n": 2})
+    assert keys(store.search(("a_b%",))) == ["x"]
     assert all(item.score is None for item in store.search(("docs",)))
 
 

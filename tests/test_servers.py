@@ -326,3 +326,28 @@ def test_memory_add_search_supersede_forget_on_servers(
         found = reopened.search("Tiger the cat", user_id=eve)
         assert found.items and "Tiger" in found.items[0]["memory"]
         reopened.forget(eve)
+
+
+def test_the_langgraph_store_on_postgresql(database_url: str, tmp_path: Path) -> None:
+    from agentmem.langgraph import AgentMemStore
+
+    user = f"ana-{uuid.uuid4().hex[:8]}"
+    namespace = ("memories", user)
+    settings = {"model": "none", "env": {}, "database_url": database_url, "stores": ("turns",)}
+    with Memory(tmp_path, **settings) as memory:  # type: ignore[arg-type]
+        store = AgentMemStore(memory)
+        store.put(namespace, "home-1", {"content": "I live in Lisbon.", "n": 1})
+        store.put(namespace, "home-2", {"content": "I moved to Berlin.", "n": 2})
+        store.put((f"{user}_%",), "other", {"n": 3})
+        found = store.search(namespace, query="Where do I live?")
+        assert [item.key for item in found] == ["home-2"]
+        assert [item.key for item in store.search(namespace, filter={"n": {"$gte": 1}})] == [
+            "home-2"
+        ]
+        store.put(namespace, "home-2", {"content": "I moved to Munich.", "n": 2})
+        assert [v.end_reason for v in store.versions(namespace, "home-2")] == ["replaced", ""]
+        assert namespace in store.list_namespaces(prefix=("memories",))
+        assert store.search((f"{user}_%",))[0].key == "other"
+        assert memory.forget(user)["documents"] == 3  # ("<user>_%",) is the unscoped user's
+        assert store.get(namespace, "home-1") is None
+        memory.forget("langgraph")
