@@ -77,12 +77,31 @@ def check_compare_stores(out: str) -> None:
     assert "validity" in flat and "current since 2023-" in flat
 
 
+def check_mcp_client(out: str) -> None:
+    """Over MCP, Berlin is current and Lisbon superseded; forgetting removes both turns."""
+    lines = out.splitlines()
+    searches = [i for i, line in enumerate(lines) if line.startswith("search ")]
+    assert searches, out
+    found = []  # (state, item) for each item the search printed, up to the next section
+    for line in lines[searches[0] + 1 :]:
+        if not line.startswith("  "):
+            break
+        state, _, item = line.strip().partition(" ")
+        found.append((state, item))
+    berlin = {state for state, item in found if "Berlin" in item}
+    lisbon = {state for state, item in found if "Lisbon" in item}
+    assert berlin == {"current"}, found
+    assert lisbon == {"superseded"}, found
+    assert any(line.startswith("forget ") and "removed 2 turns" in line for line in lines)
+
+
 #: What some examples must print, beyond printing something.
 CHECKS = {
     "quickstart": check_quickstart,
     "compare_stores": check_compare_stores,
     "langchain_bot": check_langchain_bot,
     "custom_store": check_custom_store,
+    "mcp_client": check_mcp_client,
 }
 
 
@@ -106,6 +125,17 @@ def test_compare_stores_with_the_ledger_shows_what_no_longer_holds(
     assert "fact ledger on" in flat
     # Nora lived in Leeds, then moved to Bristol: the Leeds turn is history, with its span.
     assert "no longer current" in flat and "2023-03-02 until 2023-06-14" in flat
+
+
+def test_mcp_client_without_the_sdk_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = load(EXAMPLES / "mcp_client.py")
+    monkeypatch.setitem(sys.modules, "mcp", None)  # as if the mcp extra were not installed
+    assert module.main() == 0
+    assert capsys.readouterr().out == (
+        "This example needs the MCP SDK: pip install 'agentmem[mcp]'\n"
+    )
 
 
 class TestKeywordStoreContract(MemoryStoreContract):
