@@ -49,7 +49,7 @@ def recall(state: State) -> dict[str, Any]:
 
 def main() -> None:
     """Tell the graph three things, then show what it recalls and what memory keeps."""
-    console = Console(markup=False, highlight=False)
+    console = Console(markup=False, highlight=False, soft_wrap=True)
     with tempfile.TemporaryDirectory() as folder, Memory(folder, model="none") as memory:
         store = AgentMemStore(memory)
         builder = StateGraph(State)

@@ -95,6 +95,15 @@ def check_mcp_client(out: str) -> None:
     assert any(line.startswith("forget ") and "removed 2 turns" in line for line in lines)
 
 
+def check_langgraph_store(out: str) -> None:
+    """The graph's store leaves Lisbon out of search; under its key it is not current."""
+    section = out.split("search 'Where do I live?':", 1)[1].split("get note-1:", 1)[0]
+    assert "I moved to Berlin.  (current: True)" in section
+    assert "Lisbon" not in section
+    assert "get note-1: I live in Lisbon.  (current: False)" in out
+    assert "My dog is called Rex.  (ended: replaced)" in out
+
+
 #: What some examples must print, beyond printing something.
 CHECKS = {
     "quickstart": check_quickstart,
@@ -102,6 +111,7 @@ CHECKS = {
     "langchain_bot": check_langchain_bot,
     "custom_store": check_custom_store,
     "mcp_client": check_mcp_client,
+    "langgraph_store": check_langgraph_store,
 }
 
 

@@ -8,44 +8,61 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import agentmem
 
-# Runs in a fresh interpreter where langchain_core cannot be imported, as if the
-# `langchain` extra were not installed.
-WITHOUT_LANGCHAIN = textwrap.dedent(
+# Runs in a fresh interpreter where the extra's packages cannot be imported, as if the
+# extra were not installed; prints each name's hint.
+WITHOUT_EXTRA = textwrap.dedent(
     """
     import sys
 
-    class BlockLangChain:
+    BLOCKED = {blocked!r}
+
+    class Block:
         def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] in ("langchain_core", "langchain"):
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            if name.partition(".")[0] in BLOCKED:
+                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
             return None
 
-    sys.meta_path.insert(0, BlockLangChain())
+    sys.meta_path.insert(0, Block())
 
     from agentmem import Memory
     from agentmem.errors import MissingExtraError
 
     assert Memory.__name__ == "Memory"
-    assert not [m for m in sys.modules if m.startswith("langchain")], "langchain was loaded"
-    for name in ("AgentMemRetriever", "AgentMemChatModel", "LangChainChatModel"):
+    assert not [m for m in sys.modules if m.partition(".")[0] in BLOCKED], "the extra was loaded"
+    for name in {names!r}:
         try:
-            exec(f"from agentmem import {name}")
+            exec(f"from agentmem import {{name}}")
         except MissingExtraError as exc:
             print(name, exc.hint)
         else:
-            raise SystemExit(f"{name} imported without langchain_core")
+            raise SystemExit(f"{{name}} imported without {{BLOCKED}}")
     """
 )
 
 
-def test_memory_imports_without_langchain_and_its_adapters_name_the_extra() -> None:
+@pytest.mark.parametrize(
+    ("extra", "blocked", "names"),
+    [
+        (
+            "langchain",
+            ("langchain_core", "langchain"),
+            ("AgentMemRetriever", "AgentMemChatModel", "LangChainChatModel"),
+        ),
+        ("langgraph", ("langgraph",), ("AgentMemStore",)),
+    ],
+)
+def test_memory_imports_without_an_extra_and_its_names_say_which(
+    extra: str, blocked: tuple[str, ...], names: tuple[str, ...]
+) -> None:
     root = Path(agentmem.__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
 
     done = subprocess.run(
-        [sys.executable, "-c", WITHOUT_LANGCHAIN],
+        [sys.executable, "-c", WITHOUT_EXTRA.format(blocked=blocked, names=names)],
         env=env,
         capture_output=True,
         text=True,
@@ -54,9 +71,5 @@ def test_memory_imports_without_langchain_and_its_adapters_name_the_extra() -> N
     )
 
     assert done.returncode == 0, done.stderr
-    hint = "pip install 'agentmem[langchain]'"
-    assert done.stdout.splitlines() == [
-        f"AgentMemRetriever {hint}",
-        f"AgentMemChatModel {hint}",
-        f"LangChainChatModel {hint}",
-    ]
+    hint = f"pip install 'agentmem[{extra}]'"
+    assert done.stdout.splitlines() == [f"{name} {hint}" for name in names]
