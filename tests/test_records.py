@@ -12,13 +12,21 @@ import pytest
 
 from agentmem.errors import InputError, NotFoundError
 from agentmem.storage.records import MAX_TURN_CHARS, Records, new_item_id
-from agentmem.types import MemoryItem, Turn
+from agentmem.types import MemoryItem, Turn, utcnow
 
 T0 = datetime(2024, 3, 1, 9, 0)
 T1 = datetime(2024, 3, 8, 18, 30)
 T2 = datetime(2024, 4, 2, 12, 0)
 
-CORE_TABLES = ("users", "sessions", "turns", "memory_items", "item_events", "pending_work")
+CORE_TABLES = (
+    "users",
+    "sessions",
+    "turns",
+    "memory_items",
+    "item_events",
+    "pending_work",
+    "documents",
+)
 
 
 def sql(records: Records, statement: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -331,6 +339,17 @@ def populate(records: Records, user_id: str, session_id: str) -> None:
     records.invalidate([old.id], "changed taste", superseded_by=new.id)
     records.update_item(new.id, text_value=f"{user_id} loves coffee", reason="stronger")
     records.queue_work("summary", user_id, "update", {"turn_ids": [turn.id]}, "model down")
+    for value in ("tea", "coffee"):  # two versions of one document
+        records.put_document(
+            user_id=user_id,
+            agent_id=None,
+            namespace=("memories", user_id),
+            key="drink",
+            value={"drink": value},
+            text=f"drink: {value}",
+            ttl_minutes=None,
+            at=utcnow(),
+        )
 
 
 def user_rows(records: Records) -> dict[str, dict[str, int]]:
