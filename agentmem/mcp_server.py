@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-from agentmem.errors import AgentMemError, MissingExtraError
+from agentmem.errors import AgentMemError, InputError, MissingExtraError
 from agentmem.memory import Memory
 
 logger = logging.getLogger(__name__)
@@ -138,13 +138,25 @@ def build_server(memory: Memory, default_user: str) -> Any:
         return function
 
     @tool
-    def remember(text: str, user_id: str | None = None) -> dict[str, Any]:
-        """Add what the user said (one turn) to the user's memory; return the changes.
+    def remember(
+        text: str | None = None,
+        messages: list[dict[str, str]] | None = None,
+        user_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Add to the user's memory; return the changes.
 
-        Events: ADD (new item), SUPERSEDE (an older item no longer holds), UPDATE,
-        DELETE, NOOP (already known).
+        Give either text (what the user said, or a fact about them: one turn) or messages
+        (turns of a conversation, oldest first: [{"role": "user" | "assistant",
+        "content": "..."}]). Events: ADD (new item), SUPERSEDE (an older item no longer
+        holds), UPDATE, DELETE, NOOP (already known).
         """
-        result = memory.add(text, user_id=user_of(user_id))
+        if (text is None) == (messages is None):
+            raise InputError(
+                "remember takes text or messages, one of the two",
+                hint='e.g. {"text": "I live in Lisbon."}',
+            )
+        said: Any = text if text is not None else messages
+        result = memory.add(said, user_id=user_of(user_id))
         return _jsonable(
             {
                 "events": result.events,

@@ -94,8 +94,26 @@ async def _session_run(data_dir: Path, errlog: Any) -> None:
         still = _data(await session.call_tool("search", {"query": "Berlin"}))
         assert still["items"]
 
+        # A conversation's turns, both sides, in one call; text and messages exclude each other.
+        exchange = [
+            {"role": "user", "content": "My sister Lena lives in Porto."},
+            {"role": "assistant", "content": "Porto is a lovely city!"},
+        ]
+        stored = _data(await session.call_tool("remember", {"messages": exchange}))
+        assert len(stored["turn_ids"]) == 2
+        sister = _data(await session.call_tool("search", {"query": "Where does Lena live?"}))
+        assert any("Porto" in i["text"] for i in sister["items"])
+        neither = await session.call_tool("remember", {})
+        assert _error(neither) and "text or messages" in _text(neither)
+        both = await session.call_tool("remember", {"text": "x", "messages": exchange})
+        assert _error(both)
+        bad_role = await session.call_tool(
+            "remember", {"messages": [{"role": "wizard", "content": "hi"}]}
+        )
+        assert _error(bad_role) and "InputError" in _text(bad_role)
+
         receipt = _data(await session.call_tool("forget", {}))
-        assert receipt["removed"]["turns"] == 2
+        assert receipt["removed"]["turns"] == 4
         gone = _data(
             await session.call_tool("search", {"query": "Berlin", "include_history": True})
         )
