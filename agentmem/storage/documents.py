@@ -59,12 +59,7 @@ class DocumentRecords(Database):
         and the one it ended.
         """
         with self.session() as s:
-            old = _live(s, namespace, key)
-            if old is not None:
-                old.ended_at = at
-                old.end_reason = reason
-                s.add(old)
-                s.flush()
+            old = _end_live(s, namespace, key, reason=reason, at=at)
             row = DocumentRow(
                 user_id=user_id,
                 agent_id=agent_id,
@@ -106,12 +101,7 @@ class DocumentRecords(Database):
     ) -> DocumentRow | None:
         """End the live version of ``namespace``/``key``; return it (``None``: none)."""
         with self.session() as s:
-            row = _live(s, namespace, key)
-            if row is not None:
-                row.ended_at = at
-                row.end_reason = reason
-                s.add(row)
-            return row
+            return _end_live(s, namespace, key, reason=reason, at=at)
 
     def document(self, namespace: Sequence[str], key: str) -> DocumentRow | None:
         """Return the live version of ``namespace``/``key``, or ``None``."""
@@ -188,6 +178,19 @@ def _live(s: Session, namespace: Sequence[str], key: str) -> DocumentRow | None:
         col(DocumentRow.ended_at).is_(None),
     )
     return s.exec(query).first()
+
+
+def _end_live(
+    s: Session, namespace: Sequence[str], key: str, *, reason: str, at: datetime
+) -> DocumentRow | None:
+    """End the live version of ``namespace``/``key`` in session ``s``; return it."""
+    row = _live(s, namespace, key)
+    if row is not None:
+        row.ended_at = at
+        row.end_reason = reason
+        s.add(row)
+        s.flush()  # before a new live version of the key is added
+    return row
 
 
 __all__ = ["DocumentRecords", "expiry", "namespace_of", "namespace_path"]
