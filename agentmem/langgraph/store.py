@@ -1,158 +1,49 @@
-"""A LangGraph store over agentmem: ``BaseStore`` whose search leaves superseded facts out.
+"""``AgentMemStore``: LangGraph's ``BaseStore`` kept in agentmem's memory.
 
-LangGraph agents (and LangMem's memory tools) keep long-term memory in a ``BaseStore``:
-JSON documents under a namespace and a key. :class:`AgentMemStore` is one, backed by
-:class:`~agentmem.memory.Memory`::
-
-    from agentmem import Memory
-    from agentmem.langgraph import AgentMemStore
-
-    memory = Memory("./memory", model="none")
-    store = AgentMemStore(memory)  # namespaces ("memories", "<user id>", ...)
-    graph = builder.compile(store=store)
-
-What it adds to a plain key-value store:
-
-* **Memory.** Each document's text reaches the user's memory as a turn, so it is folded
-  into the configured structures and the fact ledger, and the chat app, the MCP server and
-  :meth:`Memory.search` see it too. ``search(query=...)`` ranks documents by agentmem's
-  recall over every structure.
-* **Consistency.** A document that a later one supersedes ("I moved to Berlin" after "I
-  live in Lisbon", under another key) is left out of ``search``; ``get`` still returns it,
-  with ``current`` False. Writing a key again ends the old version's memory items.
-* **Provenance.** Nothing is erased but by :meth:`Memory.forget`: a replaced or deleted
-  version stays in :meth:`AgentMemStore.versions`, and its memory items in their history.
-* **Time to live.** ``put(..., ttl=minutes)`` is supported (refreshed on reads unless told
-  not to). An expired document is ended, and its memory items deleted, the next time the
-  store is used (or by :meth:`AgentMemStore.sweep_ttl`), so it is never returned.
-
-Namespaces map to agentmem users (and agents) through a pattern: by default
-``("*", "{user_id}")``, LangMem's ``("memories", "{langgraph_user_id}")`` convention, so
-``("memories", "ana", "profile")`` is user ``ana``'s. A namespace the pattern does not
-match (``("docs",)``) belongs to the ``unscoped_user`` (``"langgraph"``); set it to
-``None`` to refuse such namespaces instead. Documents of one user share one memory, so a
-fact in one of the user's namespaces can supersede one in another.
-
-This module is the only one that imports ``langgraph``; it ships as the ``langgraph``
-extra (``pip install 'agentmem[langgraph]'``): without it, importing it raises
-:class:`~agentmem.errors.MissingExtraError`.
+See the package's docstring (:mod:`agentmem.langgraph`) for what it adds to a key-value
+store; ``docs/langgraph.md`` for the behaviours in full.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-from agentmem.errors import ConfigError, InputError, MissingExtraError, NotFoundError
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    IndexConfig,
+    InvalidNamespaceError,
+    ListNamespacesOp,
+    Op,
+    PutOp,
+    Result,
+    SearchItem,
+    SearchOp,
+    TTLConfig,
+    validate_op_namespace,
+)
+
+from agentmem.errors import InputError, NotFoundError
 from agentmem.inputs import check_user, turn_specs
+from agentmem.langgraph.items import StoredItem, StoredSearchItem
+from agentmem.langgraph.scopes import DEFAULT_SCOPE, ScopeRule, pattern_rule
+from agentmem.langgraph.values import (
+    document_text,
+    index_fields,
+    json_value,
+    matches,
+    namespace_matches,
+)
 from agentmem.memory import Memory
 from agentmem.storage.documents import namespace_of
 from agentmem.storage.tables import DocumentRow
 from agentmem.types import Scope, as_utc_naive, utcnow
 
-try:
-    from langgraph.store.base import (
-        BaseStore,
-        GetOp,
-        IndexConfig,
-        InvalidNamespaceError,
-        Item,
-        ListNamespacesOp,
-        MatchCondition,
-        Op,
-        PutOp,
-        Result,
-        SearchItem,
-        SearchOp,
-        TTLConfig,
-        get_text_at_path,
-        validate_op_namespace,
-    )
-except ImportError as exc:
-    raise MissingExtraError(
-        "the LangGraph store needs langgraph", hint="pip install 'agentmem[langgraph]'"
-    ) from exc
-
 logger = logging.getLogger(__name__)
-
-#: Maps a namespace to whose memory it is; ``None``: the pattern does not apply.
-ScopeRule = Callable[[tuple[str, ...]], Scope | None]
-
-#: The default namespace pattern: the second label names the user (LangMem's convention).
-DEFAULT_SCOPE = ("*", "{user_id}")
-
-#: A value's text with at least this many words reads as a sentence and is given alone;
-#: shorter values are given as ``field: value``.
-_SENTENCE_WORDS = 3
-
-
-class StoredItem(Item):
-    """A stored document, with what memory knows of it.
-
-    Attributes:
-        current: False when memory no longer holds it: a later fact superseded what it
-            says (it is then left out of search), or this version was replaced or deleted
-            (in :meth:`AgentMemStore.versions`).
-        superseded_by: The memory item that replaced it, if one did.
-        turn_id: The turn that carried its text into memory (``None``: not indexed);
-            :meth:`Memory.search` results cite it in ``source_turn_ids``.
-        ended_at: When this version was replaced, deleted or expired (``None``: live).
-        end_reason: Why it ended ("replaced", "deleted", "expired").
-    """
-
-    __slots__ = ("current", "superseded_by", "turn_id", "ended_at", "end_reason")
-
-    def __init__(
-        self,
-        *,
-        value: dict[str, Any],
-        key: str,
-        namespace: tuple[str, ...],
-        created_at: datetime,
-        updated_at: datetime,
-        current: bool = True,
-        superseded_by: str | None = None,
-        turn_id: int | None = None,
-        ended_at: datetime | None = None,
-        end_reason: str = "",
-    ) -> None:
-        super().__init__(
-            value=value, key=key, namespace=namespace, created_at=created_at, updated_at=updated_at
-        )
-        self.current = current
-        self.superseded_by = superseded_by
-        self.turn_id = turn_id
-        self.ended_at = ended_at
-        self.end_reason = end_reason
-
-
-class StoredSearchItem(SearchItem):
-    """A search result, with the same memory facts as :class:`StoredItem`."""
-
-    __slots__ = ("current", "superseded_by", "turn_id")
-
-    def __init__(
-        self,
-        namespace: tuple[str, ...],
-        key: str,
-        value: dict[str, Any],
-        created_at: datetime,
-        updated_at: datetime,
-        score: float | None = None,
-        *,
-        current: bool = True,
-        superseded_by: str | None = None,
-        turn_id: int | None = None,
-    ) -> None:
-        super().__init__(namespace, key, value, created_at, updated_at, score)
-        self.current = current
-        self.superseded_by = superseded_by
-        self.turn_id = turn_id
 
 
 class AgentMemStore(BaseStore):
@@ -192,10 +83,10 @@ class AgentMemStore(BaseStore):
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.memory = memory
-        self._scope = scope if callable(scope) else _pattern_rule(tuple(scope))
+        self._scope = scope if callable(scope) else pattern_rule(tuple(scope))
         self.unscoped_user = unscoped_user
         self.index_config = index
-        self._fields = _fields(index)
+        self._fields = index_fields(index)
         self.ttl_config = ttl
         self.include_superseded = include_superseded
         self._clock = clock
@@ -282,8 +173,8 @@ class AgentMemStore(BaseStore):
             raise InvalidNamespaceError(
                 f'Root label for namespace cannot be "langgraph". Got: {op.namespace}'
             )
-        value = _json_value(op.value)
-        text = _document_text(value, self._fields if op.index is None else op.index)
+        value = json_value(op.value)
+        text = document_text(value, self._fields if op.index is None else op.index)
         if text:
             turn_specs(text)  # refuse a text memory would refuse, before anything is written
         scope = self.scope_of(op.namespace)
@@ -320,7 +211,7 @@ class AgentMemStore(BaseStore):
         rows = [
             row
             for row in self.memory.records.documents(op.namespace_prefix)
-            if not op.filter or _matches(row.value, op.filter)
+            if not op.filter or matches(row.value, op.filter)
         ]
         standing = self._standing(rows)
         if not self.include_superseded:
@@ -343,7 +234,7 @@ class AgentMemStore(BaseStore):
         namespaces = [
             ns
             for ns in self.memory.records.document_namespaces()
-            if all(_namespace_matches(c, ns) for c in op.match_conditions or ())
+            if all(namespace_matches(c, ns) for c in op.match_conditions or ())
         ]
         if op.max_depth is not None:
             namespaces = sorted({ns[: op.max_depth] for ns in namespaces})
@@ -459,135 +350,6 @@ class AgentMemStore(BaseStore):
         return as_utc_naive(self._clock())
 
 
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _pattern_rule(pattern: tuple[str, ...]) -> ScopeRule:
-    """Return the scope rule of a namespace pattern such as ``("*", "{user_id}")``."""
-    placeholders = [label for label in pattern if label.startswith("{")]
-    if pattern.count("{user_id}") != 1 or not set(placeholders) <= {"{user_id}", "{agent_id}"}:
-        raise ConfigError(
-            f"the store's scope pattern {pattern!r} must hold '{{user_id}}' once, and no "
-            "placeholder but '{agent_id}'",
-            hint='e.g. scope=("memories", "{user_id}") or scope=("{user_id}",)',
-        )
-    if placeholders.count("{agent_id}") > 1:
-        raise ConfigError(f"the store's scope pattern {pattern!r} names the agent twice")
-
-    def rule(namespace: tuple[str, ...]) -> Scope | None:
-        if len(namespace) < len(pattern):
-            return None
-        found: dict[str, str] = {}
-        for label, wanted in zip(namespace, pattern, strict=False):
-            if wanted in ("{user_id}", "{agent_id}"):
-                found[wanted] = label
-            elif wanted not in ("*", label):
-                return None
-        return Scope(found["{user_id}"], found.get("{agent_id}"))
-
-    return rule
-
-
-def _fields(index: IndexConfig | None) -> list[str] | None:
-    fields = (index or {}).get("fields")
-    return None if not fields or list(fields) == ["$"] else list(fields)
-
-
-def _json_value(value: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``value`` as a JSON object, or raise ``InputError``."""
-    if not isinstance(value, Mapping):
-        raise InputError(f"a store value must be a mapping, not {type(value).__name__}")
-    try:
-        dumped = json.dumps(dict(value), ensure_ascii=False)
-        dumped.encode("utf-8")
-        loaded = json.loads(dumped)
-    except UnicodeEncodeError as exc:
-        raise InputError(f"a store value is not valid Unicode text: {exc.reason}") from exc
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"a store value must be JSON-serializable: {exc}") from exc
-    assert isinstance(loaded, dict)
-    return loaded
-
-
-def _document_text(value: Mapping[str, Any], fields: Sequence[str] | bool | None) -> str:
-    """Return the text memory is told for a value (empty: the value is not indexed)."""
-    if fields is False:
-        return ""
-    if fields and fields is not True and list(fields) != ["$"]:
-        texts = [text for path in fields for text in get_text_at_path(value, path)]
-        return "\n".join(text for text in texts if text.strip())
-    lines = []
-    for path, leaf in _leaves(value, ""):
-        shown = leaf if isinstance(leaf, str) else json.dumps(leaf)
-        if not shown.strip():
-            continue
-        sentence = isinstance(leaf, str) and len(leaf.split()) >= _SENTENCE_WORDS
-        lines.append(shown if sentence or not path else f"{path}: {shown}")
-    return "\n".join(lines)
-
-
-def _leaves(value: Any, path: str) -> Iterable[tuple[str, Any]]:
-    if isinstance(value, Mapping):
-        for key, inner in value.items():
-            yield from _leaves(inner, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for inner in value:
-            yield from _leaves(inner, path)
-    elif value is not None:
-        yield path, value
-
-
-def _matches(value: Any, condition: Any) -> bool:
-    """Whether a stored value meets a filter (LangGraph's documented filter semantics)."""
-    if isinstance(condition, Mapping):
-        if any(str(key).startswith("$") for key in condition):
-            return all(_compare(value, op, wanted) for op, wanted in condition.items())
-        if not isinstance(value, Mapping):
-            return False
-        return all(_matches(value.get(key), wanted) for key, wanted in condition.items())
-    if isinstance(condition, list | tuple):
-        return (
-            isinstance(value, list | tuple)
-            and len(value) == len(condition)
-            and all(_matches(v, c) for v, c in zip(value, condition, strict=True))
-        )
-    return bool(value == condition)
-
-
-def _compare(value: Any, operator: str, wanted: Any) -> bool:
-    if operator == "$eq":
-        return bool(value == wanted)
-    if operator == "$ne":
-        return bool(value != wanted)
-    if operator in ("$gt", "$gte", "$lt", "$lte"):
-        if value is None:
-            return False
-        try:
-            left, right = float(value), float(wanted)
-        except (TypeError, ValueError):
-            return False
-        return {
-            "$gt": left > right,
-            "$gte": left >= right,
-            "$lt": left < right,
-            "$lte": left <= right,
-        }[operator]
-    raise InputError(
-        f"unsupported filter operator {operator!r}",
-        hint="use $eq, $ne, $gt, $gte, $lt or $lte",
-    )
-
-
-def _namespace_matches(condition: MatchCondition, namespace: tuple[str, ...]) -> bool:
-    path = tuple(condition.path)
-    if len(namespace) < len(path):
-        return False
-    labels = namespace[: len(path)] if condition.match_type == "prefix" else namespace[-len(path) :]
-    if not path:
-        return True
-    return all(wanted in ("*", label) for label, wanted in zip(labels, path, strict=True))
-
-
 def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC)
 
@@ -597,10 +359,4 @@ def _id(row: DocumentRow) -> int:
     return row.id
 
 
-__all__ = [
-    "DEFAULT_SCOPE",
-    "AgentMemStore",
-    "ScopeRule",
-    "StoredItem",
-    "StoredSearchItem",
-]
+__all__ = ["AgentMemStore"]
