@@ -199,8 +199,12 @@ def test_a_bad_value_is_refused_and_nothing_is_stored(store: AgentMemStore, memo
         store.put(NS, "k", {"when": datetime(2026, 1, 1)})
     with pytest.raises(InputError):
         store.put(NS, "k", {"content": "bad \ud800 surrogate"})
+    with pytest.raises(InputError, match="index fewer fields"):
+        store.put(NS, "k", {"content": "word " * 50_000})
     assert store.get(NS, "k") is None
     assert memory.records.turns("ana") == []
+    store.put(NS, "k", {"content": "word " * 50_000}, index=False)  # kept, not told to memory
+    assert store.get(NS, "k") is not None and memory.records.turns("ana") == []
 
 
 # -- parity with LangGraph's own store ------------------------------------------------------

@@ -39,6 +39,7 @@ from agentmem.langgraph.values import (
     namespace_matches,
 )
 from agentmem.memory import Memory
+from agentmem.storage.dialogue import MAX_TURN_CHARS
 from agentmem.storage.documents import namespace_of
 from agentmem.storage.tables import DocumentRow
 from agentmem.types import Scope, as_utc_naive, utcnow
@@ -175,8 +176,15 @@ class AgentMemStore(BaseStore):
             )
         value = json_value(op.value)
         text = document_text(value, self._fields if op.index is None else op.index)
+        # Refuse a text memory would refuse, before anything is written.
+        if len(text) > MAX_TURN_CHARS:
+            raise InputError(
+                f"the value's text is {len(text):,} characters; memory takes at most "
+                f"{MAX_TURN_CHARS:,} a document",
+                hint="index fewer fields (index=[...]), or store it with index=False",
+            )
         if text:
-            turn_specs(text)  # refuse a text memory would refuse, before anything is written
+            turn_specs(text)
         scope = self.scope_of(op.namespace)
         old = records.document(op.namespace, op.key)
         unchanged = old is not None and old.value == value and old.text == text
