@@ -318,6 +318,16 @@ def test_search_leaves_out_a_fact_a_later_memory_superseded(memory: Memory, cloc
     assert both == {"home-1": False, "home-2": True}
 
 
+def test_a_chat_turn_supersedes_a_stored_document_too(
+    store: AgentMemStore, memory: Memory, clock: Clock
+) -> None:
+    store.put(NS, "home", {"content": "I live in Lisbon."})
+    memory.add("I moved to Berlin.", user_id="ana")  # said in a chat, not through the store
+    assert store.search(NS, query="Where do I live?") == []
+    home = store.get(NS, "home")
+    assert home is not None and not home.current
+
+
 def test_writing_a_key_again_ends_the_old_versions_memory(
     store: AgentMemStore, memory: Memory, clock: Clock
 ) -> None:
