@@ -267,8 +267,19 @@ class MemoryManager:
                     changed += store.end_session(user_id, session_id)
                 except AgentMemError as exc:
                     logger.warning("%s failed to consolidate: %s", store.name, exc)
-        if changed:
-            self.guard.sweep(user_id, self._by_name(), among=[c.item for c in changed])
+        # Sweep what consolidation built, and what an earlier, interrupted call built from
+        # this session: a process killed after a structure stored its consolidation but
+        # before this sweep would otherwise keep stale values current, since the call that
+        # resumes the session finds nothing left to consolidate.
+        consolidating = {s.name for s in self.stores if isinstance(s, Consolidating)}
+        among = {c.item.id: c.item for c in changed}
+        if consolidating:
+            turns = [t.id for t in self.records.turns(user_id, session_id=session_id)]
+            for item in self.records.items_from_turns(user_id, turns):
+                if item.store in consolidating and item.current:
+                    among.setdefault(item.id, item)
+        if among:
+            self.guard.sweep(user_id, self._by_name(), among=list(among.values()))
         return changed
 
     # -- editing ----------------------------------------------------------------------------

@@ -532,3 +532,36 @@ def test_a_value_recorded_and_replaced_in_one_write_is_not_recorded_again(
     ]
     manager.write(turns)
     assert {f for f in current_facts(manager) if "lives in" in f} == {"Sam lives in Porto"}
+
+
+def test_a_session_ended_again_after_a_crash_sweeps_what_it_consolidated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process killed after the summary stored its new version but before the sweep:
+    # ending the session again (as a resumed replay does) finds nothing to consolidate,
+    # and must still end the sentence that asserts the replaced job.
+    from agentmem.memory import Memory
+
+    with Memory(tmp_path / "data", model="none", stores=("summary",), env={}) as memory:
+        for text in (
+            "I work as a nurse at the city hospital.",
+            "My sister Lena lives in Porto.",
+            "I now work as a teacher at a school.",
+        ):
+            memory.add(text, user_id="sam", session_id="s1")
+        manager = memory.manager
+
+        def killed(*args: object, **kwargs: object) -> object:
+            raise KeyboardInterrupt  # stands in for SIGKILL between the two steps
+
+        with monkeypatch.context() as patch:
+            patch.setattr(manager.guard, "sweep", killed)
+            with pytest.raises(KeyboardInterrupt):
+                manager.end_session("sam", "s1")
+        sentences = manager.records.store_items("summary", "sam", kind="sentence")
+        assert any("nurse" in s.text for s in sentences)  # consolidated, not yet swept
+
+        assert manager.end_session("sam", "s1") == []  # nothing left to consolidate
+        current = manager.records.store_items("summary", "sam", kind="sentence")
+        assert [s.text for s in current if "nurse" in s.text] == []
+        assert any("teacher" in s.text for s in current)
