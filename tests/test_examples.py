@@ -64,6 +64,19 @@ def check_langchain_bot(out: str) -> None:
     assert answer.startswith("From what you told me:") and "Porto" in answer
 
 
+def check_langchain_history(out: str) -> None:
+    """Both sides of monday are in memory, tuesday recalls them, the tools forget the code."""
+    assert "monday's history in memory: ['human', 'ai']" in out
+    recalled = out.split("recalled on tuesday: ", 1)[1].splitlines()[0]
+    assert "Porto" in recalled
+    assert [line.split("(", 1)[0] for line in out.splitlines() if line.startswith("tool ")] == [
+        "tool save_memory",
+        "tool search_memory",
+        "tool forget_memory",
+    ]
+    assert "locker code still current: False" in out
+
+
 def check_custom_store(out: str) -> None:
     """The keyword store's items are recalled, and its stale turn is superseded."""
     assert "current    [keywords] user: My sister Ana lives in Porto." in out
@@ -109,6 +122,7 @@ CHECKS = {
     "quickstart": check_quickstart,
     "compare_stores": check_compare_stores,
     "langchain_bot": check_langchain_bot,
+    "langchain_history": check_langchain_history,
     "custom_store": check_custom_store,
     "mcp_client": check_mcp_client,
     "langgraph_store": check_langgraph_store,
