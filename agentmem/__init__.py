@@ -3,8 +3,9 @@
 The public API is re-exported here and listed in ``__all__``: the ``Memory`` facade, the
 agent loop, configuration and the factory, the manager and its results, the protocols a
 structure, model or embedder implements, the values passed between them, the errors and the
-LangChain adapters and the LangGraph store (with the ``langchain`` and ``langgraph`` extras;
-without them, getting one of their names raises :class:`~agentmem.errors.MissingExtraError`).
+LangChain adapters and the LangGraph store (with the ``langchain`` and ``langgraph`` extras,
+listed only where installed; without them, getting one of their names raises
+:class:`~agentmem.errors.MissingExtraError`).
 Storage internals (``Records``, ``VectorIndex``, ``ItemIndex``) are imported from their
 modules by those who build on them.
 Names are imported on first use, so ``import agentmem`` stays fast (chromadb and torch load
@@ -14,6 +15,7 @@ only when needed).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from agentmem.errors import (
@@ -52,8 +54,12 @@ if TYPE_CHECKING:
     from agentmem.agent import Agent, Budget, TurnResult
     from agentmem.config import Config, ModelSpec, load_config
     from agentmem.factory import Components, build, build_agent
-    from agentmem.langchain import AgentMemChatModel, AgentMemRetriever, LangChainChatModel
-    from agentmem.langgraph import AgentMemStore
+
+    # The extras' names are re-exported where installed (``__all__`` below adds them then).
+    from agentmem.langchain import AgentMemChatModel as AgentMemChatModel
+    from agentmem.langchain import AgentMemRetriever as AgentMemRetriever
+    from agentmem.langchain import LangChainChatModel as LangChainChatModel
+    from agentmem.langgraph import AgentMemStore as AgentMemStore
     from agentmem.manager import ForgetReceipt, MemoryManager, RecallResult, WriteReport
     from agentmem.memory import AddResult, ChangeResult, Memory, SearchResult
     from agentmem.models.embeddings import MiniLMEmbedder
@@ -114,10 +120,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AddResult",
     "Agent",
-    "AgentMemChatModel",
     "AgentMemError",
-    "AgentMemRetriever",
-    "AgentMemStore",
     "Browsable",
     "Budget",
     "Change",
@@ -138,7 +141,6 @@ __all__ = [
     "ForgetReceipt",
     "InputError",
     "ItemEvent",
-    "LangChainChatModel",
     "Memory",
     "MemoryItem",
     "MemoryManager",
@@ -169,3 +171,24 @@ __all__ = [
     "build_agent",
     "load_config",
 ]
+
+# An extra's names are listed only where it is installed, so that ``from agentmem import *``
+# works without it (getting one of them by name still says which extra to install).
+# Each extra's names, after the packages they import.
+_EXTRAS = {
+    ("langchain_core",): ["AgentMemChatModel", "AgentMemRetriever", "LangChainChatModel"],
+    ("langgraph", "langchain_core"): ["AgentMemStore"],
+}
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ImportError:
+        return False
+
+
+for _packages, _names in _EXTRAS.items():
+    if all(_installed(package) for package in _packages):
+        __all__ += _names
+del _packages, _names

@@ -19,9 +19,11 @@ def run_cli(args: list[str], stdin: str = "") -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_version() -> None:
+@pytest.mark.parametrize("module", ["agentmem", "agentmem.cli"])
+def test_version(module: str) -> None:
+    """``python -m agentmem`` is the command too, for when its script is not on PATH."""
     result = subprocess.run(
-        [sys.executable, "-m", "agentmem.cli", "--version"], capture_output=True, text=True
+        [sys.executable, "-m", module, "--version"], capture_output=True, text=True
     )
     assert result.returncode == 0
     assert result.stdout.strip() == f"agentmem {package_version()}"

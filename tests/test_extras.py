@@ -33,6 +33,9 @@ WITHOUT_EXTRA = textwrap.dedent(
 
     assert Memory.__name__ == "Memory"
     assert not [m for m in sys.modules if m.partition(".")[0] in BLOCKED], "the extra was loaded"
+    star = {{}}
+    exec("from agentmem import *", star)
+    assert "Memory" in star and not set({names!r}) & set(star), sorted(star)
     for name in {names!r}:
         try:
             exec(f"from agentmem import {{name}}")

@@ -49,9 +49,9 @@ try:
     from agentmem.langgraph.scopes import DEFAULT_SCOPE, ScopeRule
     from agentmem.langgraph.store import AgentMemStore
 except ImportError as exc:
-    # Only a missing (or too old) langgraph is the extra's fault; an import error of
-    # agentmem's own goes up as it is.
-    if exc.name is None or not exc.name.startswith("langgraph"):
+    # Only a missing (or too old) langgraph, or langchain-core that it needs, is the
+    # extra's fault; an import error of agentmem's own goes up as it is.
+    if exc.name is None or not exc.name.startswith(("langgraph", "langchain_core")):
         raise
     raise MissingExtraError(
         "the LangGraph store needs langgraph", hint="pip install 'agentmem[langgraph]'"
