@@ -193,6 +193,25 @@ def test_she_and_he_are_the_last_third_party_the_dialogue_named() -> None:
     assert {(f.subject, f.attribute) for f in extractor.extract_turn(other)} == set()
 
 
+def test_notes_naming_the_speaker_in_the_third_person_are_the_speakers() -> None:
+    """Notes about a user ("The user lives in ...", as LangMem writes them) said by ``user``."""
+    assert facts("The user lives in Lisbon.", "user") == {
+        ("user", "residence", "Lisbon", True, True)
+    }
+    assert ("user", "residence", "Berlin", True, True) in facts("User moved to Berlin.", "user")
+    assert ("user", "favourite food", "sushi", True, True) in facts(
+        "User's favourite food is sushi.", "user"
+    )
+    assert ("user", "favourite food", "ramen", True, True) in facts(
+        "The user's favourite food is ramen.", "user"
+    )
+    # Someone else's name, or the speaker's name inside a sentence, stays as it was.
+    assert ("Sam", "favourite food", "sushi", True, True) not in facts(
+        "Ana's favourite food is sushi."
+    )
+    assert facts("I told the user about Lisbon.", "user") == set()
+
+
 def test_mum_as_a_name_is_the_speakers_mum() -> None:
     assert facts("Mum's all settled in Gdynia now.") == {
         ("Sam's mum", "residence", "Gdynia", True, True)

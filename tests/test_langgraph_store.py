@@ -498,3 +498,22 @@ def test_langmem_tools_use_the_store(store: AgentMemStore) -> None:
     assert item is not None and item.value == {"content": "I have two cats."}
     manage.invoke({"action": "delete", "id": key})
     assert store.get(NS, key) is None
+
+
+def test_langmem_notes_about_the_user_supersede_each_other(store: AgentMemStore) -> None:
+    """Agents write LangMem notes in the third person ("The user ..."); a newer one wins."""
+    langmem = pytest.importorskip("langmem")
+    manage = langmem.create_manage_memory_tool(namespace=NS, store=store)
+    search = langmem.create_search_memory_tool(namespace=NS, store=store)
+    for note in (
+        "The user lives in Lisbon.",
+        "User's favourite food is sushi.",
+        "The user moved to Berlin.",
+        "The user's favourite food is ramen now.",
+    ):
+        manage.invoke({"content": note, "action": "create"})
+    home = json.loads(search.invoke({"query": "Where does the user live?"}))
+    assert [m["value"]["content"] for m in home] == [
+        "The user moved to Berlin.",
+        "The user's favourite food is ramen now.",
+    ]

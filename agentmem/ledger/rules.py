@@ -3,8 +3,9 @@
 :class:`RuleExtractor` is the offline builder: patterns (in :mod:`agentmem.ledger.patterns`)
 over common ways of saying where one lives, works, what one is into, pets, relatives,
 favourites, origin and age. What it loses against a model: paraphrases outside its
-patterns, coreference beyond "I/my/we" and sentence-initial names, implicit facts, and
-nuance (sarcasm, hypotheticals other than simple negation).
+patterns, coreference beyond "I/my/we", sentence-initial names and notes naming their speaker
+("The user lives in ..." said by ``user``), implicit facts, and nuance (sarcasm,
+hypotheticals other than simple negation).
 """
 
 from __future__ import annotations
@@ -82,9 +83,32 @@ def _named_person(name: str | None, speaker: str) -> tuple[str, str | None] | No
         # with "my mum".
         relation = name.lower()
         return (f"{speaker}'s {relation}", relation)
+    if name and normalise(name) == normalise(speaker):
+        return (speaker, None)  # "User lives in Lisbon", said by "user": the speaker
     if name and name.lower() not in STOPWORDS and name not in NOT_NAMES:
         return (name, None)
     return None
+
+
+def _self_reference(sentence: str, speaker: str) -> str:
+    """Read a sentence that opens by naming its speaker in the third person as their own.
+
+    Notes about a user, as LangMem's tools or a profile write them, say "The user lives in
+    Lisbon" and "User's favourite food is sushi" of the speaker ``user``: they read as
+    "User lives in Lisbon" and "My favourite food is sushi". Only the speaker's own name
+    counts, and only at the start of the sentence.
+    """
+    if not speaker.strip():
+        return sentence
+    name = re.escape(speaker.strip())
+    owner = re.match(rf"(\W*)(?:the\s+)?{name}'s\s+", sentence, re.IGNORECASE)
+    if owner:
+        return f"{owner.group(1)}My {sentence[owner.end() :]}"
+    named = re.match(rf"(\W*)the\s+({name})\b(?!')", sentence, re.IGNORECASE)
+    if named:
+        said = named.group(2)
+        return f"{named.group(1)}{said[:1].upper()}{said[1:]}{sentence[named.end() :]}"
+    return sentence
 
 
 class RuleExtractor:
@@ -126,6 +150,7 @@ class RuleExtractor:
             if person and pronoun:
                 named = person + (" is" if pronoun.group("is") else "")
                 sentence = sentence[: pronoun.start("p")] + named + sentence[pronoun.end(0) :]
+            sentence = _self_reference(sentence, speaker)
             negated = bool(re.search(NEGATION, sentence, re.I))
             found = self._slots(sentence, turn, speaker, negated)
             if is_temporary(sentence):
