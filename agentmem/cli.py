@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         "mcp",
         help="serve memory to MCP clients on stdio (needs the mcp extra)",
         description="Serve memory over the Model Context Protocol on stdin/stdout: the "
-        "tools remember, search, forget and history. Calls without a user_id are about "
-        "--user (or AGENTMEM_USER). Logging goes to stderr.",
+        "tools remember, search, history, forget_memory and forget. With --user (or "
+        "AGENTMEM_USER) the server serves that user only and refuses calls naming another; "
+        "without one, every call must name its user_id. Logging goes to stderr.",
     )
     _add_common(mcp)
     mcp.set_defaults(model="none")
@@ -238,6 +239,7 @@ def _chat(args: argparse.Namespace, stdin: TextIO, out: Console, err: Console) -
 def _mcp(args: argparse.Namespace) -> int:
     """Serve memory over MCP on stdio until the client hangs up."""
     # Imported first: without the extra this fails before any memory is opened.
+    from agentmem.config import login_user
     from agentmem.mcp_server import build_server, check_sdk
     from agentmem.memory import Memory
 
@@ -250,8 +252,12 @@ def _mcp(args: argparse.Namespace) -> int:
         stores=args.stores,
         user_id=args.user,
     )
+    # The server's user is a boundary: --user (or a configured user_id, set by
+    # AGENTMEM_USER or the config file) pins it; without one, each call names its user.
+    configured = memory.components.config.user_id
+    served = args.user or (configured if configured != login_user() else None)
     try:
-        server = build_server(memory, memory.components.config.user_id)
+        server = build_server(memory, served)
         logger.info("serving agentmem over MCP on stdio")
         server.run("stdio")
     finally:

@@ -266,6 +266,8 @@ def _forget(
             "and search index entries."
         )
     )
+    if receipt.rewritten:
+        out.print(Text("Rewritten so that no copy stays on disk: " + "; ".join(receipt.rewritten)))
     return 0
 
 

@@ -97,7 +97,8 @@ def default_data_dir(env: Mapping[str, str]) -> Path:
     return Path(base).expanduser() / "agentmem"
 
 
-def _default_user() -> str:
+def login_user() -> str:
+    """Return the user id used when none is configured: the login name (or ``"me"``)."""
     try:
         return getpass.getuser() or "me"
     except (KeyError, OSError):
@@ -340,7 +341,7 @@ def load_config(
         path = Path(data_dir) / "config.toml"
     defaults = {
         "data_dir": default_data_dir({**env, "AGENTMEM_HOME": ""}),
-        "user_id": _default_user(),
+        "user_id": login_user(),
     }
     layers = [(_Source("the defaults", "report this: a default is invalid"), defaults)]
     if path is not None:

@@ -7,11 +7,16 @@ turn, its MemTree leaf, its graph passage, the fact read from it, a memo quoting
 recall would keep finding the old text there. So the items of other structures derived
 only from the item's source turns, or quoting one of its sentences, are ended as well:
 deleted along with a deletion, superseded by the edited item after an edit. Nothing is
-erased; every change is in the items' histories.
+erased by an edit or a deletion; every change is in the items' histories.
+
+An erasure (:func:`erase_plan`, carried out by :meth:`MemoryManager.erase`) is the one
+exception: a user's "forget this" must leave no copy of the text anywhere, its history
+included, so what an erasure reaches keeps only a tombstone without content.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -153,4 +158,85 @@ def _cascade(
     return changes
 
 
-__all__ = ["QUOTE_WORDS", "delete_item", "update_item"]
+@dataclass(frozen=True)
+class ErasePlan:
+    """What erasing an item reaches (see :func:`erase_plan`).
+
+    Attributes:
+        item_ids: Items to blank, in every structure, current or not.
+        turn_ids: Turns to blank.
+        event_item_ids: Items whose history quotes the erased text (their events' texts
+            are blanked; the items themselves may stay).
+        changes: What ending the current ones through their structures changed.
+    """
+
+    item_ids: frozenset[str]
+    turn_ids: frozenset[int]
+    event_item_ids: frozenset[str]
+    changes: list[Change]
+
+
+def erase_plan(
+    manager: MemoryManager,
+    item_id: str,
+    *,
+    user_id: str,
+    reason: str = "erased by user",
+    at: datetime | None = None,
+) -> ErasePlan:
+    """End an item and what repeats it through their structures; return what to blank.
+
+    What is erased: the item; the turns it came from when it came from one turn (a turn,
+    or a fact or passage read from it: that is where its words are), and those of its
+    source turns that it quotes; every item, in any structure and any version, derived
+    only from those turns or quoting a sentence of the erased texts (echoes, older
+    summary versions, memos); and the texts of history events quoting them. The current
+    items among them are deleted through their structures first, so each stays
+    consistent (a MemTree re-aggregates the ancestors without them). An aggregate's
+    other sources stay: erasing a summary erases what it says, not the session.
+
+    Raises:
+        NotFoundError: No such item for this user.
+    """
+    item = manager.records.get_item(item_id, user_id=user_id)
+    sources = list(item.source_turn_ids)
+    quotes = set(_sentence_keys(item.text))
+    turns: set[int] = set()
+    for turn in manager.records.turns(user_id, ids=set(sources)) if sources else []:
+        said = dedupe_key(turn.text)
+        if len(sources) == 1 or any(q in said for q in quotes):
+            turns.add(turn.id)
+            quotes.update(_sentence_keys(turn.text))
+    changes: list[Change] = []
+    if item.current:
+        changes += delete_item(manager, item.id, user_id=user_id, reason=reason, at=at)
+    everything = [
+        i
+        for store in {s.name for s in manager.structures} | {item.store}
+        for i in manager.records.store_items(store, user_id, current_only=False)
+    ]
+    reached = {item.id} | {
+        i.id
+        for i in everything
+        if (i.source_turn_ids and set(i.source_turn_ids) <= turns)
+        or any(q in dedupe_key(i.text) for q in quotes)
+    }
+    for store in manager.structures:
+        live = [i.id for i in everything if i.id in reached and i.store == store.name and i.current]
+        live = [i.id for i in manager.records.items(live) if i.current]
+        if not live:
+            continue
+        if isinstance(store, Editable):
+            changes += store.delete(live, reason=reason, at=at or utcnow())
+        else:
+            store.invalidate(live, reason, at=at or utcnow())
+            changes += [Change("DELETE", i, reason) for i in manager.records.items(live)]
+    quoting = {
+        item_id
+        for item_id, said in manager.records.event_texts(user_id)
+        if any(q in dedupe_key(said) for q in quotes)
+    }
+    return ErasePlan(frozenset(reached), frozenset(turns), frozenset(quoting), changes)
+
+
+__all__ = ["QUOTE_WORDS", "ErasePlan", "delete_item", "erase_plan", "update_item"]

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 from agentmem.agent import Agent, Budget
+from agentmem.appfiles import remove_user_files
 from agentmem.config import Config, ModelSpec
 from agentmem.errors import ConfigError
 from agentmem.ledger.extraction import CachingExtractor, ModelExtractor, RuleExtractor
 from agentmem.ledger.facts import FactLedger
-from agentmem.manager import MemoryManager
+from agentmem.manager import ForgetReceipt, MemoryManager
 from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder, RetryingEmbedder
 from agentmem.models.tokens import TokenCounter
 from agentmem.prompts import DEFAULT_SYSTEM_PROMPT
@@ -173,6 +174,18 @@ class Components:
     model: ChatModel | None
     manager: MemoryManager
 
+    def forget(self, user_id: str) -> ForgetReceipt:
+        """Erase a user from memory (:meth:`MemoryManager.forget`) and the app's files.
+
+        The files the chat app wrote into the data folder for the user (exports, the
+        last answer copied) are removed too; the receipt's ``rewritten`` says so.
+        """
+        receipt = self.manager.forget(user_id)
+        removed = remove_user_files(self.config.data_dir, user_id)
+        if removed:
+            receipt.rewritten.append(f"{len(removed)} file(s) the chat app wrote (removed)")
+        return receipt
+
     def close(self) -> None:
         """Release database connections and model clients."""
         self.manager.close()
@@ -225,6 +238,7 @@ def build(
         fusion=config.fusion,
         # Searches wait on the network with a Chroma server or a remote records database.
         parallel=bool(config.chroma_url) or not config.records_url.startswith("sqlite"),
+        vectors=vectors,
     )
     return Components(config, records, vectors, embedder, chat_model, manager)
 

@@ -30,12 +30,12 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agentmem.editing import delete_item, update_item
+from agentmem.editing import delete_item, erase_plan, update_item
 from agentmem.errors import AgentMemError, InputError
 from agentmem.fusion import ITEM_OVERHEAD, RRF_K, current_first, fit_rankings, fuse
 from agentmem.ledger.facts import FACT_STORE, Decision, FactLedger
@@ -45,6 +45,7 @@ from agentmem.protocols import (
     ChatModel,
     Consolidating,
     Embedder,
+    ErasableVectors,
     MemoryStore,
     Resumable,
 )
@@ -85,6 +86,8 @@ class MemoryManager:
             one structure after another (benchmarks/bench_scale.py recall).
         fusion: How the structures' rankings are merged: ``"lead"`` or ``"rank"`` (see
             the module docstring).
+        vectors: The vector index, for :meth:`forget` and :meth:`erase` to leave no
+            copy in its files (the structures drop their own vectors either way).
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class MemoryManager:
         iterative: bool = False,
         parallel: bool = False,
         fusion: Fusion = "lead",
+        vectors: ErasableVectors | None = None,
     ) -> None:
         if not stores and facts is None:
             raise InputError("a memory manager needs at least one memory structure")
@@ -117,6 +121,7 @@ class MemoryManager:
         self.parallel = parallel
         self.fusion: Fusion = fusion
         self.guard = StaleGuard(records)
+        self.vectors = vectors
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         #: Names of the structures recall fans out to; ``None`` for all. Writes always
@@ -453,6 +458,8 @@ class MemoryManager:
             tick = time.perf_counter() - seconds
             kept = []
             for recalled in results:
+                if recalled.item.metadata.get("erased"):
+                    continue  # a tombstone: something was erased here, nothing to recall
                 stale = self.guard.stale_for(recalled.item, values, as_of=as_of)
                 if stale is None:
                     kept.append(recalled)
@@ -504,21 +511,72 @@ class MemoryManager:
     def forget(self, user_id: str) -> ForgetReceipt:
         """Erase a user from every backend; return a receipt of that user's data removed.
 
-        Structures drop the user's vectors and cached state, and the records database
-        drops every row of the user (turns, sessions, items, history, queued work). The
-        caches shared by all users (embeddings, extracted facts) are emptied too: they may
-        hold the user's texts (an embedded query is in no table), and the embedding cache
-        cannot tell whose a text is. What they held is reported apart, in
-        :attr:`ForgetReceipt.caches_cleared`, not as the user's data.
+        Structures drop the user's vectors and cached state (and the vector index any
+        collection of the user a structure no longer configured left), and the records
+        database drops every row of the user (turns, sessions, items, history, queued
+        work). Then the files are rewritten so that no copy stays in them (free pages,
+        old index segments, logs, dropped collections' index files): the receipt's
+        ``rewritten`` says what. The caches shared by all users (embeddings, extracted
+        facts) are emptied too: they may hold the user's texts (an embedded query is in
+        no table), and the embedding cache cannot tell whose a text is. What they held is
+        reported apart, in :attr:`ForgetReceipt.caches_cleared`, not as the user's data.
         """
         vectors = sum(store.forget(user_id) for store in self.structures)
+        if self.vectors is not None:
+            vectors += sum(self.vectors.drop(s, user_id) for s in self.vectors.user_stores(user_id))
         rows = self.records.forget(user_id)
         self.guard.reset(user_id)
+        caches = self._clear_caches()
+        counts = {words: rows.get(table, 0) for words, table in _RECEIPT_ROWS.items()}
+        return ForgetReceipt({**counts, "vectors": vectors}, caches, self._compact())
+
+    def erase(
+        self,
+        item_id: str,
+        *,
+        user_id: str,
+        reason: str = "erased by user",
+        at: datetime | None = None,
+    ) -> list[Change]:
+        """Erase an item and every copy of its text, history included; keep tombstones.
+
+        What it reaches is decided by :func:`agentmem.editing.erase_plan` (the item, the
+        turn it came from, what was derived only from that turn or quotes it). The
+        current ones are deleted through their structures first; then their texts,
+        metadata and history texts are blanked (each keeps its id, structure, validity
+        and provenance, with a DELETE event saying it was erased), their vectors are
+        removed, and the files are rewritten so that no copy stays.
+
+        Raises:
+            NotFoundError: No such item for this user.
+        """
+        plan = erase_plan(self, item_id, user_id=user_id, reason=reason, at=at)
+        self.records.erase_event_texts(user_id, plan.event_item_ids)
+        self.records.erase(user_id, plan.item_ids, plan.turn_ids)
+        if self.vectors is not None:
+            self.vectors.erase(user_id, plan.item_ids)
+        self.guard.reset(user_id)
+        self._clear_caches()
+        self._compact()
+        erased = {i.id: i for i in self.records.items(plan.item_ids, user_id=user_id)}
+        ended = {c.item.id for c in plan.changes}
+        changes = [replace(c, item=erased.get(c.item.id, c.item)) for c in plan.changes]
+        changes += [
+            Change("DELETE", item, reason) for key, item in erased.items() if key not in ended
+        ]
+        return changes
+
+    def _clear_caches(self) -> dict[str, int]:
         caches = {"embeddings": _clear(self.embedder)}
         if self.facts is not None:
             caches["fact extractions"] = _clear(self.facts.extractor)
-        counts = {words: rows.get(table, 0) for words, table in _RECEIPT_ROWS.items()}
-        return ForgetReceipt({**counts, "vectors": vectors}, caches)
+        return caches
+
+    def _compact(self) -> list[str]:
+        rewritten = self.records.compact()
+        if self.vectors is not None:
+            rewritten += self.vectors.compact()
+        return rewritten
 
 
 class ForgetReceipt(dict[str, int]):
@@ -535,11 +593,20 @@ class ForgetReceipt(dict[str, int]):
             e.g. ``{"embeddings": 9, "fact extractions": 2}``: they may hold the user's
             texts, but most entries are usually other users', so they are not counted
             as this user's data.
+        rewritten: What was rewritten so that no copy of the user's data stays in the
+            files, in words (the records database, its full-text index, the vector
+            index's files, the vector journal).
     """
 
-    def __init__(self, counts: dict[str, int], caches_cleared: dict[str, int]) -> None:
+    def __init__(
+        self,
+        counts: dict[str, int],
+        caches_cleared: dict[str, int],
+        rewritten: Sequence[str] = (),
+    ) -> None:
         super().__init__(counts)
         self.caches_cleared = dict(caches_cleared)
+        self.rewritten = list(rewritten)
 
 
 #: The receipt's words for the records database's tables.

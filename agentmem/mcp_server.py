@@ -1,9 +1,14 @@
 """Serve memory over the Model Context Protocol on stdio (``agentmem mcp``).
 
-The only module that imports the ``mcp`` SDK (the ``mcp`` extra). Four tools wrap the
+The only module that imports the ``mcp`` SDK (the ``mcp`` extra). The tools wrap the
 :class:`~agentmem.Memory` facade: ``remember`` (add what the user said, return the
-changes), ``search``, ``forget`` and ``history``. Every tool takes a ``user_id``; the
-server's default user (``--user`` or ``AGENTMEM_USER``) is used when it is left out.
+changes), ``search``, ``history``, ``forget_memory`` (erase one item and every copy of
+its text) and ``forget`` (erase the user).
+
+Who a call is about is a boundary, not a convenience: a server started for one user
+(``agentmem mcp --user ana``) serves that user only, and a call naming another user is
+refused; a server started without one serves whoever each call names, and a call that
+names nobody (or a blank id) is refused rather than given a default user.
 
 Stdout carries the protocol and nothing else: logging goes to stderr. Errors agentmem
 raises on purpose come back as tool errors carrying the message and the hint; the
@@ -29,7 +34,8 @@ INSTRUCTIONS = (
     "Long-term memory of the user. Call `remember` with what the user said that is worth "
     "keeping (one turn at a time); call `search` before answering questions about the "
     "user; items with current=false no longer hold (superseded_by names what replaced "
-    "them). `forget` erases everything about the user."
+    "them). `forget_memory` erases one item for good; `forget` erases everything about "
+    "the user."
 )
 
 
@@ -99,21 +105,55 @@ def _search_item(record: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _jsonable(record.get(key)) for key in keys}
 
 
-def build_server(memory: Memory, default_user: str) -> Any:
+def user_scope(served: str | None) -> Callable[[str | None], str]:
+    """Return the check that turns a call's ``user_id`` into the user it may reach.
+
+    Args:
+        served: The one user the server serves, or ``None`` for a server whose calls each
+            name their user.
+
+    The check raises :class:`~agentmem.errors.InputError` for a blank id, for a call
+    naming no user on a server that serves everyone, and for a call naming another user
+    on a server that serves one (without saying whether that user exists).
+    """
+
+    def user_of(user_id: str | None) -> str:
+        if user_id is not None and (not isinstance(user_id, str) or not user_id.strip()):
+            raise InputError(
+                "user_id is blank",
+                hint="name the user, or leave user_id out on a server started with --user",
+            )
+        if served is None:
+            if user_id is None:
+                raise InputError(
+                    "this server serves several users: name the user with user_id",
+                    hint="or start the server for one user: agentmem mcp --user NAME",
+                )
+            return user_id
+        if user_id is not None and user_id != served:
+            raise InputError(
+                "this server serves one user only; user_id names another",
+                hint="leave user_id out, or connect to a server started for that user",
+            )
+        return served
+
+    return user_of
+
+
+def build_server(memory: Memory, served_user: str | None) -> Any:
     """Return an MCP server whose tools read and write ``memory``.
 
     Args:
         memory: The memory to serve (the caller closes it).
-        default_user: The user a call without ``user_id`` is about.
+        served_user: The one user this server serves (calls naming another are
+            refused), or ``None``: every call names its user.
 
     Raises:
         MissingExtraError: The ``mcp`` SDK is not installed.
     """
     server_class, tool_error = _server_classes()
     server = server_class("agentmem", instructions=INSTRUCTIONS)
-
-    def user_of(user_id: str | None) -> str:
-        return default_user if user_id is None or user_id == "" else user_id
+    user_of = user_scope(served_user)
 
     def tool(function: _F) -> _F:
         """Register ``function`` as a tool whose typed errors become tool errors."""
@@ -183,9 +223,29 @@ def build_server(memory: Memory, default_user: str) -> Any:
 
     @tool
     def forget(user_id: str | None = None) -> dict[str, Any]:
-        """Erase everything memory holds about the user; return what was removed."""
+        """Erase everything memory holds about the user; return what was removed.
+
+        Nothing of the user stays on disk: the files that held their data are rewritten
+        (listed under "rewritten").
+        """
         receipt = memory.forget(user_of(user_id))
-        return {"removed": dict(receipt), "caches_cleared": dict(receipt.caches_cleared)}
+        return {
+            "removed": dict(receipt),
+            "caches_cleared": dict(receipt.caches_cleared),
+            "rewritten": list(receipt.rewritten),
+        }
+
+    @tool
+    def forget_memory(memory_id: str, user_id: str | None = None) -> dict[str, Any]:
+        """Erase one memory item for good; return what was erased.
+
+        The item, the turn it came from and everything derived from that turn or quoting
+        it lose their text, history included (each keeps a tombstone without content),
+        and their vectors are removed from disk. To end an item but keep its history,
+        say the correction with remember instead.
+        """
+        result = memory.delete(memory_id, user_id=user_of(user_id), erase=True)
+        return {"events": _jsonable(result.events)}
 
     @tool
     def history(memory_id: str, user_id: str | None = None) -> dict[str, Any]:
@@ -196,12 +256,15 @@ def build_server(memory: Memory, default_user: str) -> Any:
     return server
 
 
-def serve(memory: Memory, default_user: str) -> None:
+def serve(memory: Memory, served_user: str | None) -> None:
     """Serve ``memory`` over MCP on stdio until the client closes the connection.
 
     Raises:
         MissingExtraError: The ``mcp`` SDK is not installed.
     """
-    server = build_server(memory, default_user)
-    logger.info("serving agentmem over MCP on stdio (default user %r)", default_user)
+    server = build_server(memory, served_user)
+    logger.info(
+        "serving agentmem over MCP on stdio (%s)",
+        f"user {served_user!r} only" if served_user else "each call names its user",
+    )
     server.run("stdio")

@@ -375,7 +375,8 @@ class Memory:
         *,
         user_id: str,
         at: datetime | str | None = None,
-        reason: str = "deleted by user",
+        reason: str | None = None,
+        erase: bool = False,
     ) -> ChangeResult:
         """Delete an item (giving ``reason`` in its history); it stays in history and exports.
 
@@ -384,6 +385,12 @@ class Memory:
         only from its turns or quoting it are deleted too, and deleting a fact also ends
         what still asserts its value (the turns that stated it, say).
 
+        With ``erase=True`` the text goes for good: the item, the turn it came from and
+        everything derived from that turn or quoting it keep only a tombstone (id,
+        structure, validity, provenance, and a DELETE event saying it was erased), their
+        histories lose their texts, their vectors are removed and the files rewritten,
+        so no copy stays on disk (see :meth:`MemoryManager.erase`).
+
         Raises:
             NotFoundError: No such item for this user.
         """
@@ -391,6 +398,14 @@ class Memory:
         user_id = check_user(user_id)
         moment = moment_of(at, "at")
         with self._lock:
+            if erase:
+                changes = self.manager.erase(
+                    memory_id, user_id=user_id, reason=reason or "erased by user", at=moment
+                )
+                return ChangeResult(
+                    [event_of(c) for c in changes], 0, time.perf_counter() - started
+                )
+            reason = reason or "deleted by user"
             changes = self.manager.delete(memory_id, user_id=user_id, reason=reason, at=moment)
         return ChangeResult([event_of(c) for c in changes], 0, time.perf_counter() - started)
 
@@ -410,7 +425,7 @@ class Memory:
         with self._lock:
             for key in [k for k in self._sessions if k[0] == user_id]:
                 del self._sessions[key]
-            return self.manager.forget(user_id)
+            return self.components.forget(user_id)
 
     def export(self, user_id: str, path: str | Path | None = None) -> dict[str, Any]:
         """Return (and optionally write as JSON) everything memory holds about a user."""

@@ -9,7 +9,7 @@ deleted in place, :class:`Browsable` for structures the chat app can show, and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -245,6 +245,31 @@ class VectorStore(Protocol):
 
     def drop(self, store: str, user_id: str) -> int:
         """Remove every vector of a structure's user; return how many there were."""
+        ...
+
+
+@runtime_checkable
+class ErasableVectors(Protocol):
+    """A vector index that can erase so that no copy stays in its files.
+
+    :class:`~agentmem.storage.vectors.VectorIndex` is one; the memory manager uses it to
+    forget a user or erase an item for good.
+    """
+
+    def user_stores(self, user_id: str) -> list[str]:
+        """Return every structure holding vectors of a user (configured or not)."""
+        ...
+
+    def drop(self, store: str, user_id: str) -> int:
+        """Remove every vector of a structure's user; return how many there were."""
+        ...
+
+    def erase(self, user_id: str, ids: Collection[str]) -> int:
+        """Remove a user's vectors by id from every structure; return how many went."""
+        ...
+
+    def compact(self) -> list[str]:
+        """Rewrite the files so that removed vectors leave no copy; say what was rewritten."""
         ...
 
 

@@ -136,17 +136,19 @@ def test_memory_tools_save_search_and_forget_in_a_tool_loop(memory: Memory) -> N
     assert item["memory"] == "user: My locker code is 4411."
     assert item["current"] is True and item["valid_from"] is not None
     assert item["source_turn_ids"] == saved["turn_ids"]
+    # Forgetting erases: the item keeps a tombstone, its text is gone, history included.
     assert forgotten["events"][0] == {
         "event": "DELETE",
         "id": item["id"],
-        "memory": "user: My locker code is 4411.",
+        "memory": "[erased]",
         "store": "turns",
-        "reason": "deleted by user",
+        "reason": "erased by user",
         "current": False,
     }
     assert messages[-1].text.startswith("Done")
     assert memory.get_all(user_id="ana") == []
     assert memory.get(item["id"], user_id="ana")["current"] is False
+    assert "4411" not in json.dumps(memory.export("ana"), default=str)
 
 
 def test_memory_tools_describe_themselves_and_report_errors_to_the_model(

@@ -10,7 +10,6 @@ a callback for the UI thread. The dialogs they open are in :mod:`tui.screens`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 from textual.app import SystemCommand
 
 from agentmem.agent import Agent
+from agentmem.appfiles import LAST_ANSWER_FILE, export_file
 from agentmem.errors import AgentMemError
 from agentmem.manager import MemoryManager
 from agentmem.tui.conversation import Conversation
@@ -130,7 +130,7 @@ def export_user(app: ChatApp) -> None:
     """Write everything memory holds about this user to a JSON file in the data dir."""
     user_id = app.agent.user_id
     stamp = utcnow().strftime("%Y%m%dT%H%M%S")
-    path = Path(app.components.config.data_dir) / f"export-{_file_safe(user_id)}-{stamp}.json"
+    path = export_file(Path(app.components.config.data_dir), user_id, stamp)
 
     def job() -> Callable[[], None]:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,10 +139,6 @@ def export_user(app: ChatApp) -> None:
         return partial(app.notify, f"Exported {counts} to {path}", title="Exported")
 
     app.run_command("exporting", job)
-
-
-#: Where the last answer is written when copied (the clipboard cannot confirm receipt).
-LAST_ANSWER_FILE = "last-answer.txt"
 
 
 def copy_answer(app: ChatApp) -> None:
@@ -189,7 +185,7 @@ def forget_user(app: ChatApp, user_id: str) -> None:
     old = app.agent
 
     def job() -> Callable[[], None]:
-        receipt = app.memory.forget(user_id)
+        receipt = app.components.forget(user_id)
         app.agent = _agent_like(old, app.memory, user_id)
         message = receipt_text(user_id, receipt)
 
@@ -213,7 +209,3 @@ def _agent_like(agent: Agent, memory: MemoryManager, user_id: str) -> Agent:
         system_prompt=agent.system_prompt,
         clock=agent.clock,
     )
-
-
-def _file_safe(text: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", text)[:64] or "user"

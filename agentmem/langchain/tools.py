@@ -52,9 +52,9 @@ def memory_tools(
         return _json({"turn_ids": result.turn_ids, "events": _events(result)})
 
     def forget_memory(item_id: str) -> str:
-        """Forget one memory item by its id (as search_memory returns it)."""
+        """Forget one memory item by its id (as search_memory returns it): its text is erased."""
         with _tool_errors():
-            result = memory.delete(item_id, user_id=user_id)
+            result = memory.delete(item_id, user_id=user_id, erase=True)
         return _json({"events": _events(result)})
 
     return [

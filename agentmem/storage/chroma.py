@@ -13,6 +13,8 @@ downloads its default model.
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -262,6 +264,10 @@ class Partitions:
                 return None
             raise
 
+    def existing_named(self, name: str) -> Any:
+        """Return the collection called ``name``, or ``None`` (no handle is kept)."""
+        return self._handles.get(name) or self._existing(name)
+
     def existing(self, store: str, user_id: str) -> list[tuple[bool, Any]]:
         """Return ``(history, collection)`` of the partitions that exist: current first."""
         found = [
@@ -353,3 +359,40 @@ class Partitions:
                 result["ids"][0], result["distances"][0], result["metadatas"][0], strict=True
             )
         ]
+
+
+#: A chromadb segment folder's name: the segment's UUID.
+_SEGMENT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def compact_folder(path: Path) -> int:
+    """Remove the index files of dropped collections and rebuild chromadb's SQLite file.
+
+    chromadb 1.5 deletes a dropped collection's rows but leaves its HNSW segment folder
+    (named by the segment's UUID) with every vector in it; a folder no segment row names
+    any more is such a leftover. Its SQLite file keeps deleted rows (the vectors of the
+    write log among them) in free pages until ``VACUUM`` rebuilds it. Return how many
+    folders were removed.
+
+    Raises:
+        StorageError: The SQLite file could not be read or rebuilt.
+    """
+    database = path / "chroma.sqlite3"
+    if not database.is_file():
+        return 0
+
+    def rewrite() -> int:
+        connection = sqlite3.connect(database, timeout=30, isolation_level=None)
+        try:
+            live = {row[0] for row in connection.execute("SELECT id FROM segments")}
+            removed = 0
+            for folder in path.iterdir():
+                if folder.is_dir() and _SEGMENT.match(folder.name) and folder.name not in live:
+                    shutil.rmtree(folder)
+                    removed += 1
+            connection.execute("VACUUM")
+            return removed
+        finally:
+            connection.close()
+
+    return guarded("compacting the vector index", str(path), rewrite)

@@ -145,6 +145,21 @@ class Journal:
             for seq, store, user, item, blob, m in found
         ]
 
+    def compact(self) -> None:
+        """Rebuild the file and truncate its log, so deleted vectors leave no copy in them.
+
+        Raises:
+            StorageError: The journal could not be rewritten.
+        """
+
+        def rewrite() -> None:
+            db = self._connection()
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        with self._lock:
+            self._guard("journal compaction", rewrite)
+
     def close(self) -> None:
         """Close the file; idempotent."""
         with self._lock:

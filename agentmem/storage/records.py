@@ -17,11 +17,19 @@ later failure; memory items are invalidated, never deleted, except by :meth:`Rec
 - :mod:`~agentmem.storage.documents`: documents under a namespace and key (the LangGraph
   store);
 - here: erasure, which spans every table.
+
+Erasure leaves no copy behind in the database file: deleted or blanked rows still sit in
+SQLite's free pages, in the full-text index's older segments and in the write-ahead log
+until they are overwritten, so :meth:`Records.compact` merges the index, rewrites the file
+(``VACUUM``) and empties the log after every erasure.
 """
 
 from __future__ import annotations
 
-from sqlmodel import delete
+from collections.abc import Collection
+
+from sqlalchemy import text
+from sqlmodel import col, delete, select, update
 
 from agentmem.storage.database import database_url
 from agentmem.storage.dialogue import MAX_TURN_CHARS, DialogueRecords
@@ -38,6 +46,7 @@ from agentmem.storage.tables import (
     UserRow,
 )
 from agentmem.storage.work_queue import WorkQueue
+from agentmem.types import utcnow
 
 
 class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords):
@@ -75,8 +84,131 @@ class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords):
                 receipt[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
         return receipt
 
+    def erase(self, user_id: str, item_ids: Collection[str], turn_ids: Collection[int]) -> int:
+        """Blank items and turns of a user, keeping tombstones; return how many rows changed.
+
+        An erased item keeps its id, structure, kind, validity and source turn ids (no
+        content), its text becomes :data:`ERASED` and its metadata only says it was
+        erased; every event of its history loses its texts and reason, and one ``DELETE``
+        event saying so is added. An erased turn keeps its place in its session with the text
+        :data:`ERASED`. A document whose turn is erased is ended and blanked. Run
+        :meth:`compact` afterwards for the bytes to leave the file.
+        """
+        items, turns = sorted(set(item_ids)), sorted(set(turn_ids))
+        changed = 0
+        with self.session() as s:
+            for chunk in _chunks(items):
+                changed += _count(
+                    s.execute(
+                        update(MemoryItemRow)
+                        .where(
+                            col(MemoryItemRow.user_id) == user_id, col(MemoryItemRow.id).in_(chunk)
+                        )
+                        .values(text=ERASED, metadata_={"erased": True}, updated_at=utcnow())
+                    )
+                )
+                s.execute(
+                    update(ItemEventRow)
+                    .where(
+                        col(ItemEventRow.user_id) == user_id, col(ItemEventRow.item_id).in_(chunk)
+                    )
+                    .values(old_text=None, new_text=None, reason="")
+                )
+                for item_id in chunk:
+                    s.add(
+                        ItemEventRow(
+                            item_id=item_id, user_id=user_id, action="DELETE", reason=ERASED_REASON
+                        )
+                    )
+            for chunk in _chunks(turns):
+                changed += _count(
+                    s.execute(
+                        update(TurnRow)
+                        .where(col(TurnRow.user_id) == user_id, col(TurnRow.id).in_(chunk))
+                        .values(text=ERASED, metadata_={"erased": True})
+                    )
+                )
+                s.execute(
+                    update(DocumentRow)
+                    .where(col(DocumentRow.user_id) == user_id, col(DocumentRow.turn_id).in_(chunk))
+                    .values(
+                        value={},
+                        text="",
+                        ended_at=utcnow(),
+                        end_reason="erased",
+                    )
+                )
+        return changed
+
+    def erase_event_texts(self, user_id: str, item_ids: Collection[str]) -> None:
+        """Blank the texts of some history events of a user's items (quotes of erased text)."""
+        with self.session() as s:
+            for chunk in _chunks(sorted(set(item_ids))):
+                s.execute(
+                    update(ItemEventRow)
+                    .where(
+                        col(ItemEventRow.user_id) == user_id, col(ItemEventRow.item_id).in_(chunk)
+                    )
+                    .values(old_text=None, new_text=None)
+                )
+
+    def event_texts(self, user_id: str) -> list[tuple[str, str]]:
+        """Return ``(item id, text)`` for every text in the user's item histories."""
+        with self.session() as s:
+            rows = s.exec(
+                select(ItemEventRow.item_id, ItemEventRow.old_text, ItemEventRow.new_text).where(
+                    ItemEventRow.user_id == user_id
+                )
+            )
+            return [(i, t) for i, old, new in rows for t in (old, new) if t]
+
+    def compact(self) -> list[str]:
+        """Rewrite the database so that no deleted or blanked data stays in the file.
+
+        On SQLite: the full-text index is merged into one segment (older segments keep
+        the words of deleted turns), the file is rebuilt (``VACUUM``: free pages and the
+        unused space of pages keep old rows) and the write-ahead log is checkpointed and
+        truncated (it keeps old page images). On a server database, ``VACUUM`` marks the
+        dead rows' space free (the server reuses it; only ``VACUUM FULL``, which locks the
+        tables, rewrites the files at once). Return what was rewritten, in words.
+
+        Raises:
+            StorageError: The database is busy or failed.
+        """
+        done: list[str] = []
+        with self._guarded(), self.engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            if self._sqlite:
+                if self._turn_search:
+                    connection.execute(text("INSERT INTO turns_fts(turns_fts) VALUES ('optimize')"))
+                    done.append("the full-text index of turns (merged)")
+                connection.execute(text("VACUUM"))
+                connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+                done.append("the records database (VACUUM, log truncated)")
+            elif self.engine.dialect.name == "postgresql":
+                for table in ("turns", "memory_items", "item_events", "documents", "pending_work"):
+                    connection.execute(text(f"VACUUM {table}"))
+                done.append("the records database (VACUUM)")
+        return done
+
+
+#: The text an erased item or turn keeps: a tombstone says something was there, not what.
+ERASED = "[erased]"
+#: The reason of the event that records an erasure in an item's history.
+ERASED_REASON = "erased: its text was removed everywhere"
+
+
+def _chunks(values: list, size: int = 500) -> list[list]:  # type: ignore[type-arg]
+    return [values[n : n + size] for n in range(0, len(values), size)]
+
+
+def _count(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
 
 __all__ = [
+    "ERASED",
+    "ERASED_REASON",
     "MAX_TURN_CHARS",
     "DocumentRow",
     "ItemEventRow",

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -56,6 +56,7 @@ from agentmem.storage.chroma import (
     Placed,
     by_partition,
     collection_name,
+    compact_folder,
     is_current,
     open_client,
 )
@@ -125,6 +126,7 @@ class VectorIndex:
         exact_limit: int | None = None,
     ) -> None:
         self.embedder = embedder
+        self._path = Path(path) if path is not None and not url else None
         self._function = AgentMemEmbeddingFunction(embedder)
         # ef_search 400: at 100k vectors a collection's recall@10 against exact search is
         # 0.97-0.98 at chromadb's 100 and 0.98-1.0 at 400, for about 1 ms more a query
@@ -526,6 +528,93 @@ class VectorIndex:
                 )
                 self._chroma.forget(name)
         return held
+
+    def erase(self, user_id: str, ids: Collection[str]) -> int:
+        """Remove a user's vectors by id from every structure, leaving no copy in the files.
+
+        A deleted HNSW element keeps its vector in the index file (it is only marked
+        deleted), so each collection that held one of ``ids`` is rebuilt from what it keeps;
+        :meth:`compact` then removes the old files. Return how many vectors were erased.
+
+        Raises:
+            StorageError: chromadb failed.
+        """
+        wanted = set(ids)
+        if not wanted:
+            return 0
+        self.flush()
+        erased = 0
+        for store in self.user_stores(user_id):
+            kept_ids: list[str] = []
+            kept_vectors: list[np.ndarray] = []
+            kept_metadata: list[dict[str, Any]] = []
+            found = 0
+            for _history, collection in self._chroma.existing(store, user_id):
+                everything = ["embeddings", "metadatas"]
+                stored = self._chroma.call("vector read", collection.get, include=everything)
+                for item_id, vector, metadata in zip(
+                    stored["ids"], stored["embeddings"], stored["metadatas"], strict=True
+                ):
+                    if item_id in wanted:
+                        found += 1
+                        continue
+                    kept_ids.append(item_id)
+                    kept_vectors.append(np.asarray(vector, dtype=np.float32))
+                    kept_metadata.append(dict(metadata or {}))
+            if not found:
+                continue
+            erased += found
+            self.drop(store, user_id)
+            if kept_ids:
+                self._chroma.write(store, user_id, kept_ids, np.stack(kept_vectors), kept_metadata)
+        return erased
+
+    def user_stores(self, user_id: str) -> list[str]:
+        """Return the structures (vector collection names) holding vectors of a user.
+
+        Raises:
+            StorageError: chromadb failed.
+        """
+        self._flush_all_upserts()
+        suffix = "-" + collection_name("", user_id).rsplit("-", 1)[1]
+        listed = self._chroma.call("listing vector collections", self.client.list_collections)
+        stores = set()
+        for entry in listed:
+            name = entry.name if hasattr(entry, "name") else str(entry)
+            if not name.endswith(suffix):
+                continue
+            found = self._chroma.call(
+                f"opening vector collection {name}", self._chroma.existing_named, name
+            )
+            if found is not None:
+                stores.add(str((found.metadata or {}).get("store", "")))
+        return sorted(s for s in stores if s)
+
+    def compact(self) -> list[str]:
+        """Rewrite the folder's files so that no erased vector stays in them.
+
+        chromadb leaves a dropped collection's index files behind (no longer referenced,
+        but holding every vector), and its SQLite file and our journal keep deleted rows in
+        free pages. The unreferenced index folders are removed, and both SQLite files are
+        rebuilt (``VACUUM``). A Chroma server rewrites its own files; nothing is done here.
+        Return what was rewritten, in words.
+
+        Raises:
+            StorageError: A file could not be rewritten.
+        """
+        if self._path is None:
+            return []
+        self.flush()
+        done = []
+        with self._lock:
+            removed = compact_folder(self._path)
+        if removed:
+            done.append(f"vector index files of {removed} dropped collection(s) (removed)")
+        done.append("the vector index database (VACUUM)")
+        if self._shared is not None and self._shared.journal is not None:
+            self._shared.journal.compact()
+            done.append("the vector journal (VACUUM, log truncated)")
+        return done
 
     def copied(self) -> dict[str, int]:
         """Return the partitions held for exact search: collection name -> vectors.
