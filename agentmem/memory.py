@@ -33,7 +33,7 @@ from agentmem.config import load_config
 from agentmem.errors import AgentMemError, InputError
 from agentmem.factory import Components, build
 from agentmem.fusion import ITEM_OVERHEAD
-from agentmem.inputs import check_unicode, check_user, moment_of, turn_specs
+from agentmem.inputs import check_plain, check_unicode, check_user, moment_of, turn_specs
 from agentmem.manager import ForgetReceipt, MemoryManager
 from agentmem.protocols import ChatModel, StoreContext
 from agentmem.results import (
@@ -171,7 +171,8 @@ class Memory:
                 open session in this ``Memory`` is used (one is started the first time);
                 :meth:`end_session` closes it.
             timestamp: The dialogue time of the messages (now by default); validity
-                (``valid_from``, ``invalid_at``) is measured in dialogue time.
+                (``valid_from``, ``invalid_at``) is measured in dialogue time. A time with
+                an offset is converted to UTC; a naive one is taken as UTC.
             metadata: JSON metadata for the turns; search filters can match it.
 
         Raises:
@@ -253,7 +254,7 @@ class Memory:
             filters: Equality filters: ``store``, ``kind``, ``current``, ``agent_id`` and
                 ``session_id`` match the item's fields, any other key its metadata; a
                 list value matches any of its elements.
-            as_of: Return what was valid at this dialogue time.
+            as_of: Return what was valid at this dialogue time (naive: UTC).
             include_history: Also return invalidated items (``current`` is False).
             agent_id: Only items of this agent (and items with no agent).
 
@@ -283,7 +284,7 @@ class Memory:
                 Scope(user_id, agent_id),
                 budget_tokens=_NO_BUDGET,
                 k=per_store,
-                as_of=moment_of(as_of, "as_of"),
+                as_of=moment_of(as_of, "as_of", stored=False),
                 include_history=include_history,
                 structures=[store] if isinstance(store, str) else None,
             )
@@ -354,14 +355,16 @@ class Memory:
 
         Raises:
             NotFoundError: No such item for this user.
-            InputError: The text is empty, the item is no longer current (history is
-                kept as it was), or its structure cannot edit items.
+            InputError: The text is empty or holds a control character, the item is no
+                longer current (history is kept as it was), or its structure cannot edit
+                items.
         """
         started = time.perf_counter()
         user_id = check_user(user_id)
         if not isinstance(text, str) or not text.strip():
             raise InputError("the new text is empty")
         check_unicode(text, "the new text")
+        check_plain(text, "the new text")
         moment = moment_of(at, "at")
         with self._lock:
             changes = self.manager.update(
