@@ -590,6 +590,7 @@ BAD_FILES: dict[str, tuple[bytes, str]] = {
         "turn 1 of session_1: its text is not plain text: character 7 of 9 is the control "
         "character U+0000",
     ),
+    "escape-in-a-sample-id": (as_json([sample("s\x1b]0;x\x07")]), "sample_id is not plain text"),
     "escape-in-a-speaker": (
         as_json([sample(conversation={"session_1": [{"speaker": "\x1b[2J", "text": "hi"}]})]),
         "its speaker is not plain text",
