@@ -10,6 +10,8 @@ Every error agentmem raises on purpose derives from :class:`AgentMemError`::
     ├── StorageError              the records database or the vector index failed
     │   ├── DataDirLockedError    another process holds the data directory
     │   ├── DatabaseBusyError     another writer kept the records database locked too long
+    │   ├── DiskFullError         the disk holding the data is full; retry once space is freed
+    │   ├── ReadOnlyError         a write to memory opened read-only, or to a read-only folder
     │   └── ConstraintViolationError  a write broke a constraint (e.g. an id already stored)
     ├── EmbeddingError            the embedder failed
     └── ModelError                a chat model failed; ``retryable`` says if a retry can help
@@ -95,6 +97,25 @@ class DatabaseBusyError(StorageError):
     """
 
     retryable = True
+
+
+class DiskFullError(StorageError):
+    """The disk (or the database's size limit) left no room for a write.
+
+    Nothing is damaged: the write that failed was rolled back, what was stored before it
+    is intact, and the same call succeeds once space is freed. A turn already stored
+    stays pending and is folded in by the next write or resume.
+    """
+
+    retryable = True
+
+
+class ReadOnlyError(StorageError):
+    """A write reached memory opened read-only, or a data folder this process cannot write.
+
+    Reading works on such a folder (``Memory(..., read_only=True)``, or the ``agentmem
+    memory`` commands that only read); a write needs the folder writable.
+    """
 
 
 class ConstraintViolationError(StorageError):

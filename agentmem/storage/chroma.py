@@ -12,6 +12,7 @@ downloads its default model.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +27,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.config import Settings
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from agentmem.errors import AgentMemError, ConfigError, StorageError
+from agentmem.errors import AgentMemError, ConfigError, DiskFullError, ReadOnlyError, StorageError
 from agentmem.protocols import Embedder
 
 T = TypeVar("T")
@@ -110,6 +111,18 @@ def storage_error(action: str, exc: BaseException, *, where: str) -> StorageErro
     text = str(exc) or type(exc).__name__
     lowered = text.lower()
     server = where.startswith(("http://", "https://"))
+    if is_disk_full(exc):
+        # SQLite rolls a full write back and chromadb's own files are written whole or not
+        # at all, so nothing is damaged: after freeing space the same call succeeds.
+        return DiskFullError(
+            f"{action} failed: the disk is full ({text})",
+            hint=f"free space on the disk that holds {where}, then retry; what was "
+            "stored before is intact",
+        )
+    if not server and (
+        isinstance(exc, PermissionError) or "readonly" in lowered or "read-only" in lowered
+    ):
+        return ReadOnlyError(f"{action} failed: {text}", hint=f"make {where} writable by this user")
     transient = isinstance(exc, ConnectionError | TimeoutError) or any(
         word in lowered for word in _TRANSIENT
     )
@@ -117,10 +130,6 @@ def storage_error(action: str, exc: BaseException, *, where: str) -> StorageErro
         hint = f"check that the Chroma server at {where} is running and reachable, then retry"
     elif transient:
         hint = "another thread or process is using the index; retry in a moment"
-    elif isinstance(exc, PermissionError) or "readonly" in lowered or "read-only" in lowered:
-        hint = f"make {where} writable by this user"
-    elif isinstance(exc, OSError) and exc.errno == 28 or "disk is full" in lowered:
-        hint = f"free disk space where {where} lives"
     elif isinstance(exc, sqlite3.DatabaseError) or "no such table" in lowered:
         hint = (
             f"the vector index in {where} is damaged or was changed by another program: "
@@ -131,6 +140,20 @@ def storage_error(action: str, exc: BaseException, *, where: str) -> StorageErro
     else:
         hint = f"the vector index in {where} failed; see the cause above"
     return StorageError(f"{action} failed: {text}", hint=hint, retryable=transient)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Return whether ``exc`` says the disk (or a size limit) left no room for a write.
+
+    SQLite says "database or disk is full" (result code 13, SQLITE_FULL), through Python's
+    sqlite3 and through chromadb's Rust bindings alike; a file write says ENOSPC.
+    """
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == 13:
+        return True
+    lowered = str(exc).lower()
+    return "disk is full" in lowered or "no space left on device" in lowered
 
 
 def guarded(action: str, where: str, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

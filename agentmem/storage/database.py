@@ -24,6 +24,8 @@ from sqlmodel import Session, SQLModel, create_engine
 from agentmem.errors import (
     ConstraintViolationError,
     DatabaseBusyError,
+    DiskFullError,
+    ReadOnlyError,
     StorageError,
     folder_error,
 )
@@ -159,8 +161,14 @@ def storage_error(exc: SQLAlchemyError | sqlite3.Error, *, timeout: float | None
         return ConstraintViolationError(
             f"the records database refused a write: {message}", hint=hint
         )
+    if code == _FULL or (code is None and "disk is full" in lowered) or "no space left" in lowered:
+        return DiskFullError(
+            f"the disk is full: the records database cannot grow ({message})",
+            hint="free space on the disk that holds the data folder, then retry; nothing "
+            "was written, and what was stored before is intact",
+        )
     if code == _READONLY or "readonly database" in lowered:
-        return StorageError(
+        return ReadOnlyError(
             f"the records database is read-only: {message}",
             hint="make the database file and its folder writable (SQLite also writes "
             "-wal and -shm files beside it), or open it without mode=ro",
@@ -170,12 +178,6 @@ def storage_error(exc: SQLAlchemyError | sqlite3.Error, *, timeout: float | None
             f"the records database file is damaged or is not a database: {message}",
             hint="restore the file from a backup, or point --data-dir (or the database URL) "
             "at another location",
-        )
-    if code == _FULL:
-        return StorageError(
-            f"the records database cannot grow: {message}",
-            hint="free space on the disk that holds the data folder; nothing was written",
-            retryable=True,
         )
     if code == _CANTOPEN:
         return StorageError(
