@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
@@ -17,9 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from agentmem.errors import InputError, NotFoundError
+from agentmem.storage.locking import LOCK_NAME
 from agentmem.terminal import shown
 
 if TYPE_CHECKING:  # the memory stack loads only when a memory command runs
+    from agentmem.config import Config
     from agentmem.memory import Memory
     from agentmem.results import MemoryRecord
 
@@ -108,6 +111,11 @@ def _open(args: argparse.Namespace) -> tuple[Memory, str]:
     miss the items of a structure the chat used but this command's configuration leaves
     out, and forgetting must reach the search index of every structure.
 
+    A data folder this process may not write (another user's, a mounted backup) is opened
+    read-only by the commands that only read (sessions, search, export); a writable one
+    as the chat opens it, so nothing is copied and what a killed process left journaled
+    is written.
+
     Raises:
         ConfigError: The configuration is invalid.
         NotFoundError: Nothing has been kept in the data folder yet.
@@ -131,8 +139,19 @@ def _open(args: argparse.Namespace) -> tuple[Memory, str]:
             f"no memory is kept in {config.data_dir}",
             hint="pass the --data-dir (or AGENTMEM_HOME) that 'agentmem chat' used",
         )
-    config = with_overrides(config, stores=[*config.stores, "all"])
+    reading = args.memory_command != "forget" and not _writable(config)
+    config = with_overrides(config, stores=[*config.stores, "all"], read_only=reading or None)
     return Memory.from_components(build(config, model=None)), where
+
+
+def _writable(config: Config) -> bool:
+    """Return whether this process may write the data folder's records and vector index."""
+    if config.database_url is not None or config.chroma_url is not None:
+        return True  # a server's rights are the server's to enforce
+    folder = config.data_dir
+    paths = [folder, folder / "agentmem.sqlite", config.vectors_path]
+    paths += [config.vectors_path / name for name in ("chroma.sqlite3", LOCK_NAME)]
+    return all(os.access(path, os.W_OK) for path in paths if path.exists())
 
 
 def _check_user(memory: Memory, user_id: str, where: str) -> None:

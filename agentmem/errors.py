@@ -79,9 +79,16 @@ def folder_error(folder: object, exc: OSError) -> StorageError:
     reason = exc.strerror or str(exc)
     if isinstance(exc, FileExistsError | NotADirectoryError):
         reason = "a file of that name is in the way"
+    message = f"cannot use {folder} as a data folder: {reason}"
+    if isinstance(exc, PermissionError):
+        return ReadOnlyError(
+            message,
+            hint="this process may not write there: give it write permission, pass "
+            "--data-dir (or AGENTMEM_HOME) a folder it can write, or only read it "
+            "(agentmem memory search/sessions/export, Memory(..., read_only=True))",
+        )
     return StorageError(
-        f"cannot use {folder} as a data folder: {reason}",
-        hint="pass --data-dir (or AGENTMEM_HOME) a folder you can create and write to",
+        message, hint="pass --data-dir (or AGENTMEM_HOME) a folder you can create and write to"
     )
 
 

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from agentmem.config import load_config
-from agentmem.errors import AgentMemError, InputError
+from agentmem.errors import AgentMemError, InputError, ReadOnlyError
 from agentmem.factory import Components, build
 from agentmem.fusion import ITEM_OVERHEAD
 from agentmem.inputs import check_plain, check_unicode, check_user, moment_of, turn_specs
@@ -77,11 +77,17 @@ class Memory:
         config_file: A TOML configuration file.
         env: The environment to read (``os.environ`` by default; ``{}`` ignores it).
         **config: :class:`~agentmem.config.Config` fields, e.g. ``stores=("turns",)``,
-            ``model="none"``, ``database_url=...``, ``chroma_url=...``.
+            ``model="none"``, ``database_url=...``, ``chroma_url=...``, or
+            ``read_only=True``: search, get, history and export a data folder, even one
+            this process may not write (it is held shared with other readers, and its
+            vector index read from a private copy); every method that writes raises
+            :class:`~agentmem.errors.ReadOnlyError`.
 
     Raises:
         ConfigError: A configuration value is invalid.
-        StorageError: The records database or the vector index cannot be opened.
+        StorageError: The records database or the vector index cannot be opened
+            (:class:`~agentmem.errors.ReadOnlyError`: a folder this process may not
+            write, opened without ``read_only=True``).
     """
 
     def __init__(
@@ -180,6 +186,7 @@ class Memory:
             StorageError: The records database failed; nothing was stored.
         """
         started = time.perf_counter()
+        self._writable("add messages")
         user_id = check_user(user_id)
         moment = moment_of(timestamp, "timestamp")
         specs = turn_specs(messages)
@@ -208,6 +215,7 @@ class Memory:
     def resume(self, user_id: str | None = None) -> AddResult | None:
         """Fold in turns that were stored but never memorized; ``None`` if there were none."""
         started = time.perf_counter()
+        self._writable("resume memory writes")
         with self._lock:
             before = self._model_tokens()
             report = self.manager.resume(user_id)
@@ -219,6 +227,7 @@ class Memory:
     def end_session(self, user_id: str, session_id: str | None = None) -> ChangeResult:
         """End a session (default: the user's open one), letting structures consolidate it."""
         started = time.perf_counter()
+        self._writable("end a session")
         user_id = check_user(user_id)
         with self._lock:
             if session_id is None:
@@ -360,6 +369,7 @@ class Memory:
                 items.
         """
         started = time.perf_counter()
+        self._writable("update an item")
         user_id = check_user(user_id)
         if not isinstance(text, str) or not text.strip():
             raise InputError("the new text is empty")
@@ -391,6 +401,7 @@ class Memory:
             NotFoundError: No such item for this user.
         """
         started = time.perf_counter()
+        self._writable("delete an item")
         user_id = check_user(user_id)
         moment = moment_of(at, "at")
         with self._lock:
@@ -409,6 +420,7 @@ class Memory:
         since they may hold the user's texts; their sizes are in the receipt's
         ``caches_cleared``, not among the user's counts.
         """
+        self._writable("forget a user")
         user_id = check_user(user_id)
         with self._lock:
             for key in [k for k in self._sessions if k[0] == user_id]:
@@ -447,6 +459,18 @@ class Memory:
         self.close()
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _writable(self, action: str) -> None:
+        """Refuse a write before anything is done when memory was opened read-only.
+
+        Raises:
+            ReadOnlyError: It was.
+        """
+        if self.components.config.read_only:
+            raise ReadOnlyError(
+                f"cannot {action}: this memory was opened read-only",
+                hint="open it without read_only=True, on a data folder this process may write",
+            )
 
     def _session(
         self, user_id: str, agent_id: str | None, session_id: str | None, moment: datetime | None

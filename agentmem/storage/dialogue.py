@@ -55,8 +55,8 @@ TURN_SEARCH_SCHEMA = (
 class DialogueRecords(Database):
     """The users, sessions and turns of :class:`~agentmem.storage.records.Records`; use that."""
 
-    def __init__(self, url: str | Path) -> None:
-        super().__init__(url)
+    def __init__(self, url: str | Path, *, read_only: bool = False) -> None:
+        super().__init__(url, read_only=read_only)
         self._turn_search = self._sqlite and self._create_turn_search()
 
     def _create_turn_search(self) -> bool:
@@ -72,6 +72,8 @@ class DialogueRecords(Database):
                     exists = connection.execute(
                         text("SELECT 1 FROM sqlite_master WHERE name = 'turns_fts'")
                     ).first()
+                    if self.read_only:  # what is there is searched; nothing is created
+                        return exists is not None
                     for statement in TURN_SEARCH_SCHEMA:
                         connection.execute(text(statement))
                     if exists is None:
