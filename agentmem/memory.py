@@ -268,7 +268,7 @@ class Memory:
             agent_id: Only items of this agent (and items with no agent).
 
         Raises:
-            InputError: The query, ``top_k`` or a filter is not acceptable.
+            InputError: The query, ``top_k``, a filter or ``as_of`` is not acceptable.
         """
         started = time.perf_counter()
         user_id = check_user(user_id)
