@@ -21,7 +21,7 @@ or per path with ``is_singleton=True``) and is dropped by the OS on SIGKILL, but
 records no holder: only its soft (marker-file) fallback knows a pid, so the error could
 not say which process to close, and writing the pid ourselves would keep half of this
 module. Its 4.x package is ~15,700 lines for cases we do not have (soft locks,
-async, Windows oplocks); this module is under 150.
+async, Windows oplocks); this module is about 150.
 """
 
 from __future__ import annotations
@@ -69,7 +69,15 @@ def _holder(path: Path) -> str:
         text = path.read_text(encoding="utf-8").strip()
     except OSError:
         return "another process"
-    return f"process {text}" if text.isdigit() else "another process"
+    if not text.isdigit():
+        return "another process"
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:  # the last writer is gone: readers hold it (they write no pid)
+        return "another process reading it"
+    except OSError:  # alive, another user's
+        pass
+    return f"process {text}"
 
 
 def _in_use(folder: Path, path: Path) -> DataDirLockedError:
