@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from agentmem.errors import AgentMemError
+from agentmem.inputs import CONTROL_CHARACTERS, stored_moment
 from agentmem.manager import MemoryManager, RecallResult, WriteReport
 from agentmem.prompts import DEFAULT_SYSTEM_PROMPT, chat_messages, recall_only_answer
 from agentmem.protocols import ChatModel
@@ -133,16 +134,17 @@ class Agent:
             text: What the user said.
             on_token: Called with each chunk of the answer as it streams.
             on_recall: Called with the recall before the model is asked.
-            timestamp: The dialogue time of the turn (now by default).
+            timestamp: The dialogue time of the turn (now by default); an aware time is
+                converted to UTC.
 
         Raises:
-            InputError: ``text`` is not acceptable; nothing was stored.
+            InputError: ``text`` or ``timestamp`` is not acceptable; nothing was stored.
             ModelError: The model failed; the user's turn is stored and remembered, and
                 the error's ``turn_id`` names it.
             StorageError: The database failed.
         """
         started = time.perf_counter()
-        moment = timestamp or self.clock()
+        moment = stored_moment(timestamp or self.clock(), "timestamp")
         user_turn = self.records.add_turn(
             self.user_id,
             self.session_id,
@@ -190,7 +192,7 @@ class Agent:
             self.session_id,
             "assistant",
             "assistant",
-            answer or "(empty answer)",
+            _storable(answer),
             timestamp=moment,
             agent_id=self.agent_id,
             metadata={"recall_only": self.model is None, "quotes_memory": self.model is None},
@@ -280,6 +282,17 @@ class Agent:
         except AgentMemError as exc:  # the turns stay pending and are resumed later
             logger.warning("could not write turns into memory: %s", exc)
             return WriteReport(tuple(t.id for t in turns), failures={"memory": str(exc)})
+
+
+def _storable(answer: str) -> str:
+    """Return a model's answer as a turn can hold it.
+
+    The model is not the user: its stray control characters (a terminal escape it
+    echoed, a NUL) are dropped rather than refusing a turn whose question is already
+    stored, and an answer with nothing left is recorded as empty.
+    """
+    kept = CONTROL_CHARACTERS.sub("", answer)
+    return kept if kept.strip() else "(empty answer)"
 
 
 __all__ = ["Agent", "Budget", "TurnResult"]

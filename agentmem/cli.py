@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, ConsoleRenderable
 from rich.logging import RichHandler
-from rich.markup import escape
 
 from agentmem.errors import (
     AgentMemError,
@@ -24,6 +23,7 @@ from agentmem.errors import (
     ModelError,
     NotFoundError,
 )
+from agentmem.terminal import markup_safe, visible
 
 logger = logging.getLogger(__name__)
 
@@ -136,12 +136,20 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     replay.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
 
 
+class _VisibleRichHandler(RichHandler):
+    """A rich log handler that shows control characters in messages (they quote ids,
+    file names and stored text) instead of sending them to the terminal."""
+
+    def render_message(self, record: logging.LogRecord, message: str) -> ConsoleRenderable:
+        return super().render_message(record, visible(message))
+
+
 def _setup_logging(verbosity: int, console: Console) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(
         level=level,
         format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
+        handlers=[_VisibleRichHandler(console=console, show_path=False)],
         force=True,
     )
     for noisy in ("httpx", "chromadb", "sentence_transformers", "transformers"):
@@ -150,10 +158,10 @@ def _setup_logging(verbosity: int, console: Console) -> None:
 
 def _report(console: Console, exc: AgentMemError) -> None:
     message = str(exc.args[0]) if exc.args else type(exc).__name__
-    # Messages quote user input (paths, text): never read them as markup.
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
+    # Messages quote user input (paths, ids, text): never read them as markup or escapes.
+    console.print(f"[bold red]error:[/] {markup_safe(message)}", highlight=False, markup=True)
     if exc.hint:
-        console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
+        console.print(f"[yellow]hint:[/] {markup_safe(exc.hint)}", highlight=False)
 
 
 def main(
@@ -302,8 +310,8 @@ def _plain_chat(
     model = agent.model.name if agent.model is not None else "none (recall only)"
     if interactive:
         out.print(
-            f"[dim]agentmem {package_version()} · user {agent.user_id} · model {model}. "
-            "Ctrl-D to quit.[/]"
+            f"[dim]agentmem {package_version()} · user {markup_safe(agent.user_id)} · "
+            f"model {markup_safe(model)}. Ctrl-D to quit.[/]"
         )
     while True:
         if interactive:
@@ -328,11 +336,13 @@ def _plain_chat(
             assert isinstance(recall, RecallResult)
             if show_recall and agent.model is not None:
                 for item in recall.memory:
-                    line = escape(render_memory_line(item))
+                    line = markup_safe(render_memory_line(item))
                     out.print(f"[dim]recalled {line}[/]", markup=True, highlight=False)
 
         def write(chunk: str) -> None:
-            out.file.write(chunk)
+            # The answer quotes memory (a recall-only answer is memory) or comes from a
+            # model: either may hold an escape sequence meant for nobody's terminal.
+            out.file.write(visible(chunk))
             out.file.flush()
 
         sent += 1

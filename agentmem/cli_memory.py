@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from agentmem.errors import InputError, NotFoundError
+from agentmem.storage.locking import LOCK_NAME
+from agentmem.terminal import shown
 
 if TYPE_CHECKING:  # the memory stack loads only when a memory command runs
+    from agentmem.config import Config
     from agentmem.memory import Memory
     from agentmem.results import MemoryRecord
 
@@ -108,6 +111,11 @@ def _open(args: argparse.Namespace) -> tuple[Memory, str]:
     miss the items of a structure the chat used but this command's configuration leaves
     out, and forgetting must reach the search index of every structure.
 
+    A data folder this process may not write (another user's, a mounted backup) is opened
+    read-only by the commands that only read (sessions, search, export); a writable one
+    as the chat opens it, so nothing is copied and what a killed process left journaled
+    is written.
+
     Raises:
         ConfigError: The configuration is invalid.
         NotFoundError: Nothing has been kept in the data folder yet.
@@ -131,8 +139,19 @@ def _open(args: argparse.Namespace) -> tuple[Memory, str]:
             f"no memory is kept in {config.data_dir}",
             hint="pass the --data-dir (or AGENTMEM_HOME) that 'agentmem chat' used",
         )
-    config = with_overrides(config, stores=[*config.stores, "all"])
+    reading = args.memory_command != "forget" and not _writable(config)
+    config = with_overrides(config, stores=[*config.stores, "all"], read_only=reading or None)
     return Memory.from_components(build(config, model=None)), where
+
+
+def _writable(config: Config) -> bool:
+    """Return whether this process may write the data folder's records and vector index."""
+    if config.database_url is not None or config.chroma_url is not None:
+        return True  # a server's rights are the server's to enforce
+    folder = config.data_dir
+    paths = [folder, folder / "agentmem.sqlite", config.vectors_path]
+    paths += [config.vectors_path / name for name in ("chroma.sqlite3", LOCK_NAME)]
+    return all(os.access(path, os.W_OK) for path in paths if path.exists())
 
 
 def _check_user(memory: Memory, user_id: str, where: str) -> None:
@@ -155,7 +174,7 @@ def _sessions(memory: Memory, user_id: str, out: Console) -> int:
     for turn in memory.records.turns(user_id):
         turns[turn.session_id] = turns.get(turn.session_id, 0) + 1
         last[turn.session_id] = max(turn.timestamp, last.get(turn.session_id, turn.timestamp))
-    table = Table(title=Text(f"sessions of {user_id} (times in UTC)"), title_justify="left")
+    table = Table(title=shown(f"sessions of {user_id} (times in UTC)"), title_justify="left")
     table.add_column("session", no_wrap=True)
     table.add_column("started", no_wrap=True)
     # SessionRow.ended_at is never set, so the last turn stands for how long it went on.
@@ -163,7 +182,7 @@ def _sessions(memory: Memory, user_id: str, out: Console) -> int:
     table.add_column("turns", justify="right")
     for session in memory.records.sessions(user_id):
         table.add_row(
-            Text(session.id),
+            shown(session.id),
             _moment(session.started_at),
             _moment(last.get(session.id)) or "-",
             str(turns.get(session.id, 0)),
@@ -177,9 +196,9 @@ def _search(
 ) -> int:
     result = memory.search(query, user_id=user_id, top_k=top_k, include_history=history)
     if not result.items:
-        out.print(Text(f"nothing found for {query!r}"))
+        out.print(shown(f"nothing found for {query!r}"))
         return 0
-    table = Table(title=Text(f"{user_id}: {result.query}"), title_justify="left")
+    table = Table(title=shown(f"{user_id}: {result.query}"), title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("memory", ratio=1)
@@ -190,8 +209,8 @@ def _search(
         table.add_row(
             str(rank),
             f"{record['score'] or 0.0:.4f}",
-            Text(record["memory"]),
-            Text(record["store"]),
+            shown(record["memory"]),
+            shown(record["store"]),
             validity(record),
             _turn_ids(record["source_turn_ids"]),
         )
@@ -230,7 +249,7 @@ def _export(memory: Memory, user_id: str, path: str | None, out: Console, err: C
             hint="pass --out a file in a folder that exists and you can write to",
         ) from exc
     counts = _counts(len(data["turns"]), len(data["items"]), len(data["sessions"]))
-    err.print(Text(f"exported {counts} of user {user_id!r} to {path}"))
+    err.print(shown(f"exported {counts} of user {user_id!r} to {path}"))
     return 0
 
 
@@ -242,12 +261,12 @@ def _forget(
         items = len(memory.get_all(user_id=user_id, include_history=True))
         sessions = len(memory.records.sessions(user_id))
         out.print(
-            Text(
+            shown(
                 f"This erases everything about user {user_id!r} in {where}: "
                 f"{_counts(turns, items, sessions)}. It cannot be undone."
             )
         )
-        out.print(Text("Forget this user? [y/N] "), end="")
+        out.print(shown("Forget this user? [y/N] "), end="")
         answer = stdin.readline().strip().lower()
         if not stdin.isatty():
             out.print()  # the answer came from a pipe: end the prompt's line
@@ -261,13 +280,13 @@ def _forget(
         receipt.get("sessions", 0),
     )
     out.print(
-        Text(
+        shown(
             f"Forgot user {user_id!r}: removed {counts}, with the items' change history "
             "and search index entries."
         )
     )
     if receipt.rewritten:
-        out.print(Text("Rewritten so that no copy stays on disk: " + "; ".join(receipt.rewritten)))
+        out.print(shown("Rewritten so that no copy stays on disk: " + "; ".join(receipt.rewritten)))
     return 0
 
 

@@ -197,6 +197,10 @@ class Config:
     #: structure lead, the others fill the room they leave) or "rank" (every structure an
     #: equal say, by reciprocal rank fusion).
     fusion: Annotated[Fusion, _one_of("fusion", FUSIONS)] = "lead"
+    #: Open the data folder for reading only (it need not be writable): searching, listing
+    #: and exporting work, a write raises ReadOnlyError. SQLite records and the embedded
+    #: vector index only.
+    read_only: bool = False
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property

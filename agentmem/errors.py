@@ -10,6 +10,8 @@ Every error agentmem raises on purpose derives from :class:`AgentMemError`::
     ├── StorageError              the records database or the vector index failed
     │   ├── DataDirLockedError    another process holds the data directory
     │   ├── DatabaseBusyError     another writer kept the records database locked too long
+    │   ├── DiskFullError         the disk holding the data is full; retry once space is freed
+    │   ├── ReadOnlyError         a write to memory opened read-only, or to a read-only folder
     │   └── ConstraintViolationError  a write broke a constraint (e.g. an id already stored)
     ├── EmbeddingError            the embedder failed
     └── ModelError                a chat model failed; ``retryable`` says if a retry can help
@@ -77,9 +79,16 @@ def folder_error(folder: object, exc: OSError) -> StorageError:
     reason = exc.strerror or str(exc)
     if isinstance(exc, FileExistsError | NotADirectoryError):
         reason = "a file of that name is in the way"
+    message = f"cannot use {folder} as a data folder: {reason}"
+    if isinstance(exc, PermissionError):
+        return ReadOnlyError(
+            message,
+            hint="this process may not write there: give it write permission, pass "
+            "--data-dir (or AGENTMEM_HOME) a folder it can write, or only read it "
+            "(agentmem memory search/sessions/export, Memory(..., read_only=True))",
+        )
     return StorageError(
-        f"cannot use {folder} as a data folder: {reason}",
-        hint="pass --data-dir (or AGENTMEM_HOME) a folder you can create and write to",
+        message, hint="pass --data-dir (or AGENTMEM_HOME) a folder you can create and write to"
     )
 
 
@@ -95,6 +104,25 @@ class DatabaseBusyError(StorageError):
     """
 
     retryable = True
+
+
+class DiskFullError(StorageError):
+    """The disk (or the database's size limit) left no room for a write.
+
+    Nothing is damaged: the write that failed was rolled back, what was stored before it
+    is intact, and the same call succeeds once space is freed. A turn already stored
+    stays pending and is folded in by the next write or resume.
+    """
+
+    retryable = True
+
+
+class ReadOnlyError(StorageError):
+    """A write reached memory opened read-only, or a data folder this process cannot write.
+
+    Reading works on such a folder (``Memory(..., read_only=True)``, or the ``agentmem
+    memory`` commands that only read); a write needs the folder writable.
+    """
 
 
 class ConstraintViolationError(StorageError):

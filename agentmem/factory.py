@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 from agentmem.agent import Agent, Budget
 from agentmem.appfiles import remove_user_files
 from agentmem.config import Config, ModelSpec
-from agentmem.errors import ConfigError
+from agentmem.errors import AgentMemError, ConfigError
 from agentmem.ledger.extraction import CachingExtractor, ModelExtractor, RuleExtractor
 from agentmem.ledger.facts import FactLedger
 from agentmem.manager import ForgetReceipt, MemoryManager
@@ -216,10 +216,21 @@ def build(
         model: A chat model to use instead of the configured one (``None`` for none).
         embedder: An embedder to share (e.g. one loaded MiniLM for several memories).
     """
-    records = Records(config.records_url)
+    if config.read_only and config.chroma_url:
+        raise ConfigError(
+            "read-only memory needs the vector index in a folder",
+            hint="with a Chroma server, give the user read-only rights there instead",
+        )
+    records = Records(config.records_url, read_only=config.read_only)
     # ``is None``: an empty CachingEmbedder is falsy (it has a length).
     embedder = embedder if embedder is not None else build_embedder(config)
-    vectors = VectorIndex(embedder, path=config.vectors_path, url=config.chroma_url)
+    try:
+        vectors = VectorIndex(
+            embedder, path=config.vectors_path, url=config.chroma_url, read_only=config.read_only
+        )
+    except AgentMemError:
+        records.close()
+        raise
     chat_model = build_model(config) if model == "auto" else model
     assert not isinstance(chat_model, str)
     builder = chat_model if _builds_with_model(config, chat_model) else None

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmem.editing import delete_item, erase_plan, update_item
-from agentmem.errors import AgentMemError, InputError
+from agentmem.errors import AgentMemError, InputError, ReadOnlyError
 from agentmem.fusion import ITEM_OVERHEAD, RRF_K, current_first, fit_rankings, fuse
 from agentmem.ledger.facts import FACT_STORE, Decision, FactLedger
 from agentmem.ledger.propagation import StaleGuard
@@ -467,14 +467,20 @@ class MemoryManager:
                 # Created after the write-time sweep (e.g. consolidated later): invalidate
                 # now, so it is history from here on, and keep it out of this prompt.
                 stale_count += 1
-                by_name[recalled.item.store].invalidate(
-                    [recalled.item.id],
-                    f"asserts {stale.value!r}, which no longer holds",
-                    at=stale.ended_at,
-                    superseded_by=stale.new_fact_id,
-                )
+                item = recalled.item
+                try:
+                    by_name[item.store].invalidate(
+                        [item.id],
+                        f"asserts {stale.value!r}, which no longer holds",
+                        at=stale.ended_at,
+                        superseded_by=stale.new_fact_id,
+                    )
+                    item = self.records.get_item(item.id)
+                except ReadOnlyError:  # memory opened to read: left out all the same
+                    ended = stale.ended_at or utcnow()  # as Records.invalidate would date it
+                    item = replace(item, invalid_at=ended, superseded_by=stale.new_fact_id)
                 if include_history:
-                    kept.append(Recalled(self.records.get_item(recalled.item.id), recalled.score))
+                    kept.append(Recalled(item, recalled.score))
             rankings.append((store.name, kept))
             timings[store.name] = timings.get(store.name, 0.0) + time.perf_counter() - tick
         return rankings, stale_count

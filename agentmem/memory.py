@@ -30,10 +30,10 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from agentmem.config import load_config
-from agentmem.errors import AgentMemError, InputError
+from agentmem.errors import AgentMemError, InputError, ReadOnlyError
 from agentmem.factory import Components, build
 from agentmem.fusion import ITEM_OVERHEAD
-from agentmem.inputs import check_unicode, check_user, moment_of, turn_specs
+from agentmem.inputs import check_plain, check_unicode, check_user, moment_of, turn_specs
 from agentmem.manager import ForgetReceipt, MemoryManager
 from agentmem.protocols import ChatModel, StoreContext
 from agentmem.results import (
@@ -77,11 +77,17 @@ class Memory:
         config_file: A TOML configuration file.
         env: The environment to read (``os.environ`` by default; ``{}`` ignores it).
         **config: :class:`~agentmem.config.Config` fields, e.g. ``stores=("turns",)``,
-            ``model="none"``, ``database_url=...``, ``chroma_url=...``.
+            ``model="none"``, ``database_url=...``, ``chroma_url=...``, or
+            ``read_only=True``: search, get, history and export a data folder, even one
+            this process may not write (it is held shared with other readers, and its
+            vector index read from a private copy); every method that writes raises
+            :class:`~agentmem.errors.ReadOnlyError`.
 
     Raises:
         ConfigError: A configuration value is invalid.
-        StorageError: The records database or the vector index cannot be opened.
+        StorageError: The records database or the vector index cannot be opened
+            (:class:`~agentmem.errors.ReadOnlyError`: a folder this process may not
+            write, opened without ``read_only=True``).
     """
 
     def __init__(
@@ -171,7 +177,8 @@ class Memory:
                 open session in this ``Memory`` is used (one is started the first time);
                 :meth:`end_session` closes it.
             timestamp: The dialogue time of the messages (now by default); validity
-                (``valid_from``, ``invalid_at``) is measured in dialogue time.
+                (``valid_from``, ``invalid_at``) is measured in dialogue time. A time with
+                an offset is converted to UTC; a naive one is taken as UTC.
             metadata: JSON metadata for the turns; search filters can match it.
 
         Raises:
@@ -179,6 +186,7 @@ class Memory:
             StorageError: The records database failed; nothing was stored.
         """
         started = time.perf_counter()
+        self._writable("add messages")
         user_id = check_user(user_id)
         moment = moment_of(timestamp, "timestamp")
         specs = turn_specs(messages)
@@ -207,6 +215,7 @@ class Memory:
     def resume(self, user_id: str | None = None) -> AddResult | None:
         """Fold in turns that were stored but never memorized; ``None`` if there were none."""
         started = time.perf_counter()
+        self._writable("resume memory writes")
         with self._lock:
             before = self._model_tokens()
             report = self.manager.resume(user_id)
@@ -218,6 +227,7 @@ class Memory:
     def end_session(self, user_id: str, session_id: str | None = None) -> ChangeResult:
         """End a session (default: the user's open one), letting structures consolidate it."""
         started = time.perf_counter()
+        self._writable("end a session")
         user_id = check_user(user_id)
         with self._lock:
             if session_id is None:
@@ -253,12 +263,12 @@ class Memory:
             filters: Equality filters: ``store``, ``kind``, ``current``, ``agent_id`` and
                 ``session_id`` match the item's fields, any other key its metadata; a
                 list value matches any of its elements.
-            as_of: Return what was valid at this dialogue time.
+            as_of: Return what was valid at this dialogue time (naive: UTC).
             include_history: Also return invalidated items (``current`` is False).
             agent_id: Only items of this agent (and items with no agent).
 
         Raises:
-            InputError: The query, ``top_k`` or a filter is not acceptable.
+            InputError: The query, ``top_k``, a filter or ``as_of`` is not acceptable.
         """
         started = time.perf_counter()
         user_id = check_user(user_id)
@@ -283,7 +293,7 @@ class Memory:
                 Scope(user_id, agent_id),
                 budget_tokens=_NO_BUDGET,
                 k=per_store,
-                as_of=moment_of(as_of, "as_of"),
+                as_of=moment_of(as_of, "as_of", stored=False),
                 include_history=include_history,
                 structures=[store] if isinstance(store, str) else None,
             )
@@ -354,14 +364,17 @@ class Memory:
 
         Raises:
             NotFoundError: No such item for this user.
-            InputError: The text is empty, the item is no longer current (history is
-                kept as it was), or its structure cannot edit items.
+            InputError: The text is empty or holds a control character, the item is no
+                longer current (history is kept as it was), or its structure cannot edit
+                items.
         """
         started = time.perf_counter()
+        self._writable("update an item")
         user_id = check_user(user_id)
         if not isinstance(text, str) or not text.strip():
             raise InputError("the new text is empty")
         check_unicode(text, "the new text")
+        check_plain(text, "the new text")
         moment = moment_of(at, "at")
         with self._lock:
             changes = self.manager.update(
@@ -395,6 +408,7 @@ class Memory:
             NotFoundError: No such item for this user.
         """
         started = time.perf_counter()
+        self._writable("delete an item")
         user_id = check_user(user_id)
         moment = moment_of(at, "at")
         with self._lock:
@@ -421,6 +435,7 @@ class Memory:
         since they may hold the user's texts; their sizes are in the receipt's
         ``caches_cleared``, not among the user's counts.
         """
+        self._writable("forget a user")
         user_id = check_user(user_id)
         with self._lock:
             for key in [k for k in self._sessions if k[0] == user_id]:
@@ -459,6 +474,18 @@ class Memory:
         self.close()
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _writable(self, action: str) -> None:
+        """Refuse a write before anything is done when memory was opened read-only.
+
+        Raises:
+            ReadOnlyError: It was.
+        """
+        if self.components.config.read_only:
+            raise ReadOnlyError(
+                f"cannot {action}: this memory was opened read-only",
+                hint="open it without read_only=True, on a data folder this process may write",
+            )
 
     def _session(
         self, user_id: str, agent_id: str | None, session_id: str | None, moment: datetime | None

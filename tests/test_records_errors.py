@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from agentmem.errors import (
     ConstraintViolationError,
     DatabaseBusyError,
     DataDirLockedError,
+    DiskFullError,
     StorageError,
 )
 from agentmem.storage.records import Records, new_item_id
@@ -114,6 +116,37 @@ def test_a_read_only_database_refuses_writes_with_a_hint(
     assert "read-only" in str(error) and not error.retryable
     assert "writable" in error.hint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_a_full_database_is_disk_full_retryable_and_intact_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    """SQLite's page cap gives the SQLITE_FULL a full disk gives (tests/test_disk_full.py
+    fills a real one): a typed, retryable error, and the earlier turns kept."""
+    records = Records(tmp_path / "records.db")
+    try:
+        records.add_turn("alice", "s1", "Alice", "user", "I adopted a beagle.")
+
+        def cap(connection: sqlite3.Connection, _record: object) -> None:
+            pages = connection.execute("PRAGMA page_count").fetchone()[0]
+            connection.execute(f"PRAGMA max_page_count={pages + 2}")
+
+        event.listen(records.engine, "connect", cap)
+        records.engine.dispose()  # the next connection is capped
+        with pytest.raises(DiskFullError) as caught:
+            records.add_turn("alice", "s1", "Alice", "user", "beagles " * 20_000)
+        error = caught.value
+        assert isinstance(error, StorageError) and error.retryable
+        assert str(error).startswith("the disk is full") and "free space" in error.hint
+        assert "damaged" not in str(error)
+        assert [t.text for t in records.turns("alice")] == ["I adopted a beagle."]
+
+        event.remove(records.engine, "connect", cap)
+        records.engine.dispose()  # room again: the same call succeeds
+        records.add_turn("alice", "s1", "Alice", "user", "beagles " * 20_000)
+        assert records.count_turns("alice") == 2
+    finally:
+        records.close()
 
 
 @pytest.mark.parametrize(

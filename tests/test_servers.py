@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from agentmem.errors import NotFoundError, StorageError
+from agentmem.errors import InputError, NotFoundError, StorageError
 from agentmem.memory import Memory
 from agentmem.protocols import MemoryStore, StoreContext
 from agentmem.storage.records import Records
@@ -251,12 +251,15 @@ def test_records_on_postgresql_keep_json_naive_times_and_provenance(database_url
         assert records.engine.dialect.name == "postgresql"
         session = records.start_session("ana", started_at=JAN)
         aware = datetime(2024, 1, 10, 12, 0, tzinfo=UTC) - timedelta(hours=1)
+        # PostgreSQL cannot hold NUL in text: refused at the door, as on SQLite.
+        with pytest.raises(InputError, match="control character U\\+0000"):
+            records.add_turn("ana", session, "Ana", "user", "I live in Porto.\x00")
         turn = records.add_turn(
             "ana",
             session,
             "Ana",
             "user",
-            "I live in Porto.\x00",
+            "I live in Porto.",
             timestamp=aware,
             metadata={"tags": ["home", "family"], "nested": {"n": 1}},
         )

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agentmem.errors import StorageError
+from agentmem.errors import DiskFullError, StorageError
+from agentmem.storage.journal import Journal
 from agentmem.storage.vectors import VectorIndex
 
 DIM = 8
@@ -90,6 +91,32 @@ def test_a_damaged_journal_raises_a_typed_error_and_lets_go_of_the_folder(
         assert index.count("s", "u") == 3
     finally:
         index.close()
+
+
+def test_a_full_journal_is_disk_full_not_damage_and_takes_writes_again(tmp_path: Path) -> None:
+    """SQLite rolls a full write back itself; the journal's own ROLLBACK then raised "no
+    transaction is active", reported as a damaged index to restore from a backup."""
+    journal = Journal(tmp_path)
+    try:
+        rows = [(f"i{n}", np.ones(384, dtype=np.float32), {"n": n}) for n in range(50)]
+        journal.append("s", "u", rows[:1])
+        # SQLite's page cap gives the SQLITE_FULL a full disk gives (tests/test_disk_full.py
+        # fills a real one); it is set on the journal's own connection, the one that writes.
+        database = journal._connection()
+        pages = database.execute("PRAGMA page_count").fetchone()[0]
+        database.execute(f"PRAGMA max_page_count={pages + 1}")
+        with pytest.raises(DiskFullError) as caught:
+            journal.append("s", "u", rows)
+        error = caught.value
+        assert error.retryable and "the disk is full" in str(error)
+        assert "free space" in error.hint and "damaged" not in error.hint
+        assert [row[3] for row in journal.rows()] == ["i0"]  # nothing half-written
+
+        database.execute("PRAGMA max_page_count=1073741823")  # space freed
+        journal.append("s", "u", rows)
+        assert len(journal.rows()) == 51
+    finally:
+        journal.close()
 
 
 def test_a_closed_index_refuses_to_write_instead_of_writing_unlocked(tmp_path: Path) -> None:

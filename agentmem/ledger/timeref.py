@@ -10,13 +10,16 @@ phrase in square brackets: ``yesterday [7 May 2023]``.
 Only what a calendar settles is resolved: a day (``yesterday``, ``tomorrow``, ``three days
 ago``, ``last Sunday``), a week or weekend relative to the day said (``the week before 9
 June 2023``), a month or a year. "Today" and "tonight" are left alone: an item carries its
-own date.
+own date. So is a phrase whose date the calendar does not have ("tomorrow" said on 31
+December 9999, "yesterday" on 1 January of the year 1): it is written as said. Resolving
+runs when a stored turn is written into memory, so it must never raise: a turn that made
+it fail would fail again on every resume.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import MAXYEAR, MINYEAR, datetime, timedelta
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _NUMBERS = {
@@ -62,6 +65,13 @@ def _month(moment: datetime, shift: int) -> str:
     return f"{datetime(index // 12, index % 12 + 1, 1):%B %Y}"
 
 
+def _year(year: int) -> str:
+    if not MINYEAR <= year <= MAXYEAR:
+        raise OverflowError(f"year {year} is out of range")
+    # Four digits: RESOLVED takes no bracket shorter (a "[2]" may be the user's own).
+    return f"{year:04d}"
+
+
 def _resolve(match: re.Match[str], said: datetime) -> str | None:
     """Return the absolute date a relative phrase names, or ``None`` if it names none."""
     if match.group("before"):
@@ -83,7 +93,7 @@ def _resolve(match: re.Match[str], said: datetime) -> str | None:
             return f"the week of {_day(said - timedelta(weeks=count))}"
         if unit == "month":
             return _month(said, -count)
-        return str(said.year - count)
+        return _year(said.year - count)
     rel = match.group("rel").lower()
     span = match.group("span").lower()
     direction = 0 if rel == "this" else (1 if rel in ("next", "the coming") else -1)
@@ -105,7 +115,7 @@ def _resolve(match: re.Match[str], said: datetime) -> str | None:
         return f"the {span} {side} {_day(said)}"
     if span == "month":
         return _month(said, direction)
-    return str(said.year + direction)
+    return _year(said.year + direction)
 
 
 def resolve_relative_dates(text: str, said: datetime) -> str:
@@ -117,7 +127,10 @@ def resolve_relative_dates(text: str, said: datetime) -> str:
     """
 
     def annotate(match: re.Match[str]) -> str:
-        resolved = _resolve(match, said)
+        try:
+            resolved = _resolve(match, said)
+        except (OverflowError, ValueError):  # a date past either end of the calendar
+            resolved = None
         return match.group(0) if resolved is None else f"{match.group(0)} [{resolved}]"
 
     return _PHRASE.sub(annotate, text)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from agentmem.errors import InputError
+from agentmem.inputs import check_plain, stored_moment
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +244,7 @@ def _sessions(sample_id: str, conversation: dict[str, Any]) -> tuple[Session, ..
             raise InputError(f"{sample_id}: {key} has no {key}_date_time")
         try:
             started = parse_dialogue_time(_optional_text(stamp, "it"))
+            started = stored_moment(started, "the session time")
         except InputError as exc:
             raise InputError(f"{sample_id}: {key}_date_time: {exc.args[0]}", hint=exc.hint) from exc
         turns = []
@@ -252,20 +254,28 @@ def _sessions(sample_id: str, conversation: dict[str, Any]) -> tuple[Session, ..
                 raise InputError(f"{where} is a JSON {_json_type(raw)}, not an object")
             try:
                 text = turn_text(raw)
+                check_plain(text, "its text")
+                speaker = _optional_text(raw.get("speaker"), "speaker") or "unknown"
+                check_plain(speaker, "its speaker")
             except InputError as exc:
-                raise InputError(f"{where}: {exc}") from exc
+                raise InputError(f"{where}: {exc.args[0]}", hint=exc.hint) from exc
             dia_id = _optional_text(raw.get("dia_id"), f"{where}: dia_id")
             if not text:
                 logger.warning("%s: skipping empty turn %s", sample_id, dia_id or position + 1)
                 continue
             try:
-                timestamp = started + timedelta(seconds=SECONDS_PER_TURN * position)
+                # Memory stores it with this time: refused here, the file is refused whole.
+                timestamp = stored_moment(
+                    started + timedelta(seconds=SECONDS_PER_TURN * position), "its time"
+                )
             except OverflowError as exc:
                 raise InputError(f"{where} falls after the year 9999") from exc
+            except InputError as exc:
+                raise InputError(f"{where}: {exc.args[0]}") from exc
             turns.append(
                 DialogueTurn(
                     dia_id=dia_id or f"D{number}:{position + 1}",
-                    speaker=_optional_text(raw.get("speaker"), f"{where}: speaker") or "unknown",
+                    speaker=speaker,
                     text=text,
                     timestamp=timestamp,
                 )
@@ -293,6 +303,7 @@ def _sample(raw: Any, source: str) -> Sample:
     if missing or not isinstance(conversation, dict):
         raise InputError(f"{source}: a sample lacks {', '.join(missing)}; is this LoCoMo JSON?")
     sample_id = _optional_text(raw["sample_id"], f"{source}: sample_id")
+    check_plain(sample_id, f"{source}: sample_id")  # the replay's user id
     speakers = (
         _optional_text(conversation["speaker_a"], f"{sample_id}: speaker_a"),
         _optional_text(conversation["speaker_b"], f"{sample_id}: speaker_b"),

@@ -56,6 +56,7 @@ from agentmem.replay.systems import (
     open_memory,
     parse_configurations,
 )
+from agentmem.terminal import markup_safe
 from agentmem.types import Usage
 
 logger = logging.getLogger(__name__)
@@ -446,7 +447,8 @@ def run_replay(
                 try:
                     for sample, questions in zip(samples, asked, strict=True):
                         conversation = sample.conversation
-                        bar.update(task, description=f"{name} · {conversation.sample_id} · ingest")
+                        sample_id = markup_safe(conversation.sample_id)  # from the file
+                        bar.update(task, description=f"{name} · {sample_id} · ingest")
                         ingest_conversation(
                             memory,
                             conversation,
@@ -459,7 +461,7 @@ def run_replay(
                         retry_passes.setdefault(name, []).append(
                             retry_queued_builds(memory, conversation.sample_id, meter=meter)
                         )
-                        bar.update(task, description=f"{name} · {conversation.sample_id} · ask")
+                        bar.update(task, description=f"{name} · {sample_id} · ask")
                         dia_ids = {
                             t.id: t.external_id or ""
                             for t in memory.records.turns(conversation.sample_id)

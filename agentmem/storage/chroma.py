@@ -12,10 +12,13 @@ downloads its default model.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.config import Settings
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from agentmem.errors import AgentMemError, ConfigError, StorageError
+from agentmem.errors import AgentMemError, ConfigError, DiskFullError, ReadOnlyError, StorageError
 from agentmem.protocols import Embedder
 
 T = TypeVar("T")
@@ -112,6 +115,18 @@ def storage_error(action: str, exc: BaseException, *, where: str) -> StorageErro
     text = str(exc) or type(exc).__name__
     lowered = text.lower()
     server = where.startswith(("http://", "https://"))
+    if is_disk_full(exc):
+        # SQLite rolls a full write back and chromadb's own files are written whole or not
+        # at all, so nothing is damaged: after freeing space the same call succeeds.
+        return DiskFullError(
+            f"{action} failed: the disk is full ({text})",
+            hint=f"free space on the disk that holds {where}, then retry; what was "
+            "stored before is intact",
+        )
+    if not server and (
+        isinstance(exc, PermissionError) or "readonly" in lowered or "read-only" in lowered
+    ):
+        return ReadOnlyError(f"{action} failed: {text}", hint=f"make {where} writable by this user")
     transient = isinstance(exc, ConnectionError | TimeoutError) or any(
         word in lowered for word in _TRANSIENT
     )
@@ -119,10 +134,6 @@ def storage_error(action: str, exc: BaseException, *, where: str) -> StorageErro
         hint = f"check that the Chroma server at {where} is running and reachable, then retry"
     elif transient:
         hint = "another thread or process is using the index; retry in a moment"
-    elif isinstance(exc, PermissionError) or "readonly" in lowered or "read-only" in lowered:
-        hint = f"make {where} writable by this user"
-    elif isinstance(exc, OSError) and exc.errno == 28 or "disk is full" in lowered:
-        hint = f"free disk space where {where} lives"
     elif isinstance(exc, sqlite3.DatabaseError) or "no such table" in lowered:
         hint = (
             f"the vector index in {where} is damaged or was changed by another program: "
@@ -133,6 +144,20 @@ def storage_error(action: str, exc: BaseException, *, where: str) -> StorageErro
     else:
         hint = f"the vector index in {where} failed; see the cause above"
     return StorageError(f"{action} failed: {text}", hint=hint, retryable=transient)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Return whether ``exc`` says the disk (or a size limit) left no room for a write.
+
+    SQLite says "database or disk is full" (result code 13, SQLITE_FULL), through Python's
+    sqlite3 and through chromadb's Rust bindings alike; a file write says ENOSPC.
+    """
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == 13:
+        return True
+    lowered = str(exc).lower()
+    return "disk is full" in lowered or "no space left on device" in lowered
 
 
 def guarded(action: str, where: str, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -182,6 +207,38 @@ def open_client(path: str | Path | None, url: str | None) -> Any:
     return guarded(
         "opening the vector index", "memory", lambda: chromadb.EphemeralClient(settings=settings)
     )
+
+
+def private_copy(folder: Path, where: str, *, leave_out: str) -> tempfile.TemporaryDirectory[str]:
+    """Copy a chromadb folder into a temporary one, for reading it without writing it.
+
+    chromadb cannot open a folder it may not write: on open it creates its migrations
+    table and writes its system database, whatever its settings (``migrations="validate"``
+    included; chromadb 1.5), so a read-only folder fails with "attempt to write a readonly
+    database". The copy is chromadb's to write; it goes when the directory is cleaned up.
+    Files are copied without their modes (read-only files would be as unwritable in the
+    copy); a missing folder gives an empty copy.
+
+    Args:
+        folder: The chromadb folder.
+        where: The folder as errors name it.
+        leave_out: A file name not to copy (the folder's lock).
+
+    Raises:
+        StorageError: The folder could not be read or copied (e.g. no space left).
+    """
+    copy = tempfile.TemporaryDirectory(prefix="agentmem-read-only-")
+    try:
+        for parent, _folders, files in os.walk(folder):
+            inside = Path(copy.name) / Path(parent).relative_to(folder)
+            inside.mkdir(parents=True, exist_ok=True)
+            for name in files:
+                if name != leave_out:
+                    shutil.copyfile(Path(parent) / name, inside / name)
+    except OSError as exc:
+        copy.cleanup()
+        raise storage_error("copying the vector index to read it", exc, where=where) from exc
+    return copy
 
 
 @dataclass

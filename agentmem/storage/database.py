@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -22,8 +23,11 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemy
 from sqlmodel import Session, SQLModel, create_engine
 
 from agentmem.errors import (
+    ConfigError,
     ConstraintViolationError,
     DatabaseBusyError,
+    DiskFullError,
+    ReadOnlyError,
     StorageError,
     folder_error,
 )
@@ -57,22 +61,29 @@ class Database:
 
     Args:
         url: A SQLAlchemy URL or a path to a SQLite file (created if missing).
+        read_only: Open an SQLite file for reading only (see :func:`read_only_url`); a
+            write raises :class:`~agentmem.errors.ReadOnlyError`. The file and its folder
+            need not be writable.
 
     Raises:
+        ConfigError: ``read_only`` with a database that is not an SQLite file.
         StorageError: The database cannot be opened (its folder, a damaged file, a server
             that cannot be reached).
     """
 
-    def __init__(self, url: str | Path) -> None:
+    def __init__(self, url: str | Path, *, read_only: bool = False) -> None:
         self.url = database_url(url)
         self._sqlite = self.url.startswith("sqlite")
+        self.read_only = read_only
+        if read_only:
+            self.url = read_only_url(self.url)
         self._lock = threading.RLock()
         self._timeout: float | None = None
         connect_args: dict[str, Any] = {}
         if self._sqlite:
             self._timeout = _sqlite_timeout(self.url)
             folder = _sqlite_folder(self.url)
-            if folder is not None:
+            if folder is not None and not read_only:
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
@@ -86,9 +97,11 @@ class Database:
                 f"cannot open the records database {self.url}: {exc}",
                 hint="check the database URL and that its driver is installed",
             ) from exc
-        if self._sqlite:
+        if self._sqlite and not read_only:  # journal settings are a writer's business
             event.listen(self.engine, "connect", _sqlite_pragmas)
         with self._guarded():
+            # Only reads where the tables exist; a read-only file without them (an
+            # older version's) fails here, with ReadOnlyError.
             SQLModel.metadata.create_all(self.engine)
 
     def close(self) -> None:
@@ -159,23 +172,24 @@ def storage_error(exc: SQLAlchemyError | sqlite3.Error, *, timeout: float | None
         return ConstraintViolationError(
             f"the records database refused a write: {message}", hint=hint
         )
+    if code == _FULL or (code is None and "disk is full" in lowered) or "no space left" in lowered:
+        return DiskFullError(
+            f"the disk is full: the records database cannot grow ({message})",
+            hint="free space on the disk that holds the data folder, then retry; nothing "
+            "was written, and what was stored before is intact",
+        )
     if code == _READONLY or "readonly database" in lowered:
-        return StorageError(
+        return ReadOnlyError(
             f"the records database is read-only: {message}",
-            hint="make the database file and its folder writable (SQLite also writes "
-            "-wal and -shm files beside it), or open it without mode=ro",
+            hint="to change memory, open it writable: the database file and its folder "
+            "must be writable (SQLite also writes -wal and -shm files beside it); to only "
+            "read it, open it with read_only=True",
         )
     if code in (_CORRUPT, _NOTADB) or "not a database" in lowered or "malformed" in lowered:
         return StorageError(
             f"the records database file is damaged or is not a database: {message}",
             hint="restore the file from a backup, or point --data-dir (or the database URL) "
             "at another location",
-        )
-    if code == _FULL:
-        return StorageError(
-            f"the records database cannot grow: {message}",
-            hint="free space on the disk that holds the data folder; nothing was written",
-            retryable=True,
         )
     if code == _CANTOPEN:
         return StorageError(
@@ -193,6 +207,39 @@ def storage_error(exc: SQLAlchemyError | sqlite3.Error, *, timeout: float | None
         hint="the change was not stored; check that the database (file or server) is "
         "reachable and writable",
     )
+
+
+def read_only_url(url: str) -> str:
+    """Return the URL that opens an SQLite file for reading only.
+
+    ``mode=ro`` reads a database in WAL mode only where its ``-wal`` and ``-shm`` files
+    exist or can be created: a read-only folder holding a cleanly closed database (no
+    ``-wal`` file, as a writer leaves it) cannot be opened that way. Such a file has all
+    its data in the main file, so it is opened ``immutable`` (no locks, no ``-shm``). With
+    a ``-wal`` file beside it, its commits are read through it (``immutable`` would miss
+    them). A URL that is already a ``file:`` URI is the caller's, and kept.
+
+    Raises:
+        ConfigError: The URL is not an SQLite file's.
+    """
+    parsed = _sqlite_url(url) if url.startswith("sqlite") else None
+    database = parsed.database if parsed is not None else None
+    if parsed is None or not database or database == ":memory:":
+        raise ConfigError(
+            "read-only memory needs the records in an SQLite file",
+            hint="with a database server, give the user read-only rights there instead",
+        )
+    if parsed.query.get("uri") == "true":
+        return url
+    path = Path(database).expanduser().resolve()
+    query = {"mode": "ro", "uri": "true"}
+    if not Path(f"{path}-wal").exists():
+        query["immutable"] = "1"
+    if "timeout" in parsed.query:
+        query["timeout"] = str(_sqlite_timeout(url))
+    # Quoted twice: SQLAlchemy decodes the URL once, SQLite decodes the URI it is given
+    # (a "#" or "?" in a folder name would otherwise end the file name).
+    return f"sqlite:///file:{quote(quote(str(path)))}?{urlencode(query)}"
 
 
 def _sqlite_url(url: str) -> URL:
@@ -240,4 +287,4 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-__all__ = ["DEFAULT_TIMEOUT", "Database", "database_url", "storage_error"]
+__all__ = ["DEFAULT_TIMEOUT", "Database", "database_url", "read_only_url", "storage_error"]

@@ -1,9 +1,10 @@
 """Users, sessions and turns in the records database, and full-text search over turns.
 
 A turn is committed by :meth:`DialogueRecords.add_turn` before any model is called, so
-an accepted turn survives any later failure. Input is checked here, at the door: a turn
-that would not round-trip (not text, too long, empty, not Unicode) is refused with
-:class:`~agentmem.errors.InputError` and nothing is stored.
+an accepted turn survives any later failure. Input is checked here, at the door, with the
+checks of :mod:`agentmem.inputs`: a turn that would not round-trip or could not be shown
+safely (not text, too long, empty, not Unicode, a control character) or whose time memory
+cannot store is refused with :class:`~agentmem.errors.InputError` and nothing is stored.
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from agentmem.errors import ConstraintViolationError, InputError
+from agentmem.inputs import (
+    MAX_TURN_CHARS,
+    check_plain,
+    check_turn_text,
+    check_unicode,
+    stored_moment,
+)
 from agentmem.storage.database import Database
 from agentmem.storage.tables import SessionRow, TurnRow, UserRow
-from agentmem.types import Role, Turn, as_utc_naive, utcnow
+from agentmem.types import Role, Turn, utcnow
 
 logger = logging.getLogger(__name__)
-
-#: Longest turn text accepted (characters); longer input is refused with InputError.
-MAX_TURN_CHARS = 200_000
 
 #: The full-text index of turn texts: external content (the text is stored once, in
 #: ``turns``), diacritics folded, kept in step with ``turns`` by triggers (a forgotten
@@ -50,8 +55,8 @@ TURN_SEARCH_SCHEMA = (
 class DialogueRecords(Database):
     """The users, sessions and turns of :class:`~agentmem.storage.records.Records`; use that."""
 
-    def __init__(self, url: str | Path) -> None:
-        super().__init__(url)
+    def __init__(self, url: str | Path, *, read_only: bool = False) -> None:
+        super().__init__(url, read_only=read_only)
         self._turn_search = self._sqlite and self._create_turn_search()
 
     def _create_turn_search(self) -> bool:
@@ -67,6 +72,8 @@ class DialogueRecords(Database):
                     exists = connection.execute(
                         text("SELECT 1 FROM sqlite_master WHERE name = 'turns_fts'")
                     ).first()
+                    if self.read_only:  # what is there is searched; nothing is created
+                        return exists is not None
                     for statement in TURN_SEARCH_SCHEMA:
                         connection.execute(text(statement))
                     if exists is None:
@@ -133,10 +140,12 @@ class DialogueRecords(Database):
         started_at: datetime | None = None,
     ) -> str:
         """Create (or reuse) a dialogue session for ``user_id``; return its id."""
-        self.ensure_user(user_id)
+        # Everything is checked before the user row is written: a refusal stores nothing.
+        started = stored_moment(started_at, "the session's start") if started_at else utcnow()
         session_id = _check_id(session_id, "session_id") if session_id else uuid.uuid4().hex[:12]
         if agent_id is not None:
             _check_id(agent_id, "agent_id")
+        self.ensure_user(user_id)
         with self.session() as s:
             if _check_owner(s, session_id, user_id) is None:
                 s.add(
@@ -144,7 +153,7 @@ class DialogueRecords(Database):
                         id=session_id,
                         user_id=user_id,
                         agent_id=agent_id,
-                        started_at=as_utc_naive(started_at) if started_at else utcnow(),
+                        started_at=started,
                     )
                 )
         return session_id
@@ -329,40 +338,19 @@ def _turn_row(spec: Mapping[str, Any]) -> TurnRow:
         agent_id=_check_id(agent_id, "agent_id") if agent_id is not None else None,
         speaker=_check_id(spec.get("speaker") or role, "speaker"),
         role=role,
-        text=_check_text(spec["text"], "turn text"),
-        timestamp=as_utc_naive(stamp) if stamp else utcnow(),
+        text=check_turn_text(spec["text"]),
+        timestamp=stored_moment(stamp, "the turn's timestamp") if stamp else utcnow(),
         external_id=spec.get("external_id"),
         metadata_=dict(spec.get("metadata") or {}),
         memorized=bool(spec.get("memorized", False)),
     )
 
 
-def _check_unicode(value: str, what: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InputError(f"{what} is not valid Unicode text: {exc.reason}") from exc
-
-
-def _check_text(value: str, what: str) -> str:
-    if not isinstance(value, str):
-        raise InputError(f"{what} must be a string, not {type(value).__name__}")
-    if len(value) > MAX_TURN_CHARS:
-        raise InputError(f"{what} is {len(value):,} characters; the limit is {MAX_TURN_CHARS:,}")
-    _check_unicode(value, what)
-    # NUL is dropped (SQLite and most tools end strings there); what is left must say something.
-    value = value.replace("\x00", "")
-    if not value.strip():
-        raise InputError(f"{what} is empty")
-    return value
-
-
 def _check_id(value: str, what: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 256:
         raise InputError(f"{what} must be a non-empty string of at most 256 characters")
-    _check_unicode(value, what)
-    if "\x00" in value:
-        raise InputError(f"{what} must not contain NUL characters")
+    check_unicode(value, what)
+    check_plain(value, what)  # an id is printed and logged: no escape sequences
     return value
 
 

@@ -100,7 +100,10 @@ class Journal:
                 last = db.execute("SELECT max(seq) FROM pending").fetchone()[0]
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (a full disk): a second
+                # ROLLBACK would raise "no transaction is active" over the real cause.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
             return int(last)
 

@@ -11,13 +11,17 @@ exits, however it exits (a SIGKILL included), so a crash never leaves a stale lo
 Within one process the folder may be opened any number of times (chromadb shares one
 client per path); the lock is counted and released with the last holder.
 
+A process that only reads (memory opened read-only, e.g. on a folder it may not write)
+takes the lock shared instead: readers exclude a writer and a writer them, but readers
+do not exclude each other, and a reader needs no write permission on the lock file.
+
 Why not the ``filelock`` package (4.3.1, already installed with huggingface_hub): it
 takes the same ``flock`` without waiting (``timeout=0``), counts re-entries (per object,
 or per path with ``is_singleton=True``) and is dropped by the OS on SIGKILL, but it
 records no holder: only its soft (marker-file) fallback knows a pid, so the error could
 not say which process to close, and writing the pid ourselves would keep half of this
 module. Its 4.x package is ~15,700 lines for cases we do not have (soft locks,
-async, Windows oplocks); this module is 110.
+async, Windows oplocks); this module is about 150.
 """
 
 from __future__ import annotations
@@ -35,15 +39,17 @@ logger = logging.getLogger(__name__)
 LOCK_NAME = "agentmem.lock"
 
 _lock = threading.Lock()
-_held: dict[Path, tuple[int, int]] = {}  # folder -> (lock file descriptor, holders)
+#: folder -> (lock file descriptor, holders, whether held exclusively)
+_held: dict[Path, tuple[int, int, bool]] = {}
 
 
-def _try_lock(fd: int) -> bool:
-    """Take an exclusive lock on ``fd`` without waiting; return whether it was free."""
+def _try_lock(fd: int, *, shared: bool = False) -> bool:
+    """Take a lock on ``fd`` without waiting (exclusive, or ``shared`` with other readers);
+    return whether it was free. Taken again on the same descriptor, it converts."""
     if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         import msvcrt
 
-        try:
+        try:  # Windows has no shared byte-range lock here: a reader excludes everyone
             os.lseek(fd, 0, os.SEEK_SET)
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         except OSError:
@@ -52,7 +58,7 @@ def _try_lock(fd: int) -> bool:
     import fcntl
 
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     return True
@@ -63,50 +69,77 @@ def _holder(path: Path) -> str:
         text = path.read_text(encoding="utf-8").strip()
     except OSError:
         return "another process"
-    return f"process {text}" if text.isdigit() else "another process"
+    if not text.isdigit():
+        return "another process"
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:  # the last writer is gone: readers hold it (they write no pid)
+        return "another process reading it"
+    except OSError:  # alive, another user's
+        pass
+    return f"process {text}"
+
+
+def _in_use(folder: Path, path: Path) -> DataDirLockedError:
+    return DataDirLockedError(
+        f"{folder} is in use by {_holder(path)}",
+        hint="close the other agentmem process, or give this one another "
+        "--data-dir (a Chroma server, AGENTMEM_CHROMA_URL, can be shared)",
+        retryable=True,
+    )
 
 
 class FolderLock:
-    """An exclusive, process-wide hold on a folder; release it with :meth:`release`.
+    """A process-wide hold on a folder; release it with :meth:`release`.
 
     Args:
-        folder: The folder to hold (created if missing).
+        folder: The folder to hold (created if missing, unless ``shared``).
+        shared: Hold it to read only: other readers may hold it too, no writer may. The
+            lock file is opened for reading, so the folder need not be writable; without
+            a lock file (no agentmem ever wrote there) nothing is locked.
 
     Raises:
-        DataDirLockedError: Another process holds the folder.
-        StorageError: The folder or its lock file cannot be created (a file or folder in
-            the way, no permission).
+        DataDirLockedError: Another process holds the folder (for writing, or, to take
+            it for writing, for reading).
+        StorageError: The folder or its lock file cannot be created or opened (a file or
+            folder in the way, no permission: :class:`~agentmem.errors.ReadOnlyError`).
     """
 
-    def __init__(self, folder: str | Path) -> None:
-        try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise folder_error(folder, exc) from exc
+    def __init__(self, folder: str | Path, *, shared: bool = False) -> None:
+        if not shared:
+            try:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise folder_error(folder, exc) from exc
         self.folder = Path(folder).resolve()
         self._released = False
         path = self.folder / LOCK_NAME
         with _lock:
             if self.folder in _held:
-                fd, count = _held[self.folder]
-                _held[self.folder] = (fd, count + 1)
+                fd, count, exclusive = _held[self.folder]
+                if not shared and not exclusive:  # this process read it; now it writes
+                    if not _try_lock(fd):
+                        raise _in_use(self.folder, path)
+                    exclusive = True
+                _held[self.folder] = (fd, count + 1, exclusive)
                 return
             # A raw descriptor: it lives as long as the hold, not as long as an object.
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(path, os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                if not shared:
+                    raise
+                self._released = True  # nothing to hold: no agentmem process wrote here
+                return
             except OSError as exc:  # a folder in the way, no permission
                 raise folder_error(self.folder, exc) from exc
-            if not _try_lock(fd):
+            if not _try_lock(fd, shared=shared):
                 os.close(fd)
-                raise DataDirLockedError(
-                    f"{self.folder} is in use by {_holder(path)}",
-                    hint="close the other agentmem process, or give this one another "
-                    "--data-dir (a Chroma server, AGENTMEM_CHROMA_URL, can be shared)",
-                    retryable=True,
-                )
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
-            _held[self.folder] = (fd, 1)
+                raise _in_use(self.folder, path)
+            if not shared:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+            _held[self.folder] = (fd, 1, not shared)
 
     def release(self) -> None:
         """Let go of the folder (the lock ends with the process's last holder); idempotent."""
@@ -114,9 +147,9 @@ class FolderLock:
             return
         self._released = True
         with _lock:
-            fd, count = _held[self.folder]
+            fd, count, exclusive = _held[self.folder]
             if count > 1:
-                _held[self.folder] = (fd, count - 1)
+                _held[self.folder] = (fd, count - 1, exclusive)
                 return
             del _held[self.folder]
             os.close(fd)  # closing the descriptor drops the lock

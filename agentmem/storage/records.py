@@ -62,6 +62,8 @@ class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords):
         url: A SQLAlchemy URL or a path to a SQLite file (created if missing). An SQLite
             URL may set how long a write waits for another writer, e.g.
             ``sqlite:///records.db?timeout=5`` (default 30 seconds).
+        read_only: Open an SQLite file for reading only, even in a folder this process
+            cannot write; a write raises :class:`~agentmem.errors.ReadOnlyError`.
 
     Raises:
         StorageError: The database cannot be opened.

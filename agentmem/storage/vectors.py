@@ -36,6 +36,7 @@ the caller as :class:`~agentmem.errors.StorageError` with a hint and ``retryable
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -59,10 +60,11 @@ from agentmem.storage.chroma import (
     compact_folder,
     is_current,
     open_client,
+    private_copy,
 )
 from agentmem.storage.exact import ExactCopy
 from agentmem.storage.journal import Shared, close_shared, open_shared
-from agentmem.storage.locking import FolderLock
+from agentmem.storage.locking import LOCK_NAME, FolderLock
 
 __all__ = [
     "NEVER",
@@ -97,9 +99,16 @@ class VectorIndex:
         hnsw: Extra HNSW settings (``ef_search``, ``max_neighbors``, ...).
         exact_limit: Search partitions up to this many vectors exactly, in process
             (embedded indexes only; ``0`` leaves every search to chromadb).
+        read_only: Read ``path`` without writing it, even where this process may not
+            write: the folder is held shared (readers together, no writer) and chromadb
+            opens a private copy of it, since chromadb cannot open a folder it cannot
+            write (it creates its migrations table and writes on open, whatever its
+            settings). The copy costs the folder's size in the temporary directory while
+            the index is open; what is written to the index goes to the copy and is gone
+            on :meth:`close`. Embedded indexes only.
 
     Raises:
-        ConfigError: ``url`` is malformed.
+        ConfigError: ``url`` is malformed, or given with ``read_only``.
         DataDirLockedError: Another process holds the folder.
         StorageError: chromadb or the journal cannot be opened.
     """
@@ -124,9 +133,13 @@ class VectorIndex:
         url: str | None = None,
         hnsw: Mapping[str, Any] | None = None,
         exact_limit: int | None = None,
+        read_only: bool = False,
     ) -> None:
         self.embedder = embedder
-        self._path = Path(path) if path is not None and not url else None
+        # The folder compact() rewrites: an embedded index's own, never a private copy.
+        self._path = Path(path) if path is not None and not url and not read_only else None
+        self.read_only = read_only
+        self._copy: tempfile.TemporaryDirectory[str] | None = None
         self._function = AgentMemEmbeddingFunction(embedder)
         # ef_search 400: at 100k vectors a collection's recall@10 against exact search is
         # 0.97-0.98 at chromadb's 100 and 0.98-1.0 at 400, for about 1 ms more a query
@@ -141,14 +154,22 @@ class VectorIndex:
         # shared with the other indexes of the same system in this process.
         self._shared: Shared | None = None
         self.exact_limit = self.EXACT_LIMIT if exact_limit is None else max(0, exact_limit)
+        where = url or (str(path) if path is not None else "memory")
         try:
+            if read_only and (url or path is None):
+                raise ConfigError(
+                    "read-only memory needs the vector index in a folder",
+                    hint="with a Chroma server, give the user read-only rights there instead",
+                )
             if path is not None and not url:
                 # Before chromadb touches the folder: one process at a time writes it.
-                self._folder_lock = FolderLock(path)
+                self._folder_lock = FolderLock(path, shared=read_only)
                 # An index dropped without close() lets go when it is collected.
                 weakref.finalize(self, self._folder_lock.release)
+                if read_only:
+                    self._copy = private_copy(Path(path), where, leave_out=LOCK_NAME)
+                    path = Path(self._copy.name)
             self.client = open_client(path, url)
-            where = url or (str(path) if path is not None else "memory")
             handles: dict[str, Any] = {}
             created = False
             if not url:
@@ -171,6 +192,12 @@ class VectorIndex:
         if self._folder_lock is not None:
             self._folder_lock.release()
             self._folder_lock = None
+        if self._copy is not None:
+            close = getattr(getattr(self, "client", None), "close", None)
+            if callable(close):  # chromadb's system on the copy: let go before deleting it
+                close()
+            self._copy.cleanup()
+            self._copy = None
 
     def close(self) -> None:
         """Write buffered metadata and let another process open the folder; idempotent.
@@ -184,7 +211,8 @@ class VectorIndex:
         if self._chroma.closed:
             return
         try:
-            self.flush()
+            if not self.read_only:  # a read-only index's writes went to its copy
+                self.flush()
         finally:
             self._chroma.closed = True
             self._let_go()
