@@ -26,9 +26,11 @@ until they are overwritten, so :meth:`Records.compact` merges the index, rewrite
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Collection
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlmodel import col, delete, select, update
 
 from agentmem.storage.database import database_url
@@ -47,6 +49,8 @@ from agentmem.storage.tables import (
 )
 from agentmem.storage.work_queue import WorkQueue
 from agentmem.types import utcnow
+
+logger = logging.getLogger(__name__)
 
 
 class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords):
@@ -185,13 +189,31 @@ class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords):
                     connection.execute(text("INSERT INTO turns_fts(turns_fts) VALUES ('optimize')"))
                     done.append("the full-text index of turns (merged)")
                 connection.execute(text("VACUUM"))
-                connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
-                done.append("the records database (VACUUM, log truncated)")
+                done.append("the records database (VACUUM)")
+                if _truncate_log(connection):
+                    done.append("its write-ahead log (truncated)")
             elif self.engine.dialect.name == "postgresql":
                 for table in ("turns", "memory_items", "item_events", "documents", "pending_work"):
                     connection.execute(text(f"VACUUM {table}"))
                 done.append("the records database (VACUUM)")
         return done
+
+
+def _truncate_log(connection: Connection, attempts: int = 50) -> bool:
+    """Copy the write-ahead log into the file and empty it; return whether it was emptied.
+
+    The log keeps the old images of every page a write changed, erased rows included,
+    until a checkpoint copies them back and truncates it. A reader of an older snapshot
+    (another connection, another process) blocks the truncation: wait for it a little,
+    then leave the log to SQLite's next checkpoint, with a warning.
+    """
+    for _ in range(attempts):
+        busy = connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)")).first()
+        if busy is None or not busy[0]:
+            return True
+        time.sleep(0.1)
+    logger.warning("the records database's log could not be truncated: a reader holds it")
+    return False
 
 
 #: The text an erased item or turn keeps: a tombstone says something was there, not what.
