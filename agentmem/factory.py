@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 
 from agentmem.agent import Agent, Budget
 from agentmem.config import Config, ModelSpec
-from agentmem.errors import ConfigError
+from agentmem.errors import ConfigError, StorageError
 from agentmem.ledger.extraction import CachingExtractor, ModelExtractor, RuleExtractor
 from agentmem.ledger.facts import FactLedger
 from agentmem.manager import MemoryManager
@@ -21,6 +21,7 @@ from agentmem.models.tokens import TokenCounter
 from agentmem.prompts import DEFAULT_SYSTEM_PROMPT
 from agentmem.protocols import ChatModel, Embedder, MemoryStore, StoreContext, StoreFactory
 from agentmem.storage.records import Records
+from agentmem.storage.repair import repair_vectors
 from agentmem.storage.vectors import VectorIndex
 
 logger = logging.getLogger(__name__)
@@ -207,6 +208,13 @@ def build(
     # ``is None``: an empty CachingEmbedder is falsy (it has a length).
     embedder = embedder if embedder is not None else build_embedder(config)
     vectors = VectorIndex(embedder, path=config.vectors_path, url=config.chroma_url)
+    try:
+        # A process killed with the folder open may have left the vectors behind the records.
+        repair_vectors(records, vectors)
+    except StorageError:
+        vectors.close()  # the repair stays owed: the next open tries again
+        records.close()
+        raise
     chat_model = build_model(config) if model == "auto" else model
     assert not isinstance(chat_model, str)
     builder = chat_model if _builds_with_model(config, chat_model) else None

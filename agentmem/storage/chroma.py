@@ -252,6 +252,15 @@ class Partitions:
         self._handles[name] = found
         return found
 
+    def named(self, name: str) -> Any:
+        """Return a collection by its name; ``None`` if there is none."""
+        found = self._handles.get(name)
+        if found is None:
+            found = self.call(f"opening vector collection {name}", self._existing, name)
+            if found is not None:
+                self._handles[name] = found
+        return found
+
     def _existing(self, name: str) -> Any:
         try:
             return self.client.get_collection(name, embedding_function=self._function)

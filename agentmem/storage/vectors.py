@@ -38,7 +38,8 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -67,6 +68,7 @@ __all__ = [
     "NEVER",
     "AgentMemEmbeddingFunction",
     "Hit",
+    "Stored",
     "VectorIndex",
     "collection_name",
     "is_current",
@@ -77,6 +79,27 @@ logger = logging.getLogger(__name__)
 
 #: Stand-in for "never invalidated" in numeric metadata filters.
 NEVER = 1.0e12
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One partition's vectors as chromadb holds them (see :meth:`VectorIndex.stored`).
+
+    Attributes:
+        name: The collection's name.
+        store: The structure it was made for (``graph-fact`` for the graph's facts).
+        history: Whether it is a history partition (invalidated items).
+        ids: The item ids.
+        metadatas: Each one's metadata.
+        embeddings: The vectors, when asked for.
+    """
+
+    name: str
+    store: str
+    history: bool
+    ids: list[str]
+    metadatas: list[dict[str, Any]]
+    embeddings: np.ndarray | None = None
 
 
 def timestamp(moment: datetime | None, default: float = 0.0) -> float:
@@ -183,9 +206,73 @@ class VectorIndex:
             return
         try:
             self.flush()
+            if self._shared is not None:
+                with self._shared.lock:  # nothing of this index's was lost
+                    self._shared.unclosed -= 1
         finally:
             self._chroma.closed = True
             self._let_go()
+
+    @property
+    def needs_repair(self) -> bool:
+        """Whether a process killed while it had the folder open may have left the vectors
+        behind the records (metadata updates still buffered, vectors of records never
+        committed): :func:`agentmem.storage.repair.repair_vectors` brings them in line.
+
+        Raises:
+            StorageError: The journal could not be read.
+        """
+        return self._shared is not None and self._shared.needs_repair()
+
+    def repaired(self) -> None:
+        """Note that the vectors were brought in line with the records (see :attr:`needs_repair`).
+
+        Raises:
+            StorageError: The journal could not be written.
+        """
+        if self._shared is not None:
+            self._shared.repaired()
+
+    def stored(self, *, embeddings: bool = False) -> Iterator[Stored]:
+        """Yield every partition of the index as chromadb holds it, once all that waits is written.
+
+        For audits and repairs: every collection agentmem made (those it did not make are
+        left out), whatever structure or user it is of.
+
+        Raises:
+            StorageError: chromadb failed.
+        """
+        self.flush()
+        include = ["metadatas", "embeddings"] if embeddings else ["metadatas"]
+        for name in self.collection_names():
+            collection = self._chroma.named(name)
+            about = dict(collection.metadata or {}) if collection is not None else {}
+            if "store" not in about:
+                continue
+            found = self._chroma.call("vector read", collection.get, include=include)
+            yield Stored(
+                name=name,
+                store=str(about["store"]),
+                history=about.get("partition") == "history",
+                ids=list(found["ids"]),
+                metadatas=[dict(m or {}) for m in found["metadatas"]],
+                embeddings=np.asarray(found["embeddings"], dtype=np.float32)
+                if embeddings
+                else None,
+            )
+
+    def discard(self, name: str, ids: Sequence[str]) -> None:
+        """Remove vectors from one collection, by its name (see :meth:`stored`).
+
+        Raises:
+            StorageError: chromadb failed.
+        """
+        collection = self._chroma.named(name)
+        if collection is None or not ids:
+            return
+        self._chroma.call("vector delete", collection.delete, ids=list(ids))
+        if self._shared is not None:
+            self._shared.copies.edit(name, partial(ExactCopy.remove, ids=ids))
 
     def upsert(
         self,
