@@ -218,7 +218,7 @@ def build(
     chat_model = build_model(config) if model == "auto" else model
     assert not isinstance(chat_model, str)
     builder = chat_model if _builds_with_model(config, chat_model) else None
-    extractor = CachingExtractor(ModelExtractor(builder) if builder else RuleExtractor())
+    extractor = CachingExtractor(ModelExtractor(builder) if builder else RuleExtractor(records))
     context = StoreContext(
         records=records, vectors=vectors, embedder=embedder, model=builder, extractor=extractor
     )

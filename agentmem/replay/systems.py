@@ -386,7 +386,7 @@ def open_memory(
         raise
     if name == "similarity":
         return SimilarityMemory(records, vectors, embedder, counter)
-    extractor = CachingExtractor(ModelExtractor(builder) if builder else RuleExtractor())
+    extractor = CachingExtractor(ModelExtractor(builder) if builder else RuleExtractor(records))
     context = StoreContext(
         records=records, vectors=vectors, embedder=embedder, model=builder, extractor=extractor
     )
