@@ -86,6 +86,8 @@ def expected(environment: dict, tmp_path_factory: pytest.TempPathFactory) -> dic
             2,
             id="summary-vectors-before-records",
         ),
+        # A summary version stored, the one it replaces not yet retired.
+        pytest.param(ADD_ITEMS, f"{SUMMARY}._commit", 2, id="summary-before-retiring"),
         # Sessions ended, superseded items' vector moves still buffered in memory.
         pytest.param(f"{MANAGER}.end_session", None, 3, id="metadata-moves-buffered"),
         # A session end split between two consolidating structures.

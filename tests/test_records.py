@@ -333,10 +333,12 @@ def test_a_transaction_keeps_all_of_its_writes_or_none(records: Records) -> None
     with pytest.raises(InputError), records.transaction():
         records.add_items([item("alice", "likes coffee")])
         records.invalidate([old.id], "changed taste")
+        records.queue_work("facts", "alice", "extract", {"turn_ids": []}, "model down")
         raise InputError("the write failed half-way")
 
     assert [i.text for i in records.store_items("facts", "alice")] == ["likes tea", "likes jazz"]
     assert [e.action for e in records.history(old.id)] == ["ADD"]
+    assert records.pending_work("facts", "alice") == []  # ORM writes join it too
 
     with records.transaction():
         with records.transaction():  # a nested one joins the outer

@@ -1,7 +1,8 @@
 """The connection to the records database, and the one place its errors are translated.
 
 :class:`Database` opens the engine and hands out transactions (:meth:`Database.session`
-for ORM rows, :meth:`Database._connect` for Core statements). Both run inside
+for ORM rows, :meth:`Database._connect` for Core statements; :meth:`Database.transaction`
+makes the calls inside it one transaction). They all run inside
 :meth:`Database._guarded`, the boundary where every error of the database driver or of
 SQLAlchemy becomes a :class:`~agentmem.errors.StorageError` with a hint, so no caller
 ever sees ``sqlite3`` or ``sqlalchemy`` exceptions.
