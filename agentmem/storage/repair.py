@@ -16,9 +16,10 @@ The vector index notes when a process had its folder open and never closed it
 (:attr:`~agentmem.storage.vectors.VectorIndex.needs_repair`); the next process that opens
 the folder with its records calls :func:`repair_vectors`, which reads every vector's
 metadata and sets it from its record (moving it to the right partition), and deletes the
-orphans. That reads the whole index once, only after a crash (a few seconds at 100,000
-vectors); the alternative, journaling every invalidation's intent beside the records'
-commit, would cost every write a second commit to keep a rare repair small.
+orphans. That reads the whole index once, only after a crash: 0.6 s at 20,000 vectors on two
+cores, 1.5 s when 2,000 of them move (measured 2026-12-07, 384 dimensions); the
+alternative, journaling every invalidation's intent beside the records' commit, would
+cost every write a second commit to keep a rare repair small.
 """
 
 from __future__ import annotations
