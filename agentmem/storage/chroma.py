@@ -182,6 +182,27 @@ def open_client(path: str | Path | None, url: str | None) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class Stored:
+    """One partition's vectors as chromadb holds them (see ``VectorIndex.stored``).
+
+    Attributes:
+        name: The collection's name.
+        store: The structure it was made for (``graph-fact`` for the graph's facts).
+        history: Whether it is a history partition (invalidated items).
+        ids: The item ids.
+        metadatas: Each one's metadata.
+        embeddings: The vectors, when asked for.
+    """
+
+    name: str
+    store: str
+    history: bool
+    ids: list[str]
+    metadatas: list[dict[str, Any]]
+    embeddings: np.ndarray | None = None
+
+
 @dataclass
 class Placed:
     """What :meth:`Partitions.place` changed, for the exact-search copies to follow."""
@@ -260,6 +281,23 @@ class Partitions:
             if found is not None:
                 self._handles[name] = found
         return found
+
+    def stored(self, name: str, *, embeddings: bool = False) -> Stored | None:
+        """Return a collection's vectors as chromadb holds them; ``None`` if it is not ours."""
+        collection = self.named(name)
+        about = dict(collection.metadata or {}) if collection is not None else {}
+        if "store" not in about:
+            return None
+        include = ["metadatas", "embeddings"] if embeddings else ["metadatas"]
+        found = self.call("vector read", collection.get, include=include)
+        return Stored(
+            name=name,
+            store=str(about["store"]),
+            history=about.get("partition") == "history",
+            ids=list(found["ids"]),
+            metadatas=[dict(m or {}) for m in found["metadatas"]],
+            embeddings=np.asarray(found["embeddings"], dtype=np.float32) if embeddings else None,
+        )
 
     def _existing(self, name: str) -> Any:
         try:

@@ -39,7 +39,6 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -55,6 +54,7 @@ from agentmem.storage.chroma import (
     Hit,
     Partitions,
     Placed,
+    Stored,
     by_partition,
     collection_name,
     is_current,
@@ -79,27 +79,6 @@ logger = logging.getLogger(__name__)
 
 #: Stand-in for "never invalidated" in numeric metadata filters.
 NEVER = 1.0e12
-
-
-@dataclass(frozen=True)
-class Stored:
-    """One partition's vectors as chromadb holds them (see :meth:`VectorIndex.stored`).
-
-    Attributes:
-        name: The collection's name.
-        store: The structure it was made for (``graph-fact`` for the graph's facts).
-        history: Whether it is a history partition (invalidated items).
-        ids: The item ids.
-        metadatas: Each one's metadata.
-        embeddings: The vectors, when asked for.
-    """
-
-    name: str
-    store: str
-    history: bool
-    ids: list[str]
-    metadatas: list[dict[str, Any]]
-    embeddings: np.ndarray | None = None
 
 
 def timestamp(moment: datetime | None, default: float = 0.0) -> float:
@@ -243,23 +222,10 @@ class VectorIndex:
             StorageError: chromadb failed.
         """
         self.flush()
-        include = ["metadatas", "embeddings"] if embeddings else ["metadatas"]
         for name in self.collection_names():
-            collection = self._chroma.named(name)
-            about = dict(collection.metadata or {}) if collection is not None else {}
-            if "store" not in about:
-                continue
-            found = self._chroma.call("vector read", collection.get, include=include)
-            yield Stored(
-                name=name,
-                store=str(about["store"]),
-                history=about.get("partition") == "history",
-                ids=list(found["ids"]),
-                metadatas=[dict(m or {}) for m in found["metadatas"]],
-                embeddings=np.asarray(found["embeddings"], dtype=np.float32)
-                if embeddings
-                else None,
-            )
+            found = self._chroma.stored(name, embeddings=embeddings)
+            if found is not None:
+                yield found
 
     def discard(self, name: str, ids: Sequence[str]) -> None:
         """Remove vectors from one collection, by its name (see :meth:`stored`).
