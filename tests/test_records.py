@@ -382,7 +382,7 @@ def populate(records: Records, user_id: str, session_id: str) -> None:
     records.invalidate([old.id], "changed taste", superseded_by=new.id)
     records.update_item(new.id, text_value=f"{user_id} loves coffee", reason="stronger")
     records.queue_work("summary", user_id, "update", {"turn_ids": [turn.id]}, "model down")
-    records.note_persons(user_id, [(turn.id, f"{user_id}'s sister")])  # coreference
+    records.note_persons(user_id, [turn.id], [(turn.id, f"{user_id}'s sister")])  # coreference
     for value in ("tea", "coffee"):  # two versions of one document
         records.put_document(
             user_id=user_id,

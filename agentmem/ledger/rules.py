@@ -122,8 +122,11 @@ class PersonLog(Protocol):
         """Return the third party last named before turn ``turn_id``, if any."""
         ...
 
-    def note_persons(self, user_id: str, named: Sequence[tuple[int, str]]) -> None:
-        """Record that from each turn on the dialogue last named this third party."""
+    def note_persons(
+        self, user_id: str, turn_ids: Sequence[int], named: Sequence[tuple[int, str]]
+    ) -> None:
+        """Replace what is noted of ``turn_ids``: from each turn of ``named`` on, the
+        dialogue last named that third party."""
         ...
 
 
@@ -169,7 +172,7 @@ class RuleExtractor:
                     if person is not None and person != before:
                         named.append((turn.id, person))
                     before = person
-                self._persons.note_persons(user_id, named)
+                self._persons.note_persons(user_id, [t.id for t in mine], named)
         return {turn.id: found[turn.id] for turn in turns}
 
     def extract_turn(self, turn: Turn) -> list[Fact]:

@@ -31,20 +31,24 @@ class PersonRecords(Database):
             found = connection.execute(query).scalar()
         return None if found is None else str(found)
 
-    def note_persons(self, user_id: str, named: Sequence[tuple[int, str]]) -> None:
-        """Record from which turns on the dialogue last named whom (replacing earlier notes
-        of those turns: a resumed write extracts them again, to the same result)."""
-        if not named:
+    def note_persons(
+        self, user_id: str, turn_ids: Sequence[int], named: Sequence[tuple[int, str]]
+    ) -> None:
+        """Replace what is noted of ``turn_ids`` (extracted again) with ``named``: from each
+        of those turns on, the dialogue last named that third party."""
+        if not turn_ids and not named:
             return
-        turn_ids = [turn_id for turn_id, _ in named]
         with self._connect() as connection:
-            connection.execute(
-                delete(_ROWS).where(_ROWS.c.user_id == user_id, _ROWS.c.turn_id.in_(turn_ids))
-            )
-            connection.execute(
-                insert(_ROWS),
-                [{"user_id": user_id, "turn_id": t, "person": p} for t, p in named],
-            )
+            for start in range(0, len(turn_ids), 500):
+                chunk = list(turn_ids[start : start + 500])
+                connection.execute(
+                    delete(_ROWS).where(_ROWS.c.user_id == user_id, _ROWS.c.turn_id.in_(chunk))
+                )
+            if named:
+                connection.execute(
+                    insert(_ROWS),
+                    [{"user_id": user_id, "turn_id": t, "person": p} for t, p in named],
+                )
 
 
 __all__ = ["PersonRecords"]
