@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 from agentmem.agent import Agent, Budget
 from agentmem.appfiles import remove_user_files
 from agentmem.config import Config, ModelSpec
-from agentmem.errors import AgentMemError, ConfigError
+from agentmem.errors import AgentMemError, ConfigError, StorageError
 from agentmem.ledger.extraction import CachingExtractor, ModelExtractor, RuleExtractor
 from agentmem.ledger.facts import FactLedger
 from agentmem.manager import ForgetReceipt, MemoryManager
@@ -22,6 +22,7 @@ from agentmem.models.tokens import TokenCounter
 from agentmem.prompts import DEFAULT_SYSTEM_PROMPT
 from agentmem.protocols import ChatModel, Embedder, MemoryStore, StoreContext, StoreFactory
 from agentmem.storage.records import Records
+from agentmem.storage.repair import repair_vectors
 from agentmem.storage.vectors import VectorIndex
 
 logger = logging.getLogger(__name__)
@@ -231,10 +232,18 @@ def build(
     except AgentMemError:
         records.close()
         raise
+    try:
+        # A process killed with the folder open may have left the vectors behind the records
+        # (read-only memory repairs its private copy, so what it reads agrees with them).
+        repair_vectors(records, vectors)
+    except StorageError:
+        vectors.close()  # the repair stays owed: the next open tries again
+        records.close()
+        raise
     chat_model = build_model(config) if model == "auto" else model
     assert not isinstance(chat_model, str)
     builder = chat_model if _builds_with_model(config, chat_model) else None
-    extractor = CachingExtractor(ModelExtractor(builder) if builder else RuleExtractor())
+    extractor = CachingExtractor(ModelExtractor(builder) if builder else RuleExtractor(records))
     context = StoreContext(
         records=records, vectors=vectors, embedder=embedder, model=builder, extractor=extractor
     )

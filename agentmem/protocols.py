@@ -10,6 +10,7 @@ deleted in place, :class:`Browsable` for structures the chat app can show, and
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -107,6 +108,14 @@ class RecordStore(Protocol):
 
     def search_turns(self, user_id: str, words: Sequence[str], limit: int) -> list[int]:
         """Return the ids of the turns best matching ``words`` (full-text), best first."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group the writes made inside into one transaction (all kept, or none)."""
+        ...
+
+    def after_commit(self, call: Callable[[], None]) -> None:
+        """Call ``call`` once the writes so far are committed (at once outside a transaction)."""
         ...
 
     def add_items(self, items: Sequence[MemoryItem], *, reason: str = "") -> list[MemoryItem]:

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from crash_snapshot import assert_same, snapshot
 
 from agentmem.storage.records import Records
 from agentmem.testing import FakeOpenAIServer, schema_reply
@@ -97,109 +98,6 @@ def environment(server: FakeOpenAIServer, home: Path) -> dict[str, str]:
     return env
 
 
-def per_turn(store: str, kind: str, metadata: dict[str, object]) -> bool:
-    """Whether an item is derived from its turn alone (so a resumed run re-derives it exactly).
-
-    Consolidated items (MemTree inner nodes, summaries, memos, graph entities) are rebuilt
-    from whatever batches the writes came in, so after a crash their wording may differ
-    from an uninterrupted run's; they must only never be duplicated. (A MemTree's inner
-    nodes are left out of that check: a chain of single-child nodes repeats one text by
-    design, crash or not.)
-    """
-    if store == "memtree":
-        return bool(metadata.get("leaf"))
-    if store == "graph":
-        return kind in ("passage", "fact")
-    return store in ("turns", "facts")
-
-
-def snapshot(database: Path) -> dict[str, object]:
-    """Return what a records database holds, keyed by dataset ids, not row ids."""
-    records = Records(database)
-    try:
-        turns = {}
-        external: dict[int, str] = {}
-        for user in records.users():
-            for turn in records.turns(user):
-                external[turn.id] = turn.external_id or f"{user}#{turn.text}"
-                turns.setdefault(user, []).append((turn.external_id, turn.speaker, turn.text))
-        items: Counter[tuple[object, ...]] = Counter()
-        consolidated: Counter[tuple[object, ...]] = Counter()
-        aggregates: Counter[tuple[object, ...]] = Counter()
-        every = [
-            item
-            for user in records.users()
-            for store in ("turns", "facts", "memtree", "summary", "memo", "graph")
-            for item in records.store_items(store, user, current_only=False)
-        ]
-        # Row ids differ between runs: an item is known by what it says and where from.
-        identity = {
-            item.id: (
-                item.user_id,
-                item.store,
-                item.kind,
-                item.text,
-                tuple(sorted(external[t] for t in item.source_turn_ids)),
-            )
-            for item in every
-        }
-        for item in every:
-            user, store = item.user_id, item.store
-            replaced_by = None
-            if item.superseded_by is not None:
-                replaced_by = identity.get(item.superseded_by, ("no such item",))
-            # Validity: a resumed write must reach the same decisions (superseded by the
-            # same item, at the same dialogue time, swept) as an uninterrupted one.
-            key = (*identity[item.id], item.current, item.invalid_at, replaced_by)
-            if per_turn(store, item.kind, item.metadata):
-                items[key] += 1
-            elif store != "memtree":
-                # Summaries, memos, topics and entities: same text and validity too.
-                # MemTree's inner nodes are left out: a resumed run inserts the turns it
-                # replays in other batches, so the tree clusters them differently (their
-                # text and sources differ from an uninterrupted run's by design).
-                consolidated[key] += 1
-                if item.current:
-                    # At most one current summary; one topic or entity per name.
-                    one = {
-                        "summary": (user, store, item.kind),
-                        "topic": (user, store, item.kind, item.text),
-                        "entity": (user, store, item.kind, item.text),
-                    }.get(item.kind, key)
-                    aggregates[one] += 1
-        return {
-            "turns": turns,
-            "items": items,
-            "consolidated": consolidated,
-            "aggregates": aggregates,
-            "pending": len(records.pending_turns()),
-            "work": sum(
-                len(records.pending_work(s))
-                for s in ("turns", "facts", "memtree", "summary", "memo", "graph")
-            ),
-        }
-    finally:
-        records.close()
-
-
-def assert_same(got: dict[str, object], expected: dict[str, object]) -> None:
-    """Assert two snapshots are equal, showing only what differs."""
-    assert got["turns"] == expected["turns"], "turns differ"
-    for part in ("items", "consolidated"):
-        have, want = got[part], expected[part]
-        assert isinstance(have, Counter) and isinstance(want, Counter)
-        extra, missing = have - want, want - have
-        assert not extra and not missing, (
-            f"{part}: extra: {sorted(extra, key=repr)[:8]}\n"
-            f"missing: {sorted(missing, key=repr)[:8]}"
-        )
-    assert (got["pending"], got["work"]) == (expected["pending"], expected["work"])
-    aggregates = got["aggregates"]
-    assert isinstance(aggregates, Counter) and aggregates
-    twice = [key for key, count in aggregates.items() if count > 1]
-    assert not twice, f"duplicated current items: {twice[:4]}"
-
-
 def replay_command(dataset: Path, out: Path) -> list[str]:
     return [
         sys.executable,
@@ -208,7 +106,7 @@ def replay_command(dataset: Path, out: Path) -> list[str]:
         "replay",
         str(dataset),
         "--stores",
-        "all+turns",
+        "all",
         # No questions: a recall invalidates stale items it happens to retrieve, and what
         # it retrieves depends on consolidated wording, which batching may change.
         "--limit-questions",
@@ -220,15 +118,33 @@ def replay_command(dataset: Path, out: Path) -> list[str]:
     ]
 
 
-def test_replay_killed_twenty_times_loses_and_duplicates_nothing(
-    server: FakeOpenAIServer, tmp_path: Path
-) -> None:
-    dataset = tmp_path / "dialogues.json"
+#: Dialogues whose coreference ("my daughter Lily" ... "She practises every evening") and
+#: changes of home and job a resumed replay must fold in exactly as an uninterrupted one.
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "data" / "demo_dialogues.json"
+
+
+def dataset_with_changes(folder: Path) -> Path:
+    """Write the crash tests' dialogues (changing facts, and the demo's) to ``folder``."""
     samples = [
         conversation("conv-a", ("Nora", "Felix"), seed=1, sessions=SESSIONS),
         conversation("conv-b", ("Omar", "Iris"), seed=2, sessions=SESSIONS),
+        *json.loads(DEMO.read_text(encoding="utf-8")),
     ]
+    dataset = folder / "dialogues.json"
     dataset.write_text(json.dumps(samples), encoding="utf-8")
+    return dataset
+
+
+def test_replay_killed_twenty_times_loses_and_duplicates_nothing(
+    server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    """Killed at random and resumed, a replay builds what an uninterrupted one builds.
+
+    Every record (items of every structure, consolidated ones included, MemTree's inner
+    nodes aside), its sources and validity, and every vector with its partition and
+    metadata, compared with an uninterrupted run's (tests/crash_snapshot.py).
+    """
+    dataset = dataset_with_changes(tmp_path)
     env = environment(server, tmp_path / "home")
 
     started = time.perf_counter()
@@ -241,14 +157,22 @@ def test_replay_killed_twenty_times_loses_and_duplicates_nothing(
     )
     full = time.perf_counter() - started
     assert reference.returncode == 0, reference.stderr
-    database = Path("data/all+turns/agentmem.sqlite")
-    expected = snapshot(tmp_path / "reference" / database)
-    assert sum(len(t) for t in expected["turns"].values()) == 2 * SESSIONS * LINES  # type: ignore[union-attr]
+    data = Path("data/all")
+    expected = snapshot(tmp_path / "reference" / data)
+    demo = json.loads(DEMO.read_text(encoding="utf-8"))
+    demo_turns = sum(
+        len(said)
+        for sample in demo
+        for said in sample["conversation"].values()
+        if isinstance(said, list)
+    )
+    turns = expected["turns"]
+    assert isinstance(turns, dict) and len(turns) == 4
+    assert sum(len(t) for t in turns.values()) == 2 * SESSIONS * LINES + demo_turns
     assert expected["pending"] == 0
 
     rng = random.Random(20261126)
-    kills = completions = 0
-    series = 0
+    kills = series = 0
     out = tmp_path / f"crashed-{series}"
     while kills < KILLS:
         process = subprocess.Popen(
@@ -266,8 +190,7 @@ def test_replay_killed_twenty_times_loses_and_duplicates_nothing(
             continue
         # It finished before the kill: check this series, then start a fresh one.
         assert process.returncode == 0
-        completions += 1
-        assert_same(snapshot(out / database), expected)
+        assert_same(snapshot(out / data), expected)
         series += 1
         out = tmp_path / f"crashed-{series}"
 
@@ -275,9 +198,9 @@ def test_replay_killed_twenty_times_loses_and_duplicates_nothing(
         replay_command(dataset, out), env=env, capture_output=True, text=True, timeout=300
     )
     assert finish.returncode == 0, finish.stderr
-    assert_same(snapshot(out / database), expected)
+    assert_same(snapshot(out / data), expected)
     assert kills >= KILLS
-    assert_every_item_has_its_vector(out / database)
+    assert_every_item_has_its_vector(out / data / "agentmem.sqlite")
 
 
 #: The vector collection each structure's items of a kind live in.
@@ -421,11 +344,18 @@ def test_replay_building_with_a_faulty_model_survives_kills_and_resumes_its_queu
         ]
 
     def check(out: Path, *, settled: bool) -> None:
-        got = snapshot(out / "data" / "all+turns@openai_fake-chat" / "agentmem.sqlite")
+        got = snapshot(out / "data" / "all@openai_fake-chat")
         turns, items = got["turns"], got["items"]
         assert isinstance(turns, dict) and isinstance(items, Counter)
         assert [len(t) for t in turns.values()] == [SESSIONS * LINES]
-        assert set(items.values()) == {1}, "an item derived from one turn was stored twice"
+        # Items derived from one turn (MemTree's leaves, the graph's passages and facts):
+        # consolidated ones may read alike, a model building them.
+        derived = [
+            count
+            for key, count in items.items()
+            if key[1] in ("turns", "facts", "memtree") or key[2] in ("passage", "fact")
+        ]
+        assert set(derived) == {1}, "an item derived from one turn was stored twice"
         # Every turn has exactly one item in the turn store and one passage in the graph.
         for store, kind in (("turns", "turn"), ("graph", "passage")):
             sources = [k[4] for k in items if k[1] == store and k[2] == kind]

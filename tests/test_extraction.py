@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from agentmem.errors import ModelUnavailableError
 from agentmem.ledger.extraction import ENDED, CachingExtractor, Fact, ModelExtractor, RuleExtractor
+from agentmem.storage.records import Records
 from agentmem.testing import ScriptedChatModel
 from agentmem.types import Turn
 
@@ -191,6 +193,31 @@ def test_she_and_he_are_the_last_third_party_the_dialogue_named() -> None:
     # Another user's dialogue has its own last third party.
     other = Turn(9, "someone-else", "s", "Kim", "user", "She moved to York.", datetime(2023, 5, 1))
     assert {(f.subject, f.attribute) for f in extractor.extract_turn(other)} == set()
+
+
+def test_who_she_is_survives_a_restart_and_a_write_done_again(tmp_path: Path) -> None:
+    """A process restarted after a crash reads "she" as the process that was killed did."""
+    said = [
+        "My cousin Farah works as a pharmacist in Derby.",
+        "The weather was awful all week.",
+        "Oh and she moved to Leicester last month!",
+    ]
+    turns = [turn(text, turn_id=n) for n, text in enumerate(said, 1)]
+    records = Records(tmp_path / "records.db")
+    try:
+        RuleExtractor(records).extract(turns[:2])  # then the process is killed
+
+        restarted = RuleExtractor(records).extract(turns[1:])  # resumed from turn 2
+        again = RuleExtractor(records).extract(turns[2:])  # and once more from turn 3
+    finally:
+        records.close()
+
+    moved = ("Farah", "residence", "Leicester")
+    for found in (restarted, again):
+        assert moved in {(f.subject, f.attribute, f.value) for f in found[3]}
+    # Kept in memory only, a restarted extractor has no one to read "she" as.
+    forgetful = RuleExtractor().extract(turns[2:])
+    assert moved not in {(f.subject, f.attribute, f.value) for f in forgetful[3]}
 
 
 def test_notes_naming_the_speaker_in_the_third_person_are_the_speakers() -> None:

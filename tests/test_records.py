@@ -26,6 +26,7 @@ CORE_TABLES = (
     "item_events",
     "pending_work",
     "documents",
+    "named_persons",
 )
 
 
@@ -324,6 +325,48 @@ def test_turns_are_scoped_by_user(records: Records) -> None:
     assert records.recent_turns("bob", "s1", 10) == []
 
 
+# -- transactions --------------------------------------------------------------------------
+
+
+def test_a_transaction_keeps_all_of_its_writes_or_none(records: Records) -> None:
+    old, kept = records.add_items([item("alice", "likes tea"), item("alice", "likes jazz")])
+    with pytest.raises(InputError), records.transaction():
+        records.add_items([item("alice", "likes coffee")])
+        records.invalidate([old.id], "changed taste")
+        records.queue_work("facts", "alice", "extract", {"turn_ids": []}, "model down")
+        raise InputError("the write failed half-way")
+
+    assert [i.text for i in records.store_items("facts", "alice")] == ["likes tea", "likes jazz"]
+    assert [e.action for e in records.history(old.id)] == ["ADD"]
+    assert records.pending_work("facts", "alice") == []  # ORM writes join it too
+
+    with records.transaction():
+        with records.transaction():  # a nested one joins the outer
+            new = records.add_items([item("alice", "likes coffee")])[0]
+        records.invalidate([old.id], "changed taste", superseded_by=new.id)
+        records.queue_work("facts", "alice", "extract", {"turn_ids": []}, "model down")
+        # Another connection sees nothing before the commit.
+        assert sql(records, "SELECT COUNT(*) FROM memory_items") == [(2,)]
+    assert sql(records, "SELECT COUNT(*) FROM memory_items") == [(3,)]
+    assert [w.kind for w in records.pending_work("facts", "alice")] == ["extract"]
+    assert records.get_item(old.id).superseded_by == new.id and kept.current
+
+
+def test_after_commit_waits_for_the_commit_and_is_dropped_on_rollback(records: Records) -> None:
+    called: list[str] = []
+    records.after_commit(lambda: called.append("at once"))
+    with records.transaction():
+        records.add_items([item("alice", "likes tea")])
+        records.after_commit(lambda: called.append("committed"))
+        assert called == ["at once"]
+    assert called == ["at once", "committed"]
+
+    with pytest.raises(InputError), records.transaction():
+        records.after_commit(lambda: called.append("rolled back"))
+        raise InputError("no")
+    assert called == ["at once", "committed"]
+
+
 # -- erasure -------------------------------------------------------------------------------
 
 
@@ -339,6 +382,7 @@ def populate(records: Records, user_id: str, session_id: str) -> None:
     records.invalidate([old.id], "changed taste", superseded_by=new.id)
     records.update_item(new.id, text_value=f"{user_id} loves coffee", reason="stronger")
     records.queue_work("summary", user_id, "update", {"turn_ids": [turn.id]}, "model down")
+    records.note_persons(user_id, [turn.id], [(turn.id, f"{user_id}'s sister")])  # coreference
     for value in ("tea", "coffee"):  # two versions of one document
         records.put_document(
             user_id=user_id,

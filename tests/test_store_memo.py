@@ -178,6 +178,37 @@ def test_the_buffer_survives_a_restart_without_losing_or_repeating_turns(
         records.close()
 
 
+def test_a_restart_goes_on_from_the_exact_centroids(
+    embedder: MiniLMEmbedder, tmp_path: Path
+) -> None:
+    """Topics restored after a restart grow as they would have without it."""
+
+    def centroids(restart: bool, folder: Path) -> dict[str, np.ndarray]:
+        records = Records(folder / "records.db")
+        vectors = VectorIndex(embedder, path=folder / "chroma")
+        context = StoreContext(records, vectors, CachingEmbedder(embedder))
+        try:
+            store = MemoStore(context, chunk_turns=3)
+            store.write(add(records, DOG[:3] + WORK[:3]))
+            if restart:  # a new process: the topics come back from the records
+                store = MemoStore(context, chunk_turns=3)
+            store.write(add(records, DOG[3:] + WORK, session="s2", offset=6))
+            store.end_session("alice", "s2")
+            topics = records.store_items("memo", "alice", kind="topic")
+            stored = vectors.get("memo", "alice", [t.id for t in topics])
+            return {t.text: stored[t.id] for t in topics}
+        finally:
+            vectors.close()
+            records.close()
+
+    straight = centroids(False, tmp_path / "straight")
+    restarted = centroids(True, tmp_path / "restarted")
+
+    assert straight.keys() == restarted.keys() and len(straight) >= 2
+    for name, vector in straight.items():
+        assert np.array_equal(restarted[name], vector), name
+
+
 def test_filler_never_opens_a_topic(context: StoreContext) -> None:
     store = MemoStore(context, chunk_turns=4)
     turns = add(context.records, (FILLER[0], DOG[0], FILLER[1], FILLER[2]))

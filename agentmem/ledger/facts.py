@@ -498,18 +498,27 @@ class FactLedger:
         )
 
     def _persist(self, batch: Batch) -> None:
-        if batch.added:
-            final = [batch.provenance.pop(i.id, i) for i in batch.added]
-            self._index.add(final, reason="extracted")
-        if batch.provenance:
-            self.context.records.update_items(
-                [
-                    ItemUpdate(item.id, source_turn_ids=item.source_turn_ids)
-                    for item in batch.provenance.values()
-                ]
-            )
-        for ids, reason, at, superseded_by in batch.invalidations:
-            self._index.invalidate(ids, reason, at=at, superseded_by=superseded_by)
+        """Store a batch's decisions: the new facts' vectors, then every row at once.
+
+        One transaction for the new facts, their provenance and what they supersede: a
+        resumed write finds all of a batch's decisions stored, or none of them.
+        """
+        final = [batch.provenance.pop(i.id, i) for i in batch.added]
+        # Embedded before the transaction opens: it holds the records database.
+        vectors = self._index.embed([i.text for i in final]) if final else None
+        records = self.context.records
+        with records.transaction():
+            if final:
+                self._index.add(final, vectors, reason="extracted")
+            if batch.provenance:
+                records.update_items(
+                    [
+                        ItemUpdate(item.id, source_turn_ids=item.source_turn_ids)
+                        for item in batch.provenance.values()
+                    ]
+                )
+            for ids, reason, at, superseded_by in batch.invalidations:
+                self._index.invalidate(ids, reason, at=at, superseded_by=superseded_by)
 
 
 __all__ = [

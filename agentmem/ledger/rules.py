@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
+from typing import Protocol
 
 from agentmem.ledger.cues import (
     TIME_WORDS,
@@ -111,33 +112,81 @@ def _self_reference(sentence: str, speaker: str) -> str:
     return sentence
 
 
+class PersonLog(Protocol):
+    """Where :class:`RuleExtractor` keeps who each user's dialogue last named, turn by turn.
+
+    :class:`~agentmem.storage.records.Records` is one (the ``named_persons`` table).
+    """
+
+    def person_before(self, user_id: str, turn_id: int) -> str | None:
+        """Return the third party last named before turn ``turn_id``, if any."""
+        ...
+
+    def note_persons(
+        self, user_id: str, turn_ids: Sequence[int], named: Sequence[tuple[int, str]]
+    ) -> None:
+        """Replace what is noted of ``turn_ids``: from each turn of ``named`` on, the
+        dialogue last named that third party."""
+        ...
+
+
 class RuleExtractor:
     """Extracts slot facts and generic triples with hand-written patterns (offline).
 
     A sentence that opens with "she" or "he" is read as being about the last third party
     the dialogue named ("my sister Claire ..." then "She moved to Dublin"): the cheapest
     coreference that carries over, kept per user in dialogue order.
+
+    Args:
+        persons: Where to keep who was last named. Without one it is kept in memory, and a
+            process restarted after a crash would read "She practises every evening" in
+            a resumed write as about no one, where the process that was killed read it
+            as about Lily; with one, :meth:`extract` starts each batch from the person
+            named before its first turn.
     """
 
     name = "rules"
 
-    def __init__(self) -> None:
+    def __init__(self, persons: PersonLog | None = None) -> None:
         self._last_person: dict[str, str] = {}
+        self._persons = persons
         self._lock = threading.Lock()
 
     def extract(self, turns: Sequence[Turn]) -> dict[int, list[Fact]]:
         """Return the facts of each turn, by turn id."""
-        return {turn.id: self.extract_turn(turn) for turn in turns}
+        if self._persons is None:
+            return {turn.id: self.extract_turn(turn) for turn in turns}
+        found: dict[int, list[Fact]] = {}
+        with self._lock:
+            for user_id in dict.fromkeys(t.user_id for t in turns):
+                mine = sorted((t for t in turns if t.user_id == user_id), key=lambda t: t.id)
+                before = self._persons.person_before(user_id, mine[0].id)
+                if before is None:
+                    self._last_person.pop(user_id, None)
+                else:
+                    self._last_person[user_id] = before
+                named: list[tuple[int, str]] = []
+                for turn in mine:
+                    found[turn.id] = self._extract_and_note(turn)
+                    person = self._last_person.get(user_id)
+                    if person is not None and person != before:
+                        named.append((turn.id, person))
+                    before = person
+                self._persons.note_persons(user_id, [t.id for t in mine], named)
+        return {turn.id: found[turn.id] for turn in turns}
 
     def extract_turn(self, turn: Turn) -> list[Fact]:
         """Return the facts stated or implied by one turn."""
         with self._lock:
-            facts = self._extract_turn(turn)
-            for fact in facts:
-                person = _third_party(fact, turn)
-                if person:
-                    self._last_person[turn.user_id] = person
-            return facts
+            return self._extract_and_note(turn)
+
+    def _extract_and_note(self, turn: Turn) -> list[Fact]:
+        facts = self._extract_turn(turn)
+        for fact in facts:
+            person = _third_party(fact, turn)
+            if person:
+                self._last_person[turn.user_id] = person
+        return facts
 
     def _extract_turn(self, turn: Turn) -> list[Fact]:
         facts: list[Fact] = []

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from agentmem.building import BuildStats
-from agentmem.errors import ConfigError
+from agentmem.errors import ConfigError, StorageError
 from agentmem.ledger.extraction import CachingExtractor, ModelExtractor, RuleExtractor
 from agentmem.ledger.facts import FactLedger
 from agentmem.manager import MemoryManager
@@ -32,6 +32,7 @@ from agentmem.models.tokens import TokenCounter, fit_to_budget
 from agentmem.protocols import ChatModel, Embedder, StoreContext
 from agentmem.storage.items import ItemIndex
 from agentmem.storage.records import Records, derived_item_id
+from agentmem.storage.repair import repair_vectors
 from agentmem.storage.vectors import VectorIndex
 from agentmem.types import MemoryItem, Query, Recalled, Scope, Turn
 
@@ -377,9 +378,15 @@ def open_memory(
     if name == "recent":
         return RecentMemory(records, counter)
     vectors = VectorIndex(embedder, path=folder / "chroma")
+    try:
+        repair_vectors(records, vectors)  # after a killed run, before anything writes
+    except StorageError:
+        vectors.close()
+        records.close()
+        raise
     if name == "similarity":
         return SimilarityMemory(records, vectors, embedder, counter)
-    extractor = CachingExtractor(ModelExtractor(builder) if builder else RuleExtractor())
+    extractor = CachingExtractor(ModelExtractor(builder) if builder else RuleExtractor(records))
     context = StoreContext(
         records=records, vectors=vectors, embedder=embedder, model=builder, extractor=extractor
     )

@@ -241,6 +241,27 @@ def private_copy(folder: Path, where: str, *, leave_out: str) -> tempfile.Tempor
     return copy
 
 
+@dataclass(frozen=True)
+class Stored:
+    """One partition's vectors as chromadb holds them (see ``VectorIndex.stored``).
+
+    Attributes:
+        name: The collection's name.
+        store: The structure it was made for (``graph-fact`` for the graph's facts).
+        history: Whether it is a history partition (invalidated items).
+        ids: The item ids.
+        metadatas: Each one's metadata.
+        embeddings: The vectors, when asked for.
+    """
+
+    name: str
+    store: str
+    history: bool
+    ids: list[str]
+    metadatas: list[dict[str, Any]]
+    embeddings: np.ndarray | None = None
+
+
 @dataclass
 class Placed:
     """What :meth:`Partitions.place` changed, for the exact-search copies to follow."""
@@ -310,6 +331,32 @@ class Partitions:
                 return None
         self._handles[name] = found
         return found
+
+    def named(self, name: str) -> Any:
+        """Return a collection by its name; ``None`` if there is none."""
+        found = self._handles.get(name)
+        if found is None:
+            found = self.call(f"opening vector collection {name}", self._existing, name)
+            if found is not None:
+                self._handles[name] = found
+        return found
+
+    def stored(self, name: str, *, embeddings: bool = False) -> Stored | None:
+        """Return a collection's vectors as chromadb holds them; ``None`` if it is not ours."""
+        collection = self.named(name)
+        about = dict(collection.metadata or {}) if collection is not None else {}
+        if "store" not in about:
+            return None
+        include = ["metadatas", "embeddings"] if embeddings else ["metadatas"]
+        found = self.call("vector read", collection.get, include=include)
+        return Stored(
+            name=name,
+            store=str(about["store"]),
+            history=about.get("partition") == "history",
+            ids=list(found["ids"]),
+            metadatas=[dict(m or {}) for m in found["metadatas"]],
+            embeddings=np.asarray(found["embeddings"], dtype=np.float32) if embeddings else None,
+        )
 
     def _existing(self, name: str) -> Any:
         try:

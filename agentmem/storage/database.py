@@ -1,7 +1,8 @@
 """The connection to the records database, and the one place its errors are translated.
 
 :class:`Database` opens the engine and hands out transactions (:meth:`Database.session`
-for ORM rows, :meth:`Database._connect` for Core statements). Both run inside
+for ORM rows, :meth:`Database._connect` for Core statements; :meth:`Database.transaction`
+makes the calls inside it one transaction). They all run inside
 :meth:`Database._guarded`, the boundary where every error of the database driver or of
 SQLAlchemy becomes a :class:`~agentmem.errors.StorageError` with a hint, so no caller
 ever sees ``sqlite3`` or ``sqlalchemy`` exceptions.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,10 @@ class Database:
             self.url = read_only_url(self.url)
         self._lock = threading.RLock()
         self._timeout: float | None = None
+        # The connection of the transaction :meth:`transaction` holds open (only the
+        # thread holding the lock ever sees it set), and what waits for its commit.
+        self._open: Connection | None = None
+        self._on_commit: list[Callable[[], None]] = []
         connect_args: dict[str, Any] = {}
         if self._sqlite:
             self._timeout = _sqlite_timeout(self.url)
@@ -109,21 +114,77 @@ class Database:
         self.engine.dispose()
 
     @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make every write inside one transaction: all of them are stored, or none.
+
+        A structure's write touches several rows in several calls (new items, the items
+        they extend, the ones they supersede); a process killed between two commits would
+        leave half of it, which a resumed write cannot tell from a finished one. Inside,
+        every call of this database joins the one transaction (and other threads wait for
+        it): keep model and embedding calls out. Nested transactions join the outer one.
+
+        Raises:
+            StorageError: The database failed; nothing written inside was kept.
+        """
+        with self._guarded():
+            if self._open is not None:
+                yield
+                return
+            done: list[Callable[[], None]] = []
+            try:
+                with self.engine.begin() as connection:
+                    self._open = connection
+                    try:
+                        yield
+                    finally:
+                        self._open = None
+                        done, self._on_commit = self._on_commit, []
+            except BaseException:
+                done.clear()  # rolled back: what waited for the commit must not happen
+                raise
+        for call in done:
+            call()
+
+    def after_commit(self, call: Callable[[], None]) -> None:
+        """Call ``call`` once what was written so far is committed (now, outside a transaction).
+
+        For what mirrors the rows elsewhere (vector metadata): a rolled-back transaction
+        must not leave the mirror ahead of the rows. Its errors reach the caller of the
+        write that committed.
+        """
+        with self._lock:
+            if self._open is not None:
+                self._on_commit.append(call)
+                return
+        call()
+
+    @contextmanager
     def session(self) -> Iterator[Session]:
         """Open a session that commits on success and rolls back on error.
+
+        Inside :meth:`transaction` the session joins it (the transaction commits).
 
         Raises:
             StorageError: The database failed (locked, full, unreachable).
         """
-        with self._guarded(), Session(self.engine, expire_on_commit=False) as session:
-            yield session
-            session.commit()
+        with self._guarded():
+            bind = self._open if self._open is not None else self.engine
+            with Session(bind, expire_on_commit=False) as session:
+                yield session
+                session.commit()
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
-        """Open a Core connection in a transaction (committed on success), as :meth:`session`."""
-        with self._guarded(), self.engine.begin() as connection:
-            yield connection
+        """Open a Core connection in a transaction (committed on success), as :meth:`session`.
+
+        Inside :meth:`transaction` it is that transaction's connection.
+        """
+        with self._guarded():
+            if self._open is not None:
+                yield self._open
+                return
+            with self.engine.begin() as connection:
+                yield connection
 
     @contextmanager
     def _guarded(self) -> Iterator[None]:

@@ -116,8 +116,17 @@ class ItemIndex:
         metadata: dict[str, Any] | None = None,
         embedding: np.ndarray | None = None,
     ) -> MemoryItem:
-        """Change an item's text (recorded in its history) and re-embed it."""
-        updated = self.context.records.update_item(
+        """Change an item's text (recorded in its history) and re-embed it.
+
+        The new vector first (a text change leaves the metadata as it is), then the
+        record: a process killed in between leaves the change unreported to its caller,
+        who makes it again, rather than a changed record whose vector still says the old.
+        """
+        vector = self.embed([text])[0] if embedding is None else embedding
+        self.context.vectors.upsert(
+            self.store, item.user_id, [item.id], vector[None, :], [vector_metadata(item)]
+        )
+        return self.context.records.update_item(
             item.id,
             text_value=text,
             reason=reason,
@@ -125,11 +134,6 @@ class ItemIndex:
             source_turn_ids=source_turn_ids,
             metadata=metadata,
         )
-        vector = self.embed([text])[0] if embedding is None else embedding
-        self.context.vectors.upsert(
-            self.store, updated.user_id, [updated.id], vector[None, :], [vector_metadata(updated)]
-        )
-        return updated
 
     def search(
         self,
@@ -230,21 +234,34 @@ class ItemIndex:
         changed = self.context.records.invalidate(
             item_ids, reason, at=at, superseded_by=superseded_by
         )
-        for user_id, group in _group_items(changed):
-            self.context.vectors.update_metadata(
-                self.store, user_id, [i.id for i in group], [vector_metadata(i) for i in group]
-            )
+        self.follow(changed)
         return changed
+
+    def follow(self, changed: Sequence[MemoryItem]) -> None:
+        """Bring the vector metadata of changed items in line with their records.
+
+        Once their rows are committed: inside a transaction that rolls back, the vectors
+        keep what the records keep. (A process killed before the update reaches chromadb
+        is repaired when the folder is next opened: :func:`repair_vectors`.)
+        """
+        groups = _group_items(changed)
+        if not groups:
+            return
+
+        def update() -> None:
+            for user_id, group in groups:
+                self.context.vectors.update_metadata(
+                    self.store, user_id, [i.id for i in group], [vector_metadata(i) for i in group]
+                )
+
+        self.context.records.after_commit(update)
 
     def delete(
         self, item_ids: Sequence[str], reason: str, *, at: datetime | None = None
     ) -> list[MemoryItem]:
         """Invalidate items as deleted (a DELETE in their history); return those that changed."""
         changed = self.context.records.invalidate(item_ids, reason, at=at, action="DELETE")
-        for user_id, group in _group_items(changed):
-            self.context.vectors.update_metadata(
-                self.store, user_id, [i.id for i in group], [vector_metadata(i) for i in group]
-            )
+        self.follow(changed)
         return changed
 
     def editable(self, item_id: str) -> MemoryItem:

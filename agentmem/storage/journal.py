@@ -11,6 +11,7 @@ none, since the next open writes what the journal holds. Measured (bench_scale i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from agentmem.errors import StorageError
 from agentmem.storage.chroma import storage_error
 from agentmem.storage.exact import ExactCopies
 
@@ -59,6 +61,8 @@ class Journal:
                 " store TEXT NOT NULL, user_id TEXT NOT NULL, item_id TEXT NOT NULL,"
                 " vector BLOB NOT NULL, metadata TEXT NOT NULL)"
             )
+            # Flags about the folder as a whole: see Shared (OPEN, REPAIR).
+            db.execute("CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY)")
         except BaseException:
             db.close()
             raise
@@ -163,6 +167,37 @@ class Journal:
         with self._lock:
             self._guard("journal compaction", rewrite)
 
+    def flagged(self, name: str) -> bool:
+        """Return whether a flag is set.
+
+        Raises:
+            StorageError: The journal could not be read.
+        """
+        with self._lock:
+            found = self._guard(
+                "journal read",
+                lambda: (
+                    self._connection()
+                    .execute("SELECT 1 FROM flags WHERE name = ?", (name,))
+                    .fetchone()
+                ),
+            )
+        return found is not None
+
+    def flag(self, name: str, *, on: bool = True) -> None:
+        """Set (or clear) a flag.
+
+        Raises:
+            StorageError: The journal could not be written.
+        """
+        statement = (
+            "INSERT OR IGNORE INTO flags (name) VALUES (?)"
+            if on
+            else "DELETE FROM flags WHERE name = ?"
+        )
+        with self._lock:
+            self._guard("journal write", lambda: self._connection().execute(statement, (name,)))
+
     def close(self) -> None:
         """Close the file; idempotent."""
         with self._lock:
@@ -185,6 +220,13 @@ class Shared:
     (tests/test_concurrency.py, tests/test_vectors_exact.py).
     """
 
+    #: Set while a process has the folder open; found set on open, the last process
+    #: ended without closing the index (killed), and may have left buffered work undone.
+    OPEN = "open"
+    #: Set from then until the records and the vectors are reconciled
+    #: (:func:`agentmem.storage.repair.repair_vectors`).
+    REPAIR = "repair"
+
     def __init__(self, journal: Journal | None, budget: int) -> None:
         self.copies = ExactCopies(budget)
         # One lock for the copies and the waiting vectors: a flush must not let a copy
@@ -195,6 +237,8 @@ class Shared:
         self.collections: dict[str, Any] = {}
         self.journal = journal
         self.users = 0
+        #: Indexes of this process on the folder not yet closed cleanly (see OPEN).
+        self.unclosed = 0
         self._pending: dict[Key, Waiting] = {}
         self._seq: dict[Key, int] = {}  # the journal's number of a key's last vector
 
@@ -250,6 +294,26 @@ class Shared:
             if self.journal is not None and seq is not None:
                 self.journal.remove(*key, upto=seq)
 
+    def opened(self) -> None:
+        """Note that the folder is in use; flag a repair if the last user never closed it.
+
+        Raises:
+            StorageError: The journal could not be read or written.
+        """
+        if self.journal is not None:
+            if self.journal.flagged(self.OPEN):
+                self.journal.flag(self.REPAIR)
+            self.journal.flag(self.OPEN)
+
+    def needs_repair(self) -> bool:
+        """Return whether a killed process may have left the vectors behind the records."""
+        return self.journal is not None and self.journal.flagged(self.REPAIR)
+
+    def repaired(self) -> None:
+        """Note that the vectors were reconciled with the records."""
+        if self.journal is not None:
+            self.journal.flag(self.REPAIR, on=False)
+
     def recover(self) -> int:
         """Hold what a killed process journaled but never wrote; return how many vectors."""
         rows = self.journal.rows() if self.journal is not None else []
@@ -275,8 +339,16 @@ def open_shared(key: str, folder: Path | None, budget: int) -> tuple[Shared, boo
         created = shared is None
         if shared is None:
             journal = Journal(folder) if folder is not None else None
-            shared = _SHARED[key] = Shared(journal, budget)
+            shared = Shared(journal, budget)
+            try:
+                shared.opened()
+            except StorageError:
+                if journal is not None:
+                    journal.close()
+                raise
+            _SHARED[key] = shared
         shared.users += 1
+        shared.unclosed += 1
         return shared, created
 
 
@@ -289,4 +361,8 @@ def close_shared(key: str) -> None:
             if shared.users <= 0:
                 del _SHARED[key]
                 if shared.journal is not None:
+                    if shared.unclosed <= 0 and not shared.owners():
+                        # Every index closed cleanly: nothing buffered was lost.
+                        with contextlib.suppress(StorageError):
+                            shared.journal.flag(Shared.OPEN, on=False)
                     shared.journal.close()

@@ -16,6 +16,8 @@ later failure; memory items are invalidated, never deleted, except by :meth:`Rec
 - :mod:`~agentmem.storage.work_queue`: failed model builds awaiting a retry;
 - :mod:`~agentmem.storage.documents`: documents under a namespace and key (the LangGraph
   store);
+- :mod:`~agentmem.storage.persons`: who each dialogue last named (the rule extractor's
+  coreference);
 - here: erasure, which spans every table.
 
 Erasure leaves no copy behind in the database file: deleted or blanked rows still sit in
@@ -38,10 +40,12 @@ from agentmem.storage.dialogue import MAX_TURN_CHARS, DialogueRecords
 from agentmem.storage.documents import DocumentRecords
 from agentmem.storage.item_sql import current_condition
 from agentmem.storage.memory_items import ItemRecords, ItemUpdate, derived_item_id, new_item_id
+from agentmem.storage.persons import PersonRecords
 from agentmem.storage.tables import (
     DocumentRow,
     ItemEventRow,
     MemoryItemRow,
+    NamedPersonRow,
     PendingWorkRow,
     SessionRow,
     TurnRow,
@@ -53,7 +57,7 @@ from agentmem.types import utcnow
 logger = logging.getLogger(__name__)
 
 
-class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords):
+class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords, PersonRecords):
     """Access to the records database.
 
     Every error of the database reaches the caller as a
@@ -79,6 +83,7 @@ class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords):
         with self.session() as s:
             for name, table, column in (
                 ("pending_work", PendingWorkRow, PendingWorkRow.user_id),
+                ("named_persons", NamedPersonRow, NamedPersonRow.user_id),
                 ("documents", DocumentRow, DocumentRow.user_id),
                 ("item_events", ItemEventRow, ItemEventRow.user_id),
                 ("memory_items", MemoryItemRow, MemoryItemRow.user_id),

@@ -106,6 +106,20 @@ class PendingWorkRow(SQLModel, table=True):
     updated_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
+class NamedPersonRow(SQLModel, table=True):
+    """From which turn on a user's dialogue last named a third party (coreference state).
+
+    The rule extractor reads "She moved to Dublin" as about the last person named; a row
+    is kept only where that person changes, so a process restarted after a crash resumes
+    the reading from the turn it resumes at (:class:`agentmem.ledger.rules.RuleExtractor`).
+    """
+
+    __tablename__ = "named_persons"
+    user_id: str = Field(primary_key=True)
+    turn_id: int = Field(primary_key=True)
+    person: str
+
+
 class DocumentRow(SQLModel, table=True):
     """One version of a document kept under a namespace and key (the LangGraph store).
 
@@ -146,6 +160,7 @@ __all__ = [
     "DocumentRow",
     "ItemEventRow",
     "MemoryItemRow",
+    "NamedPersonRow",
     "PendingWorkRow",
     "SessionRow",
     "TurnRow",

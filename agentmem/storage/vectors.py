@@ -39,7 +39,7 @@ import logging
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -55,6 +55,7 @@ from agentmem.storage.chroma import (
     Hit,
     Partitions,
     Placed,
+    Stored,
     by_partition,
     collection_name,
     compact_folder,
@@ -70,6 +71,7 @@ __all__ = [
     "NEVER",
     "AgentMemEmbeddingFunction",
     "Hit",
+    "Stored",
     "VectorIndex",
     "collection_name",
     "is_current",
@@ -213,9 +215,60 @@ class VectorIndex:
         try:
             if not self.read_only:  # a read-only index's writes went to its copy
                 self.flush()
+            if self._shared is not None:
+                with self._shared.lock:  # nothing of this index's was lost
+                    self._shared.unclosed -= 1
         finally:
             self._chroma.closed = True
             self._let_go()
+
+    @property
+    def needs_repair(self) -> bool:
+        """Whether a process killed while it had the folder open may have left the vectors
+        behind the records (metadata updates still buffered, vectors of records never
+        committed): :func:`agentmem.storage.repair.repair_vectors` brings them in line.
+
+        Raises:
+            StorageError: The journal could not be read.
+        """
+        return self._shared is not None and self._shared.needs_repair()
+
+    def repaired(self) -> None:
+        """Note that the vectors were brought in line with the records (see :attr:`needs_repair`).
+
+        Raises:
+            StorageError: The journal could not be written.
+        """
+        if self._shared is not None:
+            self._shared.repaired()
+
+    def stored(self, *, embeddings: bool = False) -> Iterator[Stored]:
+        """Yield every partition of the index as chromadb holds it, once all that waits is written.
+
+        For audits and repairs: every collection agentmem made (those it did not make are
+        left out), whatever structure or user it is of.
+
+        Raises:
+            StorageError: chromadb failed.
+        """
+        self.flush()
+        for name in self.collection_names():
+            found = self._chroma.stored(name, embeddings=embeddings)
+            if found is not None:
+                yield found
+
+    def discard(self, name: str, ids: Sequence[str]) -> None:
+        """Remove vectors from one collection, by its name (see :meth:`stored`).
+
+        Raises:
+            StorageError: chromadb failed.
+        """
+        collection = self._chroma.named(name)
+        if collection is None or not ids:
+            return
+        self._chroma.call("vector delete", collection.delete, ids=list(ids))
+        if self._shared is not None:
+            self._shared.copies.edit(name, partial(ExactCopy.remove, ids=ids))
 
     def upsert(
         self,

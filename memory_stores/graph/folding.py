@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from agentmem.ledger.extraction import ENDED, Fact, normalise
-from agentmem.storage.records import new_item_id
+from agentmem.storage.records import derived_item_id, new_item_id
 from agentmem.stores.graph.user_graph import UserGraph, entity_node
 from agentmem.text import proper_nouns
 from agentmem.types import MemoryItem, Turn
@@ -45,7 +45,8 @@ class Batch:
     def add_turn(self, turn: Turn, facts: Sequence[Fact], *, passage: bool) -> None:
         """Add a turn's passage (unless it exists already), its facts and its entities."""
         if passage:
-            passage_id = new_item_id()
+            # Derived from the turn: a write resumed after a crash writes the same vectors.
+            passage_id = derived_item_id(self.store, turn.user_id, "passage", turn.id)
             found = names(turn.text)
             for name in found:
                 self.mention(name, turn)
@@ -103,7 +104,12 @@ class Batch:
         entities = [
             replace(
                 new_item(
-                    self.store, "entity", first, name, {"key": key, "synonyms": synonyms[key]}
+                    self.store,
+                    "entity",
+                    first,
+                    name,
+                    {"key": key, "synonyms": synonyms[key]},
+                    item_id=derived_item_id(self.store, first.user_id, "entity", key),
                 ),
                 source_turn_ids=tuple(turn_ids),
             )

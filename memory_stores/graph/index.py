@@ -21,6 +21,7 @@ import numpy as np
 
 from agentmem.protocols import StoreContext
 from agentmem.storage.items import vector_metadata
+from agentmem.storage.records import ItemUpdate
 from agentmem.storage.vectors import Hit, timestamp
 from agentmem.types import MemoryItem
 
@@ -49,21 +50,34 @@ class KindIndex:
         return self.context.embedder.embed(list(texts))
 
     def add(
-        self, items: Sequence[MemoryItem], embeddings: np.ndarray, *, reason: str
-    ) -> list[MemoryItem]:
-        """Persist items of one user (records first, then vectors); return them as stored."""
-        stored = self.context.records.add_items(items, reason=reason)
+        self,
+        items: Sequence[MemoryItem],
+        embeddings: np.ndarray,
+        *,
+        reason: str,
+        also: Sequence[ItemUpdate] = (),
+    ) -> tuple[list[MemoryItem], list[MemoryItem]]:
+        """Persist items of one user and changes to known ones; return both as stored.
+
+        Vectors first, then the records in one transaction (the new items and ``also``):
+        a kill in between leaves vectors no record names (repaired on the next open, see
+        :mod:`agentmem.storage.repair`), never a record without its vector or half a write.
+        """
         for collection in dict.fromkeys(KINDS.values()):
-            rows = [n for n, item in enumerate(stored) if KINDS[item.kind] == collection]
+            rows = [n for n, item in enumerate(items) if KINDS[item.kind] == collection]
             if rows:
                 self.context.vectors.upsert(
-                    self.collection(stored[rows[0]].kind),
-                    stored[rows[0]].user_id,
-                    [stored[n].id for n in rows],
+                    self.collection(items[rows[0]].kind),
+                    items[rows[0]].user_id,
+                    [items[n].id for n in rows],
                     embeddings[rows],
-                    [vector_metadata(stored[n]) for n in rows],
+                    [vector_metadata(items[n]) for n in rows],
                 )
-        return stored
+        records = self.context.records
+        with records.transaction():
+            stored = records.add_items(items, reason=reason)
+            updated = records.update_items(also)
+        return stored, updated
 
     def nearest(
         self,
@@ -127,17 +141,23 @@ class KindIndex:
         return changed
 
     def _move(self, changed: Sequence[MemoryItem]) -> None:
-        """Bring the changed items' vector metadata in line with their records."""
+        """Bring the changed items' vector metadata in line with their records, once
+        those are committed (see :meth:`agentmem.storage.items.ItemIndex.follow`)."""
         groups: dict[tuple[str, str], list[MemoryItem]] = {}
         for item in changed:
             groups.setdefault((item.user_id, self.collection(item.kind)), []).append(item)
-        for (user_id, collection), group in groups.items():
-            self.context.vectors.update_metadata(
-                collection,
-                user_id,
-                [i.id for i in group],
-                [vector_metadata(i) for i in group],
-            )
+
+        def update() -> None:
+            for (user_id, collection), group in groups.items():
+                self.context.vectors.update_metadata(
+                    collection,
+                    user_id,
+                    [i.id for i in group],
+                    [vector_metadata(i) for i in group],
+                )
+
+        if groups:
+            self.context.records.after_commit(update)
 
     def delete(
         self, item_ids: Sequence[str], reason: str, *, at: datetime | None = None
@@ -150,17 +170,19 @@ class KindIndex:
     def update(
         self, item: MemoryItem, text: str, *, reason: str, at: datetime | None = None
     ) -> MemoryItem:
-        """Change an item's text (recorded in its history) and re-embed it under its kind."""
-        updated = self.context.records.update_item(item.id, text_value=text, reason=reason, at=at)
+        """Change an item's text (recorded in its history) and re-embed it under its kind.
+
+        The vector first, then the record (see :meth:`agentmem.storage.items.ItemIndex.update`).
+        """
         body = text.removeprefix(f"{item.metadata.get('speaker')}: ")
         self.context.vectors.upsert(
             self.collection(item.kind),
             item.user_id,
             [item.id],
             self.embed([body if item.kind == "passage" else text]),
-            [vector_metadata(updated)],
+            [vector_metadata(item)],
         )
-        return updated
+        return self.context.records.update_item(item.id, text_value=text, reason=reason, at=at)
 
     def forget(self, user_id: str) -> int:
         """Drop the user's vectors of every kind; return how many there were."""

@@ -125,26 +125,30 @@ class GraphWriter:
         keys = list(batch.entities)
         synonyms = self._synonyms(state, user_id, keys, batch.entity_vectors(vectors))
         items, embeddings = batch.items(vectors, synonyms)
-        stored = self.index.add(items, embeddings, reason="graph: turn folded in")
+        # Known entities mentioned again gain the turns, in the same transaction as the
+        # new items: a resumed write skips turns whose passage is stored.
+        extended = {
+            key: [*state.graph.nodes[entity_node(key)]["turns"], *turn_ids]
+            for key, turn_ids in batch.extended.items()
+            if turn_ids
+        }
+        changes = [
+            ItemUpdate(
+                state.entities[key], source_turn_ids=turns, reason="graph: entity mentioned again"
+            )
+            for key, turns in extended.items()
+        ]
+        stored, updated = self.index.add(
+            items, embeddings, reason="graph: turn folded in", also=changes
+        )
         for item in stored:
             if item.kind != "fact":
                 state.add_node(item)
         link(state, stored)
-        changes = []
-        for key, turn_ids in batch.extended.items():
-            if turn_ids:
-                known = state.graph.nodes[entity_node(key)]["turns"]
-                known += turn_ids
-                changes.append(
-                    ItemUpdate(
-                        state.entities[key],
-                        source_turn_ids=known,
-                        reason="graph: entity mentioned again",
-                    )
-                )
+        for key, turns in extended.items():
+            state.graph.nodes[entity_node(key)]["turns"] = turns
         return [Change("ADD", i, "graph: turn folded in") for i in stored] + [
-            Change("UPDATE", i, "graph: entity mentioned again")
-            for i in self.context.records.update_items(changes)
+            Change("UPDATE", i, "graph: entity mentioned again") for i in updated
         ]
 
     def _synonyms(

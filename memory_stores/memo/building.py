@@ -44,6 +44,12 @@ class Topic:
         """Rebuild a topic from its item (and its vector in the index, if there is one)."""
         meta = item.metadata
         count = int(meta.get("turn_count", 0))
+        entries, last = int(meta.get("entries", 0)), int(meta.get("last_turn_id", 0))
+        exact = meta.get("total")
+        if exact:
+            total = np.frombuffer(base64.b64decode(exact), np.float32).copy()
+            return cls(item.id, item.text, total, count, entries, last, item, indexed)
+        # Written before the exact sum was kept: its direction in half precision.
         encoded = meta.get("centroid")
         direction = (
             np.frombuffer(base64.b64decode(encoded), np.float16).astype(np.float32)
@@ -53,7 +59,6 @@ class Topic:
         if direction is None:
             raise ValueError(f"topic {item.id} has neither a stored centroid nor a vector")
         total = direction * float(meta.get("centroid_norm", 1.0)) * max(count, 1)
-        entries, last = int(meta.get("entries", 0)), int(meta.get("last_turn_id", 0))
         return cls(item.id, item.text, total, count, entries, last, item, indexed)
 
     @classmethod
@@ -78,12 +83,12 @@ class Topic:
             "name": self.name,
             "entries": self.entries,
             "turn_count": self.count,
-            # |mean| of the turn vectors: with the stored unit centroid and the count it
-            # restores the exact running sum.
-            "centroid_norm": float(np.linalg.norm(self.total)) / max(self.count, 1),
-            # The exact direction (half precision): the index's vector is refreshed only
-            # when it has drifted, since chromadb re-upserts cost ~30 ms each.
-            "centroid": base64.b64encode(self.centroid.astype(np.float16).tobytes()).decode(),
+            # The running sum itself, in full precision: a process restarted after a crash
+            # goes on from the very sum an uninterrupted one holds, so turns join the same
+            # topics (a half-precision direction drifted, 5 centroids in a replay of the
+            # demo dialogues). The index's vector is refreshed only when it has drifted,
+            # since chromadb re-upserts cost ~30 ms each.
+            "total": base64.b64encode(self.total.astype(np.float32).tobytes()).decode(),
             "last_turn_id": self.last_turn_id,
         }
 

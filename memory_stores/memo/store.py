@@ -361,7 +361,12 @@ class MemoStore:
         *,
         record: bool,
     ) -> tuple[list[MemoryItem], list[Change]]:
-        """Persist memos, new topics and the chunk record (one transaction), then vectors.
+        """Persist a chunk's memos: their vectors first, then every row in one transaction.
+
+        The rows are the memos, the new topics, the chunk record and the topics that grew.
+        A kill before the commit leaves vectors no record names (repaired on the next
+        open, see :mod:`agentmem.storage.repair`) and the chunk to memo again, from the
+        topics as they were; after it, the chunk is done as a whole.
 
         Returns:
             The new memos, and what changed: memos and new topics added, topics grown.
@@ -378,15 +383,12 @@ class MemoStore:
             topic = entry.topic
             topic.last_turn_id = max(topic.last_turn_id, *(t.id for t in entry.turns))
         topics = list({e.topic.id: e.topic for e in entries}.values())
-        new_topics = [
-            topic_item(self.name, user_id, t, turns_of[t.id], now) for t in topics if t.item is None
-        ]
-        marker = [chunk_item(self.name, user_id, chunk, [m.id for m in memos], now)]
-        records.add_items(new_topics + memos + (marker if record else []), reason="memo written")
-        for item in new_topics:
-            state.topics[item.id].item = item
-        new_ids = {i.id for i in new_topics}
-        grown = [t for t in topics if t.id not in new_ids]
+        new_topics = {
+            t.id: topic_item(self.name, user_id, t, turns_of[t.id], now)
+            for t in topics
+            if t.item is None
+        }
+        grown = [t for t in topics if t.id not in new_topics]
         changes = []
         for topic in grown:
             assert topic.item is not None
@@ -399,36 +401,60 @@ class MemoStore:
                     reason="memo added to topic",
                 )
             )
-        for topic, item in zip(grown, records.update_items(changes), strict=True):
+        moved = self._write_vectors(user_id, entries, memos, topics, new_topics)
+        marker = [chunk_item(self.name, user_id, chunk, [m.id for m in memos], now)]
+        with records.transaction():
+            records.add_items(
+                [*new_topics.values(), *memos, *(marker if record else [])],
+                reason="memo written",
+            )
+            after = records.update_items(changes)
+        for item in new_topics.values():
+            state.topics[item.id].item = item
+        for topic, item in zip(grown, after, strict=True):
             topic.item = item
-        done = [Change("ADD", i, "memo written") for i in [*new_topics, *memos]] + [
+        for topic in moved:
+            topic.indexed = topic.centroid
+        done = [Change("ADD", i, "memo written") for i in [*new_topics.values(), *memos]] + [
             Change("UPDATE", t.item, "memo added to topic") for t in grown if t.item is not None
         ]
-        if memos:
-            # A memo's vector is its summary's without the topic name (a keyword list would
-            # only blur it); the offline builder supplies one from the turns it copied.
-            todo = [e.summary for e in entries if e.vector is None]
-            fresh = iter(self._index.embed(todo) if todo else [])
-            rows = [e.vector if e.vector is not None else next(fresh) for e in entries]
-            # A topic's vector is refreshed when its centroid has drifted: topics match
-            # queries through the in-memory centroids, the index serves ``as_of`` queries.
-            moved = [
-                t
-                for t in topics
-                if t.indexed is None or float(t.indexed @ t.centroid) < REINDEX_COSINE
-            ]
-            rows += [t.centroid for t in moved]
-            items = memos + [t.item for t in moved if t.item is not None]
-            self.context.vectors.upsert(
-                self.name,
-                user_id,
-                [i.id for i in items],
-                np.stack(rows).astype(np.float32),
-                [vector_metadata(i) for i in items],
-            )
-            for topic in moved:
-                topic.indexed = topic.centroid
         return memos, done
+
+    def _write_vectors(
+        self,
+        user_id: str,
+        entries: list[Entry],
+        memos: list[MemoryItem],
+        topics: list[Topic],
+        new_topics: dict[str, MemoryItem],
+    ) -> list[Topic]:
+        """Write the memos' vectors and the drifted topics'; return those topics."""
+        if not memos:
+            return []
+        # A memo's vector is its summary's without the topic name (a keyword list would
+        # only blur it); the offline builder supplies one from the turns it copied.
+        todo = [e.summary for e in entries if e.vector is None]
+        fresh = iter(self._index.embed(todo) if todo else [])
+        rows = [e.vector if e.vector is not None else next(fresh) for e in entries]
+        # A topic's vector is refreshed when its centroid has drifted: topics match
+        # queries through the in-memory centroids, the index serves ``as_of`` queries.
+        moved = [
+            t for t in topics if t.indexed is None or float(t.indexed @ t.centroid) < REINDEX_COSINE
+        ]
+        rows += [t.centroid for t in moved]
+        items = list(memos)
+        for topic in moved:
+            item = new_topics.get(topic.id) or topic.item
+            assert item is not None  # a topic is new or stored
+            items.append(item)
+        self.context.vectors.upsert(
+            self.name,
+            user_id,
+            [i.id for i in items],
+            np.stack(rows).astype(np.float32),
+            [vector_metadata(i) for i in items],
+        )
+        return moved
 
     def _replace(
         self, user_id: str, state: _UserState, old_ids: Sequence[str], new: list[MemoryItem]

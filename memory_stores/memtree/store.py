@@ -135,17 +135,21 @@ class MemTreeStore:
         for node in sorted((n for n in nodes if not n.leaf), key=lambda n: -n.depth):
             node.text, node.reps = tree.aggregate(node, self.word_limit(node.depth))
         new = list(created.values())
-        stored = self.context.records.add_items(
-            [self._nodes.item(tree, n) for n in new], reason="inserted into the memory tree"
-        )
         aggregated = "aggregated new information below"
-        updated = self.context.records.update_items(
-            [
-                self._nodes.change(tree.nodes[i], aggregated, at)
-                for i, at in touched.items()
-                if i not in created
-            ]
-        )
+        records = self.context.records
+        # One transaction: new leaves without their ancestors' aggregation would be
+        # skipped by a resumed write (their turns are in the tree), leaving it stale.
+        with records.transaction():
+            stored = records.add_items(
+                [self._nodes.item(tree, n) for n in new], reason="inserted into the memory tree"
+            )
+            updated = records.update_items(
+                [
+                    self._nodes.change(tree.nodes[i], aggregated, at)
+                    for i, at in touched.items()
+                    if i not in created
+                ]
+            )
         # Vector writes cost ~5 ms a call whatever their size: gather them.
         drifted = stale((n for n in nodes if n.id not in created), self.vector_drift)
         tree.pending.update(n.id for n in [*new, *drifted])

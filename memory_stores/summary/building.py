@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from agentmem.prompts.summary import SummarySentence
-from agentmem.storage.records import new_item_id
+from agentmem.storage.records import derived_item_id
 from agentmem.text import informativeness, select_central, split_sentences, truncate_words
 from agentmem.types import MemoryItem, Turn
 
@@ -210,7 +210,8 @@ def new_sentences(
         assert candidate.vector is not None
         source = by_id.get(candidate.turn_ids[0])
         candidate.item = MemoryItem(
-            id=new_item_id(),
+            # Derived from the version: a commit resumed after a crash writes the same ids.
+            id=derived_item_id(version.id, "sentence", position),
             store=store,
             kind="sentence",
             user_id=user_id,

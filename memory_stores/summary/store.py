@@ -23,8 +23,8 @@ from agentmem.prompts.summary import (
     validate_summary,
 )
 from agentmem.protocols import StoreContext
-from agentmem.storage.items import ItemIndex, vector_metadata, visible
-from agentmem.storage.records import ItemUpdate, PendingWorkRow, new_item_id
+from agentmem.storage.items import ItemIndex, visible
+from agentmem.storage.records import ItemUpdate, PendingWorkRow, derived_item_id
 from agentmem.stores.summary.building import (
     Candidate,
     Version,
@@ -394,7 +394,10 @@ class SummaryStore:
     ) -> list[Change]:
         """Store the new version and its new sentences; retire what it replaced."""
         state = self._state(user_id)
-        version, version_id = state.version + 1, new_item_id()
+        version = state.version + 1
+        # Derived, as the sentences' ids: a commit a crash interrupted after its vectors
+        # went out is redone over the same ids (see agentmem.storage.repair).
+        version_id = derived_item_id(self.name, user_id, "version", version)
         last = max(turns, key=lambda t: t.id)
         moment = max(t.timestamp for t in turns)
         if state.valid_from is not None and state.valid_from > moment:
@@ -409,38 +412,39 @@ class SummaryStore:
                 carried.append(
                     ItemUpdate(candidate.item.id, metadata={**candidate.item.metadata, **meta})
                 )
-        self.context.records.update_items(carried)
         new_items, fresh_vectors = new_sentences(self.name, user_id, chosen, turns, info)
         summary = summary_item(self.name, user_id, chosen, turns, info, retry_of)
         vectors = [c.vector for c in chosen if c.vector is not None]
         summary_vector = np.sum(vectors, axis=0) if vectors else self._index.embed([""])[0]
         summary_vector = summary_vector / max(float(np.linalg.norm(summary_vector)), 1e-9)
-        stored = self._index.add(
-            [*new_items, summary],
-            np.stack([*fresh_vectors, summary_vector]).astype(np.float32),
-            reason=f"summary version {version} ({builder})",
-        )
-        for item, vector in zip(new_items, fresh_vectors, strict=True):
-            self._remember_vector(item.id, vector)
         kept = {c.item.id for c in chosen if c.item is not None}
         records = self.context.records
-        retired = records.invalidate(
-            [i.id for i in previous if i.id not in kept],
-            f"dropped from summary version {version}",
-            at=moment,
-            superseded_by=version_id,
-        )
-        if state.version_id is not None:
-            retired += records.invalidate(
-                [state.version_id],
-                f"superseded by summary version {version}",
+        # One transaction: a version stored without retiring the one before would leave
+        # two current summaries, and a resumed run nothing left to summarise.
+        with records.transaction():
+            records.update_items(carried)
+            stored = self._index.add(
+                [*new_items, summary],
+                np.stack([*fresh_vectors, summary_vector]).astype(np.float32),
+                reason=f"summary version {version} ({builder})",
+            )
+            retired = records.invalidate(
+                [i.id for i in previous if i.id not in kept],
+                f"dropped from summary version {version}",
                 at=moment,
                 superseded_by=version_id,
             )
-        # One vector-metadata update for both (what ItemIndex.invalidate does per call).
-        self.context.vectors.update_metadata(
-            self.name, user_id, [i.id for i in retired], [vector_metadata(i) for i in retired]
-        )
+            if state.version_id is not None:
+                retired += records.invalidate(
+                    [state.version_id],
+                    f"superseded by summary version {version}",
+                    at=moment,
+                    superseded_by=version_id,
+                )
+            # One vector-metadata update for both (what ItemIndex.invalidate does per call).
+            self._index.follow(retired)
+        for item, vector in zip(new_items, fresh_vectors, strict=True):
+            self._remember_vector(item.id, vector)
         if user_id in self._timelines:
             self._timelines[user_id].append((moment, summary.metadata["sentence_ids"]))
         state.version, state.version_id, state.valid_from = version, version_id, moment
