@@ -33,12 +33,12 @@ from agentmem.testing import FakeOpenAIServer
 ROOT = Path(__file__).resolve().parents[1]
 
 ALICE = [
-    "My locker code is zanzibarquokka and nobody else knows it.",
+    "My locker code is zanzibarquokka and only my friend Quibbleton knows it.",
     "I moved to Qwertyvillebridge last spring with my cat Florpintosh.",
     "I work at Plumbusworks as a glassblower on weekdays.",
 ]
 ALICE_LATER = ["Florpintosh learned to open the fridge door yesterday."]
-ALICE_WORDS = ["zanzibarquokka", "qwertyvillebridge", "florpintosh", "plumbusworks"]
+ALICE_WORDS = ["zanzibarquokka", "quibbleton", "qwertyvillebridge", "florpintosh", "plumbusworks"]
 BOB = [
     "My brother Tarquin teaches marimbaphone lessons downtown.",
     "I grow heirloom tomatoes called Oxheartlumps in my garden.",
@@ -218,7 +218,7 @@ def test_erasing_one_item_removes_its_text_everywhere_and_keeps_the_rest(
         # The rest of what alice said is kept and recalled.
         job = memory.search("Where does alice work?", user_id="alice").items
         assert any("Plumbusworks" in r["memory"] for r in job)
-    assert find_strings(tmp_path, ["zanzibarquokka"]) == []
+    assert find_strings(tmp_path, ["zanzibarquokka", "quibbleton"]) == []
     erased = [ALICE[0], "user: " + ALICE[0]]
     assert find_vectors(tmp_path, embed(env, erased)) == []
     assert find_strings(tmp_path, ["plumbusworks", "florpintosh"])

@@ -139,6 +139,12 @@ class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords, PersonRe
                         .values(text=ERASED, metadata_={"erased": True})
                     )
                 )
+                s.execute(  # the names a turn said are its words too
+                    delete(NamedPersonRow).where(
+                        col(NamedPersonRow.user_id) == user_id,
+                        col(NamedPersonRow.turn_id).in_(chunk),
+                    )
+                )
                 s.execute(
                     update(DocumentRow)
                     .where(col(DocumentRow.user_id) == user_id, col(DocumentRow.turn_id).in_(chunk))
