@@ -341,6 +341,12 @@ def test_context_items_round_trip_through_json() -> None:
 # bakeries (D3:1). Ana spoke D1:1, D1:3, D2:1, D2:3, D2:5 and D3:1.
 
 ANA = frozenset({"D1:1", "D1:3", "D2:1", "D2:3", "D2:5", "D3:1"})
+SAID = {
+    "D1:1": "I live in Porto now, right by the Douro.",
+    "D2:1": "Big news: I packed the last box and said goodbye to Porto.",
+    "D2:4": "I am flying to Porto for a conference in May.",
+    "D3:1": "I still miss the Porto bakeries.",
+}
 
 
 def annotated(
@@ -356,6 +362,7 @@ def annotated(
         stale_evidence=asserted,
         change_evidence=("D2:1", "D2:3"),
         subject_turns=ANA,
+        turn_texts=SAID,
     )
 
 
@@ -394,6 +401,15 @@ def test_gold_rule_leaves_the_news_of_the_change_and_remarks_after_it() -> None:
     bens = item("Ben: I am flying to Porto for a conference in May.", "D2:4")
     assert gold_stale_leaks([news, remark, bens], gold) == []
     assert stale_leaks([news, remark, bens], gold) == [news, remark, bens]
+
+
+def test_gold_rule_leaves_an_aggregate_that_quotes_only_the_news_and_later_remarks() -> None:
+    gold = annotated()
+    sources = ("D1:1", "D2:1", "D2:4", "D3:1")
+    # A tree node built from the old turn too, but showing only what the others said.
+    quotes = item(f"Ana: {SAID['D2:1']} Ben: {SAID['D2:4']} Ana: {SAID['D3:1']}", *sources)
+    retold = item(f"Ana lives in Porto. Ana: {SAID['D2:1']}", *sources)  # says it anew
+    assert gold_stale_leaks([quotes, retold], gold) == [retold]
 
 
 def test_gold_rule_excuses_an_item_that_mentions_the_current_answer() -> None:
@@ -452,6 +468,14 @@ def test_a_change_note_excuses_only_the_values_inside_it() -> None:
     one_note = item("Callum: I drive, then I bike. [since May: drive → bike]", "D1:2")
     half = item("Callum: I drive, then I bike. [since June: no longer uses the bike]", "D2:3")
     assert gold_stale_leaks([one_note, half], gold) == [half]
+    # What a node quotes from a later turn needs no note: only the rest must carry one.
+    later = replace(gold, turn_texts={"D4:1": "No more drive to work for me."})
+    node = item(
+        "No more drive to work for me. Callum: I bike. [June: no longer rides the bike]",
+        "D2:3",
+        "D4:1",
+    )
+    assert gold_stale_leaks([node], later) == []
 
 
 def test_without_annotations_the_any_mention_rule_alone_is_scored() -> None:

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -138,6 +138,9 @@ class Gold:
             ``stale_evidence`` turns: the question's subject without parsing names (a fact
             derived from one of these turns is taken to be about the subject). Empty
             without ``stale_evidence``.
+        turn_texts: The text of every turn of the dialogue by dia_id, shared by its
+            questions (empty without ``stale_evidence``): what an aggregate quotes of a
+            turn that asserts no old value is that turn's, not a stale claim.
     """
 
     answer: str | None
@@ -150,7 +153,8 @@ class Gold:
     stale_evidence: tuple[str, ...] | None = None
     change_evidence: tuple[str, ...] | None = None
     distractor_evidence: tuple[str, ...] | None = None
-    subject_turns: frozenset[str] = frozenset()
+    subject_turns: frozenset[str] = field(default=frozenset(), repr=False)
+    turn_texts: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -333,7 +337,8 @@ def _sample(raw: Any, source: str) -> Sample:
         gold.append(_gold(qa, where))
     sessions = _sessions(sample_id, conversation)
     said = {turn.dia_id: turn for session in sessions for turn in session.turns}
-    gold = [_with_turns(g, said, f"{sample_id}: question {i}") for i, g in enumerate(gold)]
+    texts = {dia_id: turn.text for dia_id, turn in said.items()}
+    gold = [_with_turns(g, said, texts, f"{sample_id}: question {i}") for i, g in enumerate(gold)]
     return Sample(
         Conversation(sample_id, speakers, sessions),
         tuple(questions),
@@ -389,10 +394,12 @@ def _dia_ids(qa: dict[str, Any], name: str, where: str) -> tuple[str, ...] | Non
     return split_evidence([_optional_text(e, what) for e in _listed(qa[name], what)])
 
 
-def _with_turns(gold: Gold, said: Mapping[str, DialogueTurn], where: str) -> Gold:
+def _with_turns(
+    gold: Gold, said: Mapping[str, DialogueTurn], texts: Mapping[str, str], where: str
+) -> Gold:
     """Return ``gold`` with the texts of its evidence and the turns of its subject.
 
-    ``said`` maps each dia_id of the dialogue to its turn.
+    ``said`` maps each dia_id of the dialogue to its turn, ``texts`` to its text.
 
     Raises:
         InputError: An annotation names a dia_id that is no turn of the dialogue: the
@@ -410,6 +417,7 @@ def _with_turns(gold: Gold, said: Mapping[str, DialogueTurn], where: str) -> Gol
         gold,
         evidence_texts=tuple(said[e].text if e in said else "" for e in gold.evidence),
         subject_turns=frozenset(d for d, turn in said.items() if turn.speaker in speakers),
+        turn_texts=texts if gold.stale_evidence is not None else {},
     )
 
 

@@ -52,8 +52,9 @@ The other metrics judge the context a system put in front of the model:
   stale value an item mentions must be carried so: a note about one value excuses no
   other. So the old value in someone else's facts, in the news of the change (a
   ``change_evidence`` turn) and in remarks after it (turns not in ``stale_evidence``)
-  leaks no more; the quotes of the evidence need no special case, since the sources
-  decide.
+  leaks no more. An aggregate (a memo, a tree node) that draws on a ``stale_evidence``
+  turn but mentions the value only inside sentences it quotes whole from its other
+  source turns (the news, a remark after it) repeats those turns and does not leak.
 * stale ranked above current: for a question with ``stale`` values and a value answer
   (:func:`has_value_answer`), whether the best-ranked leaking item (the gold rule where
   annotated, else the any-mention rule) comes before the best-ranked current item that
@@ -362,25 +363,25 @@ def change_notes(text: str) -> list[str]:
     return notes
 
 
-def carries_change(item: ContextItem, gold: Gold) -> bool:
-    """Whether an item states the change beside every stale value it mentions.
+def carries_change(item: ContextItem, gold: Gold, values: Sequence[str]) -> bool:
+    """Whether an item states the change beside the stale ``values`` it mentions.
 
     True when it mentions the gold current answer (not for the kinds in
-    :data:`NON_VALUE_KINDS`), or when every stale value it mentions also occurs inside
-    one of its :func:`change_notes`.
+    :data:`NON_VALUE_KINDS`), or when each of ``values`` occurs inside one of its
+    :func:`change_notes`: a note about one value excuses no other.
     """
     answer = None if gold.kind in NON_VALUE_KINDS else gold_text(gold)
     if answer and contains_phrase(item.text, answer):
         return True
     notes = change_notes(item.text)
-    mentioned = [v for v in gold.stale if contains_phrase(item.text, v)]
-    return all(any(contains_phrase(note, v) for note in notes) for v in mentioned)
+    return all(any(contains_phrase(note, v) for note in notes) for v in values)
 
 
 def gold_stale_leaks(items: Sequence[ContextItem], gold: Gold) -> list[ContextItem]:
     """Return the items that leak a stale value by the gold rule (module docstring).
 
-    An item leaks when it is presented as current, mentions a stale value, does not carry
+    An item leaks when it is presented as current, mentions a stale value (not only in
+    sentences it quotes from source turns outside ``stale_evidence``), does not carry
     the change beside it (:func:`carries_change`), and draws on a ``stale_evidence`` turn
     or is a derived item (:func:`is_derived`) drawn from a turn of the question's subject.
     Empty for a question without stale values or without ``stale_evidence``.
@@ -395,9 +396,10 @@ def gold_stale_leaks(items: Sequence[ContextItem], gold: Gold) -> list[ContextIt
         about_subject = is_derived(item) and bool(sources & gold.subject_turns)
         if not item.current or not (asserts or about_subject):
             continue
-        if not any(contains_phrase(item.text, value) for value in gold.stale):
-            continue
-        if not carries_change(item, gold):
+        others = [gold.turn_texts.get(d, "") for d in item.dia_ids if d not in asserted]
+        text = _outside_quotes(item.text, others)
+        mentioned = [value for value in gold.stale if contains_phrase(text, value)]
+        if mentioned and not carries_change(item, gold, mentioned):
             leaks.append(item)
     return leaks
 
@@ -405,11 +407,9 @@ def gold_stale_leaks(items: Sequence[ContextItem], gold: Gold) -> list[ContextIt
 def stale_ranked_above_current(items: Sequence[ContextItem], gold: Gold) -> bool:
     """Whether a stale leak comes before the first current item with the answer.
 
-    The leaks are those of the gold rule when the question is annotated
-    (:func:`has_stale_annotations`), else of the any-mention rule (:func:`stale_leaks`).
-    True when a leak exists and either no current item mentions the gold answer or the
-    first leak is ranked above (earlier in the context, best first) the first such item.
-    Meant for questions with stale values and a value answer (:func:`has_value_answer`).
+    The leaks are those of :func:`gold_stale_leaks` where the question is annotated, else
+    of :func:`stale_leaks`; the context is best first. Meant for questions with stale
+    values and a value answer (:func:`has_value_answer`).
     """
     rule = gold_stale_leaks if has_stale_annotations(gold) else stale_leaks
     # By identity: two items of a context may be equal (the same text from two stores).
