@@ -414,7 +414,7 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
             if callable(close):
                 close()
     # A table needs room; a pipe or file gets a wide one instead of a squeezed one.
-    wide = Console(file=out.file, width=out.width if out.is_terminal else 160, highlight=False)
+    wide = Console(file=out.file, width=out.width if out.is_terminal else 220, highlight=False)
     wide.print(summary_table(report))
     by_kind = kind_table(report)
     if by_kind is not None:

@@ -772,6 +772,8 @@ _qa = maybe(
             "kind": maybe(st.sampled_from(["update", "keep", "when"])),
             "stale": maybe(st.lists(st.text(max_size=8), max_size=2)),
             "adversarial_answer": json_values,
+            "stale_evidence": maybe(st.lists(st.sampled_from(["D1:1", "D2:3", "D9:9"]))),
+            "change_evidence": maybe(st.lists(st.sampled_from(["D1:1", "D2:3"]), max_size=2)),
         },
     )
 )
@@ -814,6 +816,9 @@ def assert_well_formed(samples: list[Sample]) -> None:
             assert gold.kind is None or isinstance(gold.kind, str)
             assert all(isinstance(v, str) for v in gold.stale)
             assert gold.adversarial_answer is None or isinstance(gold.adversarial_answer, str)
+            for annotated in (gold.stale_evidence, gold.change_evidence):
+                assert annotated is None or all(isinstance(e, str) and e for e in annotated)
+            assert gold.subject_turns <= {t.dia_id for s in conversation.sessions for t in s.turns}
 
 
 @CHEAP

@@ -3,6 +3,10 @@
 The fixture (tests/fixtures/replay_mini.json) is a four-session dialogue in the LoCoMo
 format in which Nora moves from Leeds to Bristol and changes job from baker to florist,
 with distractors about other people, an image turn, and one question of each kind.
+tests/fixtures/replay_annotated.json holds two short dialogues whose questions annotate
+the turns asserting the old value (``stale_evidence``) and stating the change: Ana moves
+from Porto to Madrid and leaves her dog Rex with her parents, while others still mention
+Porto and Rex; Dev's sister moves from Oslo to Bergen and Carla swaps her Fiat for a Volvo.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import copy
 import importlib.util
 import io
 import json
+import re
 import sqlite3
 import sys
 from datetime import datetime
@@ -33,6 +38,7 @@ from agentmem.types import Message
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "replay_mini.json"
+ANNOTATED = ROOT / "tests" / "fixtures" / "replay_annotated.json"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CONFIGS = ("turns", "recent", "similarity")
 
@@ -111,6 +117,45 @@ def test_fixture_loads_with_dialogue_time_captions_and_gold_kept_apart() -> None
     assert gold["Which cities has Nora lived in?"].evidence == ("D1:3", "D3:2")
     assert gold["Where does Nora live now?"].stale == ("Leeds",)
     assert gold["What did Felix's cousin bake for the wedding?"].answer is None
+
+
+def test_annotations_load_absent_apart_from_empty_with_the_subjects_turns(tmp_path: Path) -> None:
+    ana, dev = load_samples([ANNOTATED])
+    moved, dog, work, when = ana.gold
+    assert moved.stale_evidence == ("D1:1",) and moved.change_evidence == ("D2:1", "D2:3")
+    assert moved.distractor_evidence is None and work.distractor_evidence == ("D1:2",)
+    assert dog.stale_evidence == ("D1:3",) and work.stale_evidence is None
+    assert when.stale_evidence is None and when.subject_turns == frozenset()
+    # The subject is whoever spoke the stale_evidence turns: Ana here, Dev for his sister.
+    said = {t.dia_id: t.speaker for s in ana.conversation.sessions for t in s.turns}
+    assert moved.subject_turns == {d for d, speaker in said.items() if speaker == "Ana"}
+    assert dev.gold[0].subject_turns == {"D1:1", "D1:3", "D2:1", "D2:3"}
+    # An empty list is an annotation (nothing asserts the old value), not its absence.
+    [raw, _] = json.loads(ANNOTATED.read_text(encoding="utf-8"))
+    raw["qa"][0]["stale_evidence"] = []
+    raw["qa"][0]["change_evidence"] = None
+    path = tmp_path / "empty.json"
+    path.write_text(json.dumps([raw]), encoding="utf-8")
+    [sample] = load_samples([path])
+    assert sample.gold[0].stale_evidence == () and sample.gold[0].subject_turns == frozenset()
+    assert sample.gold[0].change_evidence is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"D1:1": True}, "stale_evidence must be a list, not a JSON object"),
+        (["D1:1", ["D1:3"]], "stale_evidence must be text, not a JSON array"),
+        (["D1:1", "D9:9"], "stale_evidence names D9:9, which the dialogue does not have"),
+    ],
+)
+def test_malformed_annotations_are_refused(tmp_path: Path, value: Any, message: str) -> None:
+    [raw, _] = json.loads(ANNOTATED.read_text(encoding="utf-8"))
+    raw["qa"][0]["stale_evidence"] = value
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([raw]), encoding="utf-8")
+    with pytest.raises(InputError, match=f"anno-00: question 0: {re.escape(message)}"):
+        load_samples([path])
 
 
 def test_all_is_every_structure_turns_first_and_all_minus_one_leaves_one_out() -> None:
@@ -195,6 +240,15 @@ def test_shared_dev_data_loads() -> None:
     kinds = {g.kind for s in samples for g in s.gold}
     assert {"update", "keep", "when"} <= kinds
     assert all(":" in e for s in samples for g in s.gold for e in g.evidence)
+    assert all(g.stale_evidence is None for s in samples for g in s.gold)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "scenarios").is_dir(), reason="../shared/data is absent")
+def test_shared_natural_scenarios_load_with_their_annotations() -> None:
+    samples = load_samples([SHARED_DATA / "scenarios" / "natural_dev.json"])
+    stale = [g for s in samples for g in s.gold if g.stale]
+    assert stale and all(g.stale_evidence and g.subject_turns for g in stale)
+    assert any(g.distractor_evidence for s in samples for g in s.gold if g.kind == "keep")
 
 
 # -- the CLI end to end -------------------------------------------------------------------
@@ -253,6 +307,12 @@ def test_fact_tracking_keeps_stale_values_out_and_similarity_does_not(
     assert summaries["turns"]["keep_questions"] == 2
     assert summaries["turns"]["stale_leak_items"] == 0
     assert summaries["similarity"]["stale_leak_questions"] == 2
+    # No stale_evidence in this file: the gold rule does not apply, and says so.
+    assert summaries["similarity"]["gold_stale_questions"] == 0
+    assert summaries["similarity"]["gold_stale_leak_rate"] is None
+    assert "| update | similarity | 2 | 100.0% | 100.0% | – | 2/2 (2 items) |" in (
+        replayed[0] / "summary.md"
+    ).read_text(encoding="utf-8")
     leaked = question(report, "similarity", "Where does Nora live now?")
     assert any("I live in Leeds" in i["text"] and i["current"] for i in leaked["items"])
     assert question(report, "turns", "What pet does Nora have?")["scores"]["keep_recalled"]
@@ -284,6 +344,39 @@ def test_an_interrupted_session_is_finished_without_storing_turns_twice(
     assert len(rows["answers"]) == 8 * len(CONFIGS)
     assert turn_count(out, "turns") == 26
     assert report_of(out)["configurations"][0]["overall"]["stale_leak_items"] == 0
+
+
+def test_cli_scores_both_stale_rules_on_each_half_of_an_annotated_file(tmp_path: Path) -> None:
+    halves = {}
+    for split in ("even", "odd"):
+        out = tmp_path / split
+        code, stdout, stderr = run_cli(
+            ["replay", str(ANNOTATED), "--stores", "turns", "--split", split, "--out", str(out)]
+        )
+        assert code == 0, stderr
+        for header in ("by scenario kind", "stale leaks (gold rule)", "stale leaks (any mention)"):
+            assert header in stdout, (split, header)
+        assert "stale above current" in stdout
+        halves[split] = report_of(out)
+    for split, report in halves.items():
+        for config in report["configurations"]:
+            assert config["overall"]["gold_stale_questions"] == 2, (split, config["name"])
+            assert config["overall"]["ranked_questions"] == 1 + (split == "odd")
+    assert set(halves["odd"]["configurations"][0]["by_kind"]) == {"third-party", "update"}
+    # Similarity puts every turn of Ana's short dialogue in the context: the old value in
+    # her goodbye to Porto, in Ben's trip to Porto and in her missing Porto's bakeries
+    # counts by any mention, but only the turn that asserted it counts by the gold rule.
+    even = halves["even"]
+    moved = question(even, "similarity", "Where does Ana live now?")
+    assert (moved["scores"]["stale_leaks"], moved["scores"]["gold_stale_leaks"]) == (4, 1)
+    assert moved["stale_evidence"] == ["D1:1"]
+    dog = question(even, "similarity", "Does Ana still have her dog at home?")
+    assert (dog["scores"]["stale_leaks"], dog["scores"]["gold_stale_leaks"]) == (2, 1)
+    assert dog["scores"]["stale_above_current"] is None  # yes/no: no current value to rank
+    # Recent turns come in dialogue order: "I live in Porto" is above "In Madrid".
+    assert question(even, "recent", "Where does Ana live now?")["scores"]["stale_above_current"]
+    summary = (tmp_path / "even" / "summary.md").read_text(encoding="utf-8")
+    assert "| negation | similarity | 1 | 100.0% | – | 1/1 (1 items) | 1/1 (2 items) |" in summary
 
 
 def test_cli_rejects_unknown_structures_and_bad_numbers(tmp_path: Path) -> None:

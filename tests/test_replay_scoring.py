@@ -6,6 +6,7 @@ Expected values are computed by hand from LoCoMo's official scorer
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -16,10 +17,12 @@ from agentmem.replay.report import Metrics, score_output
 from agentmem.replay.scoring import (
     ContextItem,
     answer_in_context,
+    change_notes,
     current_in_top,
     evidence_recall,
     exact_match,
     falsely_invalidated,
+    gold_stale_leaks,
     has_value_answer,
     keep_recalled,
     multi_answer_f1,
@@ -27,12 +30,19 @@ from agentmem.replay.scoring import (
     says_not_mentioned,
     score_answer,
     stale_leaks,
+    stale_ranked_above_current,
     token_f1,
 )
 
 
-def item(text: str, *dia_ids: str, current: bool = True, store: str = "turns") -> ContextItem:
-    return ContextItem(text, store, "turn", 1.0, tuple(dia_ids), current)
+def item(
+    text: str, *dia_ids: str, current: bool = True, store: str = "turns", kind: str = "turn"
+) -> ContextItem:
+    return ContextItem(text, store, kind, 1.0, tuple(dia_ids), current)
+
+
+def fact(text: str, *dia_ids: str, current: bool = True) -> ContextItem:
+    return item(text, *dia_ids, current=current, store="facts", kind="fact")
 
 
 @pytest.mark.parametrize(
@@ -322,3 +332,216 @@ def test_context_items_round_trip_through_json() -> None:
     when = datetime(2023, 6, 14, 14, 5)
     output = _output([ContextItem("x", "facts", "fact", 0.5, ("D1:1",), False, when, when)])
     assert QuestionOutput.from_json(output.to_json()) == output
+
+
+# -- stale leaks by the gold rule ------------------------------------------------------
+#
+# Ana lives in Porto (D1:1, the only turn asserting it), says goodbye to Porto (D2:1) and
+# moves to Madrid (D2:3); Ben flies to Porto for a conference (D2:4); Ana misses the Porto
+# bakeries (D3:1). Ana spoke D1:1, D1:3, D2:1, D2:3, D2:5 and D3:1.
+
+ANA = frozenset({"D1:1", "D1:3", "D2:1", "D2:3", "D2:5", "D3:1"})
+SAID = {
+    "D1:1": "I live in Porto now, right by the Douro.",
+    "D2:1": "Big news: I packed the last box and said goodbye to Porto.",
+    "D2:4": "I am flying to Porto for a conference in May.",
+    "D3:1": "I still miss the Porto bakeries.",
+}
+
+
+def annotated(
+    answer: str = "Madrid", kind: str = "update", stale: tuple[str, ...] = ("Porto",)
+) -> Gold:
+    asserted = ("D1:1",) if "Porto" in stale else ("D1:3",)
+    return Gold(
+        answer,
+        ("D2:3",),
+        4,
+        kind=kind,
+        stale=stale,
+        stale_evidence=asserted,
+        change_evidence=("D2:1", "D2:3"),
+        subject_turns=ANA,
+        turn_texts=SAID,
+    )
+
+
+def test_gold_rule_counts_a_current_item_drawing_on_a_stale_evidence_turn() -> None:
+    gold = annotated()
+    turn = item("Ana: I live in Porto now, right by the Douro.", "D1:1")
+    memo = item("Ana lives by the Douro in Porto; Ben is a nurse.", "D1:1", "D1:2", "D1:4")
+    assert gold_stale_leaks([turn, memo], gold) == [turn, memo]
+    # Marked as no longer current, or silent about the old value: no leak.
+    assert gold_stale_leaks([item(turn.text, "D1:1", current=False)], gold) == []
+    assert gold_stale_leaks([item("Ana: I love the river.", "D1:1")], gold) == []
+
+
+def test_gold_rule_counts_a_derived_item_about_the_subject_from_any_of_her_turns() -> None:
+    gold = annotated()
+    # Drawn from Ana's remark after the move (no stale_evidence turn), but derived: a fact
+    # asserting that she lives in Porto is about her, whatever turn it came from.
+    wrong = fact("Ana lives in Porto", "D3:1")
+    triple = item("Ana -lives_in- Porto", "D3:1", store="graph", kind="triple")
+    note = item("Ana is based in Porto.", "D3:1", store="langmem", kind="note")
+    node = item("Ana misses Porto.", "D3:1", store="memtree", kind="node")  # not derived
+    assert gold_stale_leaks([wrong, triple, note, node], gold) == [wrong, triple, note]
+
+
+def test_gold_rule_leaves_someone_elses_fact_with_the_old_value() -> None:
+    gold = annotated()
+    bens = fact("Ben is flying to Porto for a conference", "D2:4")
+    assert gold_stale_leaks([bens], gold) == []
+    assert stale_leaks([bens], gold) == [bens]  # the any-mention rule counts it
+
+
+def test_gold_rule_leaves_the_news_of_the_change_and_remarks_after_it() -> None:
+    gold = annotated()
+    news = item("Ana: Big news: I packed the last box and said goodbye to Porto.", "D2:1")
+    remark = item("Ana: I still miss the Porto bakeries.", "D3:1")
+    bens = item("Ben: I am flying to Porto for a conference in May.", "D2:4")
+    assert gold_stale_leaks([news, remark, bens], gold) == []
+    assert stale_leaks([news, remark, bens], gold) == [news, remark, bens]
+
+
+def test_gold_rule_leaves_an_aggregate_that_quotes_only_the_news_and_later_remarks() -> None:
+    gold = annotated()
+    sources = ("D1:1", "D2:1", "D2:4", "D3:1")
+    # A tree node built from the old turn too, but showing only what the others said.
+    quotes = item(f"Ana: {SAID['D2:1']} Ben: {SAID['D2:4']} Ana: {SAID['D3:1']}", *sources)
+    retold = item(f"Ana lives in Porto. Ana: {SAID['D2:1']}", *sources)  # says it anew
+    assert gold_stale_leaks([quotes, retold], gold) == [retold]
+
+
+def test_gold_rule_excuses_an_item_that_mentions_the_current_answer() -> None:
+    gold = annotated()
+    both = fact("Ana moved from Porto to Madrid", "D1:1", "D2:3")
+    assert gold_stale_leaks([both], gold) == []
+    # A yes/no answer is no current value: "no" in the text excuses nothing.
+    negation = annotated("no", "negation", ("Rex",))
+    says_no = item("Ana: no walk without Rex, ever.", "D1:3")
+    assert gold_stale_leaks([says_no], negation) == [says_no]
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "[since 20 April 2023: pet Rex → none]",
+        "[since 20 April 2023: pet Rex -> parents' farm]",
+        "[since 20 April 2023: pet Rex -› parents' farm]",  # "->" as the prompt escapes it
+        "[since 20 April 2023: no longer has the dog Rex]",
+        "[Rex lives with her parents; not anymore at home]",
+        "[ended 20 April 2023: has the dog Rex]",
+    ],
+)
+def test_gold_rule_excuses_a_value_carried_inside_a_change_note(note: str) -> None:
+    gold = annotated("no", "negation", ("Rex",))
+    carried = item(f"Ana: My dog Rex and I walk along the river… {note}", "D1:3")
+    assert change_notes(carried.text) == [note[1:-1]]
+    assert gold_stale_leaks([carried], gold) == []
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "[since 1 March 2023: has the dog Rex]",  # a validity note, no change
+        "[shares a photo: Rex no longer muddy after his bath]",  # an image caption
+        "(since 20 April 2023: no longer has the dog Rex)",  # not bracketed
+        "[since 20 April 2023: no longer walks by the river]",  # no value inside
+    ],
+)
+def test_gold_rule_needs_the_value_inside_a_bracketed_change_note(note: str) -> None:
+    gold = annotated("no", "negation", ("Rex",))
+    leaking = item(f"Ana: My dog Rex and I walk along the river. {note}", "D1:3")
+    assert gold_stale_leaks([leaking], gold) == [leaking]
+
+
+def test_a_change_note_excuses_only_the_values_inside_it() -> None:
+    gold = Gold(
+        "a scooter",
+        ("D4:1",),
+        4,
+        kind="update",
+        stale=("drive", "bike"),
+        stale_evidence=("D1:2", "D2:3"),
+        subject_turns=frozenset({"D1:2", "D2:3"}),
+    )
+    one_note = item("Callum: I drive, then I bike. [since May: drive → bike]", "D1:2")
+    half = item("Callum: I drive, then I bike. [since June: no longer uses the bike]", "D2:3")
+    assert gold_stale_leaks([one_note, half], gold) == [half]
+    # What a node quotes from a later turn needs no note: only the rest must carry one.
+    later = replace(gold, turn_texts={"D4:1": "No more drive to work for me."})
+    node = item(
+        "No more drive to work for me. Callum: I bike. [June: no longer rides the bike]",
+        "D2:3",
+        "D4:1",
+    )
+    assert gold_stale_leaks([node], later) == []
+
+
+def test_without_annotations_the_any_mention_rule_alone_is_scored() -> None:
+    remark = item("Ana: I still miss the Porto bakeries.", "D3:1")
+    plain = Gold("Madrid", ("D2:3",), 4, kind="update", stale=("Porto",))
+    scored = score_output(_output([remark]), plain)
+    assert (scored.stale_leaks, scored.gold_stale_leaks) == (1, None)
+    assert scored.stale_above_current is True  # ranked by the any-mention rule
+    with_annotations = score_output(_output([remark]), annotated())
+    assert (with_annotations.stale_leaks, with_annotations.gold_stale_leaks) == (1, 0)
+    assert with_annotations.stale_above_current is False  # ranked by the gold rule
+    # Annotated with no turn asserting the old value (empty, not absent): nothing leaks.
+    empty = replace(annotated(), stale_evidence=(), subject_turns=frozenset())
+    assert score_output(_output([remark]), empty).gold_stale_leaks == 0
+    metrics = Metrics.of([scored, with_annotations])
+    assert (metrics.stale_questions, metrics.stale_leak_questions) == (2, 2)
+    assert (metrics.gold_stale_questions, metrics.gold_stale_leak_questions) == (1, 0)
+    assert metrics.gold_stale_leak_rate == 0.0
+    assert Metrics.of([scored]).gold_stale_leak_rate is None
+    data = with_annotations.to_json()
+    assert data["scores"]["gold_stale_leaks"] == 0 and data["scores"]["stale_leaks"] == 1
+    assert data["stale_evidence"] == ["D1:1"] and data["distractor_evidence"] is None
+    assert scored.to_json()["stale_evidence"] is None
+
+
+# -- stale ranked above current --------------------------------------------------------
+
+
+def test_stale_ranked_above_current_compares_the_first_leak_with_the_first_answer() -> None:
+    gold = annotated()
+    leak = item("Ana: I live in Porto now.", "D1:1")
+    answer = item("Ana: In Madrid, in a tiny flat.", "D2:3")
+    filler = item("Ben: Where did you end up?", "D2:2")
+    remark = item("Ana: I still miss the Porto bakeries.", "D3:1")  # no leak by the gold rule
+    assert stale_ranked_above_current([filler, leak, answer], gold)
+    assert not stale_ranked_above_current([answer, leak], gold)
+    assert stale_ranked_above_current([leak], gold)  # a leak and no answer at all
+    assert not stale_ranked_above_current([filler, answer], gold)  # no leak
+    assert not stale_ranked_above_current([remark, answer, leak], gold)
+    # An answer only as history is no current answer: the leak stands above it.
+    history = item(answer.text, "D2:3", current=False)
+    assert stale_ranked_above_current([history, leak], gold)
+
+
+def test_stale_ranked_above_current_is_scored_on_stale_questions_with_a_value_answer() -> None:
+    leak = [item("Ana: I live in Porto now.", "D1:1")]
+    cases = {
+        "update": annotated(),
+        "third-party": annotated(kind="third-party"),
+        "negation": annotated("no", "negation", ("Rex",)),
+        "keep": Gold("translator", ("D3:3",), 4, kind="keep"),
+        "update without stale values": Gold("Madrid", ("D2:3",), 4, kind="update"),
+    }
+    found = {name: score_output(_output(leak), g).stale_above_current for name, g in cases.items()}
+    assert found == {
+        "update": True,
+        "third-party": True,
+        "negation": None,
+        "keep": None,
+        "update without stale values": None,
+    }
+    scored = [
+        score_output(_output(leak), cases["update"]),
+        score_output(_output([]), cases["third-party"]),
+        score_output(_output(leak), cases["negation"]),
+    ]
+    metrics = Metrics.of(scored)
+    assert (metrics.ranked_questions, metrics.stale_above_current) == (2, 1)
+    assert metrics.to_json()["stale_above_current_rate"] == pytest.approx(0.5)

@@ -3,7 +3,10 @@
 A file is a JSON list of samples; a sample has a ``sample_id``, a ``conversation`` (two
 speakers, ``session_N`` turn lists and ``session_N_date_time`` strings such as
 ``"1:56 pm on 8 May, 2023"``) and ``qa`` items. Our stale-fact scenarios use the same
-format with two more ``qa`` fields, ``stale`` and ``kind``.
+format with two more ``qa`` fields, ``stale`` and ``kind``, and may annotate which turns
+assert the old value (``stale_evidence``), which state the change (``change_evidence``)
+and, on ``keep`` questions, which turns could be mistaken for a change
+(``distractor_evidence``): lists of dia_ids, like ``evidence``.
 
 What a memory system may see is kept apart from what only the scorer may see: a
 :class:`Conversation` and the :class:`Question` texts go to ingestion and recall, the
@@ -15,8 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -34,6 +37,12 @@ Split = Literal["even", "odd"]
 
 #: The accepted values of :data:`Split`.
 SPLITS: tuple[str, ...] = get_args(Split)
+
+#: What an image turn's caption is introduced by in its text (see :func:`turn_text`).
+PHOTO_NOTE = "shares a photo:"
+
+#: The ``qa`` fields that annotate turns for the stale-fact scorer, each a list of dia_ids.
+ANNOTATIONS = ("stale_evidence", "change_evidence", "distractor_evidence")
 
 _SESSION_KEY = re.compile(r"session_(\d+)")
 _DATE_FORMATS = (
@@ -119,6 +128,20 @@ class Gold:
             (empty for a turn the dialogue lacks): an aggregate that quotes one whole
             covers it, and a stale value an item mentions only where it quotes them is the
             evidence, not a leak.
+        stale_evidence: The dia_ids of the turns that assert an old value as then true
+            about the asked subject and aspect; ``None`` when the file does not annotate
+            them (an empty tuple: annotated, and no turn does).
+        change_evidence: The dia_ids of the turns that state or imply the change; ``None``
+            when not annotated.
+        distractor_evidence: For a ``keep`` question, the dia_ids of the turns that could
+            be mistaken for a change of its value; ``None`` when not annotated.
+        subject_turns: The dia_ids of every turn spoken by the speakers of the
+            ``stale_evidence`` turns: the question's subject without parsing names (a fact
+            derived from one of these turns is taken to be about the subject). Empty
+            without ``stale_evidence``.
+        turn_texts: The text of every turn of the dialogue by dia_id, shared by its
+            questions (empty without ``stale_evidence``): what an aggregate quotes of a
+            turn that asserts no old value is that turn's, not a stale claim.
     """
 
     answer: str | None
@@ -128,6 +151,11 @@ class Gold:
     stale: tuple[str, ...] = ()
     adversarial_answer: str | None = None
     evidence_texts: tuple[str, ...] = ()
+    stale_evidence: tuple[str, ...] | None = None
+    change_evidence: tuple[str, ...] | None = None
+    distractor_evidence: tuple[str, ...] | None = None
+    subject_turns: frozenset[str] = field(default=frozenset(), repr=False)
+    turn_texts: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -166,7 +194,7 @@ def turn_text(raw: dict[str, Any]) -> str:
     text = _optional_text(raw.get("text"), "a turn's text").strip()
     caption = _optional_text(raw.get("blip_caption"), "a turn's blip_caption").strip()
     if caption:
-        text = f"{text} [shares a photo: {caption}]".strip()
+        text = f"{text} [{PHOTO_NOTE} {caption}]".strip()
     return text
 
 
@@ -316,43 +344,91 @@ def _sample(raw: Any, source: str) -> Sample:
             raise InputError(f"{where} is a JSON {_json_type(qa)}, not an object")
         if not isinstance(qa.get("question"), str):
             raise InputError(f"{where} has no question text")
-        category = qa.get("category", 0)
-        if isinstance(category, bool) or not isinstance(category, int):
-            raise InputError(f"{where}: category must be an integer, not {category!r:.40}")
-        answer = qa.get("answer")
-        adversarial = qa.get("adversarial_answer")
-        kind = qa.get("kind")
-        if kind is not None and not isinstance(kind, str):
-            raise InputError(f"{where}: kind must be text, not a JSON {_json_type(kind)}")
         questions.append(Question(f"{sample_id}#q{index}", sample_id, qa["question"]))
-        gold.append(
-            Gold(
-                answer=None if answer is None else _optional_text(answer, f"{where}: answer"),
-                evidence=split_evidence(
-                    [
-                        _optional_text(e, f"{where}: evidence")
-                        for e in _listed(qa.get("evidence"), f"{where}: evidence")
-                    ]
-                ),
-                category=category,
-                kind=kind,
-                stale=tuple(
-                    _optional_text(v, f"{where}: stale")
-                    for v in _listed(qa.get("stale"), f"{where}: stale")
-                ),
-                adversarial_answer=None
-                if adversarial is None
-                else _optional_text(adversarial, f"{where}: adversarial_answer"),
-            )
-        )
+        gold.append(_gold(qa, where))
     sessions = _sessions(sample_id, conversation)
-    said = {turn.dia_id: turn.text for session in sessions for turn in session.turns}
-    gold = [replace(g, evidence_texts=tuple(said.get(e, "") for e in g.evidence)) for g in gold]
+    said = {turn.dia_id: turn for session in sessions for turn in session.turns}
+    texts = {dia_id: turn.text for dia_id, turn in said.items()}
+    gold = [_with_turns(g, said, texts, f"{sample_id}: question {i}") for i, g in enumerate(gold)]
     return Sample(
         Conversation(sample_id, speakers, sessions),
         tuple(questions),
         tuple(gold),
         source,
+    )
+
+
+def _gold(qa: dict[str, Any], where: str) -> Gold:
+    """Return a question's gold data as the file gives it (no turn texts yet).
+
+    Raises:
+        InputError: A field has the wrong JSON type.
+    """
+    category = qa.get("category", 0)
+    if isinstance(category, bool) or not isinstance(category, int):
+        raise InputError(f"{where}: category must be an integer, not {category!r:.40}")
+    answer = qa.get("answer")
+    adversarial = qa.get("adversarial_answer")
+    kind = qa.get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise InputError(f"{where}: kind must be text, not a JSON {_json_type(kind)}")
+    stale_evidence, change_evidence, distractor_evidence = (
+        _dia_ids(qa, name, where) for name in ANNOTATIONS
+    )
+    return Gold(
+        answer=None if answer is None else _optional_text(answer, f"{where}: answer"),
+        evidence=_dia_ids(qa, "evidence", where) or (),
+        category=category,
+        kind=kind,
+        stale=tuple(
+            _optional_text(v, f"{where}: stale")
+            for v in _listed(qa.get("stale"), f"{where}: stale")
+        ),
+        adversarial_answer=None
+        if adversarial is None
+        else _optional_text(adversarial, f"{where}: adversarial_answer"),
+        stale_evidence=stale_evidence,
+        change_evidence=change_evidence,
+        distractor_evidence=distractor_evidence,
+    )
+
+
+def _dia_ids(qa: dict[str, Any], name: str, where: str) -> tuple[str, ...] | None:
+    """Return the dia_ids a ``qa`` field lists; ``None`` when the field is absent or null.
+
+    Raises:
+        InputError: The field is an object, or lists an object or a list.
+    """
+    if qa.get(name) is None:
+        return None
+    what = f"{where}: {name}"
+    return split_evidence([_optional_text(e, what) for e in _listed(qa[name], what)])
+
+
+def _with_turns(
+    gold: Gold, said: Mapping[str, DialogueTurn], texts: Mapping[str, str], where: str
+) -> Gold:
+    """Return ``gold`` with the texts of its evidence and the turns of its subject.
+
+    ``said`` maps each dia_id of the dialogue to its turn, ``texts`` to its text.
+
+    Raises:
+        InputError: An annotation names a dia_id that is no turn of the dialogue: the
+            scorer would silently lose what it annotates.
+    """
+    for name in ANNOTATIONS:
+        unknown = [d for d in getattr(gold, name) or () if d not in said]
+        if unknown:
+            raise InputError(
+                f"{where}: {name} names {', '.join(unknown)}, which the dialogue does not have",
+                hint="list the dia_ids of non-empty turns",
+            )
+    speakers = {said[d].speaker for d in gold.stale_evidence or ()}
+    return replace(
+        gold,
+        evidence_texts=tuple(said[e].text if e in said else "" for e in gold.evidence),
+        subject_turns=frozenset(d for d, turn in said.items() if turn.speaker in speakers),
+        turn_texts=texts if gold.stale_evidence is not None else {},
     )
 
 

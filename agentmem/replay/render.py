@@ -17,7 +17,7 @@ from agentmem.replay.report import CATEGORIES, ConfigSummary, Metrics, Report
 logger = logging.getLogger(__name__)
 
 STALE_LEAK_RULE = (
-    "A stale leak is a context item presented as current (not marked as no longer "
+    "A stale leak (any mention) is a context item presented as current (not marked as no longer "
     "current) that mentions a value outdated by the end of the dialogue (normalised "
     "whole-word match) and does not also mention the current answer: an item that mentions "
     "both states the change rather than presenting the old value as current. Counted on "
@@ -28,6 +28,27 @@ STALE_LEAK_RULE = (
     'for an ending ("I sold the van") name the ended value while saying that it ended; '
     "likewise an aggregate (a memo, a tree node) that mentions the value only inside a "
     "sentence it quotes from an evidence turn."
+)
+
+GOLD_STALE_LEAK_RULE = (
+    "A stale leak (gold rule), for files that annotate `stale_evidence` (the turns that "
+    "assert the old value as then true about the asked subject), is a context item "
+    "presented as current that mentions a stale value, does not carry the change beside "
+    "it, and either draws on a `stale_evidence` turn or is a derived item (a fact, triple "
+    "or note) drawn from a turn of the question's subject (a speaker of the "
+    "`stale_evidence` turns). An item carries the change when it mentions the current "
+    "answer (not for `negation`) or when the stale value sits inside a change note, a "
+    "bracketed span with a change marker (`[since 3 May 2023: residence Lisbon → Berlin]`, "
+    "`[... no longer has the cat Mochi]`). The old value in someone else's facts, in the "
+    "news of the change and in remarks after it is no leak. Shown as `–` for files "
+    "without the annotation."
+)
+
+STALE_ABOVE_RULE = (
+    "Stale above current is the share of questions with stale values and a value answer "
+    "(kinds `update`, `indirect`, `third-party`) whose first leaking item (by the gold "
+    "rule where annotated, else by any mention) comes before the first current item "
+    "mentioning the answer, or leaks while no current item mentions it."
 )
 
 KEEP_RULE = (
@@ -63,13 +84,8 @@ def _number(value: float | None, digits: int = 0) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def _leaks(metrics: Metrics) -> str:
-    if not metrics.stale_questions:
-        return "–"
-    return (
-        f"{metrics.stale_leak_questions}/{metrics.stale_questions} "
-        f"({metrics.stale_leak_items} items)"
-    )
+def _leaks(questions: int, leaking: int, items: int) -> str:
+    return f"{leaking}/{questions} ({items} items)" if questions else "–"
 
 
 def _false_invalidations(metrics: Metrics) -> str:
@@ -82,16 +98,26 @@ def _false_invalidations(metrics: Metrics) -> str:
 
 
 def _consistency(metrics: Metrics) -> list[str]:
-    """Return the stale-fact columns: leaks, keep recall, false invalidations, top 3."""
+    """Return the stale-fact columns, in the order of :data:`CONSISTENCY_HEADERS`."""
+    m = metrics
     return [
-        _leaks(metrics),
-        _percent(metrics.keep_recall),
-        _false_invalidations(metrics),
-        _percent(metrics.current_in_top3),
+        _leaks(m.gold_stale_questions, m.gold_stale_leak_questions, m.gold_stale_leak_items),
+        _leaks(m.stale_questions, m.stale_leak_questions, m.stale_leak_items),
+        _percent(m.stale_above_current_rate),
+        _percent(m.keep_recall),
+        _false_invalidations(m),
+        _percent(m.current_in_top3),
     ]
 
 
-CONSISTENCY_HEADERS = ["stale leaks", "keep recall", "false invalidations", "current in top 3"]
+CONSISTENCY_HEADERS = [
+    "stale leaks (gold rule)",
+    "stale leaks (any mention)",
+    "stale above current",
+    "keep recall",
+    "false invalidations",
+    "current in top 3",
+]
 
 
 def _has_answers(report: Report) -> bool:
@@ -303,7 +329,15 @@ def summary_markdown(report: Report) -> str:
     parts += ["", "## Definitions", ""]
     parts += [
         f"- {rule}"
-        for rule in (EVIDENCE_RULE, STALE_LEAK_RULE, KEEP_RULE, FALSE_INVALIDATION_RULE, TOP3_RULE)
+        for rule in (
+            EVIDENCE_RULE,
+            GOLD_STALE_LEAK_RULE,
+            STALE_LEAK_RULE,
+            STALE_ABOVE_RULE,
+            KEEP_RULE,
+            FALSE_INVALIDATION_RULE,
+            TOP3_RULE,
+        )
     ]
     parts.append("")
     return "\n".join(parts)

@@ -19,7 +19,7 @@ from agentmem.building import structured_call
 from agentmem.errors import AgentMemError
 from agentmem.prompts.replay import JUDGE_SCHEMA, judge_messages, validate_judgement
 from agentmem.protocols import ChatModel
-from agentmem.replay.dataset import Gold
+from agentmem.replay.dataset import ANNOTATIONS, Gold
 from agentmem.replay.outputs import QuestionOutput, ReplayRun
 from agentmem.replay.progress import IngestStats
 from agentmem.replay.scoring import (
@@ -27,11 +27,14 @@ from agentmem.replay.scoring import (
     current_in_top,
     evidence_recall,
     falsely_invalidated,
+    gold_stale_leaks,
     gold_text,
+    has_stale_annotations,
     has_value_answer,
     keep_recalled,
     score_answer,
     stale_leaks,
+    stale_ranked_above_current,
 )
 
 logger = logging.getLogger(__name__)
@@ -45,9 +48,11 @@ class ScoredQuestion:
     """One configuration's output for one question, with its scores.
 
     ``None`` marks a metric that does not apply: no evidence, no answer, no model, no
-    ``stale`` values (stale leaks), not a ``keep`` question (keep recall), an answer that
-    is no current value (false invalidation; see
-    :func:`~agentmem.replay.scoring.has_value_answer`), or neither (current in the top 3).
+    ``stale`` values (stale leaks), no ``stale_evidence`` annotation (stale leaks by the
+    gold rule), not a ``keep`` question (keep recall), an answer that is no current value
+    (false invalidation; see :func:`~agentmem.replay.scoring.has_value_answer`), or
+    neither (current in the top 3), or no ``stale`` values or no value answer (stale
+    ranked above current).
     """
 
     output: QuestionOutput
@@ -61,6 +66,8 @@ class ScoredQuestion:
     f1: float | None = None
     exact: bool | None = None
     judged_correct: bool | None = None
+    gold_stale_leaks: int | None = None
+    stale_above_current: bool | None = None
 
     @property
     def category(self) -> str:
@@ -76,10 +83,14 @@ class ScoredQuestion:
             gold_answer=self.gold.answer,
             evidence=list(self.gold.evidence),
             stale=list(self.gold.stale),
+            # null where the file does not annotate them, [] where it annotates none
+            **{name: _listed(getattr(self.gold, name)) for name in ANNOTATIONS},
             scores={
                 "evidence_recall": self.evidence_recall,
                 "answer_in_context": self.answer_in_context,
                 "stale_leaks": self.stale_leaks,
+                "gold_stale_leaks": self.gold_stale_leaks,
+                "stale_above_current": self.stale_above_current,
                 "keep_recalled": self.keep_recalled,
                 "falsely_invalidated": self.falsely_invalidated,
                 "current_in_top3": self.current_in_top3,
@@ -89,6 +100,10 @@ class ScoredQuestion:
             },
         )
         return data
+
+
+def _listed(values: Sequence[str] | None) -> list[str] | None:
+    return None if values is None else list(values)
 
 
 def _mean(values: Sequence[float | bool | None]) -> float | None:
@@ -109,8 +124,18 @@ class Metrics:
         evidence_recall: Mean evidence recall.
         answer_in_context: Mean answer-in-context.
         stale_questions: Questions with ``stale`` values, whatever their kind.
-        stale_leak_questions: Of those, the questions whose context leaked a stale value.
+        stale_leak_questions: Of those, the questions whose context leaked a stale value
+            by the any-mention rule.
         stale_leak_items: Leaking items over all those questions.
+        gold_stale_questions: Questions with ``stale`` values and ``stale_evidence``
+            annotated: where the gold rule applies (0 for files without annotations).
+        gold_stale_leak_questions: Of those, the questions whose context leaked a stale
+            value by the gold rule.
+        gold_stale_leak_items: Items leaking by the gold rule over all those questions.
+        ranked_questions: Questions with ``stale`` values and a value answer: where
+            "stale ranked above current" is judged.
+        stale_above_current: Of those, the questions whose first leaking item comes
+            before the first current item with the answer (or with no such item).
         keep_recall: Share of ``keep`` questions whose answer is in a current item.
         value_questions: Questions whose answer is a current value (kinds ``update``,
             ``indirect``, ``third-party``, ``keep``): where false invalidations count.
@@ -132,6 +157,11 @@ class Metrics:
     stale_questions: int
     stale_leak_questions: int
     stale_leak_items: int
+    gold_stale_questions: int
+    gold_stale_leak_questions: int
+    gold_stale_leak_items: int
+    ranked_questions: int
+    stale_above_current: int
     keep_recall: float | None
     value_questions: int
     false_invalidations: int
@@ -149,6 +179,16 @@ class Metrics:
         return _rate(self.stale_leak_questions, self.stale_questions)
 
     @property
+    def gold_stale_leak_rate(self) -> float | None:
+        """Share of annotated questions with stale values leaking by the gold rule."""
+        return _rate(self.gold_stale_leak_questions, self.gold_stale_questions)
+
+    @property
+    def stale_above_current_rate(self) -> float | None:
+        """Share of ranked questions whose stale leak comes before the current answer."""
+        return _rate(self.stale_above_current, self.ranked_questions)
+
+    @property
     def false_invalidation_rate(self) -> float | None:
         """Share of value questions whose answer is in the context only as history."""
         return _rate(self.false_invalidations, self.value_questions)
@@ -162,6 +202,8 @@ class Metrics:
     def of(cls, scored: Sequence[ScoredQuestion]) -> Metrics:
         """Aggregate scored questions."""
         leaks = [s.stale_leaks for s in scored if s.stale_leaks is not None]
+        gold_leaks = [s.gold_stale_leaks for s in scored if s.gold_stale_leaks is not None]
+        ranked = [s.stale_above_current for s in scored if s.stale_above_current is not None]
         invalidated = [s for s in scored if s.falsely_invalidated is not None]
         keep = [s for s in invalidated if s.gold.kind == "keep"]
         return cls(
@@ -171,6 +213,11 @@ class Metrics:
             stale_questions=len(leaks),
             stale_leak_questions=sum(1 for n in leaks if n > 0),
             stale_leak_items=sum(leaks),
+            gold_stale_questions=len(gold_leaks),
+            gold_stale_leak_questions=sum(1 for n in gold_leaks if n > 0),
+            gold_stale_leak_items=sum(gold_leaks),
+            ranked_questions=len(ranked),
+            stale_above_current=sum(ranked),
             keep_recall=_mean([s.keep_recalled for s in scored]),
             value_questions=len(invalidated),
             false_invalidations=sum(1 for s in invalidated if s.falsely_invalidated),
@@ -188,6 +235,8 @@ class Metrics:
         return {
             **asdict(self),
             "stale_leak_rate": self.stale_leak_rate,
+            "gold_stale_leak_rate": self.gold_stale_leak_rate,
+            "stale_above_current_rate": self.stale_above_current_rate,
             "false_invalidation_rate": self.false_invalidation_rate,
             "keep_false_invalidation_rate": self.keep_false_invalidation_rate,
         }
@@ -283,10 +332,12 @@ def score_output(
     """Score one output against its gold data (each metric only where it applies)."""
     items = output.items
     leaks = len(stale_leaks(items, gold)) if gold.stale else None
+    gold_leaks = len(gold_stale_leaks(items, gold)) if has_stale_annotations(gold) else None
     kept = keep_recalled(items, gold) if gold.kind == "keep" else None
     value = has_value_answer(gold)
     invalidated = falsely_invalidated(items, gold) if value else None
     in_top = current_in_top(items, gold) if value and (gold.stale or gold.kind == "keep") else None
+    above = stale_ranked_above_current(items, gold) if value and gold.stale else None
     f1 = exact = verdict = None
     if output.answer is not None:
         score = score_answer(output.answer, gold)
@@ -306,6 +357,8 @@ def score_output(
         f1=f1,
         exact=exact,
         judged_correct=verdict,
+        gold_stale_leaks=gold_leaks,
+        stale_above_current=above,
     )
 
 

@@ -34,7 +34,31 @@ The other metrics judge the context a system put in front of the model:
   leak either: those turns state the current truth, and for an ending ("I sold the van")
   they name the ended value while saying that it ended. Likewise an aggregate (a memo, a
   tree node) that mentions the stale value only inside a sentence it quotes from an
-  evidence turn: outside that quote it says nothing of the old value.
+  evidence turn: outside that quote it says nothing of the old value. This is the
+  "any mention" rule, the only one for files without the annotations below.
+* stale leak by the gold rule: for a question whose file annotates ``stale_evidence``
+  (the turns asserting the old value as then true about the asked subject and aspect).
+  An item leaks iff it is presented as current, mentions a ``stale`` value (normalised
+  whole-word match), does not carry the change beside it, and either draws on a
+  ``stale_evidence`` turn (its ``dia_ids`` meet them) or is a derived item (see
+  :func:`is_derived`) drawn from a turn of the question's subject (``subject_turns``:
+  the turns of the speakers of the ``stale_evidence`` turns). An item carries the change
+  beside it when it mentions the gold current answer (value kinds only, as above) or
+  when the stale value occurs inside a change note: a bracketed span ``[...]`` holding
+  the value and a change marker (an arrow such as ``→`` or ``->``, or words such as "no
+  longer", "ended", "not anymore", "until", "formerly"; see :data:`CHANGE_WORDS`), as in
+  ``[since 3 May 2023: residence Lisbon → Berlin]`` or ``[since 3 May 2023: no longer
+  has the cat Mochi]``. An image caption (``[shares a photo: ...]``) is no note. Each
+  stale value an item mentions must be carried so: a note about one value excuses no
+  other. So the old value in someone else's facts, in the news of the change (a
+  ``change_evidence`` turn) and in remarks after it (turns not in ``stale_evidence``)
+  leaks no more. An aggregate (a memo, a tree node) that draws on a ``stale_evidence``
+  turn but mentions the value only inside sentences it quotes whole from its other
+  source turns (the news, a remark after it) repeats those turns and does not leak.
+* stale ranked above current: for a question with ``stale`` values and a value answer
+  (:func:`has_value_answer`), whether the best-ranked leaking item (the gold rule where
+  annotated, else the any-mention rule) comes before the best-ranked current item that
+  mentions the answer, or leaks while no current item mentions the answer.
 * keep recall: for a ``keep`` question, whether the gold answer appears (normalised
   whole-word match) in an item presented as current.
 * false invalidation: for a question whose answer is a current value (see
@@ -59,7 +83,7 @@ from datetime import datetime
 from typing import Any
 
 from agentmem.errors import MissingExtraError
-from agentmem.replay.dataset import Gold
+from agentmem.replay.dataset import PHOTO_NOTE, Gold
 from agentmem.text import split_sentences
 
 #: An item counts as evidence for its turns only if it came from at most this many turns.
@@ -78,6 +102,38 @@ TOP_ITEMS = 3
 #: Scenario kinds whose gold answer is not the current value of a fact: a date of change
 #: (``when``) or yes/no (``negation``).
 NON_VALUE_KINDS = frozenset({"when", "negation"})
+
+#: The kinds of item a structure derives from turns about a speaker rather than quoting
+#: them: under the gold rule such an item leaks when drawn from any turn of the question's
+#: subject, not only from a ``stale_evidence`` turn (see :func:`is_derived`).
+DERIVED_KINDS = frozenset({"fact", "triple", "note"})
+
+#: The fact ledger's store: every item it returns is derived (agentmem.ledger's
+#: ``FACT_STORE``, named here so the scorer does not import the ledger).
+FACT_STORE = "facts"
+
+#: Words of a change note saying that a value no longer holds (normalised, whole words;
+#: "anymore" covers "not anymore").
+CHANGE_WORDS = (
+    "no longer",
+    "anymore",
+    "any more",
+    "no more",
+    "ended",
+    "until",
+    "formerly",
+    "former",
+    "previously",
+    "used to",
+    "stopped",
+    "left",
+    "replaced",
+    "superseded",
+)
+
+#: An arrow from an old value to a new one, as written or after the prompt escaped ``>``.
+_ARROW = re.compile(r"[→⟶⇒➔➝]|[-=]+\s*[>›]")
+_BRACKETED = re.compile(r"\[([^\[\]]*)\]")
 
 #: The phrases LoCoMo's scorer accepts as "the conversation does not say" (category 5).
 NOT_MENTIONED_PHRASES = ("no information available", "not mentioned")
@@ -281,6 +337,92 @@ def stale_leaks(items: Sequence[ContextItem], gold: Gold) -> list[ContextItem]:
     return leaks
 
 
+def has_stale_annotations(gold: Gold) -> bool:
+    """Whether the gold rule of stale leaks applies: stale values and ``stale_evidence``."""
+    return bool(gold.stale) and gold.stale_evidence is not None
+
+
+def is_derived(item: ContextItem) -> bool:
+    """Whether an item was derived from turns (a fact, a triple, a note), not quoted."""
+    return item.store == FACT_STORE or item.kind in DERIVED_KINDS
+
+
+def change_notes(text: str) -> list[str]:
+    """Return the change notes of ``text``: bracketed spans with a change marker.
+
+    A change marker is an arrow (``→``, ``->``, ``=>``, ...) or one of
+    :data:`CHANGE_WORDS`. An image caption (``[shares a photo: ...]``) is no note.
+    """
+    notes = []
+    for match in _BRACKETED.finditer(text):
+        span = match.group(1)
+        if span.strip().lower().startswith(PHOTO_NOTE):
+            continue
+        if _ARROW.search(span) or any(contains_phrase(span, w) for w in CHANGE_WORDS):
+            notes.append(span)
+    return notes
+
+
+def carries_change(item: ContextItem, gold: Gold, values: Sequence[str]) -> bool:
+    """Whether an item states the change beside the stale ``values`` it mentions.
+
+    True when it mentions the gold current answer (not for the kinds in
+    :data:`NON_VALUE_KINDS`), or when each of ``values`` occurs inside one of its
+    :func:`change_notes`: a note about one value excuses no other.
+    """
+    answer = None if gold.kind in NON_VALUE_KINDS else gold_text(gold)
+    if answer and contains_phrase(item.text, answer):
+        return True
+    notes = change_notes(item.text)
+    return all(any(contains_phrase(note, v) for note in notes) for v in values)
+
+
+def gold_stale_leaks(items: Sequence[ContextItem], gold: Gold) -> list[ContextItem]:
+    """Return the items that leak a stale value by the gold rule (module docstring).
+
+    An item leaks when it is presented as current, mentions a stale value (not only in
+    sentences it quotes from source turns outside ``stale_evidence``), does not carry
+    the change beside it (:func:`carries_change`), and draws on a ``stale_evidence`` turn
+    or is a derived item (:func:`is_derived`) drawn from a turn of the question's subject.
+    Empty for a question without stale values or without ``stale_evidence``.
+    """
+    if not has_stale_annotations(gold):
+        return []
+    asserted = set(gold.stale_evidence or ())
+    leaks = []
+    for item in items:
+        sources = set(item.dia_ids)
+        asserts = bool(sources & asserted)
+        about_subject = is_derived(item) and bool(sources & gold.subject_turns)
+        if not item.current or not (asserts or about_subject):
+            continue
+        others = [gold.turn_texts.get(d, "") for d in item.dia_ids if d not in asserted]
+        text = _outside_quotes(item.text, others)
+        mentioned = [value for value in gold.stale if contains_phrase(text, value)]
+        if mentioned and not carries_change(item, gold, mentioned):
+            leaks.append(item)
+    return leaks
+
+
+def stale_ranked_above_current(items: Sequence[ContextItem], gold: Gold) -> bool:
+    """Whether a stale leak comes before the first current item with the answer.
+
+    The leaks are those of :func:`gold_stale_leaks` where the question is annotated, else
+    of :func:`stale_leaks`; the context is best first. Meant for questions with stale
+    values and a value answer (:func:`has_value_answer`).
+    """
+    rule = gold_stale_leaks if has_stale_annotations(gold) else stale_leaks
+    # By identity: two items of a context may be equal (the same text from two stores).
+    leaking = {id(item) for item in rule(items, gold)}
+    answer = gold_text(gold) or ""
+    for item in items:  # best first: whichever comes first decides
+        if id(item) in leaking:
+            return True
+        if item.current and contains_phrase(item.text, answer):
+            return False
+    return False
+
+
 def _outside_quotes(text: str, quoted: Sequence[str]) -> str:
     """Return ``text`` without the sentences it quotes from ``quoted`` (normalised)."""
     rest = f" {normalize_answer(text)} "
@@ -325,24 +467,33 @@ def current_in_top(items: Sequence[ContextItem], gold: Gold, n: int = TOP_ITEMS)
 
 
 __all__ = [
+    "CHANGE_WORDS",
+    "DERIVED_KINDS",
+    "FACT_STORE",
     "MAX_EVIDENCE_SOURCES",
     "NON_VALUE_KINDS",
     "TOP_ITEMS",
     "AnswerScore",
     "ContextItem",
     "answer_in_context",
+    "carries_change",
+    "change_notes",
     "contains_phrase",
     "current_in_top",
     "evidence_recall",
     "exact_match",
     "falsely_invalidated",
+    "gold_stale_leaks",
     "gold_text",
+    "has_stale_annotations",
     "has_value_answer",
+    "is_derived",
     "keep_recalled",
     "multi_answer_f1",
     "normalize_answer",
     "says_not_mentioned",
     "score_answer",
     "stale_leaks",
+    "stale_ranked_above_current",
     "token_f1",
 ]
