@@ -46,7 +46,7 @@ def fit_rankings(
 
     def fit(items: Sequence[Recalled], budget: int) -> Fitted[Recalled]:
         return fit_to_budget(
-            items, lambda r: r.item.text, counter, budget, per_item_overhead=ITEM_OVERHEAD
+            items, lambda r: r.item.shown_text(), counter, budget, per_item_overhead=ITEM_OVERHEAD
         )
 
     if leaders is None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -39,7 +40,7 @@ from agentmem.editing import delete_item, erase_plan, update_item
 from agentmem.errors import AgentMemError, InputError, ReadOnlyError
 from agentmem.fusion import ITEM_OVERHEAD, RRF_K, current_first, fit_rankings, fuse
 from agentmem.ledger.facts import FACT_STORE, Decision, FactLedger
-from agentmem.ledger.propagation import StaleGuard
+from agentmem.ledger.propagation import StaleGuard, StaleValue, settled_in_passing
 from agentmem.models.tokens import Fitted, TokenCounter
 from agentmem.protocols import (
     ChatModel,
@@ -51,11 +52,14 @@ from agentmem.protocols import (
 )
 from agentmem.rewrite import model_rewrite, rewrite_query
 from agentmem.storage.records import Records
+from agentmem.text import asks_only, says_nothing
 from agentmem.types import (
     FUSIONS,
+    NOT_EVIDENCE,
     Change,
     Fusion,
     ItemEvent,
+    MemoryItem,
     Query,
     Recalled,
     RecallResult,
@@ -193,21 +197,12 @@ class MemoryManager:
         if superseded:
             for user_id in dict.fromkeys(t.user_id for t in turns):
                 self.guard.reset(user_id)
-                flagged = self.guard.sweep(
+                changes += self.guard.sweep(
                     user_id,
                     self._by_name(),
                     spare_turn_ids=[t.id for t in turns],
                     fact_ids=superseded,
                 )
-                after = {i.id: i for i in self.records.items([item.id for item, _ in flagged])}
-                changes += [
-                    Change(
-                        "SUPERSEDE",
-                        after.get(item.id, item),
-                        f"asserted {stale.value!r}, which no longer holds",
-                    )
-                    for item, stale in flagged
-                ]
         if not failures and mark:
             self.records.mark_memorized(t.id for t in given)
         return WriteReport(
@@ -331,9 +326,7 @@ class MemoryManager:
         if changes and changes[0].kind != "NOOP":
             # Items that still assert a deleted fact's value are stale now.
             self.guard.reset(user_id)
-            for stale_item, stale in self.guard.sweep(user_id, self._by_name()):
-                why = f"asserted {stale.value!r}, which no longer holds"
-                changes.append(Change("SUPERSEDE", self.records.get_item(stale_item.id), why))
+            changes += self.guard.sweep(user_id, self._by_name())
         return changes
 
     # -- recall -----------------------------------------------------------------------------
@@ -460,30 +453,45 @@ class MemoryManager:
             for recalled in results:
                 if recalled.item.metadata.get("erased"):
                     continue  # a tombstone: something was erased here, nothing to recall
+                if not _evidence(recalled.item):
+                    continue
                 stale = self.guard.stale_for(recalled.item, values, as_of=as_of)
                 if stale is None:
                     kept.append(recalled)
                     continue
-                # Created after the write-time sweep (e.g. consolidated later): invalidate
-                # now, so it is history from here on, and keep it out of this prompt.
+                # Created after the write-time sweep (e.g. consolidated later): settle it
+                # now (noted, or retired and kept out of this prompt).
                 stale_count += 1
-                item = recalled.item
-                try:
-                    by_name[item.store].invalidate(
-                        [item.id],
-                        f"asserts {stale.value!r}, which no longer holds",
-                        at=stale.ended_at,
-                        superseded_by=stale.new_fact_id,
-                    )
-                    item = self.records.get_item(item.id)
-                except ReadOnlyError:  # memory opened to read: left out all the same
-                    ended = stale.ended_at or utcnow()  # as Records.invalidate would date it
-                    item = replace(item, invalid_at=ended, superseded_by=stale.new_fact_id)
-                if include_history:
+                item = self._settle_found(recalled.item, stale, values, by_name[store.name])
+                if item.current or include_history:
                     kept.append(Recalled(item, recalled.score))
             rankings.append((store.name, kept))
             timings[store.name] = timings.get(store.name, 0.0) + time.perf_counter() - tick
         return rankings, stale_count
+
+    def _settle_found(
+        self,
+        item: MemoryItem,
+        stale: StaleValue,
+        values: Sequence[StaleValue],
+        store: MemoryStore,
+    ) -> MemoryItem:
+        """Settle a stale item recall met: noted where it says more, else retired.
+
+        Return the item as it is now. Memory opened to read settles it for this recall
+        only, as :meth:`StaleGuard.settle` would have.
+        """
+        found: StaleValue | None = stale
+        for _ in values:  # an aggregate may hold several old values
+            if found is None or not item.current:
+                break
+            try:
+                settled = self.guard.settle(store, [item], found)
+                item = settled[0].item if settled else item
+            except ReadOnlyError:
+                item = settled_in_passing(item, found)
+            found = self.guard.stale_for(item, values)
+        return item
 
     # -- inspection, export and erasure -----------------------------------------------------
 
@@ -624,6 +632,25 @@ _RECEIPT_ROWS = {
     "queued retries": "pending_work",
     "documents": "documents",
 }
+
+
+def _evidence(item: MemoryItem) -> bool:
+    """Whether an item may be recalled as evidence: not a question, an echo or nothing.
+
+    A structure may say so itself (the turns structure marks its turns); an item of one
+    turn that only asks, or says nothing, is judged here by its text, whatever its
+    structure (a MemTree leaf, a graph passage, a turn of an older folder).
+    """
+    if item.metadata.get(NOT_EVIDENCE):
+        return False
+    if len(item.source_turn_ids) > 1 or item.store == FACT_STORE:
+        return True
+    said = _SPEAKER_PREFIX.sub("", item.text, count=1)
+    return not (asks_only(said) or says_nothing(said))
+
+
+#: "Ana: " before what a turn said.
+_SPEAKER_PREFIX = re.compile(r"^[^:\n]{1,60}:\s")
 
 
 def _clear(cache: object) -> int:

@@ -89,9 +89,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def _search_item(record: Mapping[str, Any]) -> dict[str, Any]:
+    # The text as a prompt should show it: with the changes since beside it.
+    found = {"id": record.get("id"), "text": record.get("memory")}
     keys = (
-        "id",
-        "text",
         "store",
         "kind",
         "score",
@@ -101,8 +101,9 @@ def _search_item(record: Mapping[str, Any]) -> dict[str, Any]:
         "superseded_by",
         "source_turn_ids",
         "session_id",
+        "changes",
     )
-    return {key: _jsonable(record.get(key)) for key in keys}
+    return {**found, **{key: _jsonable(record.get(key)) for key in keys}}
 
 
 def user_scope(served: str | None) -> Callable[[str | None], str]:
@@ -213,8 +214,10 @@ def build_server(memory: Memory, served_user: str | None) -> Any:
         """Search the user's memory; return the items found, best first.
 
         Each item has its text, the structure (store) that holds it, whether it is still
-        current, when it held (valid_from, invalid_at), what superseded it, and the ids
-        of the turns it came from. include_history also returns items that no longer hold.
+        current, when it held (valid_from, invalid_at), what superseded it, the ids of the
+        turns it came from, and the values it states that changed since (changes: the
+        item holds for the rest; its text shows them as "[since <date>: old → new]").
+        include_history also returns items that no longer hold.
         """
         result = memory.search(
             query, user_id=user_of(user_id), top_k=top_k, include_history=include_history

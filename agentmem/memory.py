@@ -286,6 +286,7 @@ class Memory:
         # item repeating a turn of another structure is not left out).
         per_store = top_k * 4 if filters else top_k
         store = (filters or {}).get("store")
+        moment = moment_of(as_of, "as_of", stored=False)
         with self._lock:
             before = self._model_tokens()
             recall = self.manager.recall(
@@ -293,12 +294,12 @@ class Memory:
                 Scope(user_id, agent_id),
                 budget_tokens=_NO_BUDGET,
                 k=per_store,
-                as_of=moment_of(as_of, "as_of", stored=False),
+                as_of=moment,
                 include_history=include_history,
                 structures=[store] if isinstance(store, str) else None,
             )
             model_tokens = self._model_tokens() - before
-            records = self._records(recall.items, user_id)
+            records = self._records(recall.items, user_id, as_of=moment)
         found = [r for r in records if matches(r, filters or {})][:top_k]
         counter = self.manager.counter
         tokens = sum(counter.count(r["memory"]) + ITEM_OVERHEAD for r in found)
@@ -506,13 +507,18 @@ class Memory:
         return int(getattr(usage, "total_tokens", 0) or 0)
 
     def _records(
-        self, found: Sequence[Recalled], user_id: str, *, scored: bool = True
+        self,
+        found: Sequence[Recalled],
+        user_id: str,
+        *,
+        scored: bool = True,
+        as_of: datetime | None = None,
     ) -> list[MemoryRecord]:
         wanted = {t for r in found for t in r.item.source_turn_ids}
         turns: dict[int, Turn] = (
             {t.id: t for t in self.records.turns(user_id, ids=wanted)} if wanted else {}
         )
-        return [record_of(r.item, r.score if scored else None, turns) for r in found]
+        return [record_of(r.item, r.score if scored else None, turns, as_of) for r in found]
 
 
 def _metered(model: ChatModel) -> ChatModel:

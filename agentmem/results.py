@@ -53,10 +53,14 @@ class MemoryEvent(TypedDict):
 class MemoryRecord(TypedDict):
     """A memory item as the facade returns it.
 
-    ``memory`` and ``text`` hold the same text (``memory`` is mem0's name). ``score`` is
-    the fused recall score for search results (higher is better), ``None`` otherwise.
-    ``metadata`` is the item's own metadata over the metadata given to :meth:`Memory.add`
-    with the turns it came from.
+    ``text`` is the item's text; ``memory`` (mem0's name) is the text as a prompt should
+    show it: the same, with the changes since beside it when a value it states no longer
+    holds while the rest does ("... [since 3 May 2023: residence Lisbon → Berlin]").
+    ``changes`` lists those changes: which value, replaced by what (``None``: it ended),
+    of what aspect, since when, and the turn that changed it. ``score`` is the fused
+    recall score for search results (higher is better), ``None`` otherwise. ``metadata``
+    is the item's own metadata over the metadata given to :meth:`Memory.add` with the
+    turns it came from.
     """
 
     id: str
@@ -74,6 +78,7 @@ class MemoryRecord(TypedDict):
     superseded_by: str | None
     current: bool
     created_at: datetime | None
+    changes: list[dict[str, Any]]
     metadata: dict[str, Any]
 
 
@@ -182,16 +187,22 @@ def add_result(report: WriteReport, session: str, tokens: int, seconds: float) -
     )
 
 
-def record_of(item: MemoryItem, score: float | None, turns: Mapping[int, Turn]) -> MemoryRecord:
+def record_of(
+    item: MemoryItem,
+    score: float | None,
+    turns: Mapping[int, Turn],
+    as_of: datetime | None = None,
+) -> MemoryRecord:
     metadata: dict[str, Any] = {}
     for turn_id in item.source_turn_ids:
         turn = turns.get(turn_id)
         if turn is not None:
             metadata.update(turn.metadata)
     metadata.update(item.metadata)
+    changes = item.changes_at(as_of)
     return MemoryRecord(
         id=item.id,
-        memory=item.text,
+        memory=item.shown_text(as_of),
         text=item.text,
         store=item.store,
         kind=item.kind,
@@ -205,6 +216,7 @@ def record_of(item: MemoryItem, score: float | None, turns: Mapping[int, Turn]) 
         superseded_by=item.superseded_by,
         current=item.current,
         created_at=item.created_at,
+        changes=[c.to_json() for c in changes],
         metadata=metadata,
     )
 

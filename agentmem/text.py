@@ -271,6 +271,35 @@ def content_words(text: str) -> list[str]:
     return [w for w in words(text) if len(w) > 1 and w not in STOPWORDS]
 
 
+def asks_only(text: str) -> bool:
+    """Whether every sentence of ``text`` is a question ("Where does my sister live?")."""
+    sentences = split_sentences(text)
+    return bool(sentences) and all(s.rstrip("\"')”’*_ ").endswith("?") for s in sentences)
+
+
+def says_nothing(text: str) -> bool:
+    """Whether ``text`` holds no content word at all ("Got it.", "Haha yes!")."""
+    return not content_words(text)
+
+
+#: The share of an answer's content words a turn it answers must hold for the answer to
+#: be an echo of it, and the most new content words an echo may add.
+ECHO_SHARE, ECHO_NEW_WORDS = 0.6, 1
+
+
+def echoes(text: str, heard: str) -> bool:
+    """Whether ``text`` only restates ``heard`` ("Got it, you live in Lisbon.").
+
+    Most of its content words are ``heard``'s and it adds at most
+    :data:`ECHO_NEW_WORDS` of its own.
+    """
+    said = set(content_words(text))
+    if not said or not heard:
+        return False
+    new = said - set(content_words(heard))
+    return len(said - new) >= ECHO_SHARE * len(said) and len(new) <= ECHO_NEW_WORDS
+
+
 def keywords(texts: Iterable[str], k: int = 3) -> list[str]:
     """Return the ``k`` most frequent content words over ``texts`` (ties by first use)."""
     counts: Counter[str] = Counter()

@@ -139,6 +139,91 @@ class MemoryItem:
             return False
         return self.invalid_at is None or self.invalid_at > moment
 
+    @property
+    def changes(self) -> tuple[ValueChange, ...]:
+        """The values this item states that changed since (it holds for the rest)."""
+        return tuple(ValueChange.of(raw) for raw in self.metadata.get(CHANGES_KEY) or ())
+
+    def changes_at(self, moment: datetime | None) -> tuple[ValueChange, ...]:
+        """The changes that had happened by ``moment`` (all of them when ``None``)."""
+        return tuple(
+            c for c in self.changes if moment is None or c.since is None or c.since <= moment
+        )
+
+    def shown_text(self, as_of: datetime | None = None) -> str:
+        """Return the text with the changes since beside it, as a prompt shows the item.
+
+        "I live in Lisbon and love surfing at Carcavelos. [since 3 May 2023: residence
+        Lisbon → Berlin]": the item still holds for what else it says, and the reader sees
+        which value no longer does.
+        """
+        notes = [c.note() for c in self.changes_at(as_of)]
+        return " ".join([self.text, *notes]) if notes else self.text
+
+
+#: The metadata key under which an item keeps the values of it that changed since.
+CHANGES_KEY = "changes"
+#: The metadata key of an item kept in history but never recalled as evidence, with why
+#: ("a question", "nothing said", "an echo of the turn before").
+NOT_EVIDENCE = "not_evidence"
+
+
+@dataclass(frozen=True)
+class ValueChange:
+    """A value an item states that no longer holds, while the rest of the item does.
+
+    Attributes:
+        value: The value as the item says it ("Lisbon").
+        replaced_by: What replaced it ("Berlin"); ``None`` when it ended.
+        aspect: What the value is of ("residence", "rent"); empty when unknown.
+        since: Dialogue time of the change.
+        turn_id: The turn that made the change.
+        fact_id: The fact item that no longer holds (the change's identity).
+    """
+
+    value: str
+    replaced_by: str | None
+    aspect: str
+    since: datetime | None
+    turn_id: int | None
+    fact_id: str
+
+    def phrase(self) -> str:
+        """Return the change in words: "residence: Lisbon → Berlin (turn 3)"."""
+        head = f"{self.aspect}: " if self.aspect else ""
+        turn = f" (turn {self.turn_id})" if self.turn_id is not None else ""
+        return f"{head}{self.value} → {self.replaced_by or 'ended'}{turn}"
+
+    def note(self) -> str:
+        """Return the note shown beside the item: "[since 3 May 2023: rent 900 → 950]"."""
+        when = f"since {self.since.day} {self.since:%B %Y}: " if self.since else ""
+        aspect = f"{self.aspect} " if self.aspect else ""
+        return f"[{when}{aspect}{self.value} → {self.replaced_by or 'ended'}]"
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the change as JSON metadata."""
+        return {
+            "value": self.value,
+            "replaced_by": self.replaced_by,
+            "aspect": self.aspect,
+            "since": self.since.isoformat() if self.since else None,
+            "turn_id": self.turn_id,
+            "fact_id": self.fact_id,
+        }
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> ValueChange:
+        """Read a change from its JSON metadata."""
+        since = raw.get("since")
+        return cls(
+            value=str(raw.get("value") or ""),
+            replaced_by=raw.get("replaced_by"),
+            aspect=str(raw.get("aspect") or ""),
+            since=datetime.fromisoformat(since) if isinstance(since, str) else None,
+            turn_id=raw.get("turn_id"),
+            fact_id=str(raw.get("fact_id") or ""),
+        )
+
 
 @dataclass(frozen=True)
 class ItemEvent:

@@ -40,8 +40,8 @@ from agentmem.models.embeddings import normalize_rows
 from agentmem.protocols import StoreContext
 from agentmem.storage.items import ItemIndex, visible
 from agentmem.storage.records import derived_item_id
-from agentmem.text import content_words
-from agentmem.types import Change, MemoryItem, Query, Recalled, Turn
+from agentmem.text import asks_only, content_words, echoes, says_nothing
+from agentmem.types import NOT_EVIDENCE, Change, MemoryItem, Query, Recalled, Turn
 
 #: Added to the similarity of a turn said by a speaker the query names.
 SPEAKER_BONUS = 0.1
@@ -56,6 +56,23 @@ RRF_K = 60
 #: Neighbours fetched per item asked for, before re-ranking.
 OVERSAMPLE = 2
 _FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself|i'm|i've|i'd|i'll)\b", re.IGNORECASE)
+
+
+def _not_evidence(turn: Turn, before: str) -> dict[str, str]:
+    """Say why a turn is no evidence of anything: a question, nothing said, an echo.
+
+    A question asks, it asserts nothing ("Where does my sister live?" recalled for "where
+    does my sister live" would rank first and answer nothing); "Got it." says nothing;
+    an assistant restating what it was just told ("So you live in Lisbon!") is no second
+    witness. They stay in the dialogue's history; recall leaves them out.
+    """
+    if asks_only(turn.text):
+        return {NOT_EVIDENCE: "a question"}
+    if says_nothing(turn.text):
+        return {NOT_EVIDENCE: "nothing said"}
+    if turn.role == "assistant" and echoes(turn.text, before):
+        return {NOT_EVIDENCE: "an echo of the turn before"}
+    return {}
 
 
 class TurnStore:
@@ -80,6 +97,7 @@ class TurnStore:
         """
         if not turns:
             return []
+        previous = self._previous(turns)
         items = [
             MemoryItem(
                 id=derived_item_id(self.name, turn.user_id, turn.id),
@@ -95,20 +113,21 @@ class TurnStore:
                     "speaker": turn.speaker,
                     "role": turn.role,
                     "timestamp": turn.timestamp.isoformat(),
+                    **_not_evidence(turn, before),
                 },
             )
-            for turn in turns
+            for turn, before in zip(turns, previous, strict=True)
         ]
         with self._lock:
             for turn in turns:
                 known = self._speakers.get(turn.user_id)
                 if known is not None:
                     known.setdefault(turn.speaker, turn.role)
-        stored = self._index.add(items, self._vectors(turns), reason="turn stored")
+        stored = self._index.add(items, self._vectors(turns, previous), reason="turn stored")
         return [Change("ADD", item, "turn stored") for item in stored]
 
-    def _vectors(self, turns: Sequence[Turn]) -> np.ndarray:
-        """Each turn's vector: its text's, plus :data:`CONTEXT_WEIGHT` of the turn before."""
+    def _previous(self, turns: Sequence[Turn]) -> list[str]:
+        """Return the text of the turn before each turn in its session ("" for none)."""
         previous: list[str] = []
         last: Turn | None = None
         for turn in turns:
@@ -116,6 +135,10 @@ class TurnStore:
                 last = self._context.records.previous_turn(turn)
             previous.append(last.text if last is not None else "")
             last = turn
+        return previous
+
+    def _vectors(self, turns: Sequence[Turn], previous: Sequence[str]) -> np.ndarray:
+        """Each turn's vector: its text's, plus :data:`CONTEXT_WEIGHT` of the turn before."""
         texts = [turn.text for turn in turns]
         leads = [text for text in dict.fromkeys(previous) if text and text not in texts]
         vectors = normalize_rows(self._index.embed(texts + leads))
@@ -153,7 +176,8 @@ class TurnStore:
         )
         known = {r.item.id: r.item for r in found}
         lexical = self.lexical(query, content_words(stripped), k * OVERSAMPLE, known)
-        return _fuse(dense, lexical)[:k]
+        fused = _fuse(dense, lexical)
+        return [r for r in fused if not r.item.metadata.get(NOT_EVIDENCE)][:k]
 
     def lexical(
         self,

@@ -161,10 +161,18 @@ class Owners:
         for record in records:
             problems = self.foreign(
                 owner,
-                text=record["memory"],
+                text=record["text"],
                 turn_ids=record["source_turn_ids"],
                 user_id=record["user_id"],
             )
+            # A change shown beside the text: the new value was said in the turn that
+            # made the change, the old one in the item's own turns.
+            for change in record["changes"]:
+                new = change["replaced_by"] or ""
+                problems += self.foreign(owner, text=new, turn_ids=[change["turn_id"]])
+                problems += self.foreign(
+                    owner, text=change["value"], turn_ids=record["source_turn_ids"]
+                )
             assert not problems, f"{where}: {owner} got {record['memory']!r}: {problems}"
             own += owner in self.tokens_in(record["memory"])
         return own
@@ -336,8 +344,13 @@ def test_the_langchain_retriever_returns_only_the_users_own_documents(world: Wor
             assert docs, f"{user} retrieved nothing for {query!r}"
             for doc in docs:
                 problems = owners.foreign(
-                    user, text=doc.page_content, turn_ids=doc.metadata["source_turn_ids"]
+                    user, text=doc.metadata["text"], turn_ids=doc.metadata["source_turn_ids"]
                 )
+                for change in doc.metadata["changes"]:  # shown beside the text
+                    turn = [change["turn_id"]]
+                    problems += owners.foreign(
+                        user, text=change["replaced_by"] or "", turn_ids=turn
+                    )
                 assert not problems, f"{user} retrieved {doc.page_content!r}: {problems}"
                 own += user in owners.tokens_in(doc.page_content)
         assert own, f"{user} never retrieved a document with their own token"

@@ -48,8 +48,9 @@ def current_facts(manager: MemoryManager, user: str = "sam") -> set[str]:
 
 
 def recalled_texts(manager: MemoryManager, query: str, **options: object) -> list[str]:
+    """The recalled items as the prompt shows them (an old value with its change beside it)."""
     result = manager.recall(query, Scope("sam"), k=10, budget_tokens=2000, **options)  # type: ignore[arg-type]
-    return [r.item.text for r in result.items]
+    return [r.item.shown_text() for r in result.items]
 
 
 def test_update_chain_leaves_only_the_latest_current(manager: MemoryManager) -> None:
@@ -264,18 +265,43 @@ def test_the_sweep_judges_each_item_as_it_is_after_earlier_invalidations(
             id=key, store="agg", kind="node", user_id="sam", text=text, source_turn_ids=turns
         )
 
-    child = item("child", "Sam lives in Boston and drinks green tea.", (boston.id, tea.id))
+    # The child says nothing but the old value (retired); the parent says more.
+    child = item("child", "Sam lives in Boston.", (boston.id, tea.id))
     parent = item(
         "parent", "Sam lives in Boston, drinks green tea, has Rex.", (boston.id, tea.id, dog.id)
     )
     manager.records.add_items([child, parent])
     store = _Aggregating(manager.records, "child", "parent", "Sam drinks green tea, has Rex.")
     flagged = manager.guard.sweep("sam", {"agg": store})  # type: ignore[dict-item]
-    assert [i.id for i, _ in flagged] == ["child"]
+    assert [(c.kind, c.item.id) for c in flagged] == [("SUPERSEDE", "child")]
     after = {i.id: i for i in manager.records.items(["child", "parent"])}
     assert not after["child"].current
-    # The parent no longer says Boston once its child went: it stays current.
+    # The parent no longer says Boston once its child went: it stays current, no note.
     assert after["parent"].current and after["parent"].text == "Sam drinks green tea, has Rex."
+    assert after["parent"].changes == ()
+
+
+def test_an_item_saying_more_than_the_old_value_keeps_it_with_the_change_beside_it(
+    manager: MemoryManager,
+) -> None:
+    boston = say(manager, "I live in Boston and I drink green tea every morning.", day=0)
+    moved = say(manager, "We moved to Denver last week.", day=10)
+    turns = {i.source_turn_ids[0]: i for i in manager.records.store_items("turns", "sam")}
+    kept = turns[boston.id]
+    # Still current for the tea; the move is carried beside it, and in its history.
+    assert kept.current
+    (change,) = kept.changes
+    assert (change.value, change.replaced_by, change.aspect) == ("Boston", "Denver", "residence")
+    assert change.turn_id == moved.id and change.since == moved.timestamp
+    assert kept.shown_text().endswith(
+        f"[since {moved.timestamp.day} {moved.timestamp:%B %Y}: residence Boston → Denver]"
+    )
+    history = manager.records.history(kept.id)
+    assert history[-1].action == "UPDATE" and "Boston → Denver" in history[-1].reason
+    # Recall shows it with the change, for what else it says.
+    found = manager.recall("What do I drink in the morning?", Scope("sam"), budget_tokens=500)
+    tea = next(r.item for r in found.items if r.item.id == kept.id)
+    assert "Boston → Denver" in tea.shown_text()
 
 
 def fact_states(manager: MemoryManager) -> dict[str, tuple[object, ...]]:
@@ -323,9 +349,13 @@ def test_a_back_dated_ending_leaves_a_value_stated_after_it(manager: MemoryManag
 
 
 def turn_current(manager: MemoryManager, turn: Turn) -> bool:
-    """Whether the turns structure presents ``turn`` as current."""
+    """Whether the turns structure presents ``turn`` as current, as it was said.
+
+    A turn that holds for the rest of what it says but carries a change of one of its
+    values beside it is not presented as it was said.
+    """
     items = manager.records.items_from_turns(turn.user_id, [turn.id])
-    return [i.current for i in items if i.store == "turns"] == [True]
+    return [i.current and not i.changes for i in items if i.store == "turns"] == [True]
 
 
 def test_an_ending_that_names_only_its_value_ends_it_everywhere(manager: MemoryManager) -> None:
@@ -477,7 +507,8 @@ def test_a_first_day_somewhere_new_replaces_where_one_was(manager: MemoryManager
     say(manager, "Today was my first day at Quillfield! The canteen is unreal.", day=40)
     assert current_facts(manager) == {"Sam is at Quillfield"}
     recalled = recalled_texts(manager, "Where does Sam work now?")
-    assert not any("Halvorsen" in t for t in recalled)
+    # The late night is still recalled, with the change beside the old employer.
+    assert all("Halvorsen Logistics → Quillfield" in t for t in recalled if "Halvorsen" in t)
     assert any("Quillfield" in t for t in recalled)
 
 
@@ -508,9 +539,9 @@ def test_he_or_she_answering_a_question_about_someone_is_about_them(
     say(manager, "Gran's all settled in Alnwick now.", day=40)
     assert "Sam's gran lives in Alnwick" in current_facts(manager)
     recalled = recalled_texts(manager, "Where does Sam's gran live?")
-    assert "Sam: Fine. Still in her cottage in Hexham, stubborn as ever." not in recalled
-    history = recalled_texts(manager, "Where does Sam's gran live?", include_history=True)
-    assert "Sam: Fine. Still in her cottage in Hexham, stubborn as ever." in history
+    said = "Sam: Fine. Still in her cottage in Hexham, stubborn as ever."
+    assert said not in recalled  # never as said: the gran's move is beside it
+    assert f"{said} [since 10 June 2023: Sam's gran's residence Hexham → Alnwick]" in recalled
 
 
 def test_a_value_recorded_and_replaced_in_one_write_is_not_recorded_again(

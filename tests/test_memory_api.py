@@ -100,9 +100,11 @@ def test_supersession_is_in_the_diff_and_history_stays_searchable(memory: Memory
         ("SUPERSEDE", "Sam lives in Boston", False),
     ]
     assert denver["previous"] == [boston["id"]]
-    assert denver["reason"].startswith("replaces 'Sam lives in Boston'")
+    # Both say the change the same way: which aspect, the old value, the new, the turn.
+    turn = second.turn_ids[0]
+    assert denver["reason"].startswith(f"residence: Boston → Denver (turn {turn})")
     assert facts[1]["id"] == boston["id"] and facts[1]["superseded_by"] == denver["id"]
-    assert facts[1]["reason"].startswith("replaced by 'Sam lives in Denver'")
+    assert facts[1]["reason"] == f"residence: Boston → Denver (turn {turn})"
     assert facts[1]["previous"] == []
     stale_turn = [e for e in second.events if e["memory"] == "Sam: I live in Boston."]
     assert stale_turn and stale_turn[0]["event"] == "SUPERSEDE" and not stale_turn[0]["current"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from agentmem.ledger.facts import FACT_STORE
+from agentmem.ledger.facts import FACT_STORE, is_ending
 from agentmem.manager import MemoryManager, RecallResult, WriteReport
 from agentmem.prompts import format_date
 from agentmem.protocols import Browsable, ChatModel
@@ -175,7 +175,7 @@ def recalled_lines(recall: RecallResult) -> list[Line]:
     lines = [
         Line(
             f"{rank}",
-            hit.item.text,
+            hit.item.shown_text(),
             (
                 f"{relevance_bar(hit.score, best)} {hit.item.store} · {validity(hit.item)}",
                 provenance(hit.item),
@@ -254,6 +254,8 @@ def _ending(events: Sequence[ItemEvent]) -> ItemEvent | None:
 def fact_lines(records: Records, user_id: str, *, limit: int = BROWSER_LIMIT) -> list[Line]:
     """Return the user's current facts, then the ones that no longer hold and why."""
     items = records.store_items(FACT_STORE, user_id, kind="fact", current_only=False)
+    # The record of an ending is no fact: what it ended says so in its own history.
+    items = [i for i in items if not is_ending(i)]
     current = [i for i in items if i.current]
     old = sorted((i for i in items if not i.current), key=_ended_at, reverse=True)
     lines = [Line("Current", _count(len(current), limit, "fact"), tone="heading")]

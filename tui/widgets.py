@@ -280,7 +280,7 @@ class ItemDetails(VerticalScroll):
             " ",
             (validity(item), "$text-muted"),
             "\n",
-            item.text,
+            item.shown_text(),
             "\n",
             (provenance(item), "bold"),
         ]

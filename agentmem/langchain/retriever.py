@@ -80,6 +80,9 @@ def record_document(record: MemoryRecord) -> Document:
             "valid_from": iso(record["valid_from"]),
             "invalid_at": iso(record["invalid_at"]),
             "superseded_by": record["superseded_by"],
+            # The page shows them beside the text; here as data (value, replaced_by, ...).
+            "changes": list(record["changes"]),
+            "text": record["text"],
         },
     )
 

@@ -3,12 +3,12 @@ slot helpers."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-from agentmem.ledger.slots import Fact, normalise
+from agentmem.ledger.slots import ENDED, Fact, normalise
 from agentmem.types import Change, ChangeKind, MemoryItem
 
 Operation = Literal["ADD", "APPEND", "REPLACE", "DELETE", "NOOP", "REJECT"]
@@ -39,27 +39,52 @@ class Decision:
         """Return the changes to memory this decision made (none when it touched no item).
 
         A replacement is two changes, so each says what happened to its own item: the new
-        fact is an ADD whose ``related_ids`` are the facts it replaced ("replaces 'Sam
-        lives in Boston'"), and each replaced fact a SUPERSEDE of its own ("replaced by
-        'Sam lives in Denver'"). APPEND is an ADD (a new item), REJECT a NOOP (the fact
-        stays out of current memory); an ending is one DELETE naming what it ended.
+        fact is an ADD whose ``related_ids`` are the facts it replaced, and each replaced
+        fact a SUPERSEDE of its own, both saying the change as "residence: Lisbon → Berlin
+        (turn 3)". An ending is a DELETE of each fact it ended ("pet: Mochi → ended (turn
+        9)"); the ending's own record (kept so that items naming the value can be found)
+        is no change anyone made to a fact, and is not reported. APPEND is an ADD (a new
+        item), REJECT a NOOP (the fact stays out of current memory).
         """
-        item = self.item or (self.superseded[0] if self.superseded else None)
-        if item is None:
-            return ()
-        ended = tuple(i.id for i in self.superseded)
-        if self.operation != "REPLACE":
-            reason = f"{self.fact.render()}: {self.reason}"
-            return (Change(_CHANGE_KINDS[self.operation], item, reason, ended),)
-        replaced = ", ".join(repr(old.text) for old in self.superseded)
-        added = Change("ADD", item, f"replaces {replaced}: {self.reason}", ended)
-        return (
-            added,
-            *(
-                Change("SUPERSEDE", old, f"replaced by {item.text!r}: {self.reason}")
+        if self.operation == "REPLACE" and self.item is not None:
+            said = change_phrase(self.superseded, self.fact.value, self.fact.turn_id)
+            ended = tuple(i.id for i in self.superseded)
+            return (
+                Change("ADD", self.item, f"{said}: {self.reason}", ended),
+                *(Change("SUPERSEDE", old, said) for old in self.superseded),
+            )
+        if self.operation == "DELETE":
+            return tuple(
+                Change("DELETE", old, change_phrase([old], None, self.fact.turn_id))
                 for old in self.superseded
-            ),
-        )
+            )
+        if self.item is None:
+            return ()
+        reason = f"{self.fact.render()}: {self.reason}"
+        return (Change(_CHANGE_KINDS[self.operation], self.item, reason),)
+
+
+def change_phrase(olds: Sequence[MemoryItem], new_value: str | None, turn_id: int) -> str:
+    """Say a change of fact values: "residence: Lisbon → Berlin (turn 3)".
+
+    The aspect is the facts' attribute, with whose it is when that is not the speaker
+    ("Claire's residence"); an ending reads "→ ended".
+    """
+    values = ", ".join(dict.fromkeys(str(o.metadata.get("value") or o.text) for o in olds))
+    aspect = aspect_of(olds[0].metadata) if olds else ""
+    head = f"{aspect}: " if aspect else ""
+    return f"{head}{values} → {new_value or 'ended'} (turn {turn_id})"
+
+
+def aspect_of(meta: Mapping[str, object]) -> str:
+    """Return what a fact's value is of, in words ("residence", "Claire's residence")."""
+    attribute = str(meta.get("attribute") or "")
+    if attribute in ("", ENDED):
+        return ""
+    subject, speaker = str(meta.get("subject") or ""), str(meta.get("speaker") or "")
+    if subject and normalise(subject) != normalise(speaker):
+        return f"{subject}'s {attribute}"
+    return attribute
 
 
 _CHANGE_KINDS: dict[Operation, ChangeKind] = {
@@ -155,6 +180,8 @@ def when(item: MemoryItem) -> datetime:
 
 __all__ = [
     "Batch",
+    "aspect_of",
+    "change_phrase",
     "Decision",
     "Operation",
     "Slots",

@@ -32,6 +32,7 @@ from agentmem.ledger.batch import (
     Decision,
     Operation,
     Slots,
+    change_phrase,
     drop,
     fact_key,
     fact_metadata,
@@ -62,6 +63,16 @@ from agentmem.types import Change, MemoryItem, Query, Recalled, Turn, utcnow
 logger = logging.getLogger(__name__)
 
 FACT_STORE = "facts"
+
+
+def is_ending(item: MemoryItem) -> bool:
+    """Whether a fact item is the record of an ending, not a fact anyone stated.
+
+    "Mochi passed away" ends Mochi in whichever slot held it; the ledger keeps the ending
+    (never current) so that the items naming the value can be found and settled. It is
+    never recalled or listed as a fact: the facts it ended say so in their histories.
+    """
+    return item.store == FACT_STORE and item.metadata.get("attribute") == ENDED
 
 
 class FactLedger:
@@ -100,8 +111,12 @@ class FactLedger:
         return [c for d in self.resolve(turns) for c in d.changes]
 
     def retrieve(self, query: Query, k: int) -> list[Recalled]:
-        """Return the facts most similar to the query."""
-        return self._index.search(query, k)
+        """Return the facts most similar to the query.
+
+        The record of an ending ("Mochi" ended, kept so that the items naming it can be
+        found) is no fact anyone stated: it is never recalled.
+        """
+        return [r for r in self._index.search(query, k) if not is_ending(r.item)]
 
     def invalidate(
         self,
@@ -268,7 +283,7 @@ class FactLedger:
             if target is None:
                 return self._resolve_one(fact, turn, slots, batch)
             item = batch.add(self._item(fact, turn))
-            reason = f"replaced by {fact.render()!r} (turn {turn.id}): {operation.reason}"
+            reason = f"{change_phrase([target], fact.value, turn.id)}: {operation.reason}"
             replaced = batch.invalidate([target], reason, turn.timestamp, item.id)
             drop(slots, [target])
             slots.setdefault(fact.slot, []).append(item)
@@ -276,7 +291,7 @@ class FactLedger:
         if operation.kind == "DELETE" and target is not None:
             value = str(target.metadata.get("value") or "")
             ending = Fact(turn.speaker, ENDED, value, turn.id, turn.speaker, polarity=False)
-            reason = f"ended: {turn.speaker} said {turn.text!r}: {operation.reason}"
+            reason = f"{change_phrase([target], None, turn.id)}: {operation.reason}"
             ended = batch.invalidate([target], reason, turn.timestamp, None)
             drop(slots, [target])
             marker = batch.add(replace(self._item(ending, turn), invalid_at=turn.timestamp))
@@ -364,7 +379,7 @@ class FactLedger:
             same = [i for i in same if when(i) <= at]
             if not same:
                 return Decision("NOOP", fact, None, (), "ends a value that was not recorded")
-            ended = batch.invalidate(same, f"ended: {turn.speaker} said {turn.text!r}", at, None)
+            ended = batch.invalidate(same, change_phrase(same, None, turn.id), at, None)
             for item in same:
                 existing.remove(item)
             return Decision("DELETE", fact, None, ended, "the speaker said it ended")
@@ -383,7 +398,7 @@ class FactLedger:
                     if i.metadata.get("value_key") != fact.value_key and when(i) <= when(item)
                 ]
                 if older:
-                    reason = f"replaced by {fact.render()!r} (turn {turn.id}, repaired)"
+                    reason = f"{change_phrase(older, fact.value, turn.id)}, repaired"
                     repaired = batch.invalidate(older, reason, item.valid_from or at, item.id)
                     for old in older:
                         existing.remove(old)
@@ -394,7 +409,7 @@ class FactLedger:
             # The newest statement wins, even an implied one ("my new flat in Valencia"):
             # people rarely restate a change outright; what was said later says otherwise.
             item = batch.add(own)
-            reason = f"replaced by {fact.render()!r} (turn {turn.id})"
+            reason = change_phrase(others, fact.value, turn.id)
             replaced = batch.invalidate(others, reason, at, item.id)
             # A value said only in passing before the recorded one ends too ("still in
             # her house in Whittier" before a wrong guess about where she is).
@@ -445,7 +460,7 @@ class FactLedger:
             # Already a recorded fact (stated, then replaced, possibly in this very
             # write): the ledger has dealt with that value; never record it twice.
             return ()
-        reason = f"replaced by {fact.render()!r} (turn {turn.id})"
+        reason = change_phrase([candidate], fact.value, turn.id)
         before = batch.add(candidate)
         return tuple(batch.invalidate([before], reason, at, item.id))
 
@@ -474,8 +489,10 @@ class FactLedger:
             for item in items
             if holds_value(item, fact.value_key) and when(item) <= at
         ]
-        reason = f"ended: {turn.speaker} said {turn.text!r}"
-        ended = batch.invalidate(holders, reason, at, None) if holders else ()
+        ended: tuple[MemoryItem, ...] = ()
+        for holder in holders:  # each says what of its own ended
+            reason = change_phrase([holder], None, turn.id)
+            ended += batch.invalidate([holder], reason, at, None)
         drop(slots, holders)
         marker = batch.add(replace(own, invalid_at=at))
         return Decision("DELETE", fact, marker, ended, "the speaker said it ended")
@@ -523,6 +540,7 @@ class FactLedger:
 
 __all__ = [
     "FACT_STORE",
+    "is_ending",
     "Decision",
     "FactLedger",
     "Operation",

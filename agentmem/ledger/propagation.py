@@ -16,23 +16,33 @@ away" is news, not a stale claim).
 
 It runs eagerly after each write, and again on every recall for what a structure created
 later (e.g. a summary consolidated at the session's end), so nothing stale reaches a prompt.
+
+Only what changed is retired. An item that says other things besides the old value ("I
+live in Lisbon and love surfing at Carcavelos with my brother Rui") stays current for
+them and carries the change beside it (:class:`~agentmem.types.ValueChange`, shown as
+"[since 3 May 2023: residence Lisbon → Berlin]"): retiring it whole would lose the
+surfing, the beach and the brother, the over-invalidation Graphiti's users report
+(getzep/graphiti#1728). An item whose only content is the old value is retired.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from agentmem.ledger.cues import ended_values, signals_change
 from agentmem.ledger.extraction import ENDED
 from agentmem.ledger.facts import FACT_STORE, holds_value, mentions, words_needed, words_of
+from agentmem.ledger.slots import normalise
 from agentmem.ledger.timeref import without_resolutions
 from agentmem.protocols import MemoryStore
 from agentmem.storage.records import Records
-from agentmem.types import MemoryItem
+from agentmem.text import content_words
+from agentmem.types import CHANGES_KEY, Change, MemoryItem, ValueChange, utcnow
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,50 @@ class StaleValue:
     turn_ids: frozenset[int]
     ended_at: datetime | None
     spared_turn_ids: frozenset[int] = frozenset()
+    subject: str = ""
+    speaker: str = ""
+    changed_by: int | None = None
+
+    def change(self) -> ValueChange:
+        """Return the change as an item that still holds for the rest carries it."""
+        if self.attribute == ENDED:
+            aspect = ""
+        elif self.subject and normalise(self.subject) != normalise(self.speaker):
+            aspect = f"{self.subject}'s {self.attribute}"
+        else:
+            aspect = self.attribute
+        return ValueChange(
+            value=self.value,
+            replaced_by=self.replaced_by,
+            aspect=aspect,
+            since=self.ended_at,
+            turn_id=self.changed_by,
+            fact_id=self.fact_id,
+        )
+
+
+#: Content words an item must say outside the clauses naming an old value for it to stay
+#: current for them (carrying the change) rather than be retired.
+MIN_OTHER_WORDS = 2
+#: Where a clause ends: punctuation, and the conjunctions that join two statements.
+_CLAUSE = re.compile(
+    r"[.!?;,:()\[\]\u2014\u2013\n]+|\s(?:and|but|while|so|because|though|although|or|plus)\s",
+    re.IGNORECASE,
+)
+_SPEAKER = re.compile(r"^[^:\n]{1,60}:\s")
+
+
+def says_more_than(text: str, value: str) -> bool:
+    """Whether ``text`` says something besides ``value``: it then stays current for it.
+
+    The clauses that name the value are set aside (with the speaker's name and resolved
+    dates); what is left must hold :data:`MIN_OTHER_WORDS` content words. "I live in
+    Lisbon and love surfing at Carcavelos" says more than Lisbon; "I live in Lisbon now"
+    does not.
+    """
+    body = without_resolutions(_SPEAKER.sub("", text, count=1))
+    rest = [c for c in _CLAUSE.split(body) if c.strip() and not mentions(words_of(c), value)]
+    return len(set(content_words(" ".join(rest)))) >= MIN_OTHER_WORDS
 
 
 #: From this many stale values on, an item is tested only against the values whose rarest
@@ -134,6 +188,9 @@ class StaleGuard:
                 spared.update(fact.source_turn_ids)
             if newer is not None:
                 spared.update(newer.source_turn_ids)
+            changed_by = newer.source_turn_ids if newer else fact.source_turn_ids
+            if key[1] != ENDED and newer is None:
+                changed_by = ()  # ended by a turn the fact's own history names
             found.append(
                 StaleValue(
                     subject_key=key[0],
@@ -145,8 +202,14 @@ class StaleGuard:
                     turn_ids=frozenset(fact.source_turn_ids) - spared,
                     ended_at=fact.invalid_at,
                     spared_turn_ids=frozenset(spared),
+                    subject=str(fact.metadata.get("subject") or ""),
+                    speaker=str(fact.metadata.get("speaker") or ""),
+                    changed_by=changed_by[0] if changed_by else None,
                 )
             )
+        # A value both replaced and said to end ("I moved from Lisbon to Berlin") is noted
+        # once, as the replacement: it says more.
+        found.sort(key=lambda stale: stale.replaced_by is None)
         with self._lock:
             self._cache[user_id] = found
         return found
@@ -162,6 +225,7 @@ class StaleGuard:
         """
         if item.store == FACT_STORE or not item.current:
             return None
+        noted = {c.fact_id for c in item.changes} | {normalise(c.value) for c in item.changes}
         sources = set(item.source_turn_ids)
         # Normalised once: recall checks every item it found against every stale value.
         # Dates added to the text ("yesterday [7 May 2023]") are not what was said.
@@ -176,6 +240,8 @@ class StaleGuard:
         for stale in self._candidates(values, text):
             if as_of is not None and stale.ended_at is not None and stale.ended_at > as_of:
                 continue
+            if stale.fact_id in noted or normalise(stale.value) in noted:
+                continue  # the item carries this change (of this value) beside it already
             if not says(stale.value):
                 continue
             if stale.replaced_by and says(stale.replaced_by):
@@ -211,9 +277,11 @@ class StaleGuard:
         spare_turn_ids: Iterable[int] = (),
         fact_ids: Iterable[str] | None = None,
         among: Sequence[MemoryItem] | None = None,
-    ) -> list[tuple[MemoryItem, StaleValue]]:
-        """Invalidate every current item that still asserts a stale value; return them.
+    ) -> list[Change]:
+        """Deal with every current item that still asserts a stale value; return the changes.
 
+        An item that says other things besides the value carries the change from now on
+        (an UPDATE: :meth:`settle`); one that says nothing else is retired (a SUPERSEDE).
         Single-turn items go first, one call per structure and value, so structures that
         re-aggregate on invalidation (a MemTree's ancestors) get the chance to drop the
         value before their own check; multi-turn items are then re-read and checked one
@@ -242,7 +310,7 @@ class StaleGuard:
         else:
             found = [i for i in among if turn_ids.intersection(i.source_turn_ids)]
         candidates = [i for i in found if i.store in stores and i.current]
-        flagged: list[tuple[MemoryItem, StaleValue]] = []
+        changes: list[Change] = []
         groups: dict[tuple[str, str], list[MemoryItem]] = {}
         by_fact = {v.fact_id: v for v in values}
         for item in (c for c in candidates if len(c.source_turn_ids) <= 1):
@@ -250,15 +318,13 @@ class StaleGuard:
             if stale is not None:
                 groups.setdefault((item.store, stale.fact_id), []).append(item)
         for (store, fact_id), items in groups.items():
-            stale = by_fact[fact_id]
-            self._invalidate(stores[store], [i.id for i in items], stale)
-            flagged += [(item, stale) for item in items]
+            changes += self.settle(stores[store], items, by_fact[fact_id])
         multi = sorted(
             (c for c in candidates if len(c.source_turn_ids) > 1),
             key=lambda i: len(i.source_turn_ids),
         )
         # Read fresh: invalidating a child may have re-aggregated an item already. The
-        # remaining candidates are read again, in one query, after each invalidation.
+        # remaining candidates are read again, in one query, after each change.
         fresh: dict[str, MemoryItem] | None = None
         for position, candidate in enumerate(multi):
             if fresh is None:
@@ -268,11 +334,38 @@ class StaleGuard:
             if latest is None:
                 continue
             stale = self.stale_for(latest, values)
-            if stale is not None:
-                self._invalidate(stores[latest.store], [latest.id], stale)
-                flagged.append((latest, stale))
+            for _ in values:  # an aggregate may hold several old values
+                if stale is None:
+                    break
+                changes += self.settle(stores[latest.store], [latest], stale)
+                latest = self.records.get_item(latest.id)
+                stale = self.stale_for(latest, values)
                 fresh = None
-        return flagged
+        return changes
+
+    def settle(
+        self, store: MemoryStore, items: Sequence[MemoryItem], stale: StaleValue
+    ) -> list[Change]:
+        """Retire the items that say nothing but the stale value; note it on the others.
+
+        A noted item stays current for the rest of what it says, the change recorded in
+        its metadata and its history (an UPDATE), and shown beside its text from then on.
+        Return the changes, with each item as it is now.
+        """
+        retire = [i for i in items if not says_more_than(i.text, stale.value)]
+        keep = [i for i in items if says_more_than(i.text, stale.value)]
+        change = stale.change()
+        changes: list[Change] = []
+        if retire:
+            self._invalidate(store, [i.id for i in retire], stale)
+            after = {i.id: i for i in self.records.items([i.id for i in retire])}
+            why = f"asserted {stale.value!r}, which no longer holds: {change.phrase()}"
+            changes += [Change("SUPERSEDE", after.get(i.id, i), why) for i in retire]
+        if keep:
+            why = f"still holds for the rest; {change.phrase()}"
+            noted = self.records.note_changes([i.id for i in keep], change, reason=why)
+            changes += [Change("UPDATE", item, why) for item in noted]
+        return changes
 
     def _mentioning(self, user_id: str, values: Sequence[StaleValue]) -> set[int]:
         """Return the user's turns that mention one of the values (outside its evidence)."""
@@ -293,6 +386,20 @@ class StaleGuard:
             at=stale.ended_at,
             superseded_by=stale.new_fact_id,
         )
+
+
+def settled_in_passing(item: MemoryItem, stale: StaleValue) -> MemoryItem:
+    """Return ``item`` as :meth:`StaleGuard.settle` would leave it, without writing it.
+
+    For memory opened to read: the item is noted or retired for this recall only.
+    """
+    if says_more_than(item.text, stale.value):
+        held = list(item.metadata.get(CHANGES_KEY) or ())
+        return replace(
+            item, metadata={**item.metadata, CHANGES_KEY: [*held, stale.change().to_json()]}
+        )
+    ended = stale.ended_at or utcnow()  # as Records.invalidate would date it
+    return replace(item, invalid_at=ended, superseded_by=stale.new_fact_id)
 
 
 def _news_of_the_change(item: MemoryItem, stale: StaleValue) -> bool:

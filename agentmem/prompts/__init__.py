@@ -48,7 +48,7 @@ def render_memory_line(item: MemoryItem) -> str:
     date = format_date(item.valid_from)
     status = "" if item.current else " [no longer current]"
     where = f"{date}, {item.store}" if date else item.store
-    return f"- ({where}){status} {escape_memory_text(item.text)}"
+    return f"- ({where}){status} {escape_memory_text(item.shown_text())}"
 
 
 def memory_block(items: Sequence[MemoryItem]) -> str:

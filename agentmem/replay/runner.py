@@ -285,7 +285,7 @@ def ask(
     seconds = time.perf_counter() - started
     items = tuple(
         ContextItem(
-            text=r.item.text,
+            text=r.item.shown_text(as_of),
             store=r.item.store,
             kind=r.item.kind,
             score=round(float(r.score), 6),

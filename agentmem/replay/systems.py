@@ -324,7 +324,11 @@ class SimilarityMemory:
         )
         found = self.index.search(query, k)
         fitted = fit_to_budget(
-            found, lambda r: r.item.text, self.counter, budget, per_item_overhead=ITEM_OVERHEAD
+            found,
+            lambda r: r.item.shown_text(),
+            self.counter,
+            budget,
+            per_item_overhead=ITEM_OVERHEAD,
         )
         return fitted.kept
 

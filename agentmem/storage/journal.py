@@ -325,7 +325,9 @@ class Shared:
 
 
 _SHARED: dict[str, Shared] = {}
-_SHARED_LOCK = threading.Lock()
+# Reentrant: a finalizer of a dropped index (close_shared) may run, when the garbage
+# collector strikes, inside open_shared on the same thread; a plain lock deadlocked there.
+_SHARED_LOCK = threading.RLock()
 
 
 def open_shared(key: str, folder: Path | None, budget: int) -> tuple[Shared, bool]:

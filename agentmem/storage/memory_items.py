@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from agentmem.errors import NotFoundError
 from agentmem.storage import item_sql as sql
 from agentmem.storage.database import Database
-from agentmem.types import ItemEvent, MemoryItem, as_utc_naive, utcnow
+from agentmem.types import CHANGES_KEY, ItemEvent, MemoryItem, ValueChange, as_utc_naive, utcnow
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,46 @@ class ItemRecords(Database):
             if events:
                 connection.execute(sql.INSERT_EVENTS, events)
         return updated
+
+    def note_changes(
+        self, item_ids: Sequence[str], change: ValueChange, *, reason: str = ""
+    ) -> list[MemoryItem]:
+        """Record on items that a value they state changed; they hold for the rest.
+
+        The change joins the item's ``changes`` metadata (once per changed fact) and its
+        history, as an UPDATE whose text stays the same. Return the items after.
+        """
+        if not item_ids:
+            return []
+        now = utcnow()
+        noted: list[MemoryItem] = []
+        with self._connect() as connection:
+            items = _by_id(connection, list(dict.fromkeys(item_ids)), None)
+            rows, events = [], []
+            for item in items.values():
+                held = [c for c in item.metadata.get(CHANGES_KEY) or () if isinstance(c, dict)]
+                if any(c.get("fact_id") == change.fact_id for c in held):
+                    noted.append(item)
+                    continue
+                metadata = {**item.metadata, CHANGES_KEY: [*held, change.to_json()]}
+                after = replace(item, metadata=metadata)
+                rows.append({"item_id": item.id, "new_metadata": metadata, "now": now})
+                events.append(
+                    sql.event_params(
+                        item,
+                        "UPDATE",
+                        reason,
+                        change.since,
+                        old_text=item.text,
+                        new_text=item.text,
+                        created_at=now,
+                    )
+                )
+                noted.append(after)
+            if rows:
+                connection.execute(sql.UPDATE_METADATA, rows)
+                connection.execute(sql.INSERT_EVENTS, events)
+        return noted
 
     def update_metadata(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the metadata of several items in one transaction (no history event)."""

@@ -109,7 +109,9 @@ class Batch:
                     first,
                     name,
                     {"key": key, "synonyms": synonyms[key]},
-                    item_id=derived_item_id(self.store, first.user_id, "entity", key),
+                    # With the turn that first named it: a forgotten user's entity ids
+                    # are never handed to the entities they name again later.
+                    item_id=derived_item_id(self.store, first.user_id, "entity", key, first.id),
                 ),
                 source_turn_ids=tuple(turn_ids),
             )

@@ -397,8 +397,10 @@ class SummaryStore:
         version = state.version + 1
         # Derived, as the sentences' ids: a commit a crash interrupted after its vectors
         # went out is redone over the same ids (see agentmem.storage.repair).
-        version_id = derived_item_id(self.name, user_id, "version", version)
         last = max(turns, key=lambda t: t.id)
+        # With its last turn (never reused: turn ids only grow), so that a forgotten
+        # user's version ids are never handed to a later summary of theirs.
+        version_id = derived_item_id(self.name, user_id, "version", version, last.id)
         moment = max(t.timestamp for t in turns)
         if state.valid_from is not None and state.valid_from > moment:
             moment = state.valid_from  # versions never go back in dialogue time
