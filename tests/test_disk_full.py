@@ -27,6 +27,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Minutes on a loaded machine (a process filling a real disk, then turns written on it).
+pytestmark = pytest.mark.heavy
+
 #: Runs inside the namespace, on the tmpfs mounted at argv[1]; prints what happened as JSON.
 SCRIPT = r"""
 import errno, json, os, sys
