@@ -7,6 +7,7 @@ it is not necessarily the wall-clock time at which agentmem stored it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -151,14 +152,82 @@ class MemoryItem:
         )
 
     def shown_text(self, as_of: datetime | None = None) -> str:
-        """Return the text with the changes since beside it, as a prompt shows the item.
+        """Return the text with its changes marked, as a prompt shows the item.
 
-        "I live in Lisbon and love surfing at Carcavelos. [since 3 May 2023: residence
-        Lisbon → Berlin]": the item still holds for what else it says, and the reader sees
-        which value no longer does.
+        The clause that states the old value is marked in place, with the change: "[no
+        longer so since 3 May 2023 (residence Lisbon → Berlin): I live in Lisbon] and love
+        surfing at Carcavelos". The item still holds for what else it says, and the reader
+        sees exactly which words no longer do. A change whose value the text does not
+        name as such (an aggregate's wording) is noted at the end instead.
         """
-        notes = [c.note() for c in self.changes_at(as_of)]
-        return " ".join([self.text, *notes]) if notes else self.text
+        text, notes = self.text, []
+        for change in self.changes_at(as_of):
+            marked = change.mark(text)
+            if marked is None:
+                notes.append(change.note())
+            else:
+                text = marked
+        return " ".join([text, *notes])
+
+
+#: A clause marked as no longer holding has at least this many words, or is marked with
+#: the rest of its sentence.
+MIN_MARKED_WORDS = 4
+#: Where a clause ends: punctuation (not the square brackets of a resolved date), and the
+#: conjunctions that join two statements.
+_CLAUSE_END = re.compile(
+    r"[.!?;,:()\u2014\u2013\n]+|\s(?:and|but|while|so|because|though|although|or|plus)\s",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"[.!?\n]+")
+_SPEAKER = re.compile(r"^[^:\n]{1,60}:\s")
+_MARK = "[no longer so "
+
+
+def _spans(text: str, ends: re.Pattern[str]) -> list[tuple[int, int]]:
+    """Return the (start, end) of the stretches of ``text`` between ``ends``, trimmed."""
+    spans, start = [], 0
+    for found in [*ends.finditer(text), None]:
+        end = found.start() if found else len(text)
+        piece = text[start:end]
+        if piece.strip():
+            left = start + len(piece) - len(piece.lstrip())
+            spans.append((left, start + len(piece.rstrip())))
+        start = found.end() if found else len(text)
+    return spans
+
+
+def _grown(text: str, span: tuple[int, int]) -> tuple[int, int]:
+    """Return a clause, or its sentence when the clause is too short to say anything.
+
+    A speaker's name before the turn ("Ben: ") is no part of its first sentence.
+    """
+    start, end = span
+    if len(text[start:end].split()) >= MIN_MARKED_WORDS:
+        return span
+    speaker = _SPEAKER.match(text)
+    offset = speaker.end() if speaker else 0
+    for first, last in _spans(text[offset:], _SENTENCE_END):
+        if first + offset <= start < last + offset:
+            return first + offset, last + offset
+    return span
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Return overlapping spans merged, in order."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(set(spans)):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _inside_mark(text: str, position: int) -> bool:
+    """Whether ``position`` is inside a clause an earlier change marked already."""
+    opened = text.rfind(_MARK, 0, position + len(_MARK))
+    return opened != -1 and text.find("]", opened) >= position
 
 
 #: The metadata key under which an item keeps the values of it that changed since.
@@ -193,6 +262,28 @@ class ValueChange:
         head = f"{self.aspect}: " if self.aspect else ""
         turn = f" (turn {self.turn_id})" if self.turn_id is not None else ""
         return f"{head}{self.value} → {self.replaced_by or 'ended'}{turn}"
+
+    def mark(self, text: str) -> str | None:
+        """Return ``text`` with the clauses that state the value marked; ``None`` if none do.
+
+        A clause of fewer than :data:`MIN_MARKED_WORDS` words ("Yep, Bristol,") is marked
+        with the rest of its sentence, so the mark says what was claimed.
+        """
+        value = re.compile(rf"(?<!\w){re.escape(self.value)}(?!\w)", re.IGNORECASE)
+        spans = [
+            _grown(text, span)
+            for span in _spans(text, _CLAUSE_END)
+            if value.search(text, *span) and not _inside_mark(text, span[0])
+        ]
+        if not spans:
+            return None
+        when = f"since {self.since.day} {self.since:%B %Y} " if self.since else ""
+        aspect = f"{self.aspect} " if self.aspect else ""
+        head = f"[no longer so {when}({aspect}{self.value} → {self.replaced_by or 'ended'}): "
+        for start, end in reversed(_merged(spans)):
+            said = text[start:end].replace("[", "(").replace("]", ")")
+            text = f"{text[:start]}{head}{said}]{text[end:]}"
+        return text
 
     def note(self) -> str:
         """Return the note shown beside the item: "[since 3 May 2023: rent 900 → 950]"."""

@@ -293,8 +293,10 @@ def test_an_item_saying_more_than_the_old_value_keeps_it_with_the_change_beside_
     (change,) = kept.changes
     assert (change.value, change.replaced_by, change.aspect) == ("Boston", "Denver", "residence")
     assert change.turn_id == moved.id and change.since == moved.timestamp
-    assert kept.shown_text().endswith(
-        f"[since {moved.timestamp.day} {moved.timestamp:%B %Y}: residence Boston → Denver]"
+    day = f"{moved.timestamp.day} {moved.timestamp:%B %Y}"
+    assert kept.shown_text() == (
+        f"Sam: [no longer so since {day} (residence Boston → Denver): I live in Boston] "
+        "and I drink green tea every morning."
     )
     history = manager.records.history(kept.id)
     assert history[-1].action == "UPDATE" and "Boston → Denver" in history[-1].reason
@@ -541,7 +543,11 @@ def test_he_or_she_answering_a_question_about_someone_is_about_them(
     recalled = recalled_texts(manager, "Where does Sam's gran live?")
     said = "Sam: Fine. Still in her cottage in Hexham, stubborn as ever."
     assert said not in recalled  # never as said: the gran's move is beside it
-    assert f"{said} [since 10 June 2023: Sam's gran's residence Hexham → Alnwick]" in recalled
+    marked = (
+        "Sam: Fine. [no longer so since 10 June 2023 (Sam's gran's residence Hexham → Alnwick): "
+        "Still in her cottage in Hexham], stubborn as ever."
+    )
+    assert marked in recalled
 
 
 def test_a_value_recorded_and_replaced_in_one_write_is_not_recorded_again(
