@@ -203,7 +203,7 @@ def _search(
     table.add_column("score", justify="right")
     table.add_column("memory", ratio=1)
     table.add_column("store")
-    table.add_column("validity")
+    table.add_column("validity", no_wrap=True)
     table.add_column("source turns")
     for rank, record in enumerate(result.items, start=1):
         table.add_row(

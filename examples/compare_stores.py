@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentmem.factory import build_stores
@@ -143,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     turns = records.turns(item.user_id, ids=item.source_turn_ids)
                     dia = ", ".join(t.external_id or str(t.id) for t in turns[:4])
                     more = f" +{len(turns) - 4}" if len(turns) > 4 else ""
-                    text = item.text if len(item.text) < 240 else item.text[:240] + " …"
+                    shown = escape(item.shown_text())  # an old value is marked with its change
+                    text = shown if len(shown) < 320 else shown[:320] + " …"
                     table.add_row(name if rank == 0 else "", text, validity(item), dia + more)
             console.print(table)
         for manager in managers.values():

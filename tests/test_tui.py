@@ -190,7 +190,8 @@ async def test_a_superseding_statement_shows_in_changes_and_moves_the_old_fact_t
         old = [line for line in facts[history_at:] if line.item]
         assert current == ["user lives in Denver"]
         assert [line.text for line in old] == ["user lives in Boston"]
-        assert any("replaced by 'user lives in Denver'" in note for note in old[0].notes)
+        assert any("residence: Boston → Denver (turn " in note for note in old[0].notes)
+        assert any("now: user lives in Denver" in note for note in old[0].notes)
         # The history command shows the recorded versions of the selected fact.
         assert old[0].item is not None
         app.select_item(old[0].item)
