@@ -114,9 +114,22 @@ def _clean(value: str) -> str:
     words = [w.strip(".,!?;:\"'()") for w in value.split()]
     while words and words[0].lower() in ("the", "a", "an", "my", "our"):
         words.pop(0)
-    while words and (words[-1].lower() in STOPWORDS or words[-1].lower() in _VAGUE):
+    # "quit the bookshop last Friday": a time said after the object is no part of it.
+    while words and (
+        words[-1].lower() in STOPWORDS
+        or words[-1].lower() in _VAGUE
+        or words[-1].lower() in _WHEN_AFTER
+        or words[-1].lower() in TIME_WORDS
+    ):
         words.pop()
     return " ".join(w for w in words if w)
+
+
+#: Words of a time that may follow an ended object ("last Friday", "this morning").
+_WHEN_AFTER = frozenset(
+    "last next this past coming yesterday tonight morning afternoon evening night week "
+    "weekend month year".split()
+)
 
 
 def ended_values(sentence: str) -> list[str]:
