@@ -87,6 +87,7 @@ def run_command(python: str, args: Sequence[str], env: dict[str, str], stdin: st
         capture_output=True,
         text=True,
         env=env,
+        cwd=tempfile.gettempdir(),  # not a checkout: ``-m agentmem`` finds the installed one
         timeout=600,
     )
     elapsed = time.perf_counter() - started
@@ -121,6 +122,7 @@ def run_mcp(python: str, data_dir: Path, env: dict[str, str], tool: str) -> tupl
         stderr=subprocess.DEVNULL,
         text=True,
         env=env,
+        cwd=tempfile.gettempdir(),
     )
     assert server.stdin is not None and server.stdout is not None
     try:
@@ -160,11 +162,12 @@ def run_app(python: str, data_dir: Path, env: dict[str, str]) -> float:
     """Start the chat app headless in a fresh process; return the seconds to its first screen."""
     started = time.perf_counter()
     child = subprocess.Popen(
-        [python, __file__, "--app-child", str(data_dir)],
+        [python, str(Path(__file__).resolve()), "--app-child", str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=tempfile.gettempdir(),
     )
     assert child.stdout is not None
     line = child.stdout.readline()

@@ -153,8 +153,14 @@ class MiniLMEmbedder:
 
     def _open_onnx(self, path: Path) -> _Backend:
         from agentmem.config import default_cache_dir
-        from agentmem.models.onnx_embedder import OnnxEncoder, discard, exported_model
+        from agentmem.models.onnx_embedder import (
+            OnnxEncoder,
+            discard,
+            exported_model,
+            model_settings,
+        )
 
+        model_settings(path)  # a model this runtime cannot reproduce is never exported
         cache = self.cache_dir or default_cache_dir(os.environ)
         onnx_file = exported_model(path, cache)
         try:

@@ -203,7 +203,7 @@ class OnnxEncoder:
     """
 
     def __init__(self, model_dir: Path, onnx_file: Path, *, threads: int | None = None) -> None:
-        settings = _read_settings(model_dir)
+        settings = model_settings(model_dir)
         self.max_length: int = settings["max_length"]
         self.lower_case: bool = settings["lower_case"]
         self.dimension: int = settings["dimension"]
@@ -272,7 +272,7 @@ class OnnxEncoder:
         return (pooled / norms).astype(np.float32, copy=False)
 
 
-def _read_settings(model_dir: Path) -> dict[str, Any]:
+def model_settings(model_dir: Path) -> dict[str, Any]:
     """Read what the runtime must reproduce from the model folder's configuration files.
 
     Raises:
