@@ -66,15 +66,17 @@ def test_two_processes_exporting_at_once_export_once(
 def test_a_killed_export_leaves_no_model_and_the_next_one_succeeds(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     folder = _key_folder(cache)
-    exporter = _exporter(cache)
-    deadline = time.monotonic() + 600
-    # Killed while the file is being written or checked: the moment a half file could be
-    # left under the final name, if it were written there.
-    while not list(folder.glob(f"{MODEL_FILE}.*.tmp")) and exporter.poll() is None:
-        assert time.monotonic() < deadline, "the export never started writing"
-        time.sleep(0.01)
-    os.killpg(exporter.pid, signal.SIGKILL)
-    exporter.wait()
+    with _exporter(cache) as exporter:
+        deadline = time.monotonic() + 600
+        # Killed while the file is being written or checked: the moment a half file could
+        # be left under the final name, if it were written there.
+        while exporter.poll() is None and not (
+            list(folder.glob(f"{MODEL_FILE}.*.tmp")) or (folder / MODEL_FILE).exists()
+        ):
+            assert time.monotonic() < deadline, "the export never started writing"
+            time.sleep(0.01)
+        os.killpg(exporter.pid, signal.SIGKILL)
+        exporter.wait()
     assert exporter.returncode == -signal.SIGKILL, "the export ended before it was killed"
     assert not (folder / MODEL_FILE).exists()
     assert list(folder.glob("*.tmp"))  # what it left lies under another name
