@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -216,11 +216,11 @@ class _TorchBackend:
             ) from exc
         _quiet_transformers()
         try:
-            self._model = SentenceTransformer(str(path), device=device)
+            self._model: Any = SentenceTransformer(str(path), device=device)
         except Exception as exc:  # a corrupt or missing model folder
             raise EmbeddingError(f"cannot load the embedding model at {path}: {exc}") from exc
         # sentence-transformers 6 renamed the method; keep working with both.
-        method = (
+        method: Any = (
             getattr(self._model, "get_embedding_dimension", None)
             or self._model.get_sentence_embedding_dimension
         )
