@@ -68,12 +68,13 @@ class MiniLMEmbedder:
 
     Args:
         model_path: A sentence-transformers model folder; defaults to the shipped MiniLM.
-        batch_size: Texts per forward pass (default: 32 on ONNX Runtime, 64 on torch).
+        batch_size: Texts per forward pass (default: 16 on ONNX Runtime, 64 on torch).
         device: Torch device; CPU by default. Another device runs sentence-transformers.
         runtime: ``auto``, ``onnx`` or ``torch`` (see :data:`Runtime`).
         cache_dir: Where the ONNX export is kept; default ``$AGENTMEM_CACHE_DIR``, else
             ``$XDG_CACHE_HOME/agentmem``, else ``~/.cache/agentmem``.
-        threads: ONNX Runtime threads per forward pass (default: the physical cores).
+        threads: On ONNX Runtime, batches embedded at once, one thread each (default: the
+            CPUs this process may use, at most 8).
 
     Raises:
         ConfigError: ``runtime`` is not one of :data:`RUNTIMES`.
