@@ -38,12 +38,13 @@ if not console.is_terminal:
     console = Console(width=140)
 
 FIRST_VECTOR = """
-import sys, time
+import resource, sys, time
 started = time.perf_counter()
 from agentmem.models.embeddings import MiniLMEmbedder
 embedder = MiniLMEmbedder(runtime=sys.argv[1])
 embedder.embed(["Where does my sister live?"])
-print(time.perf_counter() - started, "torch" in sys.modules)
+elapsed = time.perf_counter() - started
+print(elapsed, "torch" in sys.modules, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
@@ -68,9 +69,10 @@ def synthetic_turns(count: int) -> list[str]:
     ]
 
 
-def first_vector(runtime: str, runs: int, env: dict[str, str]) -> list[float]:
-    """Seconds from a fresh interpreter to the first vector, ``runs`` times."""
+def first_vector(runtime: str, runs: int, env: dict[str, str]) -> tuple[list[float], int]:
+    """Seconds from a fresh interpreter to the first vector, ``runs`` times, and peak KiB."""
     times = []
+    peak = 0
     for _ in range(runs):
         done = subprocess.run(
             [sys.executable, "-c", FIRST_VECTOR, runtime],
@@ -79,11 +81,12 @@ def first_vector(runtime: str, runs: int, env: dict[str, str]) -> list[float]:
             env=env,
             check=True,
         )
-        seconds, torch_loaded = done.stdout.split()
+        seconds, torch_loaded, kib = done.stdout.split()
         if runtime == "onnx" and torch_loaded == "True":
             raise RuntimeError("the ONNX path imported torch")
         times.append(float(seconds))
-    return times
+        peak = max(peak, int(kib))
+    return times, peak
 
 
 def query_latency(embedders: dict[str, object], queries: Sequence[str], rounds: int) -> Table:
@@ -163,13 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     onnx_file = exported_model(Path(minilm_path()), cache)
     console.print(f"one-time export: {time.perf_counter() - started:.1f} s, {onnx_file}")
 
-    starts = Table(title="(a) fresh process to the first vector, s: min / median / max")
+    starts = Table(title="(a) fresh process to the first vector: min / median / max")
     starts.add_column("runtime")
     starts.add_column("seconds", justify="right")
+    starts.add_column("peak RSS", justify="right")
     for runtime in ("onnx", "torch"):
-        values = first_vector(runtime, args.runs, env)
+        values, peak = first_vector(runtime, args.runs, env)
         summary = f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
-        starts.add_row(runtime, summary)
+        starts.add_row(runtime, summary, f"{peak / 1024:.0f} MB")
     console.print(starts)
 
     texts = locomo_turns(args.locomo)[:1000] if args.locomo else synthetic_turns(1000)
