@@ -1,7 +1,8 @@
 """Embedding benchmark: MiniLM on ONNX Runtime against sentence-transformers (torch).
 
 (a) Start: a fresh process from nothing to the first vector, each runtime (several runs).
-(b) One query: p50 / p95 over single-sentence calls (what recall embeds), interleaved.
+(b) One query: p50 / p95 over one-question calls (what recall embeds: LoCoMo's questions
+    with ``--locomo``, else short synthetic ones), runtimes interleaved.
 (c) Batch ingest: texts/s on up to 1,000 turns (LoCoMo dev's 788 turns with ``--locomo``,
     else 1,000 synthetic sentences), ONNX at several batch sizes, with its batches run side
     by side (the default) and one at a time, and torch at 64.
@@ -56,6 +57,17 @@ def locomo_turns(path: Path) -> list[str]:
             if key.startswith("session_") and isinstance(session, list):
                 texts += [f"{t['speaker']}: {t['text']}" for t in session]
     return texts
+
+
+def locomo_questions(path: Path) -> list[str]:
+    """Return LoCoMo's questions: what recall embeds, one at a time."""
+    return [q["question"] for sample in json.loads(path.read_text()) for q in sample["qa"]]
+
+
+def synthetic_questions(count: int) -> list[str]:
+    """Return ``count`` short questions."""
+    subjects = ["my sister", "our neighbour", "the new manager", "my old friend Tom", "I"]
+    return [f"What did {subjects[n % 5]} do on day {n}?" for n in range(count)]
 
 
 def synthetic_turns(count: int) -> list[str]:
@@ -182,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch = MiniLMEmbedder(runtime="torch")
     for model in (onnx, one_thread, torch):
         model.embed(texts[:64])  # load, and the first slow passes
-    queries = texts[:50]
+    queries = locomo_questions(args.locomo)[:50] if args.locomo else synthetic_questions(50)
     console.print(query_latency({"onnx": onnx, "torch": torch}, queries, 4))
 
     rates = Table(title=f"(c) batch ingest, {len(texts):,} turns, texts/s (best of 3)")
@@ -225,7 +237,8 @@ def _int8(
     quantize_dynamic(str(onnx_file), str(quantised), weight_type=QuantType.QInt8)
     int8 = _QuantisedMiniLM(Path(minilm_path()), quantised)
     int8.embed(texts[:64])
-    console.print(query_latency({"onnx": embedders["onnx"], "onnx int8": int8}, texts[:50], 4))
+    queries = locomo_questions(args.locomo)[:50] if args.locomo else synthetic_questions(50)
+    console.print(query_latency({"onnx": embedders["onnx"], "onnx int8": int8}, queries, 4))
     console.print(
         f"(e) int8: {throughput(int8, texts, 3):,.0f} texts/s against "
         f"{throughput(embedders['onnx'], texts, 3):,.0f} (float); lowest cosine to float "
