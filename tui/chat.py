@@ -146,8 +146,8 @@ class ChatApp(App[None]):
 
     def on_ready(self) -> None:
         # After the first frame: importing a model runtime in a thread still holds the GIL
-        # a lot (ONNX Runtime 0.1 s; torch, on the fallback or the first ONNX export,
-        # seconds), and would delay the first paint.
+        # a lot (ONNX Runtime 0.1 s; torch, on the fallback, seconds), and would delay the
+        # first paint.
         self.warm_up()
 
     # -- turns ------------------------------------------------------------------------------
