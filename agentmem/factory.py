@@ -102,9 +102,9 @@ def build_embedder(config: Config) -> Embedder:
             raise ConfigError(
                 f"unknown embedder {spec!r}", hint="use minilm, minilm:onnx or minilm:torch"
             )
-        return CachingEmbedder(
-            MiniLMEmbedder(runtime=cast(Runtime, runtime or "auto"), cache_dir=config.cache_dir)
-        )
+        model = MiniLMEmbedder(runtime=cast(Runtime, runtime or "auto"), cache_dir=config.cache_dir)
+        model.preload()  # in the background, while the caller opens the rest
+        return CachingEmbedder(model)
     if spec.startswith("openai:"):
         from agentmem.models.openai_client import OpenAIEmbedder
 

@@ -305,3 +305,19 @@ def test_a_model_onnx_cannot_reproduce_runs_on_sentence_transformers(
     assert not (cache / "onnx").exists() or not list((cache / "onnx").rglob("*.onnx"))
     mean = torch_embedder.embed(["My sister lives in Porto."])
     assert float(vector[0] @ mean[0]) < 0.999
+
+
+def test_a_memory_loads_the_embedder_ahead_once_the_export_exists(
+    tmp_path: Path, embedder: MiniLMEmbedder
+) -> None:
+    with Memory(tmp_path / "data", model="none") as memory:
+        cached = memory.components.embedder
+        assert isinstance(cached, CachingEmbedder) and isinstance(cached.inner, MiniLMEmbedder)
+        cached.inner.close()  # waits for the load started in the background
+        assert cached.inner.runtime == "onnx"  # loaded, though nothing was embedded yet
+    # Without an export, nothing is done ahead: exporting is the first call's work.
+    fresh = MiniLMEmbedder(cache_dir=tmp_path / "empty")
+    fresh.preload()
+    fresh.close()
+    assert fresh.runtime is None
+    assert not list((tmp_path / "empty").rglob("*.onnx"))

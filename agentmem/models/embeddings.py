@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from agentmem.errors import ConfigError, EmbeddingError, MissingExtraError
+from agentmem.errors import AgentMemError, ConfigError, EmbeddingError, MissingExtraError
 from agentmem.models.retry import RetryPolicy
 from agentmem.protocols import Embedder
 
@@ -112,6 +112,7 @@ class MiniLMEmbedder:
         self.runtime: str | None = None
         self._backend: _Backend | None = None
         self._lock = threading.Lock()
+        self._preloading: threading.Thread | None = None
 
     @property
     def dimension(self) -> int:
@@ -123,6 +124,50 @@ class MiniLMEmbedder:
     def warm(self) -> None:
         """Load the model now instead of on the first call (exporting it if needed)."""
         self._load()
+
+    def preload(self) -> None:
+        """Start loading the model in a background thread, where that takes a moment only.
+
+        Only for ONNX Runtime with its export already made: creating the session (0.15 s,
+        mostly reading 90 MB) releases the GIL, so it overlaps with what the caller opens
+        meanwhile (the vector index, the structures). A first export, or torch, is left to
+        the first call, in the caller's thread. :meth:`close` waits for the thread.
+        """
+        if self.requested_runtime == "torch" or self.device != "cpu":
+            return
+        if self._backend is not None or self._preloading is not None:
+            return
+        from agentmem.config import default_cache_dir
+        from agentmem.models.onnx_embedder import cached_export
+
+        try:
+            path = Path(self.model_path or minilm_path())
+            if cached_export(path, self.cache_dir or default_cache_dir(os.environ)) is None:
+                return
+            # Imported here, not in the thread: two threads importing modules for the first
+            # time at once can find one half made (numpy's circular imports did, measured).
+            import onnxruntime  # noqa: F401
+            import tokenizers  # noqa: F401
+        except (AgentMemError, ImportError, OSError):
+            return  # the first call loads, and reports, in the caller's thread
+        self._preloading = threading.Thread(
+            target=self._preload, args=(path,), name="agentmem-embedder-load", daemon=True
+        )
+        self._preloading.start()
+
+    def _preload(self, path: Path) -> None:
+        with self._lock:
+            if self._backend is not None:
+                return
+            try:
+                self._backend = self._open_onnx(path)
+            except Exception as exc:  # the first call tries again, and reports it
+                logger.debug("loading the embedder ahead failed: %s", exc)
+
+    def close(self) -> None:
+        """Wait for a load started by :meth:`preload`: a process never ends inside one."""
+        if self._preloading is not None:
+            self._preloading.join()
 
     def _load(self) -> _Backend:
         with self._lock:
@@ -155,22 +200,22 @@ class MiniLMEmbedder:
     def _open_onnx(self, path: Path) -> _Backend:
         from agentmem.config import default_cache_dir
         from agentmem.models.onnx_embedder import (
-            OnnxEncoder,
             discard,
             exported_model,
             model_settings,
+            shared_encoder,
         )
 
         model_settings(path)  # a model this runtime cannot reproduce is never exported
         cache = self.cache_dir or default_cache_dir(os.environ)
         onnx_file = exported_model(path, cache)
         try:
-            encoder = OnnxEncoder(path, onnx_file, threads=self.threads)
+            encoder = shared_encoder(path, onnx_file, threads=self.threads)
         except EmbeddingError:
             # A cached file that does not load (cut short by a crash of the machine, or
             # written by another version): export it again, once.
             discard(onnx_file)
-            encoder = OnnxEncoder(path, exported_model(path, cache), threads=self.threads)
+            encoder = shared_encoder(path, exported_model(path, cache), threads=self.threads)
         self.runtime = "onnx"
         logger.debug("embedding with ONNX Runtime: %s", onnx_file)
         return encoder

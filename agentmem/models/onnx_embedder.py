@@ -94,6 +94,12 @@ def exported_model(model_dir: Path, cache_dir: Path, *, timeout: float = EXPORT_
     return target
 
 
+def cached_export(model_dir: Path, cache_dir: Path) -> Path | None:
+    """Return the export of ``model_dir`` in ``cache_dir`` if it was made, else ``None``."""
+    target = cache_dir / "onnx" / model_key(model_dir, cache_dir) / MODEL_FILE
+    return target if target.is_file() else None
+
+
 def discard(onnx_file: Path) -> None:
     """Remove a cached export that does not load, so the next call exports it again."""
     with contextlib.suppress(OSError):
@@ -116,7 +122,7 @@ def model_key(model_dir: Path, cache_dir: Path) -> str:
         )
     memo = cache_dir / "onnx" / "sources" / stamp.hexdigest()[:32]
     with contextlib.suppress(OSError, UnicodeDecodeError):
-        known = memo.read_text(encoding="ascii").strip()
+        known = memo.read_text(encoding="utf-8").strip()
         if len(known) == 24 and known.isalnum():
             return known
     content = hashlib.sha256(f"{RECIPE}\n".encode())
@@ -127,7 +133,7 @@ def model_key(model_dir: Path, cache_dir: Path) -> str:
     key = content.hexdigest()[:24]
     with contextlib.suppress(OSError):  # a read-only cache only costs the hashing again
         memo.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(memo, key.encode("ascii"))
+        _write_atomically(memo, key.encode("utf-8"))
     return key
 
 
@@ -191,6 +197,27 @@ def _exclusive(path: Path) -> Iterator[None]:
 
 
 # -- the runtime -----------------------------------------------------------------------
+
+_encoders: dict[tuple[Path, Path, int | None], OnnxEncoder] = {}
+_encoders_lock = threading.Lock()
+
+
+def shared_encoder(model_dir: Path, onnx_file: Path, *, threads: int | None = None) -> OnnxEncoder:
+    """Return the process's encoder of ``onnx_file``, creating it on first use.
+
+    Every embedder of the same model shares one session (90 MB of weights, 0.15 s to
+    load): an application or a test run may open many memories.
+
+    Raises:
+        UnsupportedModelError: See :class:`OnnxEncoder`.
+        EmbeddingError: See :class:`OnnxEncoder` (nothing is kept: the next call tries again).
+    """
+    key = (model_dir.resolve(), onnx_file.resolve(), threads)
+    with _encoders_lock:
+        encoder = _encoders.get(key)
+        if encoder is None:
+            encoder = _encoders[key] = OnnxEncoder(model_dir, onnx_file, threads=threads)
+        return encoder
 
 
 class OnnxEncoder:
