@@ -38,8 +38,20 @@ TEXTS = [
     "Where does my sister live?",
 ]
 
-#: Modules the commands must not load once the export exists.
-HEAVY = ("torch", "sentence_transformers", "transformers", "sklearn", "textual", "langchain_core")
+#: Modules the commands must not load once the export exists (with no chat model).
+HEAVY = (
+    "torch",
+    "sentence_transformers",
+    "transformers",
+    "sklearn",
+    "textual",
+    "langchain_core",
+    "langgraph",
+    "matplotlib",
+    "nltk",
+    "openai",
+    "llama_cpp",
+)
 
 
 @pytest.fixture(scope="module")
