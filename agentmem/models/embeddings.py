@@ -150,8 +150,11 @@ class MiniLMEmbedder:
             import tokenizers  # noqa: F401
         except (AgentMemError, ImportError, OSError):
             return  # the first call loads, and reports, in the caller's thread
+        # Not a daemon: a process that ends while ONNX Runtime builds the session (a
+        # command refused at once, e.g. the data folder in use) aborted (SIGABRT) in its
+        # C++ teardown; the interpreter waits for this thread (0.15 s) instead.
         self._preloading = threading.Thread(
-            target=self._preload, args=(path,), name="agentmem-embedder-load", daemon=True
+            target=self._preload, args=(path,), name="agentmem-embedder-load", daemon=False
         )
         self._preloading.start()
 
