@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -166,11 +167,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--int8", action="store_true", help="also measure an int8 model")
     parser.add_argument("--runs", type=int, default=5, help="fresh processes per runtime")
     args = parser.parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="agentmem-embed-bench-"))
+    try:
+        _run(args, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # two models and three replays
+    return 0
 
+
+def _run(args: argparse.Namespace, scratch: Path) -> None:
     from agentmem.models.embeddings import MiniLMEmbedder, minilm_path
     from agentmem.models.onnx_embedder import exported_model
 
-    cache = Path(tempfile.mkdtemp(prefix="agentmem-embed-bench-"))
+    cache = scratch / "cache"
     os.environ["AGENTMEM_CACHE_DIR"] = str(cache)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     console.print(f"load average at start: {os.getloadavg()[0]:.2f}")
@@ -215,9 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{float((vectors * reference).sum(axis=1).min()):.8f}"
     )
     if args.int8:
-        _int8(args, onnx_file, texts, vectors, {"torch": torch, "onnx": onnx})
+        embedders = {"torch": torch, "onnx": onnx}
+        _int8(args, onnx_file, texts, vectors, embedders, scratch / "int8")
     console.print(f"load average at end: {os.getloadavg()[0]:.2f}")
-    return 0
 
 
 def _int8(
@@ -226,13 +235,14 @@ def _int8(
     texts: Sequence[str],
     vectors: np.ndarray,
     embedders: dict[str, object],
+    folder: Path,
 ) -> None:
     """(e) The int8 model: speed, agreement, and (with --locomo) recall."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from agentmem.models.embeddings import minilm_path
 
-    folder = Path(tempfile.mkdtemp(prefix="agentmem-int8-"))
+    folder.mkdir(parents=True)
     quantised = folder / "model-int8.onnx"
     quantize_dynamic(str(onnx_file), str(quantised), weight_type=QuantType.QInt8)
     int8 = _QuantisedMiniLM(Path(minilm_path()), quantised)
