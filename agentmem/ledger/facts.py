@@ -441,7 +441,7 @@ class FactLedger:
         A value the rules already replaced or ended is theirs; a value someone's current
         fact holds is no stale claim; a value recorded before is never recorded twice.
         """
-        if not self._linker.triggers(turn):
+        if not self._linker.wanted(turn):
             return []
         current = [item for items in slots.values() for item in items]
         persons = [
@@ -450,9 +450,17 @@ class FactLedger:
             if i.metadata.get("attribute") in ("relative", "partner") and i.metadata.get("value")
         ]
         history = self._lookback.turns_of(turn.user_id)
+        # Values the rules replaced or ended, and the new values that replaced a stated
+        # fact, are theirs (one the lookback guessed from a passing mention may have had
+        # another predecessor too).
         settled = {
             normalise(str(o.metadata.get("value") or "")) for d in made for o in d.superseded
-        } | {d.fact.value_key for d in made if d.operation in ("REPLACE", "DELETE")}
+        } | {
+            d.fact.value_key
+            for d in made
+            if d.operation == "DELETE"
+            or (d.operation == "REPLACE" and any(o.metadata.get("stated") for o in d.superseded))
+        }
         decisions = []
         for link in self._linker.links(turn, history, persons):
             old_key = normalise(link.old)

@@ -32,7 +32,7 @@ search, each sentence is read once, and the history is the one the lookback read
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from agentmem.ledger.cues import ended_values, is_temporary
@@ -48,6 +48,14 @@ _CHANGE = re.compile(
     r"these days|nowadays|from now on|officially|just started|started|starting|"
     r"first (?:day|week|month|shift|service|night|lesson|class)|pushed|postponed|"
     r"rescheduled|became|become|settled|moved in|moved into)\b",
+    re.IGNORECASE,
+)
+#: Words without one of which no ending is said (a cheap test before the ending patterns).
+_ENDING_HINT = re.compile(
+    r"\b(?:any ?more|longer|more|gave|give|given|giving|got rid|rehom\w*|sold|sell\w*|quit\w*|"
+    r"stopp?\w*|cancel\w*|dropp?\w*|ditch\w*|dump\w*|broke|split\w*|divorc\w*|left|leaving|"
+    r"lost|passed|died|put|ran|stolen|written|closed|shut|went|over|ended|goodbye|bye|farewell|"
+    r"out|off|from|mine|ours|resigned)\b",
     re.IGNORECASE,
 )
 #: "now" that is no change: "right now", "for now", "now that ...", "just now".
@@ -148,8 +156,8 @@ class _Said:
 
     turn: Turn
     text: str
+    position: int  # its place in the turn
     words: dict[str, str]  # content stem -> the word as said
-    subject: str  # subject key (SELF, a relation or a name)
     settled: bool  # it may state what holds: no question, no visit
     before: _Said | None = None  # the sentence before it in the turn
     values: list[Span] | None = field(default=None)
@@ -158,6 +166,57 @@ class _Said:
         if self.values is None:
             self.values = read_values(self.text, names)
         return self.values
+
+
+class _Search:
+    """Whom each sentence is about, decided once per search with the names known then.
+
+    A sentence that names no one is about whom the one before it was about; the first
+    one, about whom the other side just asked ("How's Oliver?" / "Still in Leeds").
+    """
+
+    def __init__(self, words: _Vocabulary, turns: Sequence[Turn]) -> None:
+        self.words = words
+        self._before = {t.id: turns[n - 1] if n else None for n, t in enumerate(turns)}
+        self._subjects: dict[int, list[str]] = {}
+
+    @property
+    def names(self) -> frozenset[str]:
+        return self.words.names
+
+    def subject(self, said: _Said) -> str:
+        """Return whom ``said`` is about: SELF, UNKNOWN, a relation or a name."""
+        found = self._subjects.get(said.turn.id)
+        if found is None:
+            found = self._subjects[said.turn.id] = self._read(said.turn)
+        return found[said.position] if said.position < len(found) else UNKNOWN
+
+    def _read(self, turn: Turn) -> list[str]:
+        words = self.words
+        before = self._before.get(turn.id)
+        person, subject = None, SELF
+        if before is not None and before.session_id == turn.session_id:
+            person = _last_person(before.text, words.figures)
+            if before.speaker != turn.speaker and "?" in before.text:
+                subject = _asked_about(before.text, words.figures) or SELF
+        subjects = []
+        for text in split_sentences(turn.text):
+            found = _reference(text, words.people, person, words.names, words.figures)
+            if found is not None:
+                subject = found
+            if subject not in (SELF, UNKNOWN):
+                person = subject
+            subjects.append(subject)
+            person = _last_person(text, words.figures) or person
+        return subjects
+
+
+def _ends(said: _Said) -> bool:
+    """Whether a sentence may state an ending: no question, visit, plan, hedge or refusal."""
+    text = said.text
+    return said.settled and not (
+        _REFUSED.search(text) or _UNSURE.search(text) or _HEDGED.search(text)
+    )
 
 
 def _stems(text: str) -> dict[str, str]:
@@ -216,7 +275,8 @@ def _says_change(clause: str) -> bool:
 class Linker:
     """Links statements of change to the earlier statements they outdate.
 
-    Sentences are read once and kept (by turn id and text) between writes.
+    Sentences are read once and kept (by turn id and text) between writes; whom each is
+    about is decided per search, with the names known then.
 
     Args:
         capacity: How many turns' readings to keep.
@@ -224,15 +284,31 @@ class Linker:
 
     def __init__(self, capacity: int = 20_000) -> None:
         self.capacity = capacity
-        self._read: dict[tuple[int, str], tuple[list[_Said], frozenset[str]]] = {}
+        self._read: dict[tuple[int, str], list[_Said]] = {}
         self._names: dict[tuple[int, str], tuple[frozenset[str], ...]] = {}
 
     @staticmethod
     def triggers(turn: Turn) -> bool:
-        """Whether a turn has change or ending language worth a search."""
+        """Whether a turn has change or ending language (cheap)."""
         if turn.role == "assistant":
             return False
-        return bool(_CHANGE.search(turn.text)) or bool(ended_values(turn.text))
+        if _CHANGE.search(turn.text):
+            return True
+        return bool(_ENDING_HINT.search(turn.text)) and bool(ended_values(turn.text))
+
+    def wanted(self, turn: Turn) -> bool:
+        """Whether a turn states a changed value or an ending, so a search is worth the
+        history (what :meth:`links` would look for, before any history is read)."""
+        if not self.triggers(turn):
+            return False
+        for said in self._sentences(turn):
+            if _ends(said) and ended_values(said.text):
+                return True
+            everyone = frozenset(w.lower() for w in _WORD.findall(said.text))
+            for value in read_values(said.text, everyone):
+                if _states_change(said.text, _clause_of(said.text, value.start)):
+                    return True
+        return False
 
     def links(self, turn: Turn, history: Sequence[Turn], persons: Iterable[str] = ()) -> list[Link]:
         """Return the earlier values ``turn`` outdates, given the user's turns so far.
@@ -246,60 +322,35 @@ class Linker:
             return []
         earlier = [t for t in history if (t.timestamp, t.id) < (turn.timestamp, turn.id)]
         words = self._vocabulary([*earlier, turn], persons)
-        names = words.names
         said: list[_Said] = []
         for position in range(len(earlier) - 1, -1, -1):
             if len(said) >= MAX_CANDIDATES:
                 break
             if earlier[position].speaker == turn.speaker:
-                before = earlier[position - 1] if position else None
-                said += reversed(self._read_turn(earlier[position], before, words))
-        previous = earlier[-1] if earlier else None
+                said += reversed(self._sentences(earlier[position]))
+        search = _Search(words, [*earlier, turn])
         found: list[Link] = []
-        for sentence in self._read_turn(turn, previous, words):
-            found += self._changes(sentence, said, names)
-            if (
-                sentence.settled
-                and not _REFUSED.search(sentence.text)
-                and not (_UNSURE.search(sentence.text) or _HEDGED.search(sentence.text))
-            ):
-                found += self._endings(sentence, said, names)
+        for sentence in self._sentences(turn):
+            found += self._changes(sentence, said, search)
+            if _ends(sentence):
+                found += self._endings(sentence, said, search)
         return list({(f.old.lower(), f.source.id, f.new): f for f in found}.values())
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _read_turn(self, turn: Turn, before: Turn | None, words: _Vocabulary) -> list[_Said]:
-        """Return a turn's sentences, each with its subject; read once per turn.
-
-        A sentence that names no one is about whom the one before it was about; the first
-        one, about whom the other side just asked ("How's Oliver?" / "Still in Leeds").
-        """
+    def _sentences(self, turn: Turn) -> list[_Said]:
+        """Return a turn's sentences, read once per turn (by id and text)."""
         key = (turn.id, turn.text)
         cached = self._read.get(key)
-        # Read again once a capitalised word of it became a name ("Chiara's on her side"
-        # before "Today was Chiara's first day" showed Chiara is someone).
-        if cached is not None and not cached[1] & words.names:
-            return cached[0]
-        person, subject = None, SELF
-        if before is not None and before.session_id == turn.session_id:
-            person = _last_person(before.text, words.figures)
-            if before.speaker != turn.speaker and "?" in before.text:
-                subject = _asked_about(before.text, words.figures) or SELF
+        if cached is not None:
+            return cached
         read: list[_Said] = []
-        for text in split_sentences(turn.text):
-            found = _reference(text, words.people, person, words.names, words.figures)
-            if found is not None:
-                subject = found
-            if subject not in (SELF, UNKNOWN):
-                person = subject
-            previous = read[-1] if read else None
-            read.append(_Said(turn, text, _stems(text), subject, is_settled(text), previous))
-            person = _last_person(text, words.figures) or person
+        for position, text in enumerate(split_sentences(turn.text)):
+            before = read[-1] if read else None
+            read.append(_Said(turn, text, position, _stems(text), is_settled(text), before))
         if len(self._read) >= self.capacity:
             self._read.clear()
-        context = f"{before.text} {turn.text}" if before is not None else turn.text
-        unknown = frozenset(w.lower() for w in _CAPITALISED.findall(context)) - words.names
-        self._read[key] = (read, unknown)
+        self._read[key] = read
         return read
 
     def _vocabulary(self, turns: Sequence[Turn], persons: Iterable[str]) -> _Vocabulary:
@@ -332,9 +383,9 @@ class Linker:
 
     # -- linking ------------------------------------------------------------------------------
 
-    def _changes(self, now: _Said, said: Sequence[_Said], names: frozenset[str]) -> list[Link]:
+    def _changes(self, now: _Said, said: Sequence[_Said], search: _Search) -> list[Link]:
         """Link each new value a change states to the value it replaces, if any."""
-        values = now.spans(names)
+        values = now.spans(search.names)
         ended = {stem(w) for value in ended_values(now.text) for w in value.split()}
         lowered = f" {_plain(now.text)} "
         found: list[Link] = []
@@ -345,7 +396,7 @@ class Linker:
                 continue  # what ended is no new value
             own = {stem(w) for v in values for w in v.text.split()}
             aspects = {k: w for k, w in now.words.items() if k not in own}
-            link = self._predecessor(now, value, aspects, lowered, said, names)
+            link = self._predecessor(now, value, aspects, lowered, said, search)
             if link is not None:
                 found.append(link)
         return found
@@ -357,19 +408,23 @@ class Linker:
         aspects: dict[str, str],
         lowered: str,
         said: Sequence[_Said],
-        names: frozenset[str],
+        search: _Search,
     ) -> Link | None:
         """Return the latest earlier value of the subject that ``value`` replaces."""
-        if now.subject == UNKNOWN:
+        subject = search.subject(now)
+        if subject == UNKNOWN:
             return None
         frame = _frame(now.text, value)
+        relevant = _relevance(value, aspects, frame)
         # A relation is its person's ("Akosua": girlfriend, then wife), whoever the
         # sentence is about.
         anyone = value.kind == "relation"
         for old in said:
-            if (old.subject != now.subject and not anyone) or not old.settled:
+            if not old.settled or not relevant(old):
                 continue
-            for span, where in _values_of(old, value, names):
+            if not anyone and search.subject(old) != subject:
+                continue
+            for span, where in _values_of(old, value, search.names):
                 if not _alike(value, span) or f" {span.key} " in lowered:
                     continue
                 if not _holds(where.text, span.start):
@@ -380,32 +435,57 @@ class Linker:
                 if aspect is None and frame and frame == _frame(where.text, span):
                     aspect = _framed_alike(now.text, value, where.text, span)
                 if aspect is not None:
-                    return Link(_display(now), aspect, span.text, old.turn, value.text)
+                    return Link(_display(now, subject), aspect, span.text, old.turn, value.text)
         return None
 
-    def _endings(self, now: _Said, said: Sequence[_Said], names: frozenset[str]) -> list[Link]:
+    def _endings(self, now: _Said, said: Sequence[_Said], search: _Search) -> list[Link]:
         """Name each ended value as the subject's earlier statements said it, when fuller.
 
         "Sold the Logan" ends "Renault Logan"; "no more MBA" ends "MBA class". The ending
         itself already ends every item naming the shorter value; the fuller one makes the
         change say what each earlier statement said.
         """
+        subject = search.subject(now)
+        if subject == UNKNOWN:
+            return []
         found: list[Link] = []
         for head in ended_values(now.text):
             wanted = [stem(w) for w in head.split()]
             for old in said:
-                if old.subject != now.subject or now.subject == UNKNOWN or not old.settled:
+                if not old.settled or not all(w in old.words for w in wanted):
                     continue
-                if not all(w in old.words for w in wanted):
+                if search.subject(old) != subject:
                     continue
-                fuller = _fuller(old, head, wanted, names)
+                fuller = _fuller(old, head, wanted, search.names)
                 if fuller is not None and all(f.old.lower() != fuller.lower() for f in found):
                     aspect = next(
                         (w for k, w in now.words.items() if k in old.words and k not in wanted),
                         "",
                     )
-                    found.append(Link(_display(now), aspect, fuller, old.turn, None))
+                    found.append(Link(_display(now, subject), aspect, fuller, old.turn, None))
         return found[:3]
+
+
+def _relevance(value: Span, aspects: dict[str, str], frame: str) -> Callable[[_Said], bool]:
+    """Return a cheap test of whether an earlier sentence may hold what ``value`` replaces.
+
+    It must share a word with the change or with the value, hold the frame's aspect or
+    the number's unit, name an occupation beside a new one, or a place word beside a
+    framed value; a value whose shape says what it is (an address) may be anywhere.
+    """
+    if value.kind in STRONG:
+        return lambda old: True
+    keys = set(aspects) | _value_stems(value.text) | ({value.aspect} if value.aspect else set())
+    jobs = value.kind == "role" and _occupation(value.text)
+
+    def relevant(old: _Said) -> bool:
+        if not keys.isdisjoint(old.words):
+            return True
+        if jobs and any(w in OCCUPATIONS for w in old.words.values()):
+            return True
+        return bool(frame) and bool(_FRAMED_NAME.search(old.text))
+
+    return relevant
 
 
 _CAPITALISED = re.compile(r"\b[A-Z][\w\-]+")
@@ -432,13 +512,13 @@ def _plain(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
-def _display(said: _Said) -> str:
+def _display(said: _Said, subject: str) -> str:
     """Return whom a sentence is about, as a fact's subject: "Sam", "Sam's sister", "Lily"."""
-    if said.subject == SELF:
+    if subject == SELF:
         return said.turn.speaker
-    if said.subject in _RELATION_WORDS:
-        return f"{said.turn.speaker}'s {said.subject}"
-    return said.subject[:1].upper() + said.subject[1:]
+    if subject in _RELATION_WORDS:
+        return f"{said.turn.speaker}'s {subject}"
+    return subject[:1].upper() + subject[1:]
 
 
 _RELATION_WORDS = frozenset(_SAME_RELATION.get(r, r) for r in RELATIONS.split("|")) | frozenset(
@@ -504,6 +584,7 @@ def _occupation(text: str) -> bool:
 
 #: Prepositions that say where a value is: a stay "in" a place, a post "at" a firm.
 _FRAMES = {"in": "in", "into": "in", "to": "in", "at": "at"}
+_FRAMED_NAME = re.compile(r"\b(?i:in|into|to|at)\s+(?:the\s+)?[A-Z]")
 _BEFORE = re.compile(r"\b(in|into|to|at)\s+(?:the\s+)?$", re.IGNORECASE)
 
 
@@ -586,8 +667,8 @@ def _fuller(old: _Said, head: str, wanted: Sequence[str], names: frozenset[str])
         words = {stem(w) for w in span.text.split()}
         if all(w in words for w in wanted) and len(span.text.split()) > len(head.split()):
             return span.text if _holds(old.text, span.start) else None
-    if _UNSURE.search(old.text):
-        return None
+    if _UNSURE.search(old.text) or not (head.islower() or head.isupper()):
+        return None  # a name says more only as a longer name ("Renault Logan")
     tokens = old.text.split()
     bare = [t.strip(".,!?;:\"'()") for t in tokens]
     for position, word in enumerate(bare):
@@ -605,8 +686,9 @@ def _fuller(old: _Said, head: str, wanted: Sequence[str], names: frozenset[str])
 #: Words that never join a value as its modifier or head: verbs of having and doing,
 #: fillers, and words of time.
 _NOT_MODIFIERS = _NOT_ASPECTS | frozenset(
-    """drink drinks eat eats play plays take takes use uses read reads watch watches buy
-    bought sell drive drives ride rides tbh lol haha anyway though too either""".split()
+    """drink drinks drank eat eats ate play plays played take takes use uses read reads
+    watch watches buy bought sell sold drive drives ride rides left quit stopped started do
+    does did doing done gone over again yet ago tbh lol haha anyway though too either""".split()
 )
 
 

@@ -18,6 +18,7 @@ Each span knows its kind, so only like values are compared ("Wednesdays" with
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -154,7 +155,7 @@ _NOT_VALUES = frozenset(
     just really still even very so too also much many kind sort actually honestly literally
     basically probably going gonna doing done getting got good great fine okay ok sure
     lovely nice bad new old same different other another own""".split()
-)
+) | frozenset(_NUMBER_WORDS.split("|"))
 #: Words of a phrase after which the value has ended (a verb follows a noun phrase).
 _FOLLOWERS = frozenset("i you he she we they it the a an my our his her that this".split())
 
@@ -185,6 +186,7 @@ class Span:
         return " ".join(re.sub(r"[^\w\s]", " ", self.text.lower()).split())
 
 
+@functools.lru_cache(maxsize=65_536)
 def stem(word: str) -> str:
     """Return a crude stem: plural, -ing, -ed, -er and a final e off ("swimmer" -> "swim")."""
     word = word.lower().strip("'-")
@@ -282,6 +284,11 @@ def proper_spans(sentence: str, known_names: frozenset[str], taken: list[Span]) 
                 start = sentence.index(words[0], start)
                 text = sentence[start:end]
         lowered = words[0].lower().strip(".")
+        if lowered in STOPWORDS and len(words) > 1:
+            words = words[1:]  # "The Bear" at the start of a sentence: Bear
+            lowered = words[0].lower().strip(".")
+            start = sentence.index(words[0], start)
+            text = sentence[start:end]
         if lowered in ("i", "i'm", "i've", "i'd", "i'll") or lowered in STOPWORDS:
             continue
         if lowered in TIME_WORDS and len(words) == 1:
@@ -319,7 +326,10 @@ def phrase_spans(sentence: str) -> list[Span]:
 _NOT_VERBS = STOPWORDS | frozenset(
     "was were am got get guess mean meant think thought know knew feel felt hope wish wonder "
     "suppose bet told said say tell miss missed love loved hate hated want wanted need needed "
-    "can could would should might will shall must".split()
+    "can could would should might will shall must start started starting begin began begun "
+    "stop stopped try tried trying keep kept decide decided plan planned used enjoy enjoyed "
+    "like liked remember realize realise realized realised learn learned learnt saw see "
+    "talked talk wanted finished finish".split()
 )
 #: Words a frame's aspect never is ("my X is" where X is a filler).
 _NOT_ASPECTS = STOPWORDS | _NOT_VALUES | frozenset({"favourite", "favorite"})
@@ -352,7 +362,7 @@ def read_values(sentence: str, known_names: frozenset[str]) -> list[Span]:
             found.append(frame)  # "Wet Leg is my favourite band": the frame's whole name
         else:
             found.append(Span(name.text, "proper", name.start, name.end, frame.aspect))
-    found += [f for f in framed if f.kind != "proper" and not _overlaps(f, names)]
+    found += [f for f in framed if not _overlaps(f, names)]
     found += relation_spans(sentence)
     return sorted(found, key=lambda s: s.start)
 
