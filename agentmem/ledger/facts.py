@@ -46,7 +46,7 @@ from agentmem.ledger.extraction import (
     queue_degraded,
     retry_queued,
 )
-from agentmem.ledger.linking import Link, Linker
+from agentmem.ledger.linked import LinkedFacts
 from agentmem.ledger.lookback import Lookback
 from agentmem.ledger.mentions import (
     asserts_value,
@@ -105,7 +105,7 @@ class FactLedger:
         #: passing before a change.
         self._lookback = Lookback(context.records)
         #: Links a change to the earlier statements it outdates, slot or no slot.
-        self._linker = Linker()
+        self._linked = LinkedFacts(context.records, self._lookback, self._item)
 
     # -- the MemoryStore protocol -----------------------------------------------------------
 
@@ -205,7 +205,7 @@ class FactLedger:
                     if not fact.generic
                 ]
                 decisions += made
-                decisions += self._link(turn, made, slots, batch)
+                decisions += self._linked.decide(turn, made, slots, batch)
         self._persist(batch)
         return decisions
 
@@ -432,103 +432,6 @@ class FactLedger:
                 )
         operation: Operation = "APPEND" if others else "ADD"
         return Decision(operation, fact, item, (), "a new value" if others else "a new slot")
-
-    def _link(
-        self, turn: Turn, made: Sequence[Decision], slots: Slots, batch: Batch
-    ) -> list[Decision]:
-        """Record what a change outdates that no slot held (:mod:`agentmem.ledger.linking`).
-
-        A value the rules already replaced or ended is theirs; a value someone's current
-        fact holds is no stale claim; a value recorded before is never recorded twice.
-        """
-        if not self._linker.wanted(turn):
-            return []
-        current = [item for items in slots.values() for item in items]
-        persons = [
-            str(i.metadata.get("value") or "").split()[-1]
-            for i in current
-            if i.metadata.get("attribute") in ("relative", "partner") and i.metadata.get("value")
-        ]
-        history = self._lookback.turns_of(turn.user_id)
-        # Values the rules replaced or ended, and the new values that replaced a stated
-        # fact, are theirs (one the lookback guessed from a passing mention may have had
-        # another predecessor too).
-        settled = {
-            normalise(str(o.metadata.get("value") or "")) for d in made for o in d.superseded
-        } | {
-            d.fact.value_key
-            for d in made
-            if d.operation == "DELETE"
-            or (d.operation == "REPLACE" and any(o.metadata.get("stated") for o in d.superseded))
-        }
-        decisions = []
-        for link in self._linker.links(turn, history, persons):
-            old_key = normalise(link.old)
-            if old_key in settled or any(holds_value(i, old_key) for i in current):
-                continue
-            if link.new is not None and normalise(link.new) in settled:
-                continue
-            decision = self._record_link(link, turn, made, slots, batch)
-            if decision is not None:
-                settled.add(old_key)
-                decisions.append(decision)
-        return decisions
-
-    def _record_link(
-        self, link: Link, turn: Turn, made: Sequence[Decision], slots: Slots, batch: Batch
-    ) -> Decision | None:
-        """Record a link: the old value as an inferred fact at its turn, ended or replaced.
-
-        A new value the rules extracted from the turn keeps their slot; otherwise the new
-        fact's attribute is what the two statements share ("rent").
-        """
-        rule = next(
-            (
-                d
-                for d in made
-                if link.new is not None
-                and d.item is not None
-                and d.item.current
-                and d.fact.value_key == normalise(link.new)
-            ),
-            None,
-        )
-        subject = rule.fact.subject if rule is not None else link.subject
-        attribute = rule.fact.attribute if rule is not None else link.aspect
-        said = Fact(
-            subject,
-            attribute,
-            link.old,
-            link.source.id,
-            link.source.speaker,
-            stated=False,
-            single_valued=True,
-        )
-        old = self._item(said, link.source)
-        if any(a.id == old.id for a in batch.added) or self.context.records.existing_ids([old.id]):
-            return None
-        if link.new is None:
-            batch.add(old)
-            ended = batch.invalidate(
-                [old], change_phrase([old], None, turn.id), turn.timestamp, None
-            )
-            ending = Fact(subject, ENDED, link.old, turn.id, turn.speaker, polarity=False)
-            return Decision("DELETE", ending, None, ended, "an earlier statement's value ended")
-        if rule is not None and rule.item is not None:
-            fact, item = rule.fact, rule.item
-        else:
-            fact = Fact(subject, attribute, link.new, turn.id, turn.speaker, single_valued=True)
-            item = self._item(fact, turn)
-            if any(a.id == item.id for a in batch.added) or self.context.records.existing_ids(
-                [item.id]
-            ):
-                return None
-            batch.add(item)
-            slots.setdefault(fact.slot, []).append(item)
-        batch.add(old)
-        reason = change_phrase([old], link.new, turn.id)
-        replaced = batch.invalidate([old], reason, turn.timestamp, item.id)
-        return Decision("REPLACE", fact, item, replaced, "an earlier statement's value changed")
 
     def _end_in_passing(
         self,
