@@ -132,6 +132,12 @@ def test_a_new_address_replaces_the_old_one() -> None:
             "Wet Leg is my favourite band now.",
             ("Arcade Fire", "Wet Leg"),
         ),
+        # another grade of one job, even without change language
+        (
+            "Being a junior analyst at the bank is exhausting.",
+            "Being a senior analyst means even more meetings.",
+            ("junior analyst", "senior analyst"),
+        ),
         # where a relative lives, and where one works
         (
             "My gran is still in her house in Whittier.",
@@ -180,6 +186,10 @@ def test_a_relative_s_change_is_theirs() -> None:
         ["My rent is 900 a month.", "My rent is now 900, same as before."],
         # a passing mention is no value of the aspect
         ["I still get lost in Alfama every time.", "We're officially living in Berlin now."],
+        # two jobs are no grades of one without change language
+        ["I'm a nurse on weekdays.", "I'm a writer at the weekend."],
+        # one place and a part of it
+        ["My son is at Hillcrest Academy.", "My son started at Hillcrest in the new wing."],
     ],
 )
 def test_a_distractor_outdates_nothing(lines: list[str | tuple[str, str]]) -> None:

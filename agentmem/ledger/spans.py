@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 
 from agentmem.ledger.cues import TIME_WORDS
+from agentmem.ledger.patterns import OCCUPATIONS
 from agentmem.text import STOPWORDS
 
 #: Titles that open a name even at the start of a sentence ("Mr Whiskers is asleep").
@@ -300,6 +301,13 @@ def proper_spans(sentence: str, known_names: frozenset[str], taken: list[Span]) 
     return spans
 
 
+def _occupation_cut(text: str) -> str:
+    """Cut a role after its last occupation word, if it has one."""
+    words = text.split()
+    known = [n for n, w in enumerate(words) if w.lower() in OCCUPATIONS]
+    return " ".join(words[: known[-1] + 1]) if known else text
+
+
 def phrase_spans(sentence: str) -> list[Span]:
     """Return the values frames make: roles, objects, named aspects (a name stays proper)."""
     spans: list[Span] = []
@@ -314,6 +322,9 @@ def phrase_spans(sentence: str) -> list[Span]:
                 if trimmed is None:
                     continue
                 start, end, text = trimmed
+                if kind == "role":
+                    text = _occupation_cut(text)  # "senior analyst means ...": the role
+                    end = start + len(text)
             said_aspect = (match.groupdict().get("a") or "").split()
             if kind == "object" and said_aspect and said_aspect[0] in _NOT_VERBS:
                 continue  # "I was fourteen", "we have ...": no verb of doing
