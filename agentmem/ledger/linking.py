@@ -87,8 +87,7 @@ _ENDING_HINT = re.compile(
     re.IGNORECASE,
 )
 
-#: An occupation named: a role said without change language may be another grade of a job.
-_OCCUPATION = re.compile(rf"\b(?:{'|'.join(sorted(OCCUPATIONS))})\b", re.IGNORECASE)
+_LOWER_WORD = re.compile(r"[a-z]+")
 
 #: How many of the speaker's earlier sentences a change is compared with, latest first.
 MAX_CANDIDATES = 400
@@ -133,7 +132,12 @@ class Linker:
         """Whether a turn has change or ending language (cheap)."""
         if turn.role == "assistant":
             return False
-        if CHANGE.search(turn.text) or _OCCUPATION.search(turn.text):
+        if CHANGE.search(turn.text):
+            return True
+        # An occupation named: a role said without change language may be another grade
+        # of a job (a set lookup: a regular expression of every occupation is ten times
+        # slower).
+        if not OCCUPATIONS.isdisjoint(_LOWER_WORD.findall(turn.text.lower())):
             return True
         return bool(_ENDING_HINT.search(turn.text)) and bool(ended_values(turn.text))
 
