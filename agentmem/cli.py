@@ -370,7 +370,7 @@ def _plain_chat(
 
 def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     from agentmem.config import load_config
-    from agentmem.factory import build_embedder, build_model, resolve_model
+    from agentmem.factory import build_embedder, build_minilm, build_model, resolve_model
     from agentmem.replay import kind_table, replay, summary_table
 
     for name in ("budget", "k"):
@@ -385,9 +385,11 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
         model_builders=args.model_builders,
     )
     model = build_model(config)
-    # MiniLM is loaded by the replay itself (shared by every configuration); another
-    # configured embedder (e.g. an OpenAI-compatible endpoint) is used as configured.
-    embedder = build_embedder(config) if config.embedder != "minilm" else None
+    # MiniLM is shared by every configuration and warmed by the replay itself (its
+    # runtime and export cache as configured); another configured embedder (e.g. an
+    # OpenAI-compatible endpoint) is used as configured.
+    minilm = config.embedder.partition(":")[0] == "minilm"
+    embedder = build_minilm(config) if minilm else build_embedder(config)
     builds = model is not None and (
         config.model_builders == "yes"
         or (config.model_builders == "auto" and resolve_model(config).provider == "openai")

@@ -90,6 +90,21 @@ def build_stores(names: tuple[str, ...] | list[str], context: StoreContext) -> l
     return stores
 
 
+def build_minilm(config: Config) -> MiniLMEmbedder:
+    """Return the configured MiniLM (runtime and export cache folder), not yet loaded.
+
+    Raises:
+        ConfigError: ``config.embedder`` is not a MiniLM one, or names an unknown runtime.
+    """
+    spec = config.embedder
+    name, _, runtime = spec.partition(":")
+    if name != "minilm" or runtime not in ("", *RUNTIMES):
+        raise ConfigError(
+            f"unknown embedder {spec!r}", hint="use minilm, minilm:onnx or minilm:torch"
+        )
+    return MiniLMEmbedder(runtime=cast(Runtime, runtime or "auto"), cache_dir=config.cache_dir)
+
+
 def build_embedder(config: Config) -> Embedder:
     """Return the configured embedder.
 
@@ -97,13 +112,8 @@ def build_embedder(config: Config) -> Embedder:
         ConfigError: The embedder name is unknown.
     """
     spec = config.embedder
-    name, _, runtime = spec.partition(":")
-    if name == "minilm":
-        if runtime not in ("", *RUNTIMES):
-            raise ConfigError(
-                f"unknown embedder {spec!r}", hint="use minilm, minilm:onnx or minilm:torch"
-            )
-        model = MiniLMEmbedder(runtime=cast(Runtime, runtime or "auto"), cache_dir=config.cache_dir)
+    if spec.partition(":")[0] == "minilm":
+        model = build_minilm(config)
         model.preload()  # in the background, while the caller opens the rest
         return CachingEmbedder(model)
     if spec.startswith("openai:"):

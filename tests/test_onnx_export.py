@@ -100,3 +100,22 @@ def test_an_unreadable_export_in_the_cache_is_made_again(
     assert np.abs(rebuilt.embed(texts) - embedder.embed(texts)).max() < 1e-6
     assert rebuilt.runtime == "onnx"
     assert (folder / MODEL_FILE).stat().st_size > 10_000_000
+
+
+def test_the_replay_exports_into_the_configured_cache_folder(tmp_path: Path) -> None:
+    """The replay's shared MiniLM takes ``cache_dir`` from the TOML file, as every command."""
+    cache, dialogue = tmp_path / "cache", Path(__file__).parent / "fixtures" / "replay_mini.json"
+    config = tmp_path / "agentmem.toml"
+    config.write_text(f'cache_dir = "{cache.as_posix()}"\n')  # the default embedder
+    env = {k: v for k, v in os.environ.items() if k != "AGENTMEM_CACHE_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-m", "agentmem", "replay", str(dialogue), "--stores", "turns"]
+        + ["--config", str(config), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={**env, "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path / "home")},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (_key_folder(cache) / MODEL_FILE).is_file()
+    assert not (tmp_path / "home" / ".cache" / "agentmem").exists()
