@@ -27,6 +27,14 @@ from agentmem.ledger.cues import ended_values, is_temporary, signals_change
         ("The Vespa isn't mine anymore.", ["Vespa"]),
         ("I'm officially off the statins as of Monday.", ["statins"]),
         ("The gaming era is over.", ["gaming"]),
+        ("I'm not playing the cello anymore.", ["cello"]),
+        ("She isn't driving the taxi any more.", ["taxi"]),
+        ("The doctor has taken me off the warfarin.", ["warfarin"]),
+        ("I stopped taking ibuprofen.", ["taking ibuprofen", "ibuprofen"]),
+        ("Squash is done for me, says the physio.", ["Squash"]),
+        ("The night bus is dead to me.", ["bus"]),
+        ("My last day at Hooli was Friday.", ["Hooli"]),
+        ("I handed in my notice at the bank.", ["bank"]),
     ],
 )
 def test_an_ending_names_the_value_it_ends(sentence: str, ended: list[str]) -> None:
@@ -42,6 +50,10 @@ def test_an_ending_names_the_value_it_ends(sentence: str, ended: list[str]) -> N
         "I quit it after a week.",
         "My sister lives in Utrecht.",
         "I took the day off work.",
+        "We got off the train at Leeds.",
+        "I took off my coat.",
+        "I'm not going anywhere anymore.",
+        "I'm done for the day.",
     ],
 )
 def test_a_passing_moment_ends_nothing(sentence: str) -> None:

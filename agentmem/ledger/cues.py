@@ -87,6 +87,29 @@ _ENDS_OTHER = (
         rf"[a-z][\w'\-]*(?:\s+[a-z][\w'\-]*)?)|(?!(?i:have|own|go|work|play|drive|my|our)\b)"
         rf"[a-z]+\s+(?i:{_DET})(?P<v2>{_PROPER}|[a-z][\w'\-]*(?:\s+[a-z][\w'\-]*)?))"
     ),
+    # "I'm not playing bass anymore", "she isn't driving the taxi any more"
+    re.compile(
+        rf"\b(?i:I'm not|I am not|isn't|is not|aren't|are not|he's not|she's not|we're not|"
+        rf"they're not)\s+[a-z]+ing\s+(?i:{_DET})(?P<v>{_PROPER}|[a-z][\w'\-]*)\s+(?i:any ?more)\b"
+    ),
+    # "the doctor took me off the amlodipine", "they've taken her off the ventilator"
+    re.compile(
+        rf"\b(?i:took|taken|taking|take|takes)\s+(?i:me|him|her|us|them)\s+off\s+(?i:{_DET})"
+        rf"(?P<v>{_PROPER}|[a-z][\w'\-]*)"
+    ),
+    re.compile(rf"\b(?i:stopped|stopping|quit|quitting)\s+taking\s+(?i:{_DET}){_SPAN}"),
+    # "golf is done for me", "the tram is dead to me"
+    re.compile(
+        rf"\b(?:(?i:the|my)\s+)?(?P<v>{_PROPER}|[a-z][\w'\-]*)\s+(?:is|are)\s+"
+        rf"(?:done|finished|dead)\s+(?:for|to)\s+(?:me|him|her|us|them)\b"
+    ),
+    # "my last day at Hooli was Friday", "handed in my notice at the bank"
+    re.compile(rf"\b(?i:last day at|last shift at)\s+(?i:{_DET})(?P<v>{_PROPER}|[a-z][\w'\-]*)"),
+    re.compile(
+        rf"\b(?i:handed|handing|hand|gave|given|giving|put)\s+(?:in\s+)?(?i:my|his|her|our|their)"
+        rf"\s+(?i:notice|resignation)\s+(?:in\s+)?(?:at|to)\s+(?i:{_DET})"
+        rf"(?P<v>{_PROPER}|[a-z][\w'\-]*)"
+    ),
     # "I'm not a smoker anymore", "he isn't my manager any more"
     re.compile(
         rf"\b(?i:I'm not|I am not|isn't|is not|aren't|are not|wasn't)\s+(?i:a|an|the)\s+"
@@ -98,6 +121,7 @@ _VAGUE = frozenset(
     """it that this them him her me you us everything something anything nothing one thing
     things stuff lot bit way time day week month year job work by in at for off early late
     home there here again now today yesterday tomorrow soon back up out down over all some
+    anywhere somewhere everywhere nowhere
     any both each more less eventually already just really still even""".split()
 )
 
