@@ -172,6 +172,8 @@ def test_a_relative_s_change_is_theirs() -> None:
         ["I swim Mondays and Fridays.", ("Kim", "I swim on Wednesdays now.")],
         ["We're at 12 Park Road.", "My sister's new address is 4 Mill Lane."],
         ["My brother swims on Mondays.", "I swim on Wednesdays now."],
+        ["I sing in the choir at St Mary's.", "My choir director moved to Spain."],
+        ["I train at the Elm Street gym.", "Our yoga teacher has a new studio in Leith."],
         # a visit
         ["We live in Galway.", "I'm in a new hotel in Dublin this week for a conference."],
         # a hypothetical, a plan, a wish

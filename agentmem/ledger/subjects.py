@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 
-from agentmem.ledger.patterns import RELATIONS
+from agentmem.ledger.patterns import OCCUPATIONS, RELATIONS
 from agentmem.ledger.statements import WORD, Said
 from agentmem.text import split_sentences
 from agentmem.types import Turn
@@ -26,6 +26,20 @@ RELATION = re.compile(
 
 _SELF = re.compile(
     r"\b(?:(?i:i|i'm|i've|i'd|im)|we|We|we're|We're|we've|We've|my|My|our|Our|me|us)\b"
+)
+
+#: "my choir director", "our yoga teacher": someone known by a role in one of the speaker's
+#: pursuits, who is neither the speaker nor a relative ("my new manager" stays a relation).
+_MY_ROLE = re.compile(r"\b(?i:my|our)\s+(?P<kind>[a-z][\w\-]*)\s+(?P<role>[a-z][\w\-]*)\b")
+_ROLE_MODIFIERS = frozenset(
+    "new old former current ex previous last first own favourite favorite dear lovely "
+    "poor lucky good best younger older little big baby twin eldest oldest youngest step "
+    "late elder".split()
+)
+_ROLES = (
+    frozenset(OCCUPATIONS)
+    | frozenset(RELATIONS.split("|"))
+    | frozenset("director instructor trainer landlord landlady conductor captain leader".split())
 )
 
 _PRONOUN = re.compile(r"\b(?:he|she|his|her|him|He|She|His|Her)\b")
@@ -163,6 +177,9 @@ def _reference(
             rel = match.group("rel").lower()
             found.append((match.start(), 0, SAME_RELATION.get(rel, rel)))
     found += [(m.start(), 1, SELF) for m in _SELF.finditer(text)]
+    for match in _MY_ROLE.finditer(text):
+        if match.group("role") in _ROLES and match.group("kind") not in _ROLE_MODIFIERS:
+            found.append((match.start(), 0, UNKNOWN))  # outranks the "my" of the speaker
     for match in _POSSESSOR.finditer(text):
         if match.group(1).lower() in figures:
             found.append((match.start(), 0, match.group(1).lower()))  # "Chiara's first day"
