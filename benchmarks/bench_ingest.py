@@ -140,6 +140,7 @@ def print_structures(name: str, rounds: list[Opened]) -> None:
     table.add_column("structure")
     for method in methods:
         table.add_column(f"{method} s", justify="right")
+    table.add_column("other s", justify="right")
     table.add_column("ms/turn", justify="right")
     table.add_column("share", justify="right")
     table.add_column("first / last tenth ms/turn", justify="right")
@@ -151,14 +152,15 @@ def print_structures(name: str, rounds: list[Opened]) -> None:
         table.add_row(
             structure,
             *(f"{splits[structure].get(m, 0.0):.2f}" for m in methods),
+            f"{spent - sum(splits[structure].get(m, 0.0) for m in methods):.2f}",
             f"{1000 * spent / turns:.2f}",
             f"{spent / total:.0%}",
             _ends(sessions, structure),
         )
     rest = total - inside
     table.add_row(
-        "manager, records, sweep (rest)",
-        *([""] * len(methods)),
+        "rest: the manager itself, its records calls",
+        *([""] * (len(methods) + 1)),
         f"{1000 * rest / turns:.2f}",
         f"{rest / total:.0%}",
         _ends(sessions, None),

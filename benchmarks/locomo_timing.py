@@ -35,6 +35,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from agentmem.ledger.facts import FactLedger  # noqa: E402
+from agentmem.ledger.propagation import StaleGuard  # noqa: E402
 from agentmem.protocols import Embedder, MemoryStore  # noqa: E402
 from agentmem.replay.dataset import Sample, load_samples  # noqa: E402
 from agentmem.replay.embedding import (  # noqa: E402
@@ -45,6 +46,7 @@ from agentmem.replay.embedding import (  # noqa: E402
 from agentmem.replay.progress import Progress  # noqa: E402
 from agentmem.replay.runner import ingest_conversation  # noqa: E402
 from agentmem.replay.systems import ManagerMemory, open_memory  # noqa: E402
+from agentmem.storage.records import Records  # noqa: E402
 from agentmem.types import Change, Query, Recalled, Turn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +64,13 @@ TIMED = ("write", "end_session", "invalidate", "resolve", "retrieve", "retry_pen
 
 #: Where time spent outside every structure is charged.
 OUTSIDE = "(manager)"
+
+#: The stale guard's label: its sweeps after a write or a session, the structures'
+#: ``invalidate`` calls inside them excluded.
+GUARD = "(stale sweep)"
+
+#: The records' label, for what the replay itself calls to store a session's turns.
+RECORDS = "(records: storing turns)"
 
 
 def find_data(given: str | None) -> Path | None:
@@ -120,19 +129,43 @@ class Clock:
         return {k: v - before.get(k, 0.0) for k, v in now.items() if v - before.get(k, 0.0)}
 
 
-class TimedStructure:
+class Timed:
+    """Any object, its methods named in ``methods`` timed on a :class:`Clock` as ``label``.
+
+    Every attribute is the object's own, looked up on demand (so ``hasattr`` and the
+    optional-protocol checks, ``isinstance(store, Consolidating)``, answer as they would
+    for the object itself); the methods named are wrapped on the way out.
+    """
+
+    def __init__(self, inner: Any, clock: Clock, label: str, methods: Sequence[str]) -> None:
+        self.inner = inner
+        self._clock = clock
+        self._label = label
+        self._methods = frozenset(methods)
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self.inner, attr)  # AttributeError: the object lacks it too
+        if attr not in self._methods or not callable(value):
+            return value
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self._clock.timing(self._label, attr):
+                return value(*args, **kwargs)
+
+        return timed
+
+
+class TimedStructure(Timed):
     """A structure behind the same protocol, with its calls timed on a :class:`Clock`.
 
-    The core protocol's methods are written out; every other attribute (``end_session``,
-    ``resolve``, ``stats``, ...) is the structure's own, looked up on demand, so the
-    optional-protocol checks (``isinstance(store, Consolidating)``) answer as they would
-    for the structure itself.
+    The core protocol's methods are written out, so the wrapper is a ``MemoryStore`` for
+    the type checker too; ``end_session``, ``resolve`` and the rest pass through
+    :class:`Timed`.
     """
 
     def __init__(self, inner: Any, clock: Clock) -> None:
-        self.inner = inner
+        super().__init__(inner, clock, inner.name, TIMED)
         self.name: str = inner.name
-        self._clock = clock
 
     def write(self, turns: Sequence[Turn]) -> list[Change]:
         """Time the structure's ``write``."""
@@ -152,17 +185,6 @@ class TimedStructure:
     def forget(self, user_id: str) -> int:
         """Pass ``forget`` through (not timed)."""
         return int(self.inner.forget(user_id))
-
-    def __getattr__(self, attr: str) -> Any:
-        value = getattr(self.inner, attr)  # AttributeError: the structure lacks it too
-        if attr not in TIMED or not callable(value):
-            return value
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            with self._clock.timing(self.name, attr):
-                return value(*args, **kwargs)
-
-        return timed
 
 
 class TimedModel:
@@ -267,6 +289,13 @@ def open_timed(name: str, prepared: Prepared, folder: Path) -> Opened:
         memory.close()
         raise SystemExit(f"{name!r} is a baseline; give structure names (all, turns, ...)")
     manager = memory.manager
+    # Not structures, but where ingest time outside them goes: the guard's sweeps, and the
+    # replay storing each session's turns (the manager's own use of the records is not
+    # wrapped, so it stays in the rest).
+    manager.guard = cast(StaleGuard, Timed(manager.guard, clock, GUARD, ("sweep",)))
+    memory.records = cast(
+        Records, Timed(memory.records, clock, RECORDS, ("start_session", "turns", "add_turns"))
+    )
     manager.stores = [cast(MemoryStore, TimedStructure(s, clock)) for s in manager.stores]
     if manager.facts is not None:
         # The manager is typed on the concrete ledger; the wrapper passes every call on.
