@@ -11,7 +11,9 @@ with a message when absent) into each configuration of ``--stores`` (default
 questions embedded once up front), then asks every question of the data set as of the
 end of its conversation through ``MemoryManager.recall`` (the call the replay's ``recall``
 makes), the configurations taking turns question by question so that they are measured
-side by side; ``--warmup`` questions first are not counted. The question vectors were
+side by side; ``--warmup`` questions first are not counted. ``--now`` asks without
+``as_of``, as the app does: with ``as_of`` the structures also search their history
+partitions and the graph filters by validity in chromadb. The question vectors were
 computed up front as in the replay; a query a structure embeds on its own (the turns
 structure strips the speakers a question names and embeds what is left) goes to the
 model, and that time is shown apart, charged to the structure.
@@ -64,7 +66,12 @@ if not console.is_terminal:  # piped output: wide enough for the tables
 
 
 def ask_all(
-    opened: Sequence[Opened], samples: Sequence[Sample], *, budget: int, k: int
+    opened: Sequence[Opened],
+    samples: Sequence[Sample],
+    *,
+    budget: int,
+    k: int,
+    as_of_end: bool = True,
 ) -> dict[str, list[dict[str, float]]]:
     """Ask every question of every configuration, taking turns; return timings per config.
 
@@ -76,7 +83,7 @@ def ask_all(
     rows: dict[str, list[dict[str, float]]] = defaultdict(list)
     asked = 0
     for sample in samples:
-        as_of = sample.conversation.ends_at
+        as_of = sample.conversation.ends_at if as_of_end else None
         scope = Scope(sample.conversation.sample_id)
         for question in sample.questions:
             # Rotate who goes first, so no configuration always follows the other's cache.
@@ -143,6 +150,12 @@ def print_recall(rows: dict[str, list[dict[str, float]]], warmup: int) -> None:
         cells = [label]
         for found in measured.values():
             values = [r[part] for r in found if part in r]
+            if values and part.startswith("embed:"):  # only the queries it embedded
+                cells.append(
+                    f"{percentile(values, 50):.1f} / {percentile(values, 95):.1f} / "
+                    f"{max(values):.1f} ({len(values)} queries)"
+                )
+                continue
             cells.append(
                 f"{percentile(values, 50):.1f} / {percentile(values, 95):.1f} / {max(values):.1f}"
                 if values
@@ -176,6 +189,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--budget", type=int, default=1000, help="context tokens (replay: 1000)")
     parser.add_argument("--k", type=int, default=20, help="items per structure (replay: 20)")
     parser.add_argument("--warmup", type=int, default=5, help="questions not counted")
+    parser.add_argument(
+        "--now",
+        action="store_true",
+        help="ask without as_of (as the app asks), not as of the end of the dialogue",
+    )
     args = parser.parse_args(argv)
     path = find_data(args.data)
     if path is None or not path.exists():
@@ -190,14 +208,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     console.print(
         f"{len(prepared.samples)} conversations, {prepared.turns:,} turns, "
         f"{prepared.questions:,} questions; turns and questions embedded up front in "
-        f"{prepared.seconds:.1f} s, as the replay does. budget {args.budget}, k {args.k}."
+        f"{prepared.seconds:.1f} s, as the replay does. budget {args.budget}, k {args.k}, "
+        f"{'no as_of (now)' if args.now else 'as of the end of each dialogue (the replay)'}."
     )
     work = Path(tempfile.mkdtemp(prefix="bench-recall-"))
     opened: list[Opened] = []
     try:
         opened = ingest_all(names, prepared, work)
         console.print(f"ingested; asking (load {load_average()}) ...")
-        rows = ask_all(opened, prepared.samples, budget=args.budget, k=args.k)
+        rows = ask_all(
+            opened, prepared.samples, budget=args.budget, k=args.k, as_of_end=not args.now
+        )
     finally:
         for one in opened:
             one.close()
