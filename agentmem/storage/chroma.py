@@ -52,6 +52,11 @@ class Hit:
     metadata: Mapping[str, Any]
 
 
+#: A collection handle's stand-in for "there is no such collection" (see
+#: :meth:`Partitions.collection`).
+_MISSING: Any = object()
+
+
 def collection_name(store: str, user_id: str, *, history: bool = False) -> str:
     """Return the chromadb collection name of one structure's vectors for one user.
 
@@ -351,8 +356,8 @@ class Partitions:
         """Return a partition's collection; ``None`` if it does not exist and ``create`` is off."""
         name = collection_name(store, user_id, history=history)
         found = self._handles.get(name)
-        if found is not None:
-            return found
+        if found is not None and (found is not _MISSING or not create):
+            return None if found is _MISSING else found
         if create:
             found = self.call(
                 f"opening vector collection {name}",
@@ -365,13 +370,27 @@ class Partitions:
         else:
             found = self.call(f"opening vector collection {name}", self._existing, name)
             if found is None:
+                self._remember_missing(name)
                 return None
         self._handles[name] = found
         return found
 
+    def _remember_missing(self, name: str) -> None:
+        """Note that a collection does not exist, so the next search does not ask again.
+
+        Asking chromadb costs about 4 ms, and a search as of a moment looks into the
+        history partition, which most users never get. Only an embedded index remembers
+        it: its handles are shared by every index of the process on the folder, and only
+        :meth:`collection` creates one (a Chroma server may be written by others).
+        """
+        if not self._where.startswith(("http://", "https://")):
+            self._handles[name] = _MISSING
+
     def named(self, name: str) -> Any:
         """Return a collection by its name; ``None`` if there is none."""
         found = self._handles.get(name)
+        if found is _MISSING:
+            return None
         if found is None:
             found = self.call(f"opening vector collection {name}", self._existing, name)
             if found is not None:
@@ -407,7 +426,10 @@ class Partitions:
 
     def existing_named(self, name: str) -> Any:
         """Return the collection called ``name``, or ``None`` (no handle is kept)."""
-        return self._handles.get(name) or self._existing(name)
+        found = self._handles.get(name)
+        if found is _MISSING:
+            return None
+        return found or self._existing(name)
 
     def existing(self, store: str, user_id: str) -> list[tuple[bool, Any]]:
         """Return ``(history, collection)`` of the partitions that exist: current first."""
