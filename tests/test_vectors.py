@@ -150,6 +150,24 @@ def test_vectors_persist_for_a_new_index_object(embedder: MiniLMEmbedder, tmp_pa
     assert set(again.get("facts", "alice", ids)) == set(ids)
 
 
+def test_a_partition_found_missing_is_searched_once_it_is_made(
+    vectors: VectorIndex, embedder: MiniLMEmbedder, tmp_path: Path
+) -> None:
+    ids = put(vectors, "alice", PETS)
+    question = query_vector(embedder, "What pets do I have?")
+    assert vectors.count("facts", "alice", history=True) == 0  # no history partition yet
+    assert {h.id for h in vectors.query("facts", "alice", question, 10, history=True)} == set(ids)
+    # Another index of this process on the folder makes it: both see it.
+    other = VectorIndex(embedder, path=tmp_path / "chroma")
+    assert other.count("facts", "alice", history=True) == 0
+    vectors.update_metadata("facts", "alice", [ids[0]], [{"current": False}])
+    vectors.flush()
+    assert vectors.count("facts", "alice", history=True) == 1
+    assert ids[0] in [h.id for h in vectors.query("facts", "alice", question, 10, history=True)]
+    assert other.count("facts", "alice", history=True) == 1
+    other.close()
+
+
 def test_metadata_update_and_where_filter(vectors: VectorIndex, embedder: MiniLMEmbedder) -> None:
     ids = put(vectors, "alice", PETS + WORK)
     question = query_vector(embedder, "What pets do I have?")
