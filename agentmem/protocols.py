@@ -410,6 +410,20 @@ class Browsable(Protocol):
 
 
 @runtime_checkable
+class Leading(Protocol):
+    """A structure built for some forms of question (:mod:`agentmem.questions`).
+
+    For a question of one of those forms the manager lets it lead the fusion: its items
+    are fitted into the budget first (a recap gets the summaries before the turns).
+
+    Attributes:
+        leads: The forms it answers first (``"recap"``, ``"topic"``, ...).
+    """
+
+    leads: frozenset[str]
+
+
+@runtime_checkable
 class Resumable(Protocol):
     """A structure that queues failed model builds and can retry them."""
 

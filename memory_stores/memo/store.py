@@ -71,6 +71,9 @@ class MemoStore:
         InputError: A parameter is out of range.
     """
 
+    #: The question forms it answers first (``Leading``; see ``agentmem.questions``).
+    leads = frozenset({"mentions"})
+
     #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
     focus_hint = ""
 

@@ -55,6 +55,9 @@ class MemTreeStore:
             at session ends); until then retrieval scores them in memory. 1 writes at once.
     """
 
+    #: The question forms it answers first (``Leading``; see ``agentmem.questions``).
+    leads = frozenset({"topic"})
+
     #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
     focus_hint = ""
 
