@@ -30,7 +30,6 @@ def fit_rankings(
     counter: TokenCounter,
     *,
     leaders: frozenset[str] | None = None,
-    reserve: tuple[str, float] | None = None,
 ) -> Fitted[Recalled]:
     """Fuse named rankings and keep the best items that fit ``budget_tokens``.
 
@@ -43,10 +42,6 @@ def fit_rankings(
             left out when its text repeats a kept one, or when every turn it came from is
             already the source of a kept item (it would add no evidence). ``None``: every
             ranking has an equal say (reciprocal rank fusion).
-        reserve: A structure (not a leader) and the share of the budget kept for its items
-            that bring turns the leaders' first items do not: the leaders fill the rest
-            of the budget first, then that structure's new evidence, then the leaders go
-            on and the others fill what is left.
     """
 
     def fit(items: Sequence[Recalled], budget: int) -> Fitted[Recalled]:
@@ -56,31 +51,15 @@ def fit_rankings(
 
     if leaders is None:
         return fit(fuse([found for _, found in rankings]), budget_tokens)
-    led = fuse([found for name, found in rankings if name in leaders])
-    parts: list[Fitted[Recalled]] = []
-    if reserve is not None:
-        name, share = reserve
-        parts.append(fit(led, int(budget_tokens * (1 - share))))
-        side = fuse([found for n, found in rankings if n == name])
-        parts.append(fit(_adding(side, parts), budget_tokens - _used(parts)))
-    parts.append(fit(_adding(led, parts), budget_tokens - _used(parts)))
-    rest = fuse([found for n, found in rankings if n not in leaders])
-    parts.append(fit(_adding(rest, parts), budget_tokens - _used(parts)))
-    return Fitted(
-        [r for part in parts for r in part.kept],
-        sum(part.dropped for part in parts),
-        _used(parts),
-    )
+    lead = fit(fuse([found for name, found in rankings if name in leaders]), budget_tokens)
+    rest = fuse([found for name, found in rankings if name not in leaders])
+    more = fit(_adding(rest, lead.kept), budget_tokens - lead.tokens)
+    return Fitted([*lead.kept, *more.kept], lead.dropped + more.dropped, lead.tokens + more.tokens)
 
 
-def _used(parts: Sequence[Fitted[Recalled]]) -> int:
-    return sum(part.tokens for part in parts)
-
-
-def _adding(ranked: Sequence[Recalled], parts: Sequence[Fitted[Recalled]]) -> list[Recalled]:
-    """Return the items of ``ranked`` that add to what ``parts`` kept: not one of them, not
-    the same text, and drawn from at least one turn no kept item came from."""
-    kept = [r for part in parts for r in part.kept]
+def _adding(ranked: Sequence[Recalled], kept: Sequence[Recalled]) -> list[Recalled]:
+    """Return the items of ``ranked`` that add to ``kept``: not one of them, not the same
+    text, and drawn from at least one turn no kept item came from."""
     covered = {t for r in kept for t in r.item.source_turn_ids}
     texts = {dedupe_key(r.item.text) for r in kept}
     ids = {r.item.id for r in kept}

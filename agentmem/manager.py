@@ -81,13 +81,9 @@ logger = logging.getLogger(__name__)
 
 #: The question forms whose answer is a fact: for them the fact ledger leads the fusion.
 LEDGER_FORMS = frozenset({"point", "multi-hop"})
-#: The forms for which the structure built for them leads beside the first configured one.
-JOINT_FORMS = frozenset({"multi-hop"})
 #: The least room (tokens) the lead must leave for the other structures to be searched:
 #: the overhead of an item and a short sentence.
 MIN_ROOM = ITEM_OVERHEAD + 32
-#: The share of the budget kept for the structure built for a joint form.
-RESERVED_SHARE = 0.2
 
 
 class MemoryManager:
@@ -429,13 +425,8 @@ class MemoryManager:
         names = [n for n, _ in rankings]
         if form != "point" and self._whole(rankings, budget_tokens, k):
             form = "point"
-        reserve = self.reserved(names, form)
         return fit_rankings(
-            rankings,
-            budget_tokens,
-            self.counter,
-            leaders=self.leaders(names, form),
-            reserve=(reserve, RESERVED_SHARE) if reserve is not None else None,
+            rankings, budget_tokens, self.counter, leaders=self.leaders(names, form)
         )
 
     def _whole(
@@ -461,29 +452,13 @@ class MemoryManager:
 
         The first configured structure among ``names`` built for the form (``Leading``:
         a recap is led by the summaries), else the first configured one; with it the fact
-        ledger, for the forms whose answer is a fact (:data:`LEDGER_FORMS`). For the
-        forms of :data:`JOINT_FORMS`, the first configured structure leads, and the one
-        built for the form has a share of the budget reserved (:meth:`reserved`).
+        ledger, for the forms whose answer is a fact (:data:`LEDGER_FORMS`).
         """
         present = [s for s in self.stores if s.name in set(names)]
-        first = present[0].name if present else None
-        built = self._built_for(present, form)
-        lead = first if form in JOINT_FORMS or built is None else built
+        built = [s.name for s in present if isinstance(s, Leading) and form in s.leads]
+        lead = built[0] if built else (present[0].name if present else None)
         ledger = self.facts.name if self.facts is not None and form in LEDGER_FORMS else None
         return frozenset(n for n in (ledger, lead) if n is not None and n in set(names))
-
-    def reserved(self, names: Sequence[str], form: str) -> str | None:
-        """Return the structure with a share of the budget kept for it, if any (a
-        structure built for one of :data:`JOINT_FORMS`, beside the lead)."""
-        if form not in JOINT_FORMS:
-            return None
-        present = [s for s in self.stores if s.name in set(names)]
-        built = self._built_for(present, form)
-        return built if built is not None and built not in self.leaders(names, form) else None
-
-    @staticmethod
-    def _built_for(stores: Sequence[MemoryStore], form: str) -> str | None:
-        return next((s.name for s in stores if isinstance(s, Leading) and form in s.leads), None)
 
     def _query(
         self,
@@ -526,8 +501,7 @@ class MemoryManager:
         """
         if self.fusion == "rank":
             return self._fan_out(query, k, active, timings)
-        names = [s.name for s in active]
-        leaders = self.leaders(names, query.form) | {self.reserved(names, query.form)}
+        leaders = self.leaders([s.name for s in active], query.form)
         first = [s for s in active if s.name in leaders]
         rest = [s for s in active if s.name not in leaders]
         rankings, stale = self._fan_out(query, k, first, timings)

@@ -72,7 +72,7 @@ class MemoStore:
     """
 
     #: The question forms it answers first (``Leading``; see ``agentmem.questions``).
-    leads = frozenset({"mentions"})
+    leads: frozenset[str] = frozenset()
 
     #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
     focus_hint = ""
