@@ -24,9 +24,9 @@ the query, each with its similarity min-max normalised times ``passage_weight`` 
 the top 20 of them seeded at 0.05, the graph recalled 37.2% of LoCoMo's multi-hop
 evidence turns, under plain similarity search (46.9%); seeding 100, with the matched
 facts still merged in by score, 65.2% at 0.05, 67.7% at 0.5 and 67.9% at 5; at 0.5 with
-the passages ranked first, 71.6%. As the turns structure does, a speaker the query names is matched to
-who said a passage (``SPEAKER_BONUS``), not embedded with the query: the passages are
-matched by the question without the name. Passages are ranked by PageRank mass; the
+the passages ranked first, 71.6%. As the turns structure does, a speaker the query names
+is matched to who said a passage (``SPEAKER_BONUS``), not embedded with the query: the
+passages are matched by the question without the name. Passages are ranked by PageRank mass; the
 matched facts only follow them (``fact_share`` 0).
 
 Scores: a passage scores ``best * mass / top_mass``, where ``best`` is the highest
