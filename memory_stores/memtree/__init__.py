@@ -14,8 +14,8 @@ Sam's family?") gets the nodes of every level as they rank, an inner node bringi
 leaves' gist, while for other questions a leaf stands in for a node it matches better
 (below). A recap that names its time ("What happened in Sam's life in May?") gets the
 nodes of every level that put the most turns of that time before the reader per word
-(:mod:`.window`): mostly the inner nodes, whose gist quotes several leaves. Invalidating a leaf re-aggregates its
-ancestors from their remaining current children; an ancestor left with no current memory
+(:mod:`.window`): mostly the inner nodes, whose gist quotes several leaves.
+Invalidating a leaf re-aggregates its ancestors from their remaining current children; an ancestor left with no current memory
 below is invalidated too, and inserts never descend into invalid nodes.
 
 Aggregation offline is an extractive merge: a node quotes the most central, informative
