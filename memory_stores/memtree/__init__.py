@@ -15,8 +15,9 @@ leaves' gist, while for other questions a leaf stands in for a node it matches b
 (below). A recap that names its time ("What happened in Sam's life in May?") gets the
 nodes of every level that put the most turns of that time before the reader per word
 (:mod:`.window`): mostly the inner nodes, whose gist quotes several leaves.
-Invalidating a leaf re-aggregates its ancestors from their remaining current children; an ancestor left with no current memory
-below is invalidated too, and inserts never descend into invalid nodes.
+Invalidating a leaf re-aggregates its ancestors from their remaining current children; an
+ancestor left with no current memory below is invalidated too, and inserts never descend
+into invalid nodes.
 
 Aggregation offline is an extractive merge: a node quotes the most central, informative
 sentences among its children's representative leaves, under a word limit that shrinks
