@@ -129,14 +129,25 @@ def _form(text: str, dated: bool) -> QuestionForm:
         subject = _without_time(about.group(1)) if about else ""
         if not re.search(r"\w", subject):
             return "recap" if dated or re.match(r"^\s*what\b", text, re.IGNORECASE) else "point"
-        return "mentions"
-    if _SAY_ABOUT.search(text) and re.match(r"^\s*what\b", text, re.IGNORECASE):
-        return "mentions"
+        return "mentions" if _conversation_wide(text[: talk.start()]) else "point"
+    said = _SAY_ABOUT.search(text)
+    if said and re.match(r"^\s*what\b", text, re.IGNORECASE):
+        # "What did we say about X" spans the conversation; "What did Jon say about X"
+        # asks for what one person said: a point.
+        return "mentions" if _conversation_wide(text[: said.start()]) else "point"
     if _TOPIC.search(text):
         return "topic"
     if _SET.search(text) or _plural_wh(text) or len(_names(text)) >= 2:
         return "multi-hop"
     return "point"
+
+
+def _conversation_wide(sayers: str) -> bool:
+    """Whether the words before a verb of saying name the conversation, not one person:
+    "we", "you", "I", or two people ("Ana and Ben")."""
+    if re.search(r"\b(?:we|us|you|i|everyone|they)\b", sayers, re.IGNORECASE):
+        return True
+    return len(_names(sayers)) >= 2
 
 
 def _plural_wh(text: str) -> bool:

@@ -24,6 +24,8 @@ NOW = datetime(2023, 10, 22, 18, 0)
         # What was said about a subject, across sessions.
         ("What did we say about the move?", "mentions"),
         ("What did we talk about regarding the wedding?", "mentions"),
+        ("What did Ana and Ben say about the wedding?", "mentions"),
+        ("What did Jon say about Gina's progress with her store?", "point"),  # one person
         # A topic.
         ("What do you know about Caroline's family?", "topic"),
         ("Tell me about Jon's dance studio.", "topic"),
