@@ -503,7 +503,11 @@ class MemoryManager:
             return self._fan_out(query, k, active, timings)
         leaders = self.leaders([s.name for s in active], query.form)
         first = [s for s in active if s.name in leaders]
-        rest = [s for s in active if s.name not in leaders]
+        rest = [
+            s
+            for s in active
+            if s.name not in leaders and (not isinstance(s, Leading) or query.form in s.serves)
+        ]
         rankings, stale = self._fan_out(query, k, first, timings)
         if rest:
             room = budget_tokens - self._fit(rankings, budget_tokens, query.form, k).tokens

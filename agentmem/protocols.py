@@ -418,9 +418,12 @@ class Leading(Protocol):
 
     Attributes:
         leads: The forms it answers first (``"recap"``, ``"topic"``, ...).
+        serves: The forms it answers at all: for another form it is not searched (a
+            structure that knows nothing of time adds nothing to a recap of a day).
     """
 
     leads: frozenset[str]
+    serves: frozenset[str]
 
 
 @runtime_checkable

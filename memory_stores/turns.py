@@ -38,6 +38,7 @@ import numpy as np
 from agentmem.ledger.timeref import resolve_relative_dates
 from agentmem.models.embeddings import normalize_rows
 from agentmem.protocols import StoreContext
+from agentmem.questions import FORMS
 from agentmem.storage.items import ItemIndex, visible
 from agentmem.storage.records import derived_item_id
 from agentmem.text import asks_only, content_words, echoes, says_nothing
@@ -87,6 +88,8 @@ class TurnStore:
 
     #: The question forms it answers first (``Leading``; see ``agentmem.questions``).
     leads = frozenset({"point"})
+    #: The forms it answers at all: every one.
+    serves = frozenset(FORMS)
 
     def __init__(self, context: StoreContext, *, name: str = "turns") -> None:
         self.name = name

@@ -1,6 +1,6 @@
 """Fusion that knows the question: the structure built for a question's form leads.
 
-A Memory with turns and summaries holds four sessions of a dialogue between Ana and Ben
+A Memory with turns, summaries and the graph holds four sessions of a dialogue between Ana and Ben
 over two months. A recap of a period gets the summaries' digests first; a recap of a day
 whose turns all fit gets the turns themselves (a digest of them adds nothing and gives
 way); a point question gets the turns; a search returns the leading structure's items
@@ -61,7 +61,10 @@ SESSIONS = (
 @pytest.fixture(scope="module")
 def memory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Memory]:
     with Memory(
-        tmp_path_factory.mktemp("forms"), model="none", env={}, stores=("turns", "summary")
+        tmp_path_factory.mktemp("forms"),
+        model="none",
+        env={},
+        stores=("turns", "summary", "graph"),
     ) as shared:
         for number, (start, lines) in enumerate(SESSIONS, 1):
             session = f"s{number}"
@@ -130,4 +133,17 @@ def test_the_other_structures_are_searched_only_when_the_lead_leaves_room(
     room = memory.manager.recall(
         "Where is Lotte moving?", Scope("ana-ben"), budget_tokens=2000, k=2
     )
-    assert "summary" in room.timings
+    assert "summary" in room.timings and "graph" in room.timings
+
+
+def test_a_structure_that_knows_nothing_of_time_is_not_searched_for_a_recap(
+    memory: Memory,
+) -> None:
+    recap = memory.manager.recall(
+        "What happened in Ana's life between May and June 2023?",
+        Scope("ana-ben"),
+        budget_tokens=2000,
+        k=20,
+        as_of=datetime(2023, 6, 30),
+    )
+    assert {"summary", "turns"} <= set(recap.timings) and "graph" not in recap.timings

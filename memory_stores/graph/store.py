@@ -65,6 +65,7 @@ from agentmem.ledger.extraction import (
     retry_queued,
 )
 from agentmem.protocols import StoreContext
+from agentmem.questions import FORMS
 from agentmem.storage.items import visible
 from agentmem.storage.vectors import Hit
 from agentmem.stores.graph.index import KindIndex
@@ -123,6 +124,9 @@ class GraphStore:
     #: the two rankings (72.0% / 52.2%) nor keeping a quarter of the budget for the
     #: graph's passages that bring new turns (73.1% / 52.2%) did better than the turns.
     leads: frozenset[str] = frozenset()
+    #: The forms it answers at all: not a recap, which names a time it knows nothing of
+    #: (its items were kept out of recaps by their time anyway, at a search's cost).
+    serves = frozenset(FORMS) - {"recap"}
 
     #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
     focus_hint = "an entity, e.g. Denver"

@@ -15,6 +15,7 @@ from agentmem.building import BuildStats, retry_work, structured_call
 from agentmem.errors import InputError, ModelError
 from agentmem.prompts.memo import MEMO_SCHEMA, MemoDraft, memo_messages, validate_memos
 from agentmem.protocols import StoreContext
+from agentmem.questions import FORMS
 from agentmem.storage.items import ItemIndex, vector_metadata, visible
 from agentmem.storage.records import ItemUpdate, PendingWorkRow
 from agentmem.stores.memo.building import (
@@ -75,6 +76,9 @@ class MemoStore:
 
     #: The question forms it answers first (``Leading``; see ``agentmem.questions``).
     leads = frozenset({"mentions"})
+    #: The forms it answers at all: not a recap, which names a time it knows nothing of
+    #: (its items were kept out of recaps by their time anyway, at a search's cost).
+    serves = frozenset(FORMS) - {"recap"}
 
     #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
     focus_hint = ""

@@ -21,6 +21,7 @@ import numpy as np
 from agentmem.building import BuildStats, retry_work
 from agentmem.errors import ModelError
 from agentmem.protocols import StoreContext
+from agentmem.questions import FORMS
 from agentmem.storage.items import ItemIndex, visible
 from agentmem.storage.records import PendingWorkRow
 from agentmem.stores.memtree.aggregation import MAX_LISTED, consolidate
@@ -59,6 +60,8 @@ class MemTreeStore:
 
     #: The question forms it answers first (``Leading``; see ``agentmem.questions``).
     leads = frozenset({"topic"})
+    #: The forms it answers at all: every one.
+    serves = frozenset(FORMS)
 
     #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
     focus_hint = ""

@@ -23,6 +23,7 @@ from agentmem.prompts.summary import (
     validate_summary,
 )
 from agentmem.protocols import StoreContext
+from agentmem.questions import FORMS
 from agentmem.storage.items import ItemIndex, visible
 from agentmem.storage.records import ItemUpdate, PendingWorkRow, derived_item_id
 from agentmem.stores.summary.building import (
@@ -76,6 +77,8 @@ class SummaryStore:
 
     #: The question forms it answers first (``Leading``; see ``agentmem.questions``).
     leads = frozenset({"recap"})
+    #: The forms it answers at all: every one.
+    serves = frozenset(FORMS)
 
     #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
     focus_hint = ""
