@@ -494,3 +494,35 @@ def test_a_recap_gets_the_digests_of_the_time_it_names_for_the_people_it_names(
         embedding=context.embedder.embed(["What is Ana's cat called?"])[0],
     )
     assert {r.item.kind for r in store.retrieve(point, 10)} == {"sentence"}
+
+
+def test_with_a_model_a_digest_is_what_the_model_wrote_of_the_session(
+    context: StoreContext,
+) -> None:
+    records = context.records
+    session_id, turns = say(records, ANA_AND_BEN, MAY)
+    model = ScriptedChatModel(
+        [
+            {
+                "sentences": [
+                    {"text": "Ana adopted a grey cat, Smoke.", "turn_ids": [turns[0].id]},
+                    {"text": "Ben restored his Vespa.", "turn_ids": [turns[1].id]},
+                    {"text": "Ben's sister Lotte moves to Utrecht.", "turn_ids": [turns[3].id]},
+                ]
+            }
+        ],
+        default=None,
+    )
+    store = SummaryStore(model_context(context, model))
+    store.write(turns)
+    store.end_session("sam", session_id)
+    assert len(model.calls) == 1  # the running summary's call; the digests make none
+    digests = {
+        d.metadata["speaker"]: d for d in records.store_items("summary", "sam", kind="session")
+    }
+    assert digests["Ana"].text == "Ana, 8 May 2023: Ana adopted a grey cat, Smoke."
+    assert digests["Ben"].text == (
+        "Ben, 8 May 2023: Ben restored his Vespa. | Ben's sister Lotte moves to Utrecht."
+    )
+    assert digests["Ben"].source_turn_ids == (turns[1].id, turns[3].id)
+    assert digests["Ana"].metadata["builder"] == "model"

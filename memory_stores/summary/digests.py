@@ -15,7 +15,11 @@ summary keeps. So the store also keeps, per speaker:
   supersedes the old one, which stays in the history.
 
 Offline the digests are extractive, as the running summary is: sentences are chosen by
-:func:`agentmem.text.informativeness`, never rewritten. An item's provenance is the turns
+:func:`agentmem.text.informativeness`, never rewritten. With a model, the digest is what
+the model wrote: the sentences of the running summary's new version (written by the model
+when the session ended) that cite the session's turns, each in the digest of the speaker
+of the first turn it cites; no call of its own. When the model's update failed, the
+extractive digest stands in. An item's provenance is the turns
 it quotes. Its vector is the mean of those turns' vectors (already embedded for every
 structure), so a digest costs no embedding of its own.
 
@@ -58,12 +62,19 @@ SESSION, PERIOD = "session", "period"
 
 @dataclass(frozen=True)
 class Line:
-    """A sentence a digest quotes: the turn it is from, when, and the sentence."""
+    """A sentence of a digest: the turn it is from (the first it cites), when, the
+    sentence, its weight when a cap binds, and every turn it rests on."""
 
     turn_id: int
     said_at: datetime
     text: str
     weight: float
+    turn_ids: tuple[int, ...] = ()
+
+    @property
+    def sources(self) -> tuple[int, ...]:
+        """The turns it rests on."""
+        return self.turn_ids or (self.turn_id,)
 
 
 class Digests:
@@ -108,8 +119,12 @@ class Digests:
             return []
         started = turns[0].timestamp
         changes: list[Change] = []
+        written = self._model_lines(turns)
         for speaker in dict.fromkeys(t.speaker for t in turns):
-            lines = self._lines([t for t in turns if t.speaker == speaker])
+            if written is not None:
+                lines = written.get(speaker, [])
+            else:
+                lines = self._lines([t for t in turns if t.speaker == speaker])
             chosen = _choose(lines, self.session_words)
             if not chosen:
                 continue
@@ -117,12 +132,35 @@ class Digests:
             item_id = derived_item_id(self.store, user_id, SESSION, session_id, speaker, last)
             text = f"{speaker}, {_day(started)}: " + " | ".join(line.text for line in chosen)
             extra = {"session_start": started.isoformat(), "month": _month_key(started)}
-            item = self._item(item_id, SESSION, user_id, speaker, text, chosen, turns[-1], extra)
+            builder = "offline" if written is None else "model"
+            item = self._item(
+                item_id, SESSION, user_id, speaker, text, chosen, turns[-1], extra, builder
+            )
             added = self._replace(item, chosen)
             changes += added
             if added:
                 changes += self._rebuild_month(user_id, speaker, started, turns[-1])
         return changes
+
+    def _model_lines(self, turns: Sequence[Turn]) -> dict[str, list[Line]] | None:
+        """Return, by speaker, the sentences the model wrote about the session in the
+        running summary's current version (each credited to the speaker of the first turn
+        it cites); ``None`` when that version was not written by a model."""
+        records = self.context.records
+        versions = records.store_items(self.store, turns[0].user_id, kind="summary")
+        if not versions or any(v.metadata.get("builder") != "model" for v in versions):
+            return None
+        shown = {t.id: t for t in turns}
+        ids = [str(i) for v in versions for i in v.metadata.get("sentence_ids", [])]
+        found: dict[str, list[Line]] = {}
+        for position, item in enumerate(records.items(ids, user_id=turns[0].user_id)):
+            cited = [t for t in item.source_turn_ids if t in shown]
+            if not cited or not item.current:
+                continue
+            first = shown[min(cited)]
+            line = Line(first.id, first.timestamp, item.text, float(-position), tuple(cited))
+            found.setdefault(first.speaker, []).append(line)
+        return found
 
     def _lines(self, turns: Sequence[Turn]) -> list[Line]:
         """Return the sentences worth quoting: each turn's :data:`PER_TURN` most
@@ -150,9 +188,15 @@ class Digests:
             if d.metadata.get("speaker") == speaker and d.metadata.get("month") == month
         ]
         lines = [
-            Line(int(turn_id), datetime.fromisoformat(str(when)), str(text), float(weight))
+            Line(
+                int(line[0]),
+                datetime.fromisoformat(str(line[1])),
+                str(line[2]),
+                float(line[3]),
+                tuple(int(t) for t in (line[4] if len(line) > 4 else [line[0]])),
+            )
             for d in sessions
-            for turn_id, when, text, weight in d.metadata.get("lines", [])
+            for line in d.metadata.get("lines", [])
         ]
         chosen = _choose(lines, self.period_words)
         if not chosen:
@@ -161,7 +205,7 @@ class Digests:
         body = "; ".join(f"({line.said_at.day} {line.said_at:%B}) {line.text}" for line in chosen)
         text = f"{speaker} in {moment:%B %Y}: {body}"
         extra = {"month": month, "sessions": len(sessions)}
-        item = self._item(item_id, PERIOD, user_id, speaker, text, chosen, last, extra)
+        item = self._item(item_id, PERIOD, user_id, speaker, text, chosen, last, extra, "offline")
         return self._replace(item, chosen)
 
     def _item(
@@ -174,6 +218,7 @@ class Digests:
         chosen: Sequence[Line],
         last: Turn,
         extra: Mapping[str, object],
+        builder: str,
     ) -> MemoryItem:
         return MemoryItem(
             id=item_id,
@@ -183,13 +228,19 @@ class Digests:
             agent_id=last.agent_id,
             session_id=last.session_id if kind == SESSION else None,
             text=text,
-            source_turn_ids=tuple(sorted({line.turn_id for line in chosen})),
+            source_turn_ids=tuple(sorted({t for line in chosen for t in line.sources})),
             valid_from=last.timestamp,
             metadata={
                 "speaker": speaker,
-                "builder": "offline",
+                "builder": builder,
                 "lines": [
-                    [line.turn_id, line.said_at.isoformat(), line.text, line.weight]
+                    [
+                        line.turn_id,
+                        line.said_at.isoformat(),
+                        line.text,
+                        line.weight,
+                        list(line.sources),
+                    ]
                     for line in chosen
                 ],
                 **extra,
