@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Literal, get_args
 
 #: The forms of question (see the module docstring).
@@ -181,35 +183,61 @@ def time_window(text: str, now: datetime | None = None) -> tuple[datetime, datet
     Several dates make one window from the earliest start to the latest end ("between
     May and August 2023": 1 May to 1 September 2023). A month or day named without a
     year takes the year named elsewhere in the text, else the latest one up to ``now``.
+    A date past either end of the calendar names nothing: recall must never fail on it.
     """
-    spans: list[tuple[datetime, datetime]] = []
     years = [int(y) for y in re.findall(r"\b((?:19|20)\d{2})\b", text)]
     default_year = years[-1] if years else None
+    spans: list[tuple[datetime, datetime]] = []
     taken: list[tuple[int, int]] = []
     for pattern in (_DAY_MONTH, _MONTH_DAY):
         for match in pattern.finditer(text):
             year = int(match.group("year")) if match.group("year") else default_year
             month = _MONTHS[match.group("month").lower()]
-            start = _day(int(match.group("day")), month, year, now)
-            if start is not None:
-                spans.append((start, start + timedelta(days=1)))
+            span = _calendar(partial(_days, int(match.group("day")), month, year, now))
+            if span is not None:
+                spans.append(span)
                 taken.append(match.span())
     for match in _MONTH_ALONE.finditer(text):
         if any(a <= match.start() < b for a, b in taken) or not _is_month(text, match):
             continue
         year = int(match.group("year")) if match.group("year") else default_year
-        start = _day(1, _MONTHS[match.group("month").lower()], year, now)
-        if start is not None:
-            spans.append((start, _next_month(start)))
+        month = _MONTHS[match.group("month").lower()]
+        span = _calendar(partial(_month_span, month, year, now))
+        if span is not None:
+            spans.append(span)
     for match in _YEAR_ALONE.finditer(text):
+        year = int(match.group("year"))
         if not spans:
-            year = int(match.group("year"))
             spans.append((datetime(year, 1, 1), datetime(year + 1, 1, 1)))
     if now is not None:
-        spans += [s for m in _RELATIVE.finditer(text) if (s := _relative(m, now)) is not None]
+        for found in _RELATIVE.finditer(text):
+            span = _calendar(partial(_relative, found, now))
+            if span is not None:
+                spans.append(span)
     if not spans:
         return None
     return min(s for s, _ in spans), max(e for _, e in spans)
+
+
+Span = tuple[datetime, datetime]
+
+
+def _calendar(span: Callable[[], Span | None]) -> Span | None:
+    """Return ``span()``, or ``None`` when it falls past either end of the calendar."""
+    try:
+        return span()
+    except (OverflowError, ValueError):
+        return None
+
+
+def _days(day: int, month: int, year: int | None, now: datetime | None) -> Span | None:
+    start = _day(day, month, year, now)
+    return None if start is None else (start, start + timedelta(days=1))
+
+
+def _month_span(month: int, year: int | None, now: datetime | None) -> Span | None:
+    start = _day(1, month, year, now)
+    return None if start is None else (start, _next_month(start))
 
 
 def _is_month(text: str, match: re.Match[str]) -> bool:

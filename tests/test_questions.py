@@ -84,3 +84,21 @@ def test_relative_times_are_read_against_now() -> None:
     start, end = time_window("What happened last week?", NOW) or (None, None)
     assert start == datetime(2023, 10, 9) and end == datetime(2023, 10, 16)
     assert time_window("What happened last week?") is None  # no now, no last week
+
+
+@pytest.mark.parametrize("now", [datetime(9999, 12, 31, 10), datetime(1, 1, 1, 0, 5)])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What did we talk about on 31 December 9999?",
+        "What happened in December 9999?",
+        "What happened this year?",
+        "What happened last month?",
+        "What happened last week?",
+        "What did we talk about yesterday?",
+        "What happened on 1 January 0001?",
+    ],
+)
+def test_a_time_past_either_end_of_the_calendar_names_nothing(now: datetime, question: str) -> None:
+    reading = read_question(question, now)  # never raises: recall goes on without a window
+    assert reading.window is None or reading.window[0] < reading.window[1]
