@@ -11,7 +11,9 @@ Environment variables:
                           else ~/.local/share/agentmem)
     AGENTMEM_CONFIG       path of the TOML file (default: <data dir>/config.toml)
     AGENTMEM_MODEL        none | local | local:<file.gguf> | openai:<model> | auto
-    AGENTMEM_EMBEDDER     minilm | openai:<model>
+    AGENTMEM_EMBEDDER     minilm | minilm:onnx | minilm:torch | openai:<model>
+    AGENTMEM_CACHE_DIR    where the embedding model's ONNX export is kept (default:
+                          $XDG_CACHE_HOME/agentmem, else ~/.cache/agentmem)
     AGENTMEM_STORES       comma-separated structure names (default: turns)
     AGENTMEM_USER         the user id of the chat app (default: your login name)
     AGENTMEM_DATABASE_URL a SQLAlchemy URL for the records (default: SQLite in the data dir)
@@ -50,6 +52,7 @@ ENVIRONMENT = {
     "AGENTMEM_HOME": "data_dir",
     "AGENTMEM_MODEL": "model",
     "AGENTMEM_EMBEDDER": "embedder",
+    "AGENTMEM_CACHE_DIR": "cache_dir",
     "AGENTMEM_STORES": "stores",
     "AGENTMEM_USER": "user_id",
     "AGENTMEM_DATABASE_URL": "database_url",
@@ -97,6 +100,18 @@ def default_data_dir(env: Mapping[str, str]) -> Path:
     return Path(base).expanduser() / "agentmem"
 
 
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    """Return the cache folder named by the environment, or the platform default.
+
+    It holds what can be rebuilt (the embedding model's ONNX export), so it is not the
+    data directory: deleting it loses nothing.
+    """
+    if env.get("AGENTMEM_CACHE_DIR"):
+        return Path(env["AGENTMEM_CACHE_DIR"]).expanduser()
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "agentmem"
+
+
 def login_user() -> str:
     """Return the user id used when none is configured: the login name (or ``"me"``)."""
     try:
@@ -135,6 +150,12 @@ def _folder(value: Path) -> Path:
     return value.expanduser()
 
 
+def _optional_folder(value: Path | None) -> Path | None:
+    if value is not None and "\x00" in str(value):
+        raise ValueError("cache_dir contains a NUL character")
+    return None if value is None else value.expanduser()
+
+
 def _seconds(value: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"timeout must be a non-negative number, got {value!r}")
@@ -168,6 +189,9 @@ class Config:
     data_dir: Annotated[Path, AfterValidator(_folder)]
     model: Annotated[ModelSpec, BeforeValidator(_model_spec)] = ModelSpec()
     embedder: Text = "minilm"
+    #: Where rebuildable files go (the ONNX export of the embedding model); ``None``: the
+    #: default of :func:`default_cache_dir`.
+    cache_dir: Annotated[Path | None, AfterValidator(_optional_folder)] = None
     stores: Annotated[tuple[str, ...], BeforeValidator(_store_names)] = ("turns",)
     user_id: Text = "me"
     openai_api_key: OptionalText = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import cast
 
 from agentmem.agent import Agent, Budget
 from agentmem.appfiles import remove_user_files
@@ -17,7 +18,13 @@ from agentmem.errors import AgentMemError, ConfigError, StorageError
 from agentmem.ledger.extraction import CachingExtractor, ModelExtractor, RuleExtractor
 from agentmem.ledger.facts import FactLedger
 from agentmem.manager import ForgetReceipt, MemoryManager
-from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder, RetryingEmbedder
+from agentmem.models.embeddings import (
+    RUNTIMES,
+    CachingEmbedder,
+    MiniLMEmbedder,
+    RetryingEmbedder,
+    Runtime,
+)
 from agentmem.models.tokens import TokenCounter
 from agentmem.prompts import DEFAULT_SYSTEM_PROMPT
 from agentmem.protocols import ChatModel, Embedder, MemoryStore, StoreContext, StoreFactory
@@ -90,8 +97,15 @@ def build_embedder(config: Config) -> Embedder:
         ConfigError: The embedder name is unknown.
     """
     spec = config.embedder
-    if spec == "minilm":
-        return CachingEmbedder(MiniLMEmbedder())
+    name, _, runtime = spec.partition(":")
+    if name == "minilm":
+        if runtime not in ("", *RUNTIMES):
+            raise ConfigError(
+                f"unknown embedder {spec!r}", hint="use minilm, minilm:onnx or minilm:torch"
+            )
+        model = MiniLMEmbedder(runtime=cast(Runtime, runtime or "auto"), cache_dir=config.cache_dir)
+        model.preload()  # in the background, while the caller opens the rest
+        return CachingEmbedder(model)
     if spec.startswith("openai:"):
         from agentmem.models.openai_client import OpenAIEmbedder
 
@@ -102,7 +116,9 @@ def build_embedder(config: Config) -> Embedder:
             timeout=config.timeout,
         )
         return CachingEmbedder(RetryingEmbedder(remote, attempts=config.max_retries + 1))
-    raise ConfigError(f"unknown embedder {spec!r}", hint="use minilm or openai:<model>")
+    raise ConfigError(
+        f"unknown embedder {spec!r}", hint="use minilm, minilm:torch or openai:<model>"
+    )
 
 
 def resolve_model(config: Config) -> ModelSpec:

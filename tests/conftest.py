@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 # The model ships inside a package; never reach for the Hugging Face hub in tests.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# One ONNX export of the embedding model for the whole session, shared by every process
+# it starts (the CLI and MCP tests start many), in a temporary folder: never the user's
+# ~/.cache. Set at import, before any test or child process reads the environment.
+_CACHE_DIR = tempfile.mkdtemp(prefix="agentmem-test-cache-")
+os.environ["AGENTMEM_CACHE_DIR"] = _CACHE_DIR
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -18,6 +25,11 @@ from agentmem.protocols import StoreContext  # noqa: E402
 from agentmem.storage.records import Records  # noqa: E402
 from agentmem.storage.vectors import VectorIndex  # noqa: E402
 from agentmem.testing import FakeOpenAIServer  # noqa: E402
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the session's export cache (90 MB)."""
+    shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -145,8 +145,9 @@ class ChatApp(App[None]):
             self.query_one("#prompt", HistoryInput).focus()
 
     def on_ready(self) -> None:
-        # After the first frame: importing torch in a thread still holds the GIL a lot,
-        # and would delay the first paint.
+        # After the first frame: importing a model runtime in a thread still holds the GIL
+        # a lot (ONNX Runtime 0.1 s; torch, on the fallback, seconds), and would delay the
+        # first paint.
         self.warm_up()
 
     # -- turns ------------------------------------------------------------------------------
@@ -339,8 +340,9 @@ class ChatApp(App[None]):
     def warm_up(self) -> None:
         """Load the embedder (and a local model) in the background; resume pending memory.
 
-        Loading runs in a daemon thread rather than a worker: sentence-transformers and
-        torch take seconds to import, and quitting must not wait for that to finish.
+        Loading runs in a daemon thread rather than a worker: the first run exports the
+        embedding model (seconds), sentence-transformers on the fallback takes seconds to
+        import, and quitting must not wait for that to finish.
         ``warmed`` is set once it is done (or failed).
         """
         threading.Thread(target=self._load_models, name="agentmem-warm-up", daemon=True).start()

@@ -28,11 +28,11 @@ _SPAN = rf"(?P<v>{_PROPER}|[a-z][\w'\-]*(?:\s+[a-z][\w'\-]*)?)"
 
 #: Verbs (and phrases) that end their object: "sold the van", "dropped Italian".
 _ENDING_VERBS = (
-    r"sold|selling|gave away|given away|got rid of|rehomed|rehoming|dropped|dropping|quit|"
+    r"sold|selling|gave away|given away|got rid of|rehome|rehomed|rehoming|dropped|dropping|quit|"
     r"quitting|cancelled|canceled|cancelling|canceling|ditched|dumped|broke up with|"
-    r"split up with|split from|divorced|divorcing|stopped|stopping|gave up|give up|giving up|"
-    r"moved out of|moved away from|left|leaving|no longer have|no longer own|no longer go to|"
-    r"no longer work at|no longer work for|no longer play|no longer drive|lost"
+    r"split up with|split from|divorced|divorcing|stopped|stopping|gave up|give up|given up|"
+    r"giving up|moved out of|moved away from|left|leaving|no longer have|no longer own|"
+    r"no longer go to|no longer work at|no longer work for|no longer play|no longer drive|lost"
 )
 _ENDS_OBJECT = re.compile(rf"\b(?i:{_ENDING_VERBS})\s+(?i:{_DET}){_SPAN}")
 #: A subject that ended: "Pixel passed away", "my old van died".
@@ -75,6 +75,22 @@ _ENDS_OTHER = (
     re.compile(
         rf"\b(?i:moved|switched|changed|went|transferred|relocated)\s+(?:over\s+|back\s+)?"
         rf"from {_DET}(?P<v>{_PROPER}|[a-z][\w'\-]*(?:\s+[a-z][\w'\-]*)?) to\b"
+    ),
+    # "I don't drink coffee any more", "she doesn't play tennis anymore"
+    re.compile(
+        rf"\b(?i:don't|do not|doesn't|does not|won't|can't|cannot)\s+[a-z]+\s+(?i:{_DET})"
+        rf"(?P<v>{_PROPER}|[a-z][\w'\-]*(?:\s+[a-z][\w'\-]*)?)\s+(?i:any ?more)\b"
+    ),
+    # "I'm no longer a quantity surveyor", "I no longer eat meat"
+    re.compile(
+        rf"\b(?i:no longer)\s+(?:(?i:a|an|the|in|at|with)\s+(?P<v>{_PROPER}|"
+        rf"[a-z][\w'\-]*(?:\s+[a-z][\w'\-]*)?)|(?!(?i:have|own|go|work|play|drive|my|our)\b)"
+        rf"[a-z]+\s+(?i:{_DET})(?P<v2>{_PROPER}|[a-z][\w'\-]*(?:\s+[a-z][\w'\-]*)?))"
+    ),
+    # "I'm not a smoker anymore", "he isn't my manager any more"
+    re.compile(
+        rf"\b(?i:I'm not|I am not|isn't|is not|aren't|are not|wasn't)\s+(?i:a|an|the)\s+"
+        rf"(?P<v>{_PROPER}|[a-z][\w'\-]*(?:\s+[a-z][\w'\-]*)?)\s+(?i:any ?more)\b"
     ),
 )
 #: Objects too vague to end anything by themselves ("I quit it", "I stopped by").
@@ -141,13 +157,21 @@ def ended_values(sentence: str) -> list[str]:
     found: list[tuple[int, str]] = []
     for regex in (_ENDS_OBJECT, *_ENDS_SUBJECT, *_ENDS_OTHER):
         for match in regex.finditer(sentence):
-            value = _clean(match.group("v") or match.groupdict().get("v2") or "")
+            group = "v" if match.group("v") else "v2"
+            value = _clean(match.group(group) or "")
             first = value.split()[0].lower() if value else ""
-            if not value or first in _VAGUE or first in STOPWORDS:
+            named = value[:1].isupper() and len(value.split()) > 1  # "To Limani", "The Ivy"
+            if not value or (first in _VAGUE or first in STOPWORDS) and not named:
                 continue
             if regex is _ENDS_OBJECT and value[:1].islower() and _leaving_a_moment(match):
                 continue
-            found.append((match.start("v"), value))
+            if (
+                regex is _ENDS_OBJECT
+                and match.group(0).split()[0].lower() in _SETS_DOWN
+                and _SET_DOWN.match(sentence, match.end())
+            ):
+                continue
+            found.append((match.start(group), value))
     seen: set[str] = set()
     ordered = []
     for _, value in sorted(found):
@@ -165,9 +189,30 @@ def _leaving_a_moment(match: re.Match[str]) -> bool:
     return words[0] in {"left", "leaving", "lost"} and words[1:2] != ["my"]
 
 
+#: "Dropped Obinna at the university", "left the keys at home": a ride or a place, not an
+#: ending.
+_SET_DOWN = re.compile(r"\s+(?:off|at|outside|by)\b", re.IGNORECASE)
+_SETS_DOWN = frozenset({"dropped", "dropping", "left", "leaving"})
+
+
 def is_temporary(sentence: str) -> bool:
     """Whether the sentence describes a visit or a stay, not a lasting state."""
     return bool(_TEMPORARY.search(sentence)) and not _LASTING.search(sentence)
+
+
+#: A plan or a hypothetical: what it names does not hold yet ("moving to Lisbon next month").
+_PLANNED = re.compile(
+    r"\b(?:next (?:week|month|year|summer|spring|autumn|fall|winter|term|season)|"
+    r"in (?:a|two|three|four|six|a few|a couple of) (?:weeks|months|years)|"
+    r"(?:planning|plan|plans|hoping|hope|want|wants|going|thinking of|thinking about|"
+    r"considering|might|may|could)(?: to)? (?:move|moving|relocate|relocating|live))\b",
+    re.IGNORECASE,
+)
+
+
+def is_planned(sentence: str) -> bool:
+    """Whether the sentence speaks of a plan or a hypothetical, not of what holds now."""
+    return bool(_PLANNED.search(sentence))
 
 
 def signals_change(sentence: str) -> bool:

@@ -46,6 +46,7 @@ from agentmem.ledger.extraction import (
     queue_degraded,
     retry_queued,
 )
+from agentmem.ledger.linked import LinkedFacts
 from agentmem.ledger.lookback import Lookback
 from agentmem.ledger.mentions import (
     asserts_value,
@@ -103,6 +104,8 @@ class FactLedger:
         #: Looks back in the users' turns (read once per resolution) for a value said in
         #: passing before a change.
         self._lookback = Lookback(context.records)
+        #: Links a change to the earlier statements it outdates, slot or no slot.
+        self._linked = LinkedFacts(context.records, self._lookback, self._item)
 
     # -- the MemoryStore protocol -----------------------------------------------------------
 
@@ -196,11 +199,13 @@ class FactLedger:
         for user_id in dict.fromkeys(t.user_id for t in turns):
             slots = self._slots(user_id)
             for turn in (t for t in turns if t.user_id == user_id):
-                for fact in extracted.get(turn.id, []):
-                    if not fact.generic:
-                        decisions.append(
-                            self._resolve_one(fact, by_id[fact.turn_id], slots, batch, done)
-                        )
+                made = [
+                    self._resolve_one(fact, by_id[fact.turn_id], slots, batch, done)
+                    for fact in extracted.get(turn.id, [])
+                    if not fact.generic
+                ]
+                decisions += made
+                decisions += self._linked.decide(turn, made, slots, batch)
         self._persist(batch)
         return decisions
 

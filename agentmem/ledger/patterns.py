@@ -251,14 +251,14 @@ FIRST_DAY = re.compile(
 )
 RELATIVE_NAMED = re.compile(rf"\b[Mm]y (?P<rel>{RELATIONS}),? (?P<v>{NAME})\b")
 OCCUPATIONS = frozenset(
-    """accountant actor actress architect artist assistant baker banker barber barista
+    """accountant actor actress analyst apprentice architect artist assistant baker banker barber barista
     bartender biologist blogger bookkeeper builder butcher carpenter cashier chef chemist
     cleaner clerk coach consultant cook counselor counsellor courier dancer dentist designer
     developer dietitian doctor driver economist editor electrician engineer farmer firefighter
     gardener designer hairdresser historian illustrator instructor intern janitor jeweler
     journalist judge lawyer lecturer librarian lifeguard machinist manager mechanic midwife
     model musician nanny nurse optician painter paramedic pharmacist photographer physician
-    physicist physiotherapist pilot plumber poet police officer politician postman professor
+    physicist physiotherapist pilot plumber poet police officer politician postman principal professor
     programmer psychologist receptionist reporter researcher retailer salesman scientist
     secretary singer social worker soldier student surgeon tailor teacher technician therapist
     translator tutor veterinarian vet waiter waitress welder writer youtuber streamer""".split()

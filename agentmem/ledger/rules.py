@@ -21,6 +21,7 @@ from agentmem.ledger.cues import (
     aspect_word,
     ended_values,
     is_correction,
+    is_planned,
     is_temporary,
     shaped_changes,
 )
@@ -202,8 +203,9 @@ class RuleExtractor:
             sentence = _self_reference(sentence, speaker)
             negated = bool(re.search(NEGATION, sentence, re.I))
             found = self._slots(sentence, turn, speaker, negated)
-            if is_temporary(sentence):
-                # "I'm in Rome this week for a conference": a visit is not a home.
+            if is_temporary(sentence) or is_planned(sentence):
+                # "I'm in Rome this week for a conference": a visit is not a home; "my
+                # sister is moving to Lisbon next month": a plan is not one yet.
                 found = [f for f in found if f.attribute not in LASTING or not f.polarity]
             stated, rejected = shaped_changes(sentence)
             ended = [

@@ -294,19 +294,56 @@ class Partitions:
     ) -> None:
         self.client = client
         self.closed = False
+        #: A call failed for want of disk (see :meth:`call`).
+        self.failed = False
         self._function = function
         self._hnsw = dict(hnsw)
         self._where = where
         self._handles = handles
 
+    def check_room(self, size: int) -> None:
+        """Refuse a write the folder's disk has no room for, before chromadb tries it.
+
+        chromadb 1.5's Rust side can wedge when a write meets a full disk: the next call,
+        even after space was freed, waited forever (tests/test_disk_full.py, 1 run in 2).
+        So an embedded index checks first that the disk holds :data:`ROOM_FACTOR` times
+        the vectors' size (its write log, the index files, SQLite's journal) plus
+        :data:`ROOM_MARGIN`; the vectors stay journaled, and the write is retried later.
+
+        Raises:
+            DiskFullError: The room is not there.
+        """
+        if self._where.startswith(("http://", "https://")) or self._where == "memory":
+            return
+        try:
+            free = shutil.disk_usage(self._where).free
+        except OSError:
+            return  # the write itself will say what is wrong
+        needed = ROOM_FACTOR * size + ROOM_MARGIN
+        if free < needed:
+            self.failed = True
+            raise DiskFullError(
+                f"vector write refused: {free} bytes free where it needs {needed}",
+                hint=f"free space on the disk that holds {self._where}, then retry; the "
+                "vectors wait in the journal and nothing stored is lost",
+            )
+
     def call(self, action: str, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run a chromadb call, typed errors out; refuse once the index is closed."""
+        """Run a chromadb call, typed errors out; refuse once the index is closed.
+
+        A call that fails for want of disk marks the system as failed: its Rust side may
+        hold a lock it never releases, so closing the index stops the system.
+        """
         if self.closed:
             raise StorageError(
                 f"{action} on a closed vector index",
                 hint="open a new VectorIndex; a closed one holds no lock on its folder",
             )
-        return guarded(action, self._where, call, *args, **kwargs)
+        try:
+            return guarded(action, self._where, call, *args, **kwargs)
+        except DiskFullError:
+            self.failed = True
+            raise
 
     def collection(
         self, store: str, user_id: str, *, create: bool = True, history: bool = False
@@ -386,7 +423,13 @@ class Partitions:
     def write(
         self, store: str, user_id: str, ids: list[str], vectors: np.ndarray, stored: list[dict]
     ) -> None:
-        """Write vectors to chromadb, each to its partition, out of the other one."""
+        """Write vectors to chromadb, each to its partition, out of the other one.
+
+        Raises:
+            DiskFullError: The folder's disk lacks room for the write (checked first).
+            StorageError: chromadb failed.
+        """
+        self.check_room(vectors.nbytes)
         for history, rows in by_partition(stored):
             chosen = [ids[n] for n in rows]
             target = self.collection(store, user_id, history=history)
@@ -465,11 +508,15 @@ class Partitions:
         ]
 
 
+#: A vector write needs this many times its vectors' size free on the disk, plus the
+#: margin (see :meth:`Partitions.check_room`).
+ROOM_FACTOR, ROOM_MARGIN = 8, 1 << 20
+
 #: A chromadb segment folder's name: the segment's UUID.
 _SEGMENT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-def compact_folder(path: Path) -> int:
+def compact_folder(path: Path, *, vacuum: bool = True) -> int:
     """Remove the index files of dropped collections and rebuild chromadb's SQLite file.
 
     chromadb 1.5 deletes a dropped collection's rows but leaves its HNSW segment folder
@@ -494,7 +541,8 @@ def compact_folder(path: Path) -> int:
                 if folder.is_dir() and _SEGMENT.match(folder.name) and folder.name not in live:
                     shutil.rmtree(folder)
                     removed += 1
-            connection.execute("VACUUM")
+            if vacuum:
+                connection.execute("VACUUM")
             return removed
         finally:
             connection.close()

@@ -237,6 +237,9 @@ class Shared:
         self.collections: dict[str, Any] = {}
         self.journal = journal
         self.users = 0
+        #: Whether a collection was dropped or rebuilt: chromadb writes a dropped
+        #: collection's index files again when its system stops (see VectorIndex close).
+        self.dropped = False
         #: Indexes of this process on the folder not yet closed cleanly (see OPEN).
         self.unclosed = 0
         self._pending: dict[Key, Waiting] = {}
@@ -352,6 +355,12 @@ def open_shared(key: str, folder: Path | None, budget: int) -> tuple[Shared, boo
         shared.users += 1
         shared.unclosed += 1
         return shared, created
+
+
+def is_shared(key: str) -> bool:
+    """Whether some index of this process still holds the system ``key``."""
+    with _SHARED_LOCK:
+        return key in _SHARED
 
 
 def close_shared(key: str) -> None:

@@ -64,7 +64,7 @@ from agentmem.storage.chroma import (
     private_copy,
 )
 from agentmem.storage.exact import ExactCopy
-from agentmem.storage.journal import Shared, close_shared, open_shared
+from agentmem.storage.journal import Shared, close_shared, is_shared, open_shared
 from agentmem.storage.locking import LOCK_NAME, FolderLock
 
 __all__ = [
@@ -140,6 +140,7 @@ class VectorIndex:
         self.embedder = embedder
         # The folder compact() rewrites: an embedded index's own, never a private copy.
         self._path = Path(path) if path is not None and not url and not read_only else None
+        self._key = ""
         self.read_only = read_only
         self._copy: tempfile.TemporaryDirectory[str] | None = None
         self._function = AgentMemEmbeddingFunction(embedder)
@@ -175,7 +176,7 @@ class VectorIndex:
             handles: dict[str, Any] = {}
             created = False
             if not url:
-                key = "memory:" if path is None else f"path:{Path(path).resolve()}"
+                key = self._key = "memory:" if path is None else f"path:{Path(path).resolve()}"
                 folder = Path(path) if path is not None else None
                 self._shared, created = open_shared(key, folder, self.EXACT_BUDGET)
                 self._release_shared = weakref.finalize(self, close_shared, key)
@@ -188,16 +189,37 @@ class VectorIndex:
             raise
 
     def _let_go(self) -> None:
+        dropped = False
         if self._shared is not None:
+            dropped = self._shared.dropped
             self._shared = None
             self._release_shared()
+        # chromadb shares one system per folder in a process and stops it when its last
+        # client closes. Left running, a system whose write failed (a full disk) kept a
+        # lock its Rust side never released, and the next index opened on the folder in
+        # this process hung on its first call (tests/test_disk_full.py, 1 run in 2). A
+        # healthy system is left running: stopping it writes the index files of the
+        # collections dropped in this process again, from its memory.
+        failed = getattr(getattr(self, "_chroma", None), "failed", False)
+        close = getattr(getattr(self, "client", None), "close", None) if failed else None
+        if self._copy is not None:  # the copy's system: let go before deleting the copy
+            close = getattr(getattr(self, "client", None), "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as exc:  # closing must let go of the folder whatever happens
+                logger.warning("chromadb did not close cleanly: %s", exc)
+        if dropped and self._path is not None and not is_shared(self._key):
+            # Stopping the system wrote the index files of collections dropped in this
+            # process again (from its memory): remove them once more.
+            try:
+                compact_folder(self._path, vacuum=False)
+            except StorageError as exc:
+                logger.warning("could not remove dropped collections' files: %s", exc)
         if self._folder_lock is not None:
             self._folder_lock.release()
             self._folder_lock = None
         if self._copy is not None:
-            close = getattr(getattr(self, "client", None), "close", None)
-            if callable(close):  # chromadb's system on the copy: let go before deleting it
-                close()
             self._copy.cleanup()
             self._copy = None
 
@@ -597,6 +619,7 @@ class VectorIndex:
         held = 0
         names = [collection_name(store, user_id, history=h) for h in (False, True)]
         if self._shared is not None:
+            self._shared.dropped = True
             for name in names:
                 self._shared.copies.forget(name)
         with self._lock:
