@@ -5,7 +5,9 @@ over two months. A recap of a period gets the summaries' digests first; a recap 
 whose turns all fit gets the turns themselves (a digest of them adds nothing and gives
 way); a point question gets the turns; a search returns the leading structure's items
 first, each with its sources; and the structures that only fill room are not searched
-when the lead leaves none.
+when the lead leaves none. Over every shipped structure (`all`), a search returns the
+structure built for the question first (summaries, the tree, memos), each item with its
+sources.
 """
 
 from __future__ import annotations
@@ -147,3 +149,43 @@ def test_a_structure_that_knows_nothing_of_time_is_not_searched_for_a_recap(
         as_of=datetime(2023, 6, 30),
     )
     assert {"summary", "turns"} <= set(recap.timings) and "graph" not in recap.timings
+
+
+@pytest.fixture(scope="module")
+def everything(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Memory]:
+    """The same dialogue in every shipped structure (``all``)."""
+    with Memory(tmp_path_factory.mktemp("all"), model="none", env={}, stores=("all",)) as shared:
+        for number, (start, lines) in enumerate(SESSIONS, 1):
+            for offset, (speaker, text) in enumerate(lines):
+                shared.add(
+                    [{"role": "user", "content": text, "name": speaker}],
+                    user_id="ana-ben",
+                    session_id=f"s{number}",
+                    timestamp=start + timedelta(minutes=offset),
+                )
+            shared.end_session(user_id="ana-ben", session_id=f"s{number}")
+        yield shared
+
+
+@pytest.mark.parametrize(
+    ("question", "store", "kind"),
+    [
+        ("What happened in Ana's life between May and June 2023?", "summary", "session"),
+        ("What do you know about Ana's pottery?", "memtree", "node"),
+        ("What did we say about Lisbon?", "memo", "memo"),
+    ],
+)
+def test_a_search_over_all_returns_the_leading_structure_first_with_its_sources(
+    everything: Memory, question: str, store: str, kind: str
+) -> None:
+    found = everything.search(question, user_id="ana-ben", top_k=5).items
+    assert (found[0]["store"], found[0]["kind"]) == (store, kind)
+    turns = {t.id for t in everything.records.turns("ana-ben")}
+    for item in found:
+        assert item["source_turn_ids"] and set(item["source_turn_ids"]) <= turns
+
+
+def test_a_point_search_over_all_returns_turns_and_facts_first(everything: Memory) -> None:
+    found = everything.search("What is the name of Ana's cat?", user_id="ana-ben", top_k=5)
+    assert [i["store"] for i in found.items[:2]] in (["facts", "turns"], ["turns", "facts"])
+    assert "Smoke" in found.items[0]["memory"]
