@@ -129,6 +129,12 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "(develop on even, report odd as unseen; default: all samples)",
     )
     replay.add_argument(
+        "--breadth",
+        action="store_true",
+        help="also ask recap questions generated from the files' observations and session "
+        "summaries, scored by coverage (docs/replay.md)",
+    )
+    replay.add_argument(
         "--data-dir", help="where each configuration's memory is kept (default: OUT/data)"
     )
     replay.add_argument("--judge", action="store_true", help="also grade answers with the model")
@@ -371,7 +377,7 @@ def _plain_chat(
 def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     from agentmem.config import load_config
     from agentmem.factory import build_embedder, build_minilm, build_model, resolve_model
-    from agentmem.replay import kind_table, replay, summary_table
+    from agentmem.replay import breadth_table, kind_table, replay, summary_table
 
     for name in ("budget", "k"):
         if getattr(args, name) <= 0:
@@ -404,6 +410,7 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
             k=args.k,
             limit_questions=args.limit_questions,
             split=args.split,
+            breadth=args.breadth,
             model=model,
             builds_with_model=builds,
             judge=args.judge,
@@ -418,9 +425,9 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     # A table needs room; a pipe or file gets a wide one instead of a squeezed one.
     wide = Console(file=out.file, width=out.width if out.is_terminal else 220, highlight=False)
     wide.print(summary_table(report))
-    by_kind = kind_table(report)
-    if by_kind is not None:
-        wide.print(by_kind)
+    for table in (kind_table(report), breadth_table(report)):
+        if table is not None:
+            wide.print(table)
     for kind, path in report.extra.get("files_written", {}).items():
         out.print(f"{kind}: {path}")
     return 0

@@ -18,6 +18,10 @@ from agentmem.types import MemoryItem, Recalled
 RRF_K = 60
 #: Tokens each recalled item costs in a prompt beyond its text (its line's framing).
 ITEM_OVERHEAD = 8
+#: An item drawn from at most this many turns puts them before the reader (a turn, a fact
+#: read from it); a larger aggregate only the words it quotes of them.
+SMALL_ITEM = 3
+_SPEAKER = re.compile(r"^[^:\n]{1,60}:\s")
 
 
 def dedupe_key(text: str) -> str:
@@ -53,18 +57,41 @@ def fit_rankings(
         return fit(fuse([found for _, found in rankings]), budget_tokens)
     lead = fit(fuse([found for name, found in rankings if name in leaders]), budget_tokens)
     rest = fuse([found for name, found in rankings if name not in leaders])
-    covered = {t for r in lead.kept for t in r.item.source_turn_ids}
-    texts = {dedupe_key(r.item.text) for r in lead.kept}
-    ids = {r.item.id for r in lead.kept}
-    extra = [
-        r
-        for r in rest
-        if r.item.id not in ids
-        and dedupe_key(r.item.text) not in texts
-        and not (r.item.source_turn_ids and set(r.item.source_turn_ids) <= covered)
-    ]
-    more = fit(extra, budget_tokens - lead.tokens)
+    more = fit(_adding(rest, lead.kept), budget_tokens - lead.tokens)
     return Fitted([*lead.kept, *more.kept], lead.dropped + more.dropped, lead.tokens + more.tokens)
+
+
+def _adding(ranked: Sequence[Recalled], kept: Sequence[Recalled]) -> list[Recalled]:
+    """Return the items of ``ranked`` that add to ``kept``: not one of them, not the same
+    text, and drawn from at least one turn not yet before the reader.
+
+    A turn is before the reader when a kept item of at most :data:`SMALL_ITEM` turns came
+    from it (the turn itself, a fact read from it), or when a kept aggregate drawn from it
+    holds the candidate's words: a digest that quotes one sentence of a turn does not make
+    the whole turn a repeat.
+    """
+    shown = {
+        t for r in kept if len(r.item.source_turn_ids) <= SMALL_ITEM for t in r.item.source_turn_ids
+    }
+    aggregates = [r.item for r in kept if len(r.item.source_turn_ids) > SMALL_ITEM]
+    texts = {dedupe_key(r.item.text) for r in kept}
+    ids = {r.item.id for r in kept}
+
+    def repeats(item: MemoryItem) -> bool:
+        left = set(item.source_turn_ids) - shown
+        if not item.source_turn_ids or not left:
+            return bool(item.source_turn_ids)
+        said = dedupe_key(_SPEAKER.sub("", item.text, count=1))
+        return all(
+            any(turn in a.source_turn_ids and said in dedupe_key(a.text) for a in aggregates)
+            for turn in left
+        )
+
+    return [
+        r
+        for r in ranked
+        if r.item.id not in ids and dedupe_key(r.item.text) not in texts and not repeats(r.item)
+    ]
 
 
 def fuse(rankings: Sequence[Sequence[Recalled]]) -> list[Recalled]:

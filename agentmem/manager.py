@@ -10,14 +10,20 @@ budget, reporting what it used and what it cost.
 
 How the rankings are fused (``fusion``):
 
-* ``"lead"`` (the default): the fact ledger and the *lead* structure (the first one
-  configured; ``turns`` in ``all``) are fused by reciprocal rank and fitted into the budget
-  first. The other structures' items, fused among themselves, take the room that leaves;
-  one whose source turns are all in the context already (a tree leaf or a graph passage
-  repeating a kept turn) is left out. So a weaker structure never displaces a lead item
-  that fits, and adds what it finds when the lead leaves room. Measured on LoCoMo, equal
-  rank fusion let structures built offline push out the turns that held the answer
-  (docs/concepts.md, "Fusion").
+* ``"lead"`` (the default): the *lead* structure is fitted into the budget first. Which
+  one leads depends on the question's form (:mod:`agentmem.questions`, read from the
+  question's own words): the first configured structure built for it (``Leading``: the
+  summaries for a recap, the tree for a topic), else the first configured one (``turns``
+  in ``all``); for a question whose answer is a fact the fact ledger leads beside it. The
+  other structures' items, fused among themselves, take the room that leaves; one whose
+  source turns are all in the context already (a tree leaf or a graph passage repeating a
+  kept turn, a turn a digest quotes) is left out. So a weaker structure never displaces a
+  lead item that fits, and adds what it finds when the lead leaves room; when the lead
+  leaves none, the others are not even searched. A recap whose turns all fit the budget
+  (one day's talk) is answered by the turns themselves: an aggregate of them adds
+  nothing and gives way. A recap that names its time keeps only what was said then.
+  Measured on LoCoMo, equal rank fusion let structures built offline push out the turns
+  that held the answer (docs/concepts.md, "Fusion").
 * ``"rank"``: every structure an equal say, by reciprocal rank fusion (Cormack et al.
   2009).
 """
@@ -47,9 +53,11 @@ from agentmem.protocols import (
     Consolidating,
     Embedder,
     ErasableVectors,
+    Leading,
     MemoryStore,
     Resumable,
 )
+from agentmem.questions import Reading, read_question
 from agentmem.rewrite import model_rewrite, rewrite_query
 from agentmem.storage.records import Records
 from agentmem.text import asks_only, says_nothing
@@ -70,6 +78,12 @@ from agentmem.types import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: The question forms whose answer is a fact: for them the fact ledger leads the fusion.
+LEDGER_FORMS = frozenset({"point", "multi-hop"})
+#: The least room (tokens) the lead must leave for the other structures to be searched:
+#: the overhead of an item and a short sentence.
+MIN_ROOM = ITEM_OVERHEAD + 32
 
 
 class MemoryManager:
@@ -370,19 +384,28 @@ class MemoryManager:
             else rewrite_query(text, context)
         )
         timings["rewrite"] = time.perf_counter() - started
-        only = None if structures is None else frozenset(structures)
-        rankings, stale = self._fan_out(
-            query_text, scope, k, exclude_turn_ids, as_of, include_history, timings, only
+        active = [
+            s
+            for s in self.structures
+            if (self.recall_from is None or s.name in self.recall_from)
+            and (structures is None or s.name in structures)
+        ]
+        # The form is the asker's own words', not the rewrite's (which adds context).
+        reading = read_question(text, now=as_of or utcnow())
+        query = self._query(
+            query_text, scope, exclude_turn_ids, as_of, include_history, reading, timings
         )
+        rankings, stale = self._recall_staged(query, k, active, budget_tokens, timings)
         if iterative if iterative is not None else self.iterative:
-            first = self._fit(rankings, budget_tokens).kept
+            first = self._fit(rankings, budget_tokens, reading.form, k).kept
             follow_up = query_text + " " + " ".join(r.item.text for r in first[:3])
-            more, stale_more = self._fan_out(
-                follow_up, scope, k, exclude_turn_ids, as_of, include_history, timings, only
+            again = self._query(
+                follow_up, scope, exclude_turn_ids, as_of, include_history, reading, timings
             )
+            more, stale_more = self._fan_out(again, k, active, timings)
             rankings += more
             stale += stale_more
-        fitted = self._fit(rankings, budget_tokens)
+        fitted = self._fit(rankings, budget_tokens, reading.form, k)
         # With history, an old version and the item that replaced it are often both found;
         # where the query does not tell them apart, what holds now comes first.
         kept = current_first(fitted.kept, query_text)
@@ -390,33 +413,64 @@ class MemoryManager:
         return RecallResult(tuple(kept), fitted.tokens, fitted.dropped, timings, query_text, stale)
 
     def _fit(
-        self, rankings: Sequence[tuple[str, list[Recalled]]], budget_tokens: int
+        self,
+        rankings: Sequence[tuple[str, list[Recalled]]],
+        budget_tokens: int,
+        form: str = "point",
+        k: int | None = None,
     ) -> Fitted[Recalled]:
         """Fuse the structures' rankings (see the module docstring) into the budget."""
-        leaders = None if self.fusion == "rank" else self.leaders([n for n, _ in rankings])
-        return fit_rankings(rankings, budget_tokens, self.counter, leaders=leaders)
+        if self.fusion == "rank":
+            return fit_rankings(rankings, budget_tokens, self.counter)
+        names = [n for n, _ in rankings]
+        if form != "point" and self._whole(rankings, budget_tokens, k):
+            form = "point"
+        return fit_rankings(
+            rankings, budget_tokens, self.counter, leaders=self.leaders(names, form)
+        )
 
-    def leaders(self, names: Sequence[str]) -> frozenset[str]:
-        """Return which of the structures ``names`` lead the fusion.
+    def _whole(
+        self, rankings: Sequence[tuple[str, list[Recalled]]], budget_tokens: int, k: int | None
+    ) -> bool:
+        """Whether the point lead found all there is (fewer than ``k`` items) and it all fits.
 
-        The fact ledger, and the first configured structure among ``names``.
+        Then what it found is the answer itself ("what did we talk about on 8 May": that
+        day's turns), and an aggregate of it adds nothing: it leads, as for a point
+        question, and the aggregates give way (they add only turns it lacks).
         """
-        present = set(names)
-        first = next((s.name for s in self.stores if s.name in present), None)
-        ledger = self.facts.name if self.facts is not None else None
-        return frozenset(n for n in (ledger, first) if n is not None and n in present)
+        names = [n for n, _ in rankings]
+        point = next(iter(self.leaders(names, "point") - {FACT_STORE}), None)
+        found = [r for name, ranking in rankings if name == point for r in ranking]
+        if point is None or not found or k is None or len(found) >= k:
+            return False
+        if not fit_rankings(rankings, budget_tokens, self.counter).dropped:
+            return False  # no budget to save (a search): the aggregates still come first
+        return not fit_rankings([(point, found)], budget_tokens, self.counter).dropped
 
-    def _fan_out(
+    def leaders(self, names: Sequence[str], form: str = "point") -> frozenset[str]:
+        """Return which of the structures ``names`` lead the fusion for a question's form.
+
+        The first configured structure among ``names`` built for the form (``Leading``:
+        a recap is led by the summaries), else the first configured one; with it the fact
+        ledger, for the forms whose answer is a fact (:data:`LEDGER_FORMS`).
+        """
+        present = [s for s in self.stores if s.name in set(names)]
+        built = [s.name for s in present if isinstance(s, Leading) and form in s.leads]
+        lead = built[0] if built else (present[0].name if present else None)
+        ledger = self.facts.name if self.facts is not None and form in LEDGER_FORMS else None
+        return frozenset(n for n in (ledger, lead) if n is not None and n in set(names))
+
+    def _query(
         self,
         text: str,
         scope: Scope,
-        k: int,
         exclude_turn_ids: Sequence[int],
         as_of: datetime | None,
         include_history: bool,
+        reading: Reading,
         timings: dict[str, float],
-        only: frozenset[str] | None = None,
-    ) -> tuple[list[tuple[str, list[Recalled]]], int]:
+    ) -> Query:
+        """Return the query the structures receive, embedded once for all of them."""
         tick = time.perf_counter()
         query = Query(
             text=text,
@@ -425,18 +479,57 @@ class MemoryManager:
             as_of=as_of,
             include_history=include_history,
             exclude_turn_ids=frozenset(exclude_turn_ids),
+            form=reading.form,
+            window=reading.window,
         )
         timings["embed"] = timings.get("embed", 0.0) + time.perf_counter() - tick
+        return query
+
+    def _recall_staged(
+        self,
+        query: Query,
+        k: int,
+        active: Sequence[MemoryStore],
+        budget_tokens: int,
+        timings: dict[str, float],
+    ) -> tuple[list[tuple[str, list[Recalled]]], int]:
+        """Search the leading structures, then the others only if the lead left room.
+
+        Under lead fusion the others only fill the room the lead leaves: when less than
+        :data:`MIN_ROOM` tokens are left, no item of theirs would fit, and searching them
+        only costs time (on LoCoMo at ``k = 50``, the lead fills 1,470 of 1,500 tokens).
+        """
+        if self.fusion == "rank":
+            return self._fan_out(query, k, active, timings)
+        leaders = self.leaders([s.name for s in active], query.form)
+        first = [s for s in active if s.name in leaders]
+        rest = [
+            s
+            for s in active
+            if s.name not in leaders and (not isinstance(s, Leading) or query.form in s.serves)
+        ]
+        rankings, stale = self._fan_out(query, k, first, timings)
+        if rest:
+            room = budget_tokens - self._fit(rankings, budget_tokens, query.form, k).tokens
+            if room >= MIN_ROOM:
+                more, stale_more = self._fan_out(query, k, rest, timings)
+                rankings += more
+                stale += stale_more
+        return rankings, stale
+
+    def _fan_out(
+        self,
+        query: Query,
+        k: int,
+        active: Sequence[MemoryStore],
+        timings: dict[str, float],
+    ) -> tuple[list[tuple[str, list[Recalled]]], int]:
+        """Search ``active`` for ``query``; settle what is stale; return the rankings."""
+        as_of, include_history, scope = query.as_of, query.include_history, query.scope
         values = self.guard.stale_values(scope.user_id)
         by_name = self._by_name()
         rankings: list[tuple[str, list[Recalled]]] = []
         stale_count = 0
-        active = [
-            s
-            for s in self.structures
-            if (self.recall_from is None or s.name in self.recall_from)
-            and (only is None or s.name in only)
-        ]
 
         def retrieve(store: MemoryStore) -> tuple[list[Recalled], float]:
             tick = time.perf_counter()
@@ -453,7 +546,7 @@ class MemoryManager:
             for recalled in results:
                 if recalled.item.metadata.get("erased"):
                     continue  # a tombstone: something was erased here, nothing to recall
-                if not _evidence(recalled.item):
+                if not _evidence(recalled.item) or not _in_window(recalled.item, query):
                     continue
                 stale = self.guard.stale_for(recalled.item, values, as_of=as_of)
                 if stale is None:
@@ -647,6 +740,19 @@ def _evidence(item: MemoryItem) -> bool:
         return True
     said = _SPEAKER_PREFIX.sub("", item.text, count=1)
     return not (asks_only(said) or says_nothing(said))
+
+
+def _in_window(item: MemoryItem, query: Query) -> bool:
+    """Whether an item may answer a recap of ``query.window``: said within it.
+
+    A recap names its time ("what did we talk about on 8 May"): what holds from another
+    time (a fact of March, a memo of last year) is not what was said then. Other forms
+    keep everything: a point question's date is part of what it asks, not a filter.
+    """
+    if query.form != "recap" or query.window is None or item.valid_from is None:
+        return True
+    start, end = query.window
+    return start <= item.valid_from < end
 
 
 #: "Ana: " before what a turn said.

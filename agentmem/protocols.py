@@ -410,6 +410,23 @@ class Browsable(Protocol):
 
 
 @runtime_checkable
+class Leading(Protocol):
+    """A structure built for some forms of question (:mod:`agentmem.questions`).
+
+    For a question of one of those forms the manager lets it lead the fusion: its items
+    are fitted into the budget first (a recap gets the summaries before the turns).
+
+    Attributes:
+        leads: The forms it answers first (``"recap"``, ``"topic"``, ...).
+        serves: The forms it answers at all: for another form it is not searched (a
+            structure that knows nothing of time adds nothing to a recap of a day).
+    """
+
+    leads: frozenset[str]
+    serves: frozenset[str]
+
+
+@runtime_checkable
 class Resumable(Protocol):
     """A structure that queues failed model builds and can retry them."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -338,6 +339,9 @@ def proper_nouns(text: str) -> list[str]:
     return found
 
 
+# Memoised: the summaries, their digests, the memos and the tree each score the same
+# sentences of a turn (7,320 calls for 419 turns of a LoCoMo conversation under `all`).
+@lru_cache(maxsize=8192)
 def informativeness(sentence: str) -> float:
     """Score how much a sentence states (facts, names, numbers) rather than reacts.
 

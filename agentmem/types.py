@@ -390,6 +390,10 @@ class Query:
         include_history: Also return invalidated items (marked as not current).
         exclude_turn_ids: Turns already in the prompt (the recency window); skip items
             derived only from them.
+        form: What kind of answer the question wants (``agentmem.questions``): a
+            ``"point"`` fact, a ``"recap"``, a ``"topic"``, several things at once
+            (``"multi-hop"``), or what was said about a subject (``"mentions"``).
+        window: The dialogue time the question names, ``[start, end)``, if any.
     """
 
     text: str
@@ -398,6 +402,8 @@ class Query:
     as_of: datetime | None = None
     include_history: bool = False
     exclude_turn_ids: frozenset[int] = frozenset()
+    form: str = "point"
+    window: tuple[datetime, datetime] | None = None
 
 
 @dataclass(frozen=True)

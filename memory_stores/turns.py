@@ -38,6 +38,7 @@ import numpy as np
 from agentmem.ledger.timeref import resolve_relative_dates
 from agentmem.models.embeddings import normalize_rows
 from agentmem.protocols import StoreContext
+from agentmem.questions import FORMS
 from agentmem.storage.items import ItemIndex, visible
 from agentmem.storage.records import derived_item_id
 from agentmem.text import asks_only, content_words, echoes, says_nothing
@@ -55,6 +56,8 @@ KEPT_ON_TOP = 3
 RRF_K = 60
 #: Neighbours fetched per item asked for, before re-ranking.
 OVERSAMPLE = 2
+#: The question forms for which a named stretch of time bounds the search.
+WINDOWED_FORMS = frozenset({"recap"})
 _FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself|i'm|i've|i'd|i'll)\b", re.IGNORECASE)
 
 
@@ -82,6 +85,11 @@ class TurnStore:
         context: The core services.
         name: The structure's name in records and results.
     """
+
+    #: The question forms it answers first (``Leading``; see ``agentmem.questions``).
+    leads = frozenset({"point"})
+    #: The forms it answers at all: every one.
+    serves = frozenset(FORMS)
 
     def __init__(self, context: StoreContext, *, name: str = "turns") -> None:
         self.name = name
@@ -153,6 +161,8 @@ class TurnStore:
         if query.embedding is None or k <= 0:
             return []
         named = self._named_speakers(query)
+        if query.window is not None and query.form in WINDOWED_FORMS:
+            return self._in_window(query, k, named)
         stripped = query.text
         for speaker in named:
             stripped = re.sub(rf"\b{re.escape(speaker)}(?:'s)?\b", " ", stripped, flags=re.I)
@@ -178,6 +188,38 @@ class TurnStore:
         lexical = self.lexical(query, content_words(stripped), k * OVERSAMPLE, known)
         fused = _fuse(dense, lexical)
         return [r for r in fused if not r.item.metadata.get(NOT_EVIDENCE)][:k]
+
+    def _in_window(self, query: Query, k: int, named: set[str]) -> list[Recalled]:
+        """Return the ``k`` turns said within ``query.window`` that best match the query.
+
+        A recap names when ("what did we talk about on 8 May"): its answer is what was
+        said then, which a search by meaning over the whole dialogue seldom finds (the
+        question's words are about talking, not about what was said).
+        """
+        assert query.window is not None and query.embedding is not None
+        start, end = query.window
+        user_id = query.scope.user_id
+        turns = [t for t in self._context.records.turns(user_id) if start <= t.timestamp < end]
+        ids = [derived_item_id(self.name, user_id, t.id) for t in turns]
+        items = [
+            i
+            for i in self._context.records.items(ids, user_id=user_id)
+            if visible(i, query) and not i.metadata.get(NOT_EVIDENCE)
+        ]
+        if not items:
+            return []
+        vectors = self._context.vectors.get(self.name, user_id, [i.id for i in items])
+        target = np.asarray(query.embedding, dtype=np.float32)
+        scored = [
+            Recalled(
+                item,
+                float(np.asarray(vectors[item.id]) @ target)
+                + (SPEAKER_BONUS if item.metadata.get("speaker") in named else 0.0),
+            )
+            for item in items
+            if item.id in vectors
+        ]
+        return sorted(scored, key=lambda r: -r.score)[:k]
 
     def lexical(
         self,

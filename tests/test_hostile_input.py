@@ -780,6 +780,21 @@ _qa = maybe(
         },
     )
 )
+_fact = maybe(
+    st.tuples(
+        maybe(st.text(max_size=12)),
+        maybe(
+            st.one_of(st.sampled_from(["D1:1", "D2:3; D1:1", "D9:9"]), st.lists(st.just("D1:1")))
+        ),
+    ).map(list)
+)
+_observation = maybe(
+    st.dictionaries(
+        st.sampled_from(["session_1_observation", "session_2_observation", "other"]),
+        maybe(st.dictionaries(st.sampled_from(["Ana", "Ben"]), maybe(st.lists(_fact)))),
+        max_size=2,
+    )
+)
 _sample = maybe(
     st.fixed_dictionaries(
         {},
@@ -787,6 +802,10 @@ _sample = maybe(
             "sample_id": maybe(st.text(min_size=1, max_size=6)),
             "conversation": _conversation,
             "qa": maybe(st.lists(_qa, max_size=3)),
+            "observation": _observation,
+            "session_summary": maybe(
+                st.dictionaries(st.sampled_from(["session_1_summary", "x"]), json_values)
+            ),
         },
     )
 )
@@ -822,6 +841,13 @@ def assert_well_formed(samples: list[Sample]) -> None:
             for annotated in (gold.stale_evidence, gold.change_evidence):
                 assert annotated is None or all(isinstance(e, str) and e for e in annotated)
             assert gold.subject_turns <= {t.dia_id for s in conversation.sessions for t in s.turns}
+        assert len(loaded.recaps) == len(loaded.recap_gold)
+        said = {t.dia_id for s in conversation.sessions for t in s.turns}
+        for recap in loaded.recap_gold:
+            assert recap.recap and recap.evidence and set(recap.evidence) <= said
+            assert len(recap.observations) == len(recap.evidence)
+            assert all(isinstance(f, str) and f for facts in recap.observations for f in facts)
+            assert recap.reference is None or isinstance(recap.reference, str)
 
 
 @CHEAP

@@ -61,6 +61,23 @@ def test_lead_fusion_fills_the_room_left_with_items_that_bring_new_turns() -> No
     assert led.tokens == _cost(counter, LEAD + OTHER[1:])
 
 
+def test_a_turn_a_led_digest_only_partly_quotes_still_fills_the_room() -> None:
+    """A digest quoting one sentence of a turn does not make the whole turn a repeat; a
+    turn whose words the digest holds does."""
+    counter = TokenCounter()
+    digest = _recalled(
+        "d1", "Melanie, 9 June: I ran a charity race. | Running clears my head.", 0.9, 1, 3, 5, 6
+    )
+    turns = [
+        _recalled("t1", "Melanie: I ran a charity race.", 0.5, 1),  # quoted whole
+        _recalled("t3", "Melanie: Running clears my head. Also, the kids loved it.", 0.4, 3),
+    ]
+    led = fit_rankings(
+        [("summary", [digest]), ("turns", turns)], 1000, counter, leaders=frozenset({"summary"})
+    )
+    assert [r.item.id for r in led.kept] == ["d1", "t3"]
+
+
 def test_the_ledger_and_the_first_structure_lead(store_context: StoreContext) -> None:
     first, second = TurnStore(store_context), TurnStore(store_context, name="turns2")
     manager = MemoryManager(store_context.records, store_context.embedder, [first, second])

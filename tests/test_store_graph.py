@@ -112,6 +112,43 @@ def test_two_hop_passage_outranks_an_unrelated_one(
     assert rank(found, FESTIVAL) < len(found)
 
 
+def test_passages_are_seeded_by_meaning_and_a_named_speaker_by_name(
+    context: StoreContext,
+) -> None:
+    """HippoRAG 2 seeds every passage the query matches (times its weight factor); a
+    speaker's name is matched to who said a passage, not embedded with the query, so the
+    turn that answers comes first even when it never names its speaker."""
+    store = GraphStore(context)
+    session = context.records.start_session("u1", started_at=START)
+    lines = [
+        ("Tariq", "Ha, maybe."),
+        ("Tariq", "I weld hulls at the shipyard in Gdynia these days."),
+        ("Bea", "Nice one."),
+        ("Bea", "I teach welding to apprentices at the college."),
+        ("Tariq", "Sure."),
+    ]
+    turns = [
+        context.records.add_turn(
+            "u1", session, speaker, "user", text, timestamp=START + timedelta(minutes=i)
+        )
+        for i, (speaker, text) in enumerate(lines)
+    ]
+    store.write(turns)
+    found = ask(store, context, "What does Tariq do for a living?")
+    passages = [r.item.text for r in found if r.item.kind == "passage"]
+    assert passages[0] == "Tariq: I weld hulls at the shipyard in Gdynia these days."
+    # The ranking is over passages: facts come only after them.
+    kinds = [r.item.kind for r in found]
+    assert kinds[: len(passages)] == ["passage"] * len(passages)
+
+
+def test_a_passage_writes_down_its_relative_dates(context: StoreContext) -> None:
+    store = GraphStore(context)
+    store.write(add_turns(context, ["I ran the Porto half marathon yesterday."]))
+    [passage] = context.records.store_items("graph", "u1", kind="passage")
+    assert passage.text == "user: I ran the Porto half marathon yesterday [29 February 2024]."
+
+
 def test_synonym_edges_join_near_identical_names_only(context: StoreContext) -> None:
     store = GraphStore(context)
     store.write(add_turns(context, ["Rita moved to New York City.", "We watched Tom and Jerry."]))

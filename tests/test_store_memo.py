@@ -127,6 +127,30 @@ def test_a_query_about_a_topic_returns_its_memo_with_the_original_turns(
     )
 
 
+def test_what_was_said_about_a_subject_gets_its_topics_memos_across_sessions(
+    context: StoreContext,
+) -> None:
+    """MemoChat shows a chosen topic's entries whole: "what did we say about the dog"
+    gets every memo of the dog's topic, from every session, oldest first."""
+    store = MemoStore(context, chunk_turns=3)
+    first = add(context.records, DOG[:3], session="s1")
+    store.write(first)
+    store.end_session("alice", "s1")
+    store.write(add(context.records, WORK, session="s2", offset=10))
+    store.end_session("alice", "s2")
+    later = add(context.records, DOG[3:6], session="s3", offset=20)
+    store.write(later)
+    store.end_session("alice", "s3")
+    text = "What did we say about my beagle Rex?"
+    found = store.retrieve(query(context, text, form="mentions"), 2)
+    assert [set(r.item.source_turn_ids) for r in found] == [
+        {t.id for t in first},
+        {t.id for t in later},
+    ]
+    plain = store.retrieve(query(context, "Rex the beagle puppy"), 2)
+    assert plain  # other questions still get the nearest memos
+
+
 def test_the_chunk_threshold_writes_and_below_it_only_the_session_end_does(
     context: StoreContext,
 ) -> None:

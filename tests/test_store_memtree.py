@@ -299,6 +299,45 @@ def test_an_internal_node_is_recalled_only_when_it_matches_better_than_its_leave
     assert len({r.item.id for r in found}) == len(found)
 
 
+def test_a_topic_question_gets_the_nodes_of_every_level_as_the_paper_has_them(
+    context: StoreContext,
+) -> None:
+    store = MemTreeStore(context, vector_batch=1)
+    lines = [ADOPTED, CHEWED, WALK, SCHOOL, VET, NURSE, SHIFTS, PROMOTED]
+    write_each(store, add_turns(context, lines))
+    store.end_session("alice", "s1")
+    text = "When are Rex's vaccinations due at the vet?"
+    point = store.retrieve(query(context, text), 20)
+    topic = store.retrieve(query(context, text, form="topic"), 20)
+    inner = [r for r in topic if not r.item.metadata["leaf"]]
+    # No leaf stands in for its node: the nodes compete by their own similarity.
+    assert len(inner) > len([r for r in point if not r.item.metadata["leaf"]])
+    assert all(r.score >= s.score for r, s in zip(topic, topic[1:], strict=False))
+
+
+def test_a_recap_gets_the_nodes_that_best_cover_its_window(context: StoreContext) -> None:
+    """Inner nodes say the gist of their leaves in fewer words: for a recap of a stretch of
+    time they come before the leaves, when most of what they quote was said then."""
+    store = MemTreeStore(context, vector_batch=1)
+    march = add_turns(context, [ADOPTED, CHEWED, WALK, SCHOOL, VET])
+    later = START + timedelta(days=40)
+    april = add_turns(context, [NURSE, SHIFTS, PROMOTED], start=later, session_id="s2")
+    write_each(store, [*march, *april])
+    window = (datetime(2024, 3, 1), datetime(2024, 4, 1))
+    asked = query(context, "What happened in March 2024?", form="recap", window=window)
+    found = store.retrieve(asked, 10)
+    quoted = {t for r in found for t in r.item.source_turn_ids}
+    assert found and quoted & {t.id for t in march}
+    tree = nodes(context)
+    for recalled in found:  # each chosen node quotes mostly March
+        item = recalled.item
+        reps = [tree[r] for r in item.metadata.get("reps") or []] or [item]
+        inside = [r for r in reps if set(r.source_turn_ids) <= {t.id for t in march}]
+        assert len(inside) * 2 >= len(reps)
+    assert not any(set(r.item.source_turn_ids) <= {t.id for t in april} for r in found)
+    assert not found[0].item.metadata["leaf"], "the gist of several leaves comes first"
+
+
 def test_waiting_vectors_are_recalled_and_survive_a_crash(
     context: StoreContext, embedder: MiniLMEmbedder, tmp_path: Path
 ) -> None:

@@ -206,7 +206,13 @@ def test_a_carried_sentence_keeps_its_item(store_context: StoreContext) -> None:
     assert not {s.text for s in first} & set(embedder.texts), "carried sentences re-embedded"
     current = context.records.store_items("summary", "sam", kind="sentence")
     assert len(current) == 5 and len({s.text for s in current}) == 5
-    assert context.vectors.count("summary", "sam") == 5 + 2  # sentences + versions, no copies
+    digests = [
+        i
+        for i in context.records.store_items("summary", "sam", current_only=False)
+        if i.kind in ("session", "period")
+    ]
+    # Sentences, versions and the digests of sessions and months, no copies.
+    assert context.vectors.count("summary", "sam") == 5 + 2 + len(digests)
     carried = context.records.get_item(first[0].id)
     assert carried.metadata["first_version"] == 1 and carried.metadata["last_version"] == 2
     assert [e.action for e in context.records.history(carried.id)] == ["ADD"]
@@ -404,3 +410,119 @@ def test_model_failure_queues_falls_back_and_retries(context: StoreContext) -> N
     assert current.metadata["retry_of_work"] == work.id
     assert current.metadata["previous_id"] == fallback.id
     assert current.text == "Sam is a nurse in Denver."
+
+
+# -- digests of sessions and months: what a recap gets ---------------------------------------
+
+MAY = datetime(2023, 5, 8, 13, 0)
+ANA_AND_BEN = (
+    ("Ana", "I adopted a grey cat called Smoke from the shelter on Elm Street."),
+    ("Ben", "Lovely! I finally finished restoring the old Vespa in my garage."),
+    ("Ana", "Haha, nice."),
+    ("Ben", "My sister Lotte is moving to Utrecht for a job at the university."),
+)
+
+
+def recap(store: SummaryStore, text: str, window: tuple[datetime, datetime] | None) -> list[str]:
+    query = Query(
+        text=text,
+        scope=Scope("sam"),
+        embedding=store.context.embedder.embed([text])[0],
+        form="recap",
+        window=window,
+    )
+    return [r.item.text for r in store.retrieve(query, 10)]
+
+
+def test_a_session_ends_with_a_digest_per_speaker_saying_who_and_when(
+    context: StoreContext,
+) -> None:
+    store = SummaryStore(context)
+    turns = session(store, context.records, ANA_AND_BEN, MAY)
+    digests = context.records.store_items("summary", "sam", kind="session")
+    by_speaker = {d.metadata["speaker"]: d for d in digests}
+    assert set(by_speaker) == {"Ana", "Ben"}
+    ana = by_speaker["Ana"]
+    assert ana.text == (
+        "Ana, 8 May 2023: I adopted a grey cat called Smoke from the shelter on Elm Street."
+    )  # "Haha, nice." says nothing worth quoting
+    assert ana.source_turn_ids == (turns[0].id,)
+    assert by_speaker["Ben"].source_turn_ids == (turns[1].id, turns[3].id)
+    months = context.records.store_items("summary", "sam", kind="period")
+    assert {m.metadata["month"] for m in months} == {"2023-05"}
+
+
+def test_a_month_digest_is_rebuilt_from_its_sessions_and_its_old_version_kept(
+    context: StoreContext,
+) -> None:
+    store = SummaryStore(context)
+    session(store, context.records, ANA_AND_BEN, MAY)
+    later = (("Ana", "Smoke learned to open the kitchen door with his paws."),)
+    session(store, context.records, later, MAY + timedelta(days=10))
+    ana_months = [
+        m
+        for m in context.records.store_items("summary", "sam", kind="period", current_only=False)
+        if m.metadata["speaker"] == "Ana"
+    ]
+    old, new = sorted(ana_months, key=lambda m: m.valid_from or MAY)
+    assert not old.current and old.superseded_by == new.id and new.current
+    assert new.text.startswith("Ana in May 2023: (8 May) I adopted a grey cat")
+    assert "(18 May) Smoke learned to open the kitchen door" in new.text
+
+
+def test_a_recap_gets_the_digests_of_the_time_it_names_for_the_people_it_names(
+    context: StoreContext,
+) -> None:
+    store = SummaryStore(context)
+    session(store, context.records, ANA_AND_BEN, MAY)
+    june = (("Ana", "I started volunteering at the shelter on Saturdays."),)
+    session(store, context.records, june, MAY + timedelta(days=40))
+    day = (datetime(2023, 5, 8), datetime(2023, 5, 9))
+    found = recap(store, "What did Ana and Ben talk about on 8 May 2023?", day)
+    assert [t.split(",")[0] for t in found] == ["Ana", "Ben"]  # that day's, no sentences
+    months = (datetime(2023, 5, 1), datetime(2023, 7, 1))
+    found = recap(store, "What happened in Ana's life between May and June 2023?", months)
+    assert found == [
+        "Ana, 8 May 2023: I adopted a grey cat called Smoke from the shelter on Elm Street.",
+        "Ana, 17 June 2023: I started volunteering at the shelter on Saturdays.",
+    ]
+    latest = recap(store, "What did we talk about?", None)
+    assert latest[0].startswith("Ana, 17 June 2023")
+    point = Query(
+        text="What is Ana's cat called?",
+        scope=Scope("sam"),
+        embedding=context.embedder.embed(["What is Ana's cat called?"])[0],
+    )
+    assert {r.item.kind for r in store.retrieve(point, 10)} == {"sentence"}
+
+
+def test_with_a_model_a_digest_is_what_the_model_wrote_of_the_session(
+    context: StoreContext,
+) -> None:
+    records = context.records
+    session_id, turns = say(records, ANA_AND_BEN, MAY)
+    model = ScriptedChatModel(
+        [
+            {
+                "sentences": [
+                    {"text": "Ana adopted a grey cat, Smoke.", "turn_ids": [turns[0].id]},
+                    {"text": "Ben restored his Vespa.", "turn_ids": [turns[1].id]},
+                    {"text": "Ben's sister Lotte moves to Utrecht.", "turn_ids": [turns[3].id]},
+                ]
+            }
+        ],
+        default=None,
+    )
+    store = SummaryStore(model_context(context, model))
+    store.write(turns)
+    store.end_session("sam", session_id)
+    assert len(model.calls) == 1  # the running summary's call; the digests make none
+    digests = {
+        d.metadata["speaker"]: d for d in records.store_items("summary", "sam", kind="session")
+    }
+    assert digests["Ana"].text == "Ana, 8 May 2023: Ana adopted a grey cat, Smoke."
+    assert digests["Ben"].text == (
+        "Ben, 8 May 2023: Ben restored his Vespa. | Ben's sister Lotte moves to Utrecht."
+    )
+    assert digests["Ben"].source_turn_ids == (turns[1].id, turns[3].id)
+    assert digests["Ana"].metadata["builder"] == "model"

@@ -154,3 +154,31 @@ def test_an_item_given_twice_in_one_write_is_stored_once(store_context: StoreCon
     note = MemoryItem("n1", "notes", "note", "u1", "Tariq owes Bea a coffee.", ())
     assert [i.id for i in index.add([note, note])] == ["n1"]
     assert index.add([note]) == []
+
+
+def test_a_recap_naming_a_day_gets_the_turns_of_that_day(store_context: StoreContext) -> None:
+    store = TurnStore(store_context)
+    records = store_context.records
+    said = []
+    for day, lines in (
+        (datetime(2023, 5, 8, 10), ["I planted tomatoes in the allotment.", "The bus was late."]),
+        (
+            datetime(2023, 5, 9, 10),
+            ["I planted basil on the balcony.", "We talked about tomatoes."],
+        ),
+    ):
+        session = records.start_session("u1", started_at=day)
+        said += [records.add_turn("u1", session, "Ana", "user", t, timestamp=day) for t in lines]
+    store.write(said)
+    text = "What did we talk about on 8 May 2023?"
+    query = Query(
+        text=text,
+        scope=Scope("u1"),
+        embedding=store_context.embedder.embed([text])[0],
+        form="recap",
+        window=(datetime(2023, 5, 8), datetime(2023, 5, 9)),
+    )
+    found = [r.item.text for r in store.retrieve(query, 10)]
+    assert sorted(found) == ["Ana: I planted tomatoes in the allotment.", "Ana: The bus was late."]
+    plain = Query(text=text, scope=Scope("u1"), embedding=query.embedding)
+    assert len(store.retrieve(plain, 10)) == 4  # without a window: the whole dialogue

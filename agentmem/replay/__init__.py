@@ -25,7 +25,7 @@ from rich.console import Console
 from agentmem.protocols import ChatModel, Embedder
 from agentmem.replay.dataset import Conversation, Gold, Question, Sample, Split, load_samples
 from agentmem.replay.outputs import QuestionOutput, ReplayRun, ReplaySettings
-from agentmem.replay.render import kind_table, summary_table, write_report
+from agentmem.replay.render import breadth_table, kind_table, summary_table, write_report
 from agentmem.replay.report import ConfigSummary, Metrics, Report, build_report
 from agentmem.replay.runner import run_replay
 from agentmem.replay.systems import BASELINES, parse_configurations
@@ -41,6 +41,7 @@ def replay(
     k: int = 20,
     limit_questions: int | None = None,
     split: Split | None = None,
+    breadth: bool = False,
     model: ChatModel | None = None,
     builds_with_model: bool = False,
     judge: bool = False,
@@ -69,6 +70,7 @@ def replay(
         k=k,
         limit_questions=limit_questions,
         split=split,
+        breadth=breadth,
         model=model,
         builds_with_model=builds_with_model,
         judge=judge,
@@ -101,6 +103,7 @@ __all__ = [
     "Report",
     "Sample",
     "Split",
+    "breadth_table",
     "kind_table",
     "load_samples",
     "parse_configurations",

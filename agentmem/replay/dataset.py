@@ -26,6 +26,7 @@ from typing import Any, Literal, get_args
 
 from agentmem.errors import InputError
 from agentmem.inputs import check_plain, stored_moment
+from agentmem.replay import breadth
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,13 @@ class Gold:
         turn_texts: The text of every turn of the dialogue by dia_id, shared by its
             questions (empty without ``stale_evidence``): what an aggregate quotes of a
             turn that asserts no old value is that turn's, not a stale claim.
+        recap: For a breadth question (:mod:`agentmem.replay.breadth`), its category
+            (``"recap-session"``, ``"recap-period"``); ``None`` for a point question.
+        observations: For a recap, per evidence turn, the facts LoCoMo wrote from it: an
+            aggregate covers the turn by saying what one of them says.
+        reference: For a session recap, LoCoMo's summary of the session.
+        names: The speakers' names as lower-case words: they say whom a fact is about,
+            not which fact, so coverage does not count them.
     """
 
     answer: str | None
@@ -156,16 +164,32 @@ class Gold:
     distractor_evidence: tuple[str, ...] | None = None
     subject_turns: frozenset[str] = field(default=frozenset(), repr=False)
     turn_texts: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    recap: str | None = None
+    observations: tuple[tuple[str, ...], ...] = field(default=(), repr=False)
+    reference: str | None = field(default=None, repr=False)
+    names: frozenset[str] = field(default=frozenset(), repr=False)
 
 
 @dataclass(frozen=True)
 class Sample:
-    """A conversation with its questions and, aligned with them, the gold data."""
+    """A conversation with its questions and, aligned with them, the gold data.
+
+    Attributes:
+        conversation: The dialogue.
+        questions: The file's own (point) questions.
+        gold: Their gold data, aligned with ``questions``.
+        source: The file it came from.
+        recaps: The breadth questions generated from the file's ``observation`` and
+            ``session_summary`` (:mod:`agentmem.replay.breadth`); asked with ``breadth``.
+        recap_gold: Their gold data, aligned with ``recaps``.
+    """
 
     conversation: Conversation
     questions: tuple[Question, ...]
     gold: tuple[Gold, ...]
     source: str = ""
+    recaps: tuple[Question, ...] = ()
+    recap_gold: tuple[Gold, ...] = ()
 
 
 def parse_dialogue_time(text: str) -> datetime:
@@ -350,12 +374,46 @@ def _sample(raw: Any, source: str) -> Sample:
     said = {turn.dia_id: turn for session in sessions for turn in session.turns}
     texts = {dia_id: turn.text for dia_id, turn in said.items()}
     gold = [_with_turns(g, said, texts, f"{sample_id}: question {i}") for i, g in enumerate(gold)]
+    conversation = Conversation(sample_id, speakers, sessions)
+    recaps = _recaps(raw, conversation, texts)
     return Sample(
-        Conversation(sample_id, speakers, sessions),
+        conversation,
         tuple(questions),
         tuple(gold),
         source,
+        tuple(q for q, _ in recaps),
+        tuple(g for _, g in recaps),
     )
+
+
+def _recaps(
+    raw: dict[str, Any], conversation: Conversation, texts: Mapping[str, str]
+) -> list[tuple[Question, Gold]]:
+    """Return the sample's breadth questions with their gold data (none without notes).
+
+    Raises:
+        InputError: ``observation`` or ``session_summary`` is malformed.
+    """
+    sample_id = conversation.sample_id
+    observations = breadth.read_observations(raw.get("observation"), sample_id, texts)
+    summaries = breadth.read_summaries(raw.get("session_summary"), sample_id)
+    names = frozenset(w.lower() for name in conversation.speakers for w in re.findall(r"\w+", name))
+    return [
+        (
+            Question(f"{sample_id}#{recap.id}", sample_id, recap.text),
+            Gold(
+                answer=None,
+                evidence=recap.evidence,
+                category=0,
+                evidence_texts=tuple(texts.get(d, "") for d in recap.evidence),
+                recap=recap.category,
+                observations=recap.observations,
+                reference=recap.reference,
+                names=names,
+            ),
+        )
+        for recap in breadth.recaps(conversation, observations, summaries)
+    ]
 
 
 def _gold(qa: dict[str, Any], where: str) -> Gold:

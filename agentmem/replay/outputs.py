@@ -32,6 +32,7 @@ class ReplaySettings:
         model: The answering model's name, or ``"none"`` (no answers, no F1).
         builds_with_model: Whether memory is built by the model (else offline builders).
         judge: Also grade answers with the model as a judge.
+        breadth: Also ask the recap questions (:mod:`agentmem.replay.breadth`).
     """
 
     configurations: tuple[str, ...]
@@ -41,6 +42,7 @@ class ReplaySettings:
     model: str = "none"
     builds_with_model: bool = False
     judge: bool = False
+    breadth: bool = False
 
     def answer_key(self) -> str:
         """Return the hash of what decides a question's output (not the ingest)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.table import Table
 
 from agentmem.errors import MissingExtraError
+from agentmem.replay.breadth import RECAP_CATEGORIES
 from agentmem.replay.report import CATEGORIES, ConfigSummary, Metrics, Report
 
 logger = logging.getLogger(__name__)
@@ -227,6 +228,64 @@ def kind_table(report: Report) -> Table | None:
     return table
 
 
+COVERAGE_RULE = (
+    "Recaps (`--breadth`) are generated from LoCoMo's `observation` and `session_summary`: "
+    "a session recap asks what both speakers talked about on a date (its evidence: every "
+    "observation turn of that date's sessions), a period recap what happened in one "
+    "speaker's life over whole months spanning at least 3 sessions (that speaker's "
+    "observation turns). Coverage is the share of evidence turns in the context: a turn "
+    "counts when an item of at most 3 turns came from it, or when an aggregate drawn from "
+    "it quotes it whole or says at least half of the content words (stemmed, without stop "
+    "words and the speakers' names) of a fact LoCoMo wrote from it. ROUGE-L is the "
+    "recall of the session summary by the context (longest common subsequence of stemmed "
+    "words over the summary's length)."
+)
+
+BREADTH_HEADERS = [
+    "recap",
+    "configuration",
+    "questions",
+    "coverage",
+    "ROUGE-L",
+    "context tokens",
+]
+
+
+def _breadth_rows(report: Report) -> list[list[str]]:
+    """Return one row per recap category and configuration, side by side."""
+    rows = []
+    for label in RECAP_CATEGORIES:
+        for summary in report.summaries:
+            m = summary.by_category.get(label)
+            if m is None:
+                continue
+            rows.append(
+                [
+                    label,
+                    summary.name,
+                    str(m.questions),
+                    _percent(m.coverage),
+                    _percent(m.rouge_l),
+                    _number(m.context_tokens),
+                ]
+            )
+    return rows
+
+
+def breadth_table(report: Report) -> Table | None:
+    """Return the recap questions' scores as a rich table (``None``: no recaps asked)."""
+    rows = _breadth_rows(report)
+    if not rows:
+        return None
+    table = Table(title="breadth questions (recaps)", title_justify="left")
+    for index, header in enumerate(BREADTH_HEADERS):
+        table.add_column(header, justify="left" if index < 2 else "right")
+    for index, row in enumerate(rows):
+        last = index + 1 == len(rows) or rows[index + 1][0] != row[0]
+        table.add_row(*row, end_section=last)
+    return table
+
+
 def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -294,6 +353,10 @@ def summary_markdown(report: Report) -> str:
     if kind_rows:
         parts += ["", "## Stale-fact scenarios by kind", ""]
         parts.append(_markdown_table(KIND_HEADERS, kind_rows))
+    breadth_rows = _breadth_rows(report)
+    if breadth_rows:
+        parts += ["", "## Breadth questions (recaps)", ""]
+        parts.append(_markdown_table(BREADTH_HEADERS, breadth_rows))
     parts += ["", "## Costs", ""]
     parts.append(
         _markdown_table(
@@ -337,6 +400,7 @@ def summary_markdown(report: Report) -> str:
             KEEP_RULE,
             FALSE_INVALIDATION_RULE,
             TOP3_RULE,
+            *([COVERAGE_RULE] if breadth_rows else []),
         )
     ]
     parts.append("")

@@ -19,6 +19,8 @@ from agentmem.building import structured_call
 from agentmem.errors import AgentMemError
 from agentmem.prompts.replay import JUDGE_SCHEMA, judge_messages, validate_judgement
 from agentmem.protocols import ChatModel
+from agentmem.replay.breadth import RECAP_CATEGORIES
+from agentmem.replay.coverage import coverage, rouge_l_recall
 from agentmem.replay.dataset import ANNOTATIONS, Gold
 from agentmem.replay.outputs import QuestionOutput, ReplayRun
 from agentmem.replay.progress import IngestStats
@@ -52,7 +54,7 @@ class ScoredQuestion:
     gold rule), not a ``keep`` question (keep recall), an answer that is no current value
     (false invalidation; see :func:`~agentmem.replay.scoring.has_value_answer`), or
     neither (current in the top 3), or no ``stale`` values or no value answer (stale
-    ranked above current).
+    ranked above current), not a recap (coverage), not a session recap (ROUGE-L).
     """
 
     output: QuestionOutput
@@ -68,11 +70,20 @@ class ScoredQuestion:
     judged_correct: bool | None = None
     gold_stale_leaks: int | None = None
     stale_above_current: bool | None = None
+    coverage: float | None = None
+    rouge_l: float | None = None
 
     @property
     def category(self) -> str:
-        """The LoCoMo category's name."""
+        """The LoCoMo category's name, or the recap's (``"recap-session"``, ...)."""
+        if self.gold.recap is not None:
+            return self.gold.recap
         return CATEGORIES.get(self.gold.category, str(self.gold.category))
+
+    @property
+    def is_recap(self) -> bool:
+        """Whether this is a breadth question (:mod:`agentmem.replay.breadth`)."""
+        return self.gold.recap is not None
 
     def to_json(self) -> dict[str, Any]:
         """Return the question's detail: context with provenance, answer, gold, scores."""
@@ -97,6 +108,8 @@ class ScoredQuestion:
                 "f1": self.f1,
                 "exact": self.exact,
                 "judged_correct": self.judged_correct,
+                "coverage": self.coverage,
+                "rouge_l": self.rouge_l,
             },
         )
         return data
@@ -149,6 +162,8 @@ class Metrics:
         exact: Share of exact matches.
         judged: Share the judge found correct.
         context_tokens: Mean tokens of context per question.
+        coverage: Mean coverage of recap questions (:mod:`agentmem.replay.coverage`).
+        rouge_l: Mean ROUGE-L recall of the session summaries (session recaps).
     """
 
     questions: int
@@ -172,6 +187,8 @@ class Metrics:
     exact: float | None
     judged: float | None
     context_tokens: float | None
+    coverage: float | None = None
+    rouge_l: float | None = None
 
     @property
     def stale_leak_rate(self) -> float | None:
@@ -228,6 +245,8 @@ class Metrics:
             exact=_mean([s.exact for s in scored]),
             judged=_mean([s.judged_correct for s in scored]),
             context_tokens=_mean([s.output.context_tokens for s in scored]),
+            coverage=_mean([s.coverage for s in scored]),
+            rouge_l=_mean([s.rouge_l for s in scored]),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -248,8 +267,8 @@ class ConfigSummary:
 
     Attributes:
         name: The configuration.
-        overall: Scores over every question.
-        by_category: Scores per LoCoMo category.
+        overall: Scores over every point question (recaps are scored apart).
+        by_category: Scores per LoCoMo category, then per recap category.
         by_kind: Scores per scenario kind.
         ingested_turns: Turns ingested (over every run that contributed).
         turns_per_second: Ingest throughput.
@@ -348,7 +367,8 @@ def score_output(
     return ScoredQuestion(
         output=output,
         gold=gold,
-        evidence_recall=evidence_recall(output.items, gold),
+        # A recap's evidence is scored by coverage, by what the context says of it.
+        evidence_recall=None if gold.recap else evidence_recall(output.items, gold),
         answer_in_context=answer_in_context(output.context_text, gold),
         stale_leaks=leaks,
         keep_recalled=kept,
@@ -359,6 +379,8 @@ def score_output(
         judged_correct=verdict,
         gold_stale_leaks=gold_leaks,
         stale_above_current=above,
+        coverage=coverage(items, gold),
+        rouge_l=rouge_l_recall(output.context_text, gold.reference) if gold.recap else None,
     )
 
 
@@ -397,10 +419,11 @@ def summarise(
     ``pending``).
     """
     by_category: dict[str, list[ScoredQuestion]] = {}
-    for label in CATEGORIES.values():
+    for label in (*CATEGORIES.values(), *RECAP_CATEGORIES):
         group = [s for s in scored if s.category == label]
         if group:
             by_category[label] = group
+    points = [s for s in scored if not s.is_recap]
     by_kind: dict[str, list[ScoredQuestion]] = {}
     for s in scored:
         if s.gold.kind:
@@ -412,7 +435,7 @@ def summarise(
     recall = [s.output.recall_seconds for s in scored]
     return ConfigSummary(
         name=name,
-        overall=Metrics.of(scored),
+        overall=Metrics.of(points),
         by_category={k: Metrics.of(v) for k, v in by_category.items()},
         by_kind={k: Metrics.of(v) for k, v in sorted(by_kind.items())},
         ingested_turns=turns,
@@ -434,7 +457,11 @@ def summarise(
 
 def build_report(run: ReplayRun) -> Report:
     """Score every output of a replay and aggregate per configuration."""
-    gold = {q.id: g for s in run.samples for q, g in zip(s.questions, s.gold, strict=True)}
+    gold = {
+        q.id: g
+        for s in run.samples
+        for q, g in zip((*s.questions, *s.recaps), (*s.gold, *s.recap_gold), strict=True)
+    }
     judge = model_judge(run.answer_model) if run.settings.judge and run.answer_model else None
     scored = [score_output(o, gold[o.question_id], judge) for o in run.outputs]
     builds = run.extra.get("model_builds") or {}

@@ -319,6 +319,10 @@ def ask(
     return output
 
 
+def _limited(questions: Sequence[Question], limit: int | None) -> list[Question]:
+    return list(questions[:limit] if limit is not None else questions)
+
+
 def run_replay(
     paths: Sequence[str | Path],
     *,
@@ -329,6 +333,7 @@ def run_replay(
     k: int = 20,
     limit_questions: int | None = None,
     split: Split | None = None,
+    breadth: bool = False,
     model: ChatModel | None = None,
     builds_with_model: bool = False,
     judge: bool = False,
@@ -344,9 +349,12 @@ def run_replay(
         data_dir: Where each configuration's memory goes (default ``<out_dir>/data``).
         budget: Most tokens of context per question.
         k: Items per structure before fusion.
-        limit_questions: Ask at most this many questions per conversation.
+        limit_questions: Ask at most this many questions per conversation (and, with
+            ``breadth``, at most this many recaps besides).
         split: Replay only the samples at an even or odd 0-based index of each file
             (see :func:`~agentmem.replay.dataset.load_samples`); ``None``: all of them.
+        breadth: Also ask the recap questions generated from the files' notes
+            (:mod:`agentmem.replay.breadth`), after each conversation's own questions.
         model: The chat model that answers (and builds memory if ``builds_with_model``).
         builds_with_model: Build memory with ``model`` instead of the offline builders.
         judge: Grade answers with the model as well (done by the report).
@@ -380,6 +388,7 @@ def run_replay(
         model_name,
         builds_with_model and bool(model),
         judge,
+        breadth,
     )
     if embedder is None:
         from agentmem.models.embeddings import MiniLMEmbedder
@@ -397,7 +406,8 @@ def run_replay(
     retry_passes: dict[str, list[RetryPass]] = {}
     retries = retry_counter(model)
     asked = [
-        list(s.questions[:limit_questions] if limit_questions is not None else s.questions)
+        _limited(s.questions, limit_questions)
+        + (_limited(s.recaps, limit_questions) if breadth else [])
         for s in samples
     ]
     total = len(names) * sum(

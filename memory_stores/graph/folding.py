@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from agentmem.ledger.extraction import ENDED, Fact, normalise
+from agentmem.ledger.timeref import resolve_relative_dates
 from agentmem.storage.records import derived_item_id, new_item_id
 from agentmem.stores.graph.user_graph import UserGraph, entity_node
 from agentmem.text import proper_nouns
@@ -64,8 +65,11 @@ class Batch:
                 "timestamp": turn.timestamp.isoformat(),
                 "mentions": list(dict.fromkeys(k for k in map(normalise, found) if k)),
             }
+            # Its relative dates written down, as the turns structure writes them: "When
+            # did ...?" finds its answer in the text ("yesterday [7 May 2023]").
+            text = f"{turn.speaker}: {resolve_relative_dates(turn.text, turn.timestamp)}"
             self.passages.append(
-                new_item(self.store, "passage", turn, turn.render(), meta, item_id=passage_id)
+                new_item(self.store, "passage", turn, text, meta, item_id=passage_id)
             )
             # Embedded without the "speaker:" prefix: the same text every other structure
             # embeds for the turn, so the shared embedding cache answers it.

@@ -72,6 +72,7 @@ class UserGraph:
         self.entities: dict[str, str] = {}  # key -> item id
         self.nodes: dict[str, str] = {}  # item id -> node
         self.turns: dict[int, str] = {}  # turn id -> passage node
+        self.speakers: set[str] = set()  # who said the passages
         self.passage_index: list[int] = []
         self.passage_nodes: list[str] = []
         self.version = 0
@@ -87,7 +88,10 @@ class UserGraph:
         else:
             node = passage_node(item.id)
             self.turns[item.source_turn_ids[0]] = node
-            extra = {"turn": item.source_turn_ids[0]}
+            speaker = str(item.metadata.get("speaker", ""))
+            extra = {"turn": item.source_turn_ids[0], "speaker": speaker}
+            if speaker:
+                self.speakers.add(speaker)
         life = Life(item.valid_from, item.invalid_at)
         self.graph.add_node(node, kind=item.kind, item=item.id, life=life, **extra)
         self.nodes[item.id] = node

@@ -34,7 +34,13 @@ a successful retry supersedes the offline memos (and the topics only they used).
 Retrieval (no model): the ``candidates * k`` memo entries nearest the query, re-ranked by
 ``max(own similarity, topic_boost * similarity of the topic's centroid)`` for the best
 matching current topics. MemoChat shows every entry of a chosen topic; here an entry far
-from the query in its own wording is boosted only if it is among those candidates.
+from the query in its own wording is boosted only if it is among those candidates. A
+question about what was said of a subject across the conversation ("What did we say about
+the move?", ``Query.form`` ``"mentions"``) gets MemoChat's answer: every entry of the
+``mention_topics`` best-matching topics, from every session, oldest first, then the
+ranking above. For such a question the memos lead the fusion. ("What did Jon say about
+X?" asks what one person said: a point question, which the turns answer; on LoCoMo's five
+such questions the memos recalled the evidence of one, the turns of three.)
 """
 
 from agentmem.stores.memo.store import MemoStore

@@ -15,6 +15,7 @@ from agentmem.building import BuildStats, retry_work, structured_call
 from agentmem.errors import InputError, ModelError
 from agentmem.prompts.memo import MEMO_SCHEMA, MemoDraft, memo_messages, validate_memos
 from agentmem.protocols import StoreContext
+from agentmem.questions import FORMS
 from agentmem.storage.items import ItemIndex, vector_metadata, visible
 from agentmem.storage.records import ItemUpdate, PendingWorkRow
 from agentmem.stores.memo.building import (
@@ -66,10 +67,18 @@ class MemoStore:
         topic_boost: An entry scores at least this times its topic's similarity.
         boost_topics: How many best-matching topics boost their entries.
         candidates: Nearest entries re-ranked per result asked for (``candidates * k``).
+        mention_topics: For a question about what was said of a subject, how many of the
+            best-matching topics give all their entries first.
 
     Raises:
         InputError: A parameter is out of range.
     """
+
+    #: The question forms it answers first (``Leading``; see ``agentmem.questions``).
+    leads = frozenset({"mentions"})
+    #: The forms it answers at all: not a recap, which names a time it knows nothing of
+    #: (its items were kept out of recaps by their time anyway, at a search's cost).
+    serves = frozenset(FORMS) - {"recap"}
 
     #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
     focus_hint = ""
@@ -88,6 +97,7 @@ class MemoStore:
         topic_boost: float = 0.9,
         boost_topics: int = 3,
         candidates: int = 3,
+        mention_topics: int = 2,
     ) -> None:
         if min(chunk_turns, summary_words, summary_turns, candidates) < 1 or boost_topics < 0:
             raise InputError("chunk_turns, summary sizes and candidates must be positive")
@@ -99,6 +109,7 @@ class MemoStore:
         self.topic_boost = topic_boost
         self.boost_topics = boost_topics
         self.candidates = candidates
+        self.mention_topics = mention_topics
         self.builder = OfflineBuilder(
             topic_threshold, continuity_bonus, min_informativeness, summary_words, summary_turns
         )
@@ -145,15 +156,34 @@ class MemoStore:
         if query.embedding is None or k <= 0:
             return []
         hits = self._nearest_memos(query, self.candidates * k)
-        if not hits:
-            return []
         with self._lock:
             boost = self._topic_boost(self._state(query.scope.user_id), query)
         ranked = sorted(
             ((self._score(r.item, r.score, boost), r) for r in hits),
             key=lambda p: (-p[0], -p[1].score, p[1].item.id),
         )
-        return [Recalled(r.item, score) for score, r in ranked[:k]]
+        found = [Recalled(r.item, score) for score, r in ranked[:k]]
+        if query.form != "mentions" or not boost:
+            return found
+        # "What did we say about the move?": every memo of the subject's topics, across
+        # sessions, oldest first (MemoChat shows a chosen topic's entries whole).
+        chosen = sorted(boost, key=lambda t: -boost[t])[: self.mention_topics]
+        memos = self.context.records.store_items(self.name, query.scope.user_id, kind="memo")
+        entries = [
+            Recalled(m, boost[str(m.metadata.get("topic_id"))])
+            for m in sorted(
+                memos,
+                key=lambda m: (
+                    chosen.index(m.metadata.get("topic_id", ""))
+                    if m.metadata.get("topic_id") in chosen
+                    else 99,
+                    m.valid_from or datetime.min,
+                ),
+            )
+            if m.metadata.get("topic_id") in chosen and visible(m, query)
+        ]
+        seen = {r.item.id for r in entries}
+        return (entries + [r for r in found if r.item.id not in seen])[:k]
 
     def invalidate(
         self,

@@ -9,9 +9,15 @@ that child, otherwise the leaf is attached there. Descending into a leaf expands
 the paper: a new internal node takes the leaf's place, with the old leaf and the new one as
 its children. Every node passed on the way re-aggregates its content with the new
 information, higher nodes more abstractly. Retrieval searches the collapsed tree (every
-node, leaves and internal ones) by similarity. Invalidating a leaf re-aggregates its
-ancestors from their remaining current children; an ancestor left with no current memory
-below is invalidated too, and inserts never descend into invalid nodes.
+node, leaves and internal ones) by similarity; a topic question ("What do you know about
+Sam's family?") gets the nodes of every level as they rank, an inner node bringing its
+leaves' gist, while for other questions a leaf stands in for a node it matches better
+(below). A recap that names its time ("What happened in Sam's life in May?") gets the
+nodes of every level that put the most turns of that time before the reader per word
+(:mod:`.window`): mostly the inner nodes, whose gist quotes several leaves.
+Invalidating a leaf re-aggregates its ancestors from their remaining current children; an
+ancestor left with no current memory below is invalidated too, and inserts never descend
+into invalid nodes.
 
 Aggregation offline is an extractive merge: a node quotes the most central, informative
 sentences among its children's representative leaves, under a word limit that shrinks

@@ -23,6 +23,7 @@ from agentmem.prompts.summary import (
     validate_summary,
 )
 from agentmem.protocols import StoreContext
+from agentmem.questions import FORMS
 from agentmem.storage.items import ItemIndex, visible
 from agentmem.storage.records import ItemUpdate, PendingWorkRow, derived_item_id
 from agentmem.stores.summary.building import (
@@ -36,6 +37,7 @@ from agentmem.stores.summary.building import (
     select_offline,
     summary_item,
 )
+from agentmem.stores.summary.digests import Digests
 from agentmem.types import Change, MemoryItem, Outline, Query, Recalled, Turn
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,11 @@ class SummaryStore:
         InputError: A limit is not positive.
     """
 
+    #: The question forms it answers first (``Leading``; see ``agentmem.questions``).
+    leads = frozenset({"recap"})
+    #: The forms it answers at all: every one.
+    serves = frozenset(FORMS)
+
     #: What :meth:`outline`'s ``focus`` takes (see ``Browsable``).
     focus_hint = ""
 
@@ -105,6 +112,7 @@ class SummaryStore:
         self._timelines: dict[str, list[tuple[datetime | None, list[str]]]] = {}
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.RLock()
+        self._digests = Digests(context, name, self._index, min_informativeness=min_informativeness)
 
     # -- the protocol -----------------------------------------------------------------------
 
@@ -135,14 +143,29 @@ class SummaryStore:
             while state.pending:
                 chunk = sorted(state.pending.values(), key=lambda t: t.id)
                 changed += self._update(user_id, chunk[: self.every_turns])
+            changed += self._digests.end_session(user_id, session_id)
         return changed
 
     def retrieve(self, query: Query, k: int) -> list[Recalled]:
         """Return the summary's sentences most similar to the query, best first.
 
-        The current summary is small, so it is ranked exactly in memory; ``as_of`` ranks
-        the version in force then; ``include_history`` searches every sentence ever kept.
+        A recap, or a question naming a stretch of time, gets the digests of the sessions
+        and months it asks about first (:mod:`.digests`). The current summary is small, so
+        it is ranked exactly in memory; ``as_of`` ranks the version in force then;
+        ``include_history`` searches every sentence ever kept.
         """
+        if query.embedding is None or k <= 0:
+            return []
+        digests = self._digests.retrieve(query, k)
+        if digests is None:
+            return self._sentences(query, k)
+        # The running summary is about the whole dialogue, not the time asked about.
+        if query.window is not None:
+            return digests
+        return (digests + self._sentences(query, k))[:k]
+
+    def _sentences(self, query: Query, k: int) -> list[Recalled]:
+        """Return the summary's sentences most similar to the query (see :meth:`retrieve`)."""
         if query.embedding is None or k <= 0:
             return []
         if query.include_history:
