@@ -579,3 +579,29 @@ def test_buffered_metadata_is_seen_by_every_query_and_written_on_close(
     kept = reopened.query("facts", "alice", question, 4, where={"current": True})
     assert {h.id for h in kept} == {ids[1], ids[3]}
     reopened.close()
+
+
+def test_the_first_open_removes_index_files_no_collection_names(
+    embedder: MiniLMEmbedder, tmp_path: Path
+) -> None:
+    """What chromadb wrote again of a dropped collection as an earlier process ended."""
+    import shutil
+    import uuid
+
+    folder = tmp_path / "chroma"
+    first = VectorIndex(embedder, path=folder)
+    put(first, "alice", PETS)
+    first.flush()
+    first.close()
+    segments = [d for d in folder.iterdir() if d.is_dir()]
+    assert segments, "chromadb wrote no index folder"
+    leftover = folder / str(uuid.uuid4())
+    shutil.copytree(segments[0], leftover)  # real index files, named by no segment row
+    again = VectorIndex(embedder, path=folder)
+    try:
+        assert not leftover.exists()
+        assert all(d.exists() for d in segments)
+        question = query_vector(embedder, "What pets do I have?")
+        assert len(again.query("facts", "alice", question, 10)) == len(PETS)
+    finally:
+        again.close()

@@ -183,10 +183,30 @@ class VectorIndex:
                 handles = self._shared.collections
             self._chroma = Partitions(self.client, self._function, self._hnsw, where, handles)
             if self._shared is not None and created:
+                self._sweep_dropped()
                 self._replay_journal()
         except (ConfigError, StorageError):
             self._let_go()
             raise
+
+    def _sweep_dropped(self) -> None:
+        """Remove index files of collections dropped by an earlier process (first open).
+
+        A process that erased vectors removes the dropped collections' files, but chromadb
+        may write them again from its memory as the process ends (or the process is killed
+        before its close sweeps them): the next process to open the folder removes them
+        before anything else, so an erased vector outlives its process by no more than
+        that (tests/test_erasure.py).
+        """
+        if self._path is None:
+            return
+        try:
+            removed = compact_folder(self._path, vacuum=False)
+        except StorageError as exc:
+            logger.warning("could not remove dropped collections' files: %s", exc)
+            return
+        if removed:
+            logger.info("removed the index files of %d dropped collection(s)", removed)
 
     def _let_go(self) -> None:
         dropped = False
