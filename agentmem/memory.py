@@ -36,6 +36,7 @@ from agentmem.fusion import ITEM_OVERHEAD
 from agentmem.inputs import check_plain, check_unicode, check_user, moment_of, turn_specs
 from agentmem.manager import ForgetReceipt, MemoryManager
 from agentmem.protocols import ChatModel, StoreContext
+from agentmem.relevance import similarities
 from agentmem.results import (
     AddResult,
     ChangeResult,
@@ -256,6 +257,10 @@ class Memory:
     ) -> SearchResult:
         """Return the items most relevant to ``query``, best first.
 
+        Each item's ``score`` is its similarity to the query in [0, 1] (the cosine of
+        their embeddings: thresholds work, and items of the same text score alike) and
+        its ``rank`` its place in the fused order (1 is first).
+
         Args:
             query: What to look for.
             user_id: Whose memory to search.
@@ -301,6 +306,10 @@ class Memory:
             model_tokens = self._model_tokens() - before
             records = self._records(recall.items, user_id, as_of=moment)
         found = [r for r in records if matches(r, filters or {})][:top_k]
+        # The order is the fusion's; the score says how close each item is to the query.
+        scores = similarities(self.components.embedder, query, [[r["text"]] for r in found])
+        for rank, (record, score) in enumerate(zip(found, scores, strict=True), start=1):
+            record["score"], record["rank"] = score, rank
         counter = self.manager.counter
         tokens = sum(counter.count(r["memory"]) + ITEM_OVERHEAD for r in found)
         return SearchResult(

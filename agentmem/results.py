@@ -57,8 +57,10 @@ class MemoryRecord(TypedDict):
     show it: the same, with the changes since beside it when a value it states no longer
     holds while the rest does ("... [since 3 May 2023: residence Lisbon → Berlin]").
     ``changes`` lists those changes: which value, replaced by what (``None``: it ended),
-    of what aspect, since when, and the turn that changed it. ``score`` is the fused
-    recall score for search results (higher is better), ``None`` otherwise. ``metadata``
+    of what aspect, since when, and the turn that changed it. For search results,
+    ``score`` is the item's similarity to the query in [0, 1] (the cosine of their
+    embeddings, so a threshold means the same on every query) and ``rank`` its place in
+    recall's fused order, 1 first; both are ``None`` elsewhere. ``metadata``
     is the item's own metadata over the metadata given to :meth:`Memory.add` with the
     turns it came from.
     """
@@ -69,6 +71,7 @@ class MemoryRecord(TypedDict):
     store: str
     kind: str
     score: float | None
+    rank: int | None
     user_id: str
     agent_id: str | None
     session_id: str | None
@@ -207,6 +210,7 @@ def record_of(
         store=item.store,
         kind=item.kind,
         score=score,
+        rank=None,
         user_id=item.user_id,
         agent_id=item.agent_id,
         session_id=item.session_id,

@@ -234,8 +234,9 @@ def test_search_with_history_ranks_the_current_fact_above_the_one_it_replaced(
     assert order.index("Sam lives in Denver") < order.index("Sam lives in Boston")
     assert order.index("Sam: We moved to Denver.") < order.index("Sam: I live in Boston.")
     assert [r["current"] for r in found] == sorted((r["current"] for r in found), reverse=True)
-    scores = [r["score"] for r in found]
-    assert scores == sorted(scores, reverse=True)  # still best first
+    # Still in recall's order (rank); the score is each item's own similarity, in [0, 1].
+    assert [r["rank"] for r in found] == list(range(1, len(found) + 1))
+    assert all(0.0 <= r["score"] <= 1.0 for r in found)
     # A query that names the old value still finds it first.
     boston = memory.search("Did Sam live in Boston?", user_id=user, include_history=True)
     assert not boston.items[0]["current"] and "Boston" in boston.items[0]["memory"]
@@ -373,3 +374,19 @@ def test_an_injected_model_builds_memory_and_its_tokens_are_reported(tmp_path: P
         assert [e["memory"] for e in result.events if e["store"] == "facts"] == [
             "Ana lives in Porto"
         ]
+
+
+def test_search_scores_are_similarities_a_threshold_can_use(memory: Memory) -> None:
+    memory.add("I play the cello every Sunday.", user_id="sim")
+    memory.add("My cat is called Miso.", user_id="sim")
+    found = memory.search("I play the cello every Sunday.", user_id="sim").items
+    assert [r["rank"] for r in found] == list(range(1, len(found) + 1))
+    assert all(r["score"] is not None and 0.0 <= r["score"] <= 1.0 for r in found)
+    cello = [r for r in found if "cello" in r["text"]]
+    cat = [r for r in found if "Miso" in r["text"]]
+    # The query said word for word is near 1; an unrelated item is far below any threshold.
+    assert max(r["score"] for r in cello) > 0.9
+    assert all(r["score"] < 0.5 for r in cat)
+    # Outside search there is no score or rank.
+    assert memory.get(found[0]["id"], user_id="sim")["score"] is None
+    assert memory.get(found[0]["id"], user_id="sim")["rank"] is None
