@@ -116,6 +116,12 @@ class ChangeResult:
         """Return how many events were ``event``."""
         return sum(1 for e in self.events if e["event"] == event)
 
+    def __getitem__(self, key: str) -> list[MemoryEvent]:
+        """Return the events under mem0's key, ``"results"`` (code written for mem0 reads it)."""
+        if key != "results":
+            raise KeyError(key)
+        return self.events
+
 
 @dataclass(frozen=True)
 class AddResult(ChangeResult):
@@ -163,6 +169,12 @@ class SearchResult:
 
     def __iter__(self) -> Iterator[MemoryRecord]:
         return iter(self.items)
+
+    def __getitem__(self, key: str) -> list[MemoryRecord]:
+        """Return the items under mem0's key, ``"results"`` (code written for mem0 reads it)."""
+        if key != "results":
+            raise KeyError(key)
+        return self.items
 
 
 def event_of(change: Change) -> MemoryEvent:
