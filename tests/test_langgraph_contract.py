@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -310,11 +311,16 @@ def test_non_latin_texts_find_themselves(store: AgentMemStore) -> None:
 
 
 def test_the_ttl_sweeper_ends_expired_documents_in_the_background(memory: Memory) -> None:
-    store = AgentMemStore(memory, ttl={"default_ttl": 0.001, "sweep_interval_minutes": 0.001})
+    now = [datetime(2026, 1, 5, 9, 0, tzinfo=UTC)]
+    store = AgentMemStore(
+        memory,
+        ttl={"default_ttl": 1, "sweep_interval_minutes": 0.001},
+        clock=lambda: now[0],
+    )
     store.put(("memories", "ana"), "short", {"text": "Parking is on level 3."})
     turn = store.get(("memories", "ana"), "short", refresh_ttl=False)
     assert turn is not None and turn.turn_id is not None
-    time.sleep(0.1)  # 0.001 minutes is 60 ms
+    now[0] += timedelta(minutes=2)  # expired, but nobody has used the store since
     running = store.start_ttl_sweeper()
     assert store.start_ttl_sweeper() is running  # one sweeper at a time
     deadline = time.monotonic() + 30
