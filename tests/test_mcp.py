@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import select
+import selectors
 import subprocess
 import sys
 from pathlib import Path
@@ -254,8 +254,11 @@ def _exchange(server: subprocess.Popen[bytes], line: str) -> dict[str, Any]:
     assert server.stdin is not None and server.stdout is not None
     server.stdin.write(line.encode("utf-8") + b"\n")
     server.stdin.flush()
-    ready, _, _ = select.select([server.stdout], [], [], 60)
-    assert ready, f"no answer to {line[:80]!r}"
+    # A selector, not select.select: in a long test run this process holds more than
+    # 1024 descriptors, which select() cannot watch.
+    with selectors.DefaultSelector() as selector:
+        selector.register(server.stdout, selectors.EVENT_READ)
+        assert selector.select(timeout=60), f"no answer to {line[:80]!r}"
     answer: dict[str, Any] = json.loads(server.stdout.readline())
     return answer
 
