@@ -54,6 +54,7 @@ from agentmem.types import (
 
 if TYPE_CHECKING:
     from agentmem.agent import Agent, Budget, TurnResult
+    from agentmem.async_memory import AsyncMemory
     from agentmem.config import Config, ModelSpec, load_config
     from agentmem.factory import Components, build, build_agent
 
@@ -79,6 +80,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Agent": "agentmem.agent",
+    "AsyncMemory": "agentmem.async_memory",
     "Budget": "agentmem.agent",
     "TurnResult": "agentmem.agent",
     "Config": "agentmem.config",
@@ -122,6 +124,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AddResult",
     "Agent",
+    "AsyncMemory",
     "AgentMemError",
     "Browsable",
     "Budget",

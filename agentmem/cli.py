@@ -72,13 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay(commands)
     mcp = commands.add_parser(
         "mcp",
-        help="serve memory to MCP clients on stdio (needs the mcp extra)",
-        description="Serve memory over the Model Context Protocol on stdin/stdout: the "
-        "tools remember, search, history, forget_memory and forget. With --user (or "
+        help="serve memory to MCP clients on stdio or HTTP (needs the mcp extra)",
+        description="Serve memory over the Model Context Protocol on stdin/stdout, or over "
+        "Streamable HTTP with --http: the tools remember, search, list_memories, get_memory, "
+        "update_memory, delete_memory, history, forget_memory and forget. With --user (or "
         "AGENTMEM_USER) the server serves that user only and refuses calls naming another; "
         "without one, every call must name its user_id. Logging goes to stderr.",
     )
     _add_common(mcp)
+    mcp.add_argument(
+        "--http",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve Streamable HTTP at http://HOST:PORT/mcp instead of stdio, so several "
+        "clients share one memory (default 127.0.0.1:8765; a host other than loopback "
+        "serves the network, with no authentication)",
+    )
     mcp.set_defaults(model="none")
     return parser
 
@@ -251,13 +262,15 @@ def _chat(args: argparse.Namespace, stdin: TextIO, out: Console, err: Console) -
 
 
 def _mcp(args: argparse.Namespace) -> int:
-    """Serve memory over MCP on stdio until the client hangs up."""
+    """Serve memory over MCP on stdio until the client hangs up, or over HTTP until stopped."""
     # Imported first: without the extra this fails before any memory is opened.
     from agentmem.config import login_user
     from agentmem.mcp_server import build_server, check_sdk
+    from agentmem.mcp_transport import parse_address, serve_http, serve_stdio
     from agentmem.memory import Memory
 
     check_sdk()
+    address = parse_address(args.http) if args.http is not None else None
 
     memory = Memory(
         args.data_dir,
@@ -272,8 +285,11 @@ def _mcp(args: argparse.Namespace) -> int:
     served = args.user or (configured if configured != login_user() else None)
     try:
         server = build_server(memory, served)
-        logger.info("serving agentmem over MCP on stdio")
-        server.run("stdio")
+        if address is None:
+            logger.info("serving agentmem over MCP on stdio")
+            serve_stdio(server)
+        else:
+            serve_http(server, *address)
     finally:
         memory.close()
     return 0

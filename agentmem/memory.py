@@ -36,6 +36,7 @@ from agentmem.fusion import ITEM_OVERHEAD
 from agentmem.inputs import check_plain, check_unicode, check_user, moment_of, turn_specs
 from agentmem.manager import ForgetReceipt, MemoryManager
 from agentmem.protocols import ChatModel, StoreContext
+from agentmem.relevance import similarities
 from agentmem.results import (
     AddResult,
     ChangeResult,
@@ -163,6 +164,7 @@ class Memory:
         session_id: str | None = None,
         timestamp: datetime | str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> AddResult:
         """Store messages as turns and fold them into memory; return the diff.
 
@@ -180,14 +182,17 @@ class Memory:
                 (``valid_from``, ``invalid_at``) is measured in dialogue time. A time with
                 an offset is converted to UTC; a naive one is taken as UTC.
             metadata: JSON metadata for the turns; search filters can match it.
+            run_id: mem0's name for the session: the same as ``session_id``.
 
         Raises:
-            InputError: A message, id or time is not acceptable; nothing was stored.
+            InputError: A message, id or time is not acceptable (or ``run_id`` and
+                ``session_id`` disagree); nothing was stored.
             StorageError: The records database failed; nothing was stored.
         """
         started = time.perf_counter()
         self._writable("add messages")
         user_id = check_user(user_id)
+        session_id = _session_alias(session_id, run_id)
         moment = moment_of(timestamp, "timestamp")
         specs = turn_specs(messages)
         with self._lock:
@@ -253,8 +258,14 @@ class Memory:
         as_of: datetime | str | None = None,
         include_history: bool = False,
         agent_id: str | None = None,
+        limit: int | None = None,
+        run_id: str | None = None,
     ) -> SearchResult:
         """Return the items most relevant to ``query``, best first.
+
+        Each item's ``score`` is its similarity to the query in [0, 1] (the cosine of
+        their embeddings: thresholds work, and items of the same text score alike) and
+        its ``rank`` its place in the fused order (1 is first).
 
         Args:
             query: What to look for.
@@ -266,12 +277,17 @@ class Memory:
             as_of: Return what was valid at this dialogue time (naive: UTC).
             include_history: Also return invalidated items (``current`` is False).
             agent_id: Only items of this agent (and items with no agent).
+            limit: mem0's name for ``top_k`` (given, it wins).
+            run_id: mem0's name for a session: only items of that session.
 
         Raises:
             InputError: The query, ``top_k``, a filter or ``as_of`` is not acceptable.
         """
         started = time.perf_counter()
         user_id = check_user(user_id)
+        top_k = top_k if limit is None else limit
+        if run_id is not None:
+            filters = {**(filters or {}), "session_id": run_id}
         if not isinstance(query, str) or not query.strip():
             raise InputError("the search query is empty")
         check_unicode(query, "the search query")
@@ -301,6 +317,10 @@ class Memory:
             model_tokens = self._model_tokens() - before
             records = self._records(recall.items, user_id, as_of=moment)
         found = [r for r in records if matches(r, filters or {})][:top_k]
+        # The order is the fusion's; the score says how close each item is to the query.
+        scores = similarities(self.components.embedder, query, [[r["text"]] for r in found])
+        for rank, (record, score) in enumerate(zip(found, scores, strict=True), start=1):
+            record["score"], record["rank"] = score, rank
         counter = self.manager.counter
         tokens = sum(counter.count(r["memory"]) + ITEM_OVERHEAD for r in found)
         return SearchResult(
@@ -443,6 +463,16 @@ class Memory:
                 del self._sessions[key]
             return self.components.forget(user_id)
 
+    def delete_all(self, *, user_id: str) -> ForgetReceipt:
+        """Erase everything about a user: mem0's name for :meth:`forget`."""
+        return self.forget(user_id)
+
+    def reset(self) -> list[ForgetReceipt]:
+        """Erase every user's memory (mem0's ``reset``); return a receipt per user."""
+        self._writable("reset memory")
+        with self._lock:
+            return [self.forget(user_id) for user_id in self.records.users()]
+
     def export(self, user_id: str, path: str | Path | None = None) -> dict[str, Any]:
         """Return (and optionally write as JSON) everything memory holds about a user."""
         user_id = check_user(user_id)
@@ -519,6 +549,17 @@ class Memory:
             {t.id: t for t in self.records.turns(user_id, ids=wanted)} if wanted else {}
         )
         return [record_of(r.item, r.score if scored else None, turns, as_of) for r in found]
+
+
+def _session_alias(session_id: str | None, run_id: str | None) -> str | None:
+    """Return the session a call names by ``session_id`` or mem0's ``run_id``.
+
+    Raises:
+        InputError: Both are given, and differ.
+    """
+    if run_id is not None and session_id is not None and run_id != session_id:
+        raise InputError("run_id and session_id name the same thing; give one of them")
+    return session_id if session_id is not None else run_id
 
 
 def _metered(model: ChatModel) -> ChatModel:

@@ -57,8 +57,10 @@ class MemoryRecord(TypedDict):
     show it: the same, with the changes since beside it when a value it states no longer
     holds while the rest does ("... [since 3 May 2023: residence Lisbon → Berlin]").
     ``changes`` lists those changes: which value, replaced by what (``None``: it ended),
-    of what aspect, since when, and the turn that changed it. ``score`` is the fused
-    recall score for search results (higher is better), ``None`` otherwise. ``metadata``
+    of what aspect, since when, and the turn that changed it. For search results,
+    ``score`` is the item's similarity to the query in [0, 1] (the cosine of their
+    embeddings, so a threshold means the same on every query) and ``rank`` its place in
+    recall's fused order, 1 first; both are ``None`` elsewhere. ``metadata``
     is the item's own metadata over the metadata given to :meth:`Memory.add` with the
     turns it came from.
     """
@@ -69,6 +71,7 @@ class MemoryRecord(TypedDict):
     store: str
     kind: str
     score: float | None
+    rank: int | None
     user_id: str
     agent_id: str | None
     session_id: str | None
@@ -112,6 +115,12 @@ class ChangeResult:
     def count(self, event: EventName) -> int:
         """Return how many events were ``event``."""
         return sum(1 for e in self.events if e["event"] == event)
+
+    def __getitem__(self, key: str) -> list[MemoryEvent]:
+        """Return the events under mem0's key, ``"results"`` (code written for mem0 reads it)."""
+        if key != "results":
+            raise KeyError(key)
+        return self.events
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,12 @@ class SearchResult:
     def __iter__(self) -> Iterator[MemoryRecord]:
         return iter(self.items)
 
+    def __getitem__(self, key: str) -> list[MemoryRecord]:
+        """Return the items under mem0's key, ``"results"`` (code written for mem0 reads it)."""
+        if key != "results":
+            raise KeyError(key)
+        return self.items
+
 
 def event_of(change: Change) -> MemoryEvent:
     item = change.item
@@ -207,6 +222,7 @@ def record_of(
         store=item.store,
         kind=item.kind,
         score=score,
+        rank=None,
         user_id=item.user_id,
         agent_id=item.agent_id,
         session_id=item.session_id,

@@ -129,8 +129,27 @@ CHECKS = {
 }
 
 
+def check_from_mem0(out: str) -> None:
+    """mem0's calls ran: the turns were added and search read back through "results"."""
+    assert "ADD user: I'm not a big fan of thrillers, but I love sci-fi." in out
+    scored = [line for line in out.splitlines() if line[:4].replace(".", "").isdigit()]
+    assert scored and len(scored) <= 3  # limit=3, as mem0's search takes it
+    assert any("sci-fi" in line for line in scored)
+
+
+CHECKS["from_mem0"] = check_from_mem0
+
+
 @pytest.mark.parametrize("path", SCRIPTS, ids=[p.stem for p in SCRIPTS])
-def test_example_main_runs_offline(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_main_runs_offline(
+    path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # An example that opens Memory() as mem0 users do finds its folder and model here.
+    monkeypatch.setenv("AGENTMEM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AGENTMEM_MODEL", "none")
     module = load(path)
     assert callable(getattr(module, "main", None)), f"{path.name} has no main()"
     assert module.main() in (None, 0)

@@ -86,9 +86,7 @@ class TestAgentMemRetrieverStandard(RetrieversIntegrationTests):
     def retriever_query_example(self) -> str:
         return "Where does my sister Ana live?"
 
-    @property
-    def num_results_arg_name(self) -> str:
-        return "top_k"
+    # num_results_arg_name is left at the suite's default, "k", as LangChain's retrievers take.
 
 
 # -- the retriever's own behaviour ------------------------------------------------------------

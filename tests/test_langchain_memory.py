@@ -73,15 +73,30 @@ def test_runnable_with_history_stores_both_sides_and_a_later_session_recalls_the
     found = memory.search("sister Lena Porto", user_id="ana").items
     assert {record["session_id"] for record in found} == {"monday"}
 
-    history.clear()  # ends the session; memory keeps what it learned
-    assert len(history.messages) == 4
+    history.clear()  # the messages go, as BaseChatMessageHistory says; memory keeps them
+    assert history.messages == []
+    assert AgentMemChatMessageHistory(memory, "ana", "monday").messages == []
+    history.clear()  # clearing again changes nothing
+    history.add_messages([HumanMessage("Let's start over.")])
+    again = AgentMemChatMessageHistory(memory, "ana", "monday")
+    assert [m.text for m in again.messages] == ["Let's start over."]
+    again.clear()
+    again.add_messages([HumanMessage("Third time.")])
+    assert [m.text for m in history.messages] == ["Third time."]
 
-    # A later session starts with no history, and recalls the first through the retriever.
+    # A later session starts with no history, and recalls the first through the retriever;
+    # the assistant's own lines are not returned as memories about the user.
     assert AgentMemChatMessageHistory(memory, "ana", "tuesday").messages == []
-    retriever = AgentMemRetriever(memory=memory, user_id="ana", top_k=3)
+    retriever = AgentMemRetriever(memory=memory, user_id="ana", k=3)
     docs = retriever.invoke("Where does my sister Lena live?")
     assert docs[0].page_content == "user: My sister Lena lives in Porto."
     assert docs[0].metadata["current"] is True
+    said = AgentMemRetriever(memory=memory, user_id="ana", k=20).invoke("Porto is lovely!")
+    assert said and not any(d.page_content.startswith("assistant:") for d in said)
+    with_agent = AgentMemRetriever(memory=memory, user_id="ana", k=20, include_assistant=True)
+    assert any(d.page_content == "assistant: Porto is lovely!" for d in with_agent.invoke("Porto"))
+    assert len(AgentMemRetriever(memory=memory, user_id="ana", k=1).invoke("Porto")) == 1
+    assert len(retriever.invoke("Porto", k=2)) == 2
 
 
 def test_history_skips_system_and_tool_messages(memory: Memory) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 import agentmem
+from agentmem.async_memory import AsyncMemory
 from agentmem.errors import InputError, NotFoundError
 from agentmem.memory import Memory, MemoryRecord
 from agentmem.testing import ScriptedChatModel
@@ -234,8 +236,9 @@ def test_search_with_history_ranks_the_current_fact_above_the_one_it_replaced(
     assert order.index("Sam lives in Denver") < order.index("Sam lives in Boston")
     assert order.index("Sam: We moved to Denver.") < order.index("Sam: I live in Boston.")
     assert [r["current"] for r in found] == sorted((r["current"] for r in found), reverse=True)
-    scores = [r["score"] for r in found]
-    assert scores == sorted(scores, reverse=True)  # still best first
+    # Still in recall's order (rank); the score is each item's own similarity, in [0, 1].
+    assert [r["rank"] for r in found] == list(range(1, len(found) + 1))
+    assert all(0.0 <= r["score"] <= 1.0 for r in found)
     # A query that names the old value still finds it first.
     boston = memory.search("Did Sam live in Boston?", user_id=user, include_history=True)
     assert not boston.items[0]["current"] and "Boston" in boston.items[0]["memory"]
@@ -373,3 +376,57 @@ def test_an_injected_model_builds_memory_and_its_tokens_are_reported(tmp_path: P
         assert [e["memory"] for e in result.events if e["store"] == "facts"] == [
             "Ana lives in Porto"
         ]
+
+
+def test_search_scores_are_similarities_a_threshold_can_use(memory: Memory) -> None:
+    memory.add("I play the cello every Sunday.", user_id="sim")
+    memory.add("My cat is called Miso.", user_id="sim")
+    found = memory.search("I play the cello every Sunday.", user_id="sim").items
+    assert [r["rank"] for r in found] == list(range(1, len(found) + 1))
+    assert all(r["score"] is not None and 0.0 <= r["score"] <= 1.0 for r in found)
+    cello = [r for r in found if "cello" in r["text"]]
+    cat = [r for r in found if "Miso" in r["text"]]
+    # The query said word for word is near 1; an unrelated item is far below any threshold.
+    assert max(r["score"] for r in cello) > 0.9
+    assert all(r["score"] < 0.5 for r in cat)
+    # Outside search there is no score or rank.
+    assert memory.get(found[0]["id"], user_id="sim")["score"] is None
+    assert memory.get(found[0]["id"], user_id="sim")["rank"] is None
+
+
+def test_mem0_names_work_where_they_cost_little(tmp_path: Path) -> None:
+    with Memory(tmp_path / "m0", model="none", env={}) as mem:
+        added = mem.add("I love sci-fi films.", user_id="alice", run_id="evening")
+        assert added["results"] == added.events and added.session_id == "evening"
+        mem.add("I drink green tea.", user_id="alice", run_id="morning")
+        mem.add("I live in Oslo.", user_id="bob")
+        found = mem.search("films", user_id="alice", limit=1)
+        assert len(found["results"]) == 1 and found["results"] == found.items
+        evening = mem.search("What do I like?", user_id="alice", run_id="evening").items
+        assert evening and {r["session_id"] for r in evening} == {"evening"}
+        with pytest.raises(InputError, match="run_id"):
+            mem.add("x", user_id="alice", run_id="a", session_id="b")
+        with pytest.raises(KeyError):
+            found["items"]
+        assert mem.delete_all(user_id="alice")["turns"] == 2
+        assert mem.get_all(user_id="alice") == [] and mem.get_all(user_id="bob")
+        receipts = mem.reset()
+        assert [r["turns"] for r in receipts] == [1] and mem.records.users() == []
+
+
+def test_async_memory_awaits_the_same_api(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with AsyncMemory(tmp_path / "am", model="none", env={}) as mem:
+            await asyncio.gather(
+                mem.add("I play chess on Fridays.", user_id="ana"),
+                mem.add("I live in Porto.", user_id="bo"),
+            )
+            found = await mem.search("chess", user_id="ana", limit=2)
+            assert any("chess" in r["memory"] for r in found["results"])
+            first = found.items[0]
+            assert (await mem.get(first["id"], user_id="ana"))["id"] == first["id"]
+            assert await mem.history(first["id"], user_id="ana")
+            assert len(await mem.get_all(user_id="bo")) >= 1
+            assert (await mem.delete_all(user_id="bo"))["turns"] == 1
+
+    asyncio.run(run())

@@ -7,7 +7,7 @@ raises :class:`~agentmem.errors.MissingExtraError`.
 
 * :class:`AgentMemRetriever` is a ``BaseRetriever`` over :meth:`Memory.search`: drop it into
   any LangChain chain that takes a retriever. It passes langchain-tests' standard
-  retriever suite (``top_k`` is its number-of-results argument, in the constructor and in
+  retriever suite (``k`` is its number-of-results argument, ``top_k`` too, in the constructor and in
   ``invoke``).
 * :class:`LangChainChatModel` makes any LangChain chat model an agentmem
   :class:`~agentmem.protocols.ChatModel` (to build memory or answer in the agent loop).

@@ -24,9 +24,20 @@ class AgentMemChatMessageHistory(BaseChatMessageHistory):
     recalls it (through :class:`AgentMemRetriever`, say). :attr:`messages` reads the
     session's turns back, oldest first.
 
-    History is memory here: :meth:`clear` ends the session (letting the memory structures
-    consolidate it) and erases nothing; the session's turns stay its history. To erase a
-    user's memory use :meth:`Memory.forget`, to remove one item :meth:`Memory.delete`.
+    :meth:`clear` removes the session's messages, as the contract says: :attr:`messages`
+    is empty afterwards, for this object and any later one of the same session, and new
+    messages start afresh. What memory learned from the cleared messages stays in
+    long-term memory (the facts, summaries and the turns themselves, which are the
+    provenance those items cite): clearing a conversation's window is not forgetting
+    the user. Underneath, the session's agentmem session is ended (letting the memory
+    structures consolidate it) and later messages go to a new one, ``<session_id>~1``,
+    ``~2``, ... To erase what memory holds use :meth:`Memory.forget` (a user) or
+    :meth:`Memory.delete` with ``erase=True`` (one item and its turn).
+
+    ``BaseChatMessageHistory`` is deprecated in langchain-core 1.x (removal in 2.0);
+    this class keeps working until then. For new code, LangGraph's path is a
+    checkpointer for the conversation plus :class:`agentmem.langgraph.AgentMemStore`
+    for long-term memory (``docs/langgraph.md``).
 
     System messages are instructions, not memory, and tool calls and tool results are the
     agent's work, not the dialogue: neither is stored.
@@ -61,8 +72,8 @@ class AgentMemChatMessageHistory(BaseChatMessageHistory):
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]  # read-only: the turns
-        """Return the session's turns as LangChain messages, oldest first."""
-        turns = self.memory.records.turns(self.user_id, session_id=self.session_id)
+        """Return the session's turns since it was last cleared, oldest first."""
+        turns = self.memory.records.turns(self.user_id, session_id=self._current())
         converted: list[BaseMessage] = []
         for turn in turns:
             name = turn.speaker if turn.speaker != turn.role else None
@@ -91,12 +102,39 @@ class AgentMemChatMessageHistory(BaseChatMessageHistory):
             turns.append(turn)
         if turns:
             self.memory.add(
-                turns, user_id=self.user_id, agent_id=self.agent_id, session_id=self.session_id
+                turns, user_id=self.user_id, agent_id=self.agent_id, session_id=self._current()
             )
 
     def clear(self) -> None:
-        """End the session; its turns, and what memory learned from them, are kept."""
-        self.memory.end_session(self.user_id, self.session_id)
+        """Remove the session's messages; what memory learned from them stays.
+
+        The underlying agentmem session ends (its structures consolidate it) and the
+        history goes on in a new, empty one.
+        """
+        current = self._current()
+        if not self.memory.records.turns(self.user_id, session_id=current):
+            return  # nothing to clear: no empty session follows an empty one
+        self.memory.end_session(self.user_id, current)
+        self.memory.records.start_session(
+            self.user_id, session_id=_next(self.session_id, current), agent_id=self.agent_id
+        )
+
+    def _current(self) -> str:
+        """Return the agentmem session holding the history since it was last cleared.
+
+        Clearing starts ``<session_id>~<n>``; the latest of them holds the history.
+        """
+        known = {s.id for s in self.memory.records.sessions(self.user_id)}
+        current = self.session_id
+        while (following := _next(self.session_id, current)) in known:
+            current = following
+        return current
+
+
+def _next(session_id: str, current: str) -> str:
+    """Return the agentmem session that follows ``current`` when it is cleared."""
+    generation = 0 if current == session_id else int(current.rsplit("~", 1)[1])
+    return f"{session_id}~{generation + 1}"
 
 
 _HISTORY_ROLES: dict[str, Role] = {"human": "user", "ai": "assistant"}

@@ -7,10 +7,12 @@ store; ``docs/langgraph.md`` for the behaviours in full.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Literal
 
 from langgraph.store.base import (
     BaseStore,
@@ -27,7 +29,7 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
-from agentmem.errors import InputError, NotFoundError
+from agentmem.errors import AgentMemError, ConfigError, InputError, NotFoundError
 from agentmem.inputs import check_user, turn_specs
 from agentmem.langgraph.items import StoredItem, StoredSearchItem
 from agentmem.langgraph.scopes import DEFAULT_SCOPE, ScopeRule, pattern_rule
@@ -37,8 +39,10 @@ from agentmem.langgraph.values import (
     json_value,
     matches,
     namespace_matches,
+    scored_texts,
 )
 from agentmem.memory import Memory
+from agentmem.relevance import similarities
 from agentmem.storage.dialogue import MAX_TURN_CHARS
 from agentmem.storage.documents import namespace_of
 from agentmem.storage.tables import DocumentRow
@@ -64,6 +68,10 @@ class AgentMemStore(BaseStore):
         ttl: LangGraph's ``TTLConfig``: ``default_ttl`` (minutes) for puts that give
             none, ``refresh_on_read`` (default True).
         include_superseded: Return superseded documents from ``search`` too.
+        rank_by: How ``search(query=...)`` orders documents: ``"similarity"`` (their
+            ``score``, as LangGraph's stores do) or ``"recall"`` (the order agentmem's
+            recall over every structure finds them in, which also weighs exact words;
+            ``score`` is still the similarity).
         clock: Returns the current time (UTC); tests move it to expire documents.
 
     Raises:
@@ -81,6 +89,7 @@ class AgentMemStore(BaseStore):
         index: IndexConfig | None = None,
         ttl: TTLConfig | None = None,
         include_superseded: bool = False,
+        rank_by: Literal["similarity", "recall"] = "similarity",
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.memory = memory
@@ -90,8 +99,14 @@ class AgentMemStore(BaseStore):
         self._fields = index_fields(index)
         self.ttl_config = ttl
         self.include_superseded = include_superseded
+        if rank_by not in ("similarity", "recall"):
+            raise ConfigError(f"rank_by must be 'similarity' or 'recall', not {rank_by!r}")
+        self.rank_by = rank_by
         self._clock = clock
         self._lock = threading.RLock()
+        self._sweeper_lock = threading.Lock()
+        self._sweeper: concurrent.futures.Future[None] | None = None
+        self._stop_sweeping = threading.Event()
 
     # -- BaseStore ----------------------------------------------------------------------------
 
@@ -134,6 +149,69 @@ class AgentMemStore(BaseStore):
         with self._lock:
             return self._sweep(self._now())
 
+    def start_ttl_sweeper(
+        self, sweep_interval_minutes: float | None = None
+    ) -> concurrent.futures.Future[None]:
+        """Sweep expired documents in a background thread, now and every interval.
+
+        Without it an expired document is still never returned (every operation sweeps
+        first); the sweeper also ends documents nobody asks for, so their memory items
+        go when they expire. As LangGraph's stores do, a second call while one runs
+        returns the running sweeper's future.
+
+        Args:
+            sweep_interval_minutes: Minutes between sweeps (default: the ``TTLConfig``'s
+                ``sweep_interval_minutes``, else 5).
+
+        Returns:
+            A future that resolves when the sweeper stops (:meth:`stop_ttl_sweeper`).
+        """
+        with self._sweeper_lock:
+            if self._sweeper is not None and not self._sweeper.done():
+                return self._sweeper
+            configured = (self.ttl_config or {}).get("sweep_interval_minutes")
+            seconds = 60.0 * float(sweep_interval_minutes or configured or 5)
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._stop_sweeping.clear()
+            worker = threading.Thread(
+                target=self._sweep_until_stopped,
+                args=(seconds, done),
+                name="agentmem-ttl-sweeper",
+                daemon=True,
+            )
+            worker.start()
+            self._sweeper = done
+            return done
+
+    def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
+        """Stop the background sweeper; return whether it stopped within ``timeout`` seconds."""
+        with self._sweeper_lock:
+            running = self._sweeper
+            self._stop_sweeping.set()
+        if running is None:
+            return True
+        try:
+            running.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            return False
+        return True
+
+    def _sweep_until_stopped(self, seconds: float, done: concurrent.futures.Future[None]) -> None:
+        try:
+            while True:
+                try:
+                    swept = self.sweep_ttl()
+                    if swept:
+                        logger.info("TTL sweeper ended %d expired documents", swept)
+                except AgentMemError as exc:  # a busy database: the next sweep retries
+                    logger.warning("TTL sweep failed: %s", exc)
+                if self._stop_sweeping.wait(seconds):
+                    break
+        except BaseException as exc:  # the future reports it; the thread ends quietly
+            done.set_exception(exc)
+            return
+        done.set_result(None)
+
     def scope_of(self, namespace: tuple[str, ...]) -> Scope:
         """Return whose memory a namespace's documents go to.
 
@@ -170,10 +248,8 @@ class AgentMemStore(BaseStore):
             return
         if not op.namespace:
             raise InvalidNamespaceError("Namespace cannot be empty.")
-        if op.namespace[0] == "langgraph":
-            raise InvalidNamespaceError(
-                f'Root label for namespace cannot be "langgraph". Got: {op.namespace}'
-            )
+        # A ("langgraph", ...) namespace is refused by BaseStore.put, not by the store:
+        # LangGraph itself writes there with PutOps, as InMemoryStore allows.
         value = json_value(op.value)
         text = document_text(value, self._fields if op.index is None else op.index)
         # Refuse a text memory would refuse, before anything is written.
@@ -226,11 +302,7 @@ class AgentMemStore(BaseStore):
             rows = [row for row in rows if standing[_id(row)][0]]
         scores: dict[int, float] = {}
         if op.query and rows:
-            scores = self._scores(op.query, rows, op.offset + op.limit)
-            by_id = {_id(row): row for row in rows}
-            rows = [by_id[document] for document in scores] + [
-                row for row in rows if _id(row) not in scores
-            ]
+            rows, scores = self._ranked(op.query, rows, op.offset + op.limit)
         page = rows[op.offset : op.offset + op.limit] if op.limit >= 0 else rows[op.offset :]
         if op.refresh_ttl:
             self.memory.records.touch_documents(
@@ -250,14 +322,43 @@ class AgentMemStore(BaseStore):
 
     # -- memory -------------------------------------------------------------------------------
 
-    def _scores(self, query: str, rows: Sequence[DocumentRow], wanted: int) -> dict[int, float]:
-        """Return the documents memory recalls for ``query``, best first, with their scores.
+    def _ranked(
+        self, query: str, rows: Sequence[DocumentRow], wanted: int
+    ) -> tuple[list[DocumentRow], dict[int, float]]:
+        """Return the documents in ranked order, and each indexed document's score.
 
-        A document ranks where memory's recall first cites its turn, and takes that item's
-        score; documents of several users are merged by score.
+        A document's score is the best cosine similarity of the query and one of its
+        indexed fields, in [0, 1], as LangGraph's stores score (so a threshold means the
+        same on every query, and two documents of the same text score alike). By
+        default documents are ranked by it; with ``rank_by="recall"`` in the order
+        memory's recall first cites their turns (the others after, by score).
+        Documents that are not indexed have no score and come last.
+        """
+        indexed = [row for row in rows if row.text.strip()]
+        scores = dict(
+            zip(
+                [_id(row) for row in indexed],
+                similarities(
+                    self.memory.components.embedder,
+                    query,
+                    [scored_texts(row.text) for row in indexed],
+                ),
+                strict=True,
+            )
+        )
+        recalled = self._recall_order(query, indexed, wanted) if self.rank_by == "recall" else {}
+        position = {document: place for place, document in enumerate(recalled)}
+        indexed.sort(key=lambda row: (position.get(_id(row), len(position)), -scores[_id(row)]))
+        return indexed + [row for row in rows if not row.text.strip()], scores
+
+    def _recall_order(self, query: str, rows: Sequence[DocumentRow], wanted: int) -> list[int]:
+        """Return the documents memory's recall cites for ``query``, in its fused order.
+
+        A document ranks where recall first cites its turn; documents of several users
+        are merged by rank.
         """
         by_turn = {row.turn_id: _id(row) for row in rows if row.turn_id is not None}
-        ranked: list[tuple[float, int, int]] = []
+        ranked: list[tuple[int, str, int]] = []
         for user_id in sorted({row.user_id for row in rows}):
             found = self.memory.search(query, user_id=user_id, top_k=max(20, 4 * wanted))
             seen: set[int] = set()
@@ -266,8 +367,8 @@ class AgentMemStore(BaseStore):
                     document = by_turn.get(turn_id)
                     if document is not None and document not in seen:
                         seen.add(document)
-                        ranked.append((-(record["score"] or 0.0), len(seen), document))
-        return {document: -negated for negated, _, document in sorted(ranked)}
+                        ranked.append((len(seen), user_id, document))
+        return [document for _, _, document in sorted(ranked)]
 
     def _standing(self, rows: Sequence[DocumentRow]) -> dict[int, tuple[bool, str | None]]:
         """Return, per document version, whether memory still holds it and what replaced it.

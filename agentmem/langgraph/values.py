@@ -9,6 +9,7 @@ semantics.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from agentmem.errors import InputError
 #: A value's text with at least this many words reads as a sentence and is given alone;
 #: shorter values are given as ``field: value``.
 _SENTENCE_WORDS = 3
+#: What a field's path looks like in ``field: value`` (``_leaves`` joins keys with dots).
+_FIELD_PATH = re.compile(r"[^\s:]+")
 
 
 def index_fields(index: IndexConfig | None) -> list[str] | None:
@@ -78,7 +81,7 @@ def matches(value: Any, condition: Any) -> bool:
             return all(_compare(value, op, wanted) for op, wanted in condition.items())
         if not isinstance(value, Mapping):
             return False
-        return all(matches(value.get(key), wanted) for key, wanted in condition.items())
+        return all(matches(_at(value, str(key)), wanted) for key, wanted in condition.items())
     if isinstance(condition, list | tuple):
         return (
             isinstance(value, list | tuple)
@@ -86,6 +89,38 @@ def matches(value: Any, condition: Any) -> bool:
             and all(matches(v, c) for v, c in zip(value, condition, strict=True))
         )
     return bool(value == condition)
+
+
+def _at(value: Mapping[str, Any], key: str) -> Any:
+    """Return the field a filter key names: ``"user.access-level"`` reaches into objects.
+
+    A key the value holds as it is wins over the dotted path (a field may have a dot in
+    its name); a path that leads nowhere is ``None``, as a missing field is.
+    """
+    if key in value or "." not in key:
+        return value.get(key)
+    found: Any = value
+    for part in key.split("."):
+        if not isinstance(found, Mapping) or part not in found:
+            return None
+        found = found[part]
+    return found
+
+
+def scored_texts(text: str) -> list[str]:
+    """Return the texts a document is scored by: each indexed line, and a short value alone.
+
+    A short value reaches memory as ``field: value`` (so memory knows what it is); a query
+    for the value itself should still find it as LangGraph's stores do, which embed the
+    field's text alone.
+    """
+    texts = []
+    for line in text.split("\n"):
+        texts.append(line)
+        field, separator, shown = line.partition(": ")
+        if separator and shown and _FIELD_PATH.fullmatch(field):
+            texts.append(shown)
+    return texts
 
 
 def _compare(value: Any, operator: str, wanted: Any) -> bool:
@@ -123,4 +158,11 @@ def namespace_matches(condition: MatchCondition, namespace: tuple[str, ...]) -> 
     return all(wanted in ("*", label) for label, wanted in zip(labels, path, strict=True))
 
 
-__all__ = ["document_text", "index_fields", "json_value", "matches", "namespace_matches"]
+__all__ = [
+    "document_text",
+    "index_fields",
+    "json_value",
+    "matches",
+    "namespace_matches",
+    "scored_texts",
+]

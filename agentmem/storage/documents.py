@@ -121,7 +121,17 @@ class DocumentRecords(Database):
             )
         query = query.order_by(col(DocumentRow.updated_at).desc(), col(DocumentRow.id).desc())
         with self.session() as s:
-            return list(s.exec(query))
+            rows = list(s.exec(query))
+        if not prefix:
+            return rows
+        # SQLite's LIKE (what startswith compiles to) ignores ASCII case; namespaces, as
+        # get and put compare them, do not: ("Foo",) is not under ("foo",).
+        wanted = namespace_path(prefix)
+        return [
+            row
+            for row in rows
+            if row.namespace == wanted or row.namespace.startswith(wanted + SEPARATOR)
+        ]
 
     def document_versions(self, namespace: Sequence[str], key: str) -> list[DocumentRow]:
         """Return every version of ``namespace``/``key``, oldest first (the live one last)."""
