@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 
 from agentmem.models.tokens import Fitted, TokenCounter, fit_to_budget
 from agentmem.text import STOPWORDS, words
@@ -159,6 +160,27 @@ def current_first(ranked: Sequence[Recalled], query: str) -> list[Recalled]:
     return _current_among_equals(ordered)
 
 
+#: How many of the best items a question about the present orders newest first.
+NOW_WINDOW = 3
+
+
+def newest_first(ranked: Sequence[Recalled], window: int = NOW_WINDOW) -> list[Recalled]:
+    """Order the ``window`` most relevant items newest first, for a question about now.
+
+    "Where does Sam live now?" is answered by the latest of the statements that bear on
+    it, which is seldom the one most like the question: the old "I live in Boston, I
+    love it here" matches it better than "Finally unpacked the last box in Denver". The
+    best few stay the best few (what fits the budget is unchanged); within them what was
+    said last comes first, so a reader meets the latest state before an older one.
+    Items without a time keep their place after the timed ones.
+    """
+    head, tail = list(ranked[:window]), list(ranked[window:])
+    timed = [r for r in head if r.item.valid_from is not None]
+    untimed = [r for r in head if r.item.valid_from is None]
+    timed.sort(key=lambda r: r.item.valid_from or datetime.min, reverse=True)
+    return [*timed, *untimed, *tail]
+
+
 def _only_in(old: MemoryItem, ranked: Sequence[Recalled], newer_id: str) -> set[str]:
     """Return the content words (crudely stemmed) of ``old`` that its replacement lacks."""
     newer = next(r.item for r in ranked if r.item.id == newer_id)
@@ -184,4 +206,13 @@ def _current_among_equals(ranked: list[Recalled]) -> list[Recalled]:
     return out
 
 
-__all__ = ["ITEM_OVERHEAD", "RRF_K", "current_first", "dedupe_key", "fit_rankings", "fuse"]
+__all__ = [
+    "ITEM_OVERHEAD",
+    "NOW_WINDOW",
+    "RRF_K",
+    "current_first",
+    "dedupe_key",
+    "fit_rankings",
+    "fuse",
+    "newest_first",
+]

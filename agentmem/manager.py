@@ -44,7 +44,14 @@ from typing import Any
 
 from agentmem.editing import delete_item, erase_plan, update_item
 from agentmem.errors import AgentMemError, InputError, ReadOnlyError
-from agentmem.fusion import ITEM_OVERHEAD, RRF_K, current_first, fit_rankings, fuse
+from agentmem.fusion import (
+    ITEM_OVERHEAD,
+    RRF_K,
+    current_first,
+    fit_rankings,
+    fuse,
+    newest_first,
+)
 from agentmem.ledger.facts import FACT_STORE, Decision, FactLedger
 from agentmem.ledger.propagation import StaleGuard, StaleValue, settled_in_passing
 from agentmem.models.tokens import Fitted, TokenCounter
@@ -409,6 +416,8 @@ class MemoryManager:
         # With history, an old version and the item that replaced it are often both found;
         # where the query does not tell them apart, what holds now comes first.
         kept = current_first(fitted.kept, query_text)
+        if reading.now and not include_history:
+            kept = newest_first(kept)
         timings["total"] = time.perf_counter() - started
         return RecallResult(tuple(kept), fitted.tokens, fitted.dropped, timings, query_text, stale)
 

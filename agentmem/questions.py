@@ -107,6 +107,8 @@ class Reading:
 
     form: QuestionForm = "point"
     window: tuple[datetime, datetime] | None = None
+    #: It asks how things stand now ("Where does Sam live now?", "Does Ana still swim?").
+    now: bool = False
 
 
 def read_question(text: str, now: datetime | None = None) -> Reading:
@@ -118,7 +120,21 @@ def read_question(text: str, now: datetime | None = None) -> Reading:
             its year: the latest such month up to ``now``).
     """
     window = time_window(text, now)
-    return Reading(_form(text, window is not None), window)
+    return Reading(_form(text, window is not None), window, window is None and asks_now(text))
+
+
+#: Words asking how things stand at present, not at some time.
+_NOW = re.compile(
+    r"\b(?:now|currently|current|these days|nowadays|at the moment|at present|still|"
+    r"any ?more|any longer|no longer|latest|most recent)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_now(text: str) -> bool:
+    """Whether a question asks how things stand now: "Where does Sam live now?",
+    "Does Ana still swim?", "What is Jo's current job?"."""
+    return bool(_NOW.search(text))
 
 
 def _form(text: str, dated: bool) -> QuestionForm:

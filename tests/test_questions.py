@@ -102,3 +102,19 @@ def test_relative_times_are_read_against_now() -> None:
 def test_a_time_past_either_end_of_the_calendar_names_nothing(now: datetime, question: str) -> None:
     reading = read_question(question, now)  # never raises: recall goes on without a window
     assert reading.window is None or reading.window[0] < reading.window[1]
+
+
+@pytest.mark.parametrize(
+    ("question", "now"),
+    [
+        ("Where does Sam live now?", True),
+        ("Does Ana still swim on Mondays?", True),
+        ("What is Jo's current job?", True),
+        ("Is Kim no longer vegan?", True),
+        ("Where does Sam live?", False),
+        ("Where did Sam live in May 2023?", False),  # a time named: not now
+        ("When did Ana start swimming?", False),
+    ],
+)
+def test_a_question_about_how_things_stand_now(question: str, now: bool) -> None:
+    assert read_question(question, datetime(2024, 1, 1)).now is now
