@@ -63,6 +63,7 @@ from agentmem.protocols import (
     Leading,
     MemoryStore,
     Resumable,
+    Verbatim,
 )
 from agentmem.questions import Reading, read_question
 from agentmem.rewrite import model_rewrite, rewrite_query
@@ -178,13 +179,15 @@ class MemoryManager:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(self, turns: Sequence[Turn], *, mark: bool = True) -> WriteReport:
+    def write(self, turns: Sequence[Turn], *, mark: bool = True, infer: bool = True) -> WriteReport:
         """Fold stored turns into memory: facts first, then structures, then invalidation.
 
         A structure that fails is logged and reported; the turns stay pending, and
         :meth:`resume` retries them. The turns themselves are already on disk. With
         ``mark=False`` the caller marks them memorized itself, once its own follow-up
-        is done (so a crash before then leaves them pending).
+        is done (so a crash before then leaves them pending). With ``infer=False`` only
+        the :class:`~agentmem.protocols.Verbatim` structures take them: no fact is
+        resolved and nothing is superseded by them.
         """
         started = time.perf_counter()
         given = turns
@@ -194,7 +197,7 @@ class MemoryManager:
         changes: list[Change] = []
         failures: dict[str, str] = {}
         decisions: list[Decision] = []
-        if self.facts is not None and turns:
+        if self.facts is not None and turns and infer:
             try:
                 decisions = self.facts.resolve(turns)
             except AgentMemError as exc:
@@ -202,6 +205,8 @@ class MemoryManager:
                 failures[self.facts.name] = str(exc)
             changes += [c for d in decisions for c in d.changes]
         for store in self.stores:
+            if not infer and not (isinstance(store, Verbatim) and store.verbatim):
+                continue
             try:
                 changes += store.write(turns)
             except AgentMemError as exc:

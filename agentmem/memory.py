@@ -165,6 +165,7 @@ class Memory:
         timestamp: datetime | str | None = None,
         metadata: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        infer: bool = True,
     ) -> AddResult:
         """Store messages as turns and fold them into memory; return the diff.
 
@@ -183,6 +184,11 @@ class Memory:
                 an offset is converted to UTC; a naive one is taken as UTC.
             metadata: JSON metadata for the turns; search filters can match it.
             run_id: mem0's name for the session: the same as ``session_id``.
+            infer: ``False`` (mem0's ``infer=False``) stores the messages and keeps them
+                searchable as said, in the structures that keep turns verbatim only: no
+                fact, tree node or triple is drawn from them (no model call), and they
+                change no earlier memory. A session's summaries and memos, written when
+                the session ends, still read all of its turns.
 
         Raises:
             InputError: A message, id or time is not acceptable (or ``run_id`` and
@@ -213,7 +219,7 @@ class Memory:
                     for spec in specs
                 ]
             )
-            report = self.manager.write(turns)
+            report = self.manager.write(turns, infer=infer)
             tokens = self._model_tokens() - before
         return add_result(report, session, tokens, time.perf_counter() - started)
 

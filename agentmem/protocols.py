@@ -427,6 +427,20 @@ class Leading(Protocol):
 
 
 @runtime_checkable
+class Verbatim(Protocol):
+    """A structure that keeps what was said as it was said (the turns), inferring nothing.
+
+    ``Memory.add(..., infer=False)`` (mem0's name) writes only to these: the messages are
+    stored and searchable, and no fact, tree node or triple is drawn from them.
+
+    Attributes:
+        verbatim: Always true for such a structure.
+    """
+
+    verbatim: bool
+
+
+@runtime_checkable
 class Resumable(Protocol):
     """A structure that queues failed model builds and can retry them."""
 

@@ -87,6 +87,8 @@ class TurnStore:
     """
 
     #: The question forms it answers first (``Leading``; see ``agentmem.questions``).
+    #: It keeps the turns as said (``Verbatim``): ``add(..., infer=False)`` writes here.
+    verbatim = True
     leads = frozenset({"point"})
     #: The forms it answers at all: every one.
     serves = frozenset(FORMS)

@@ -414,6 +414,20 @@ def test_mem0_names_work_where_they_cost_little(tmp_path: Path) -> None:
         assert [r["turns"] for r in receipts] == [1] and mem.records.users() == []
 
 
+def test_add_without_inference_stores_the_turn_as_said_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    with Memory(tmp_path / "raw", model="none", env={}, stores=("all",)) as mem:
+        mem.add("I live in Lisbon.", user_id="u", timestamp="2024-01-01T10:00:00")
+        raw = mem.add("I moved to Berlin.", user_id="u", infer=False, timestamp="2024-02-01")
+        assert {e["store"] for e in raw.events} == {"turns"}
+        found = mem.search("Where do I live?", user_id="u").items
+        assert any("moved to Berlin" in r["text"] for r in found)  # searchable as said
+        facts = [r for r in mem.get_all(user_id="u") if r["store"] == "facts"]
+        assert [f["memory"] for f in facts] == ["user lives in Lisbon"]  # nothing drawn
+        assert all(r["current"] for r in found)  # and nothing it changed
+
+
 def test_async_memory_awaits_the_same_api(tmp_path: Path) -> None:
     async def run() -> None:
         async with AsyncMemory(tmp_path / "am", model="none", env={}) as mem:
