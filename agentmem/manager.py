@@ -350,9 +350,13 @@ class MemoryManager:
         """
         changes = delete_item(self, item_id, user_id=user_id, reason=reason, at=at or utcnow())
         if changes and changes[0].kind != "NOOP":
-            # Items that still assert a deleted fact's value are stale now.
+            # Items that still assert a deleted fact's value are stale now: only those
+            # values are swept (every stale value of a user with 50,000 items took
+            # minutes; benchmarks/bench_scale.py).
             self.guard.reset(user_id)
-            changes += self.guard.sweep(user_id, self._by_name())
+            facts = [c.item.id for c in changes if c.item.kind == "fact"]
+            if facts:
+                changes += self.guard.sweep(user_id, self._by_name(), fact_ids=facts)
         return changes
 
     # -- recall -----------------------------------------------------------------------------
