@@ -277,23 +277,9 @@ def content_words(text: str) -> list[str]:
 
 
 def asks_only(text: str) -> bool:
-    """Whether ``text`` only asks: "Where does my sister live?", "Ha! How's the job?".
-
-    At least one sentence is a question and every other one says nothing or is a
-    one-word exclamation ("Ha!", "Wow!", a greeting), so the turn states no fact of
-    its own.
-    """
-    sentences = [s.rstrip("\"')”’*_ ") for s in split_sentences(text)]
-    asked = [s.endswith("?") for s in sentences]
-    return any(asked) and all(
-        is_question or says_nothing(sentence) or _exclaims(sentence)
-        for sentence, is_question in zip(sentences, asked, strict=True)
-    )
-
-
-def _exclaims(sentence: str) -> bool:
-    """Whether ``sentence`` is a lone exclaimed word ("Ha!", "Hello!")."""
-    return sentence.endswith("!") and len(sentence.split()) == 1
+    """Whether every sentence of ``text`` is a question ("Where does my sister live?")."""
+    sentences = split_sentences(text)
+    return bool(sentences) and all(s.rstrip("\"')”’*_ ").endswith("?") for s in sentences)
 
 
 def says_nothing(text: str) -> bool:

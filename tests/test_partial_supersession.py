@@ -254,17 +254,6 @@ def test_a_question_is_not_recalled_as_a_memory(tmp_path: Path) -> None:
         assert "Where does my sister live?" in turns and "Got it." in turns
 
 
-def test_a_question_after_an_interjection_is_still_only_a_question(tmp_path: Path) -> None:
-    with Memory(tmp_path, chat_model=None, env={}, model="none") as memory:
-        memory.add("Saturday mornings I play tennis at the club.", user_id="u")
-        memory.add("Ha! How's the tennis going?", user_id="u")
-        memory.add("Oh! Great news. My tennis coach moved to Spain.", user_id="u")
-        texts = [r["text"] for r in memory.search("tennis", user_id="u").items]
-        assert not any("How's the tennis going?" in t for t in texts)
-        assert any("Saturday mornings" in t for t in texts)
-        assert any("tennis coach moved" in t for t in texts)  # says something: recalled
-
-
 def test_an_assistant_echo_is_not_recalled_but_its_new_words_are(tmp_path: Path) -> None:
     with Memory(tmp_path, chat_model=None, env={}, model="none") as memory:
         memory.add(
