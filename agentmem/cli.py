@@ -148,6 +148,16 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     replay.add_argument(
         "--data-dir", help="where each configuration's memory is kept (default: OUT/data)"
     )
+    replay.add_argument(
+        "--database-url",
+        help="keep every configuration's records in this database (a SQLAlchemy URL, e.g. "
+        "postgresql+psycopg://...) instead of SQLite files under the data folder",
+    )
+    replay.add_argument(
+        "--chroma-url",
+        help="keep every configuration's vectors on this Chroma server (http://host:port) "
+        "instead of the data folder",
+    )
     replay.add_argument("--judge", action="store_true", help="also grade answers with the model")
     replay.add_argument("--config", help="a TOML configuration file (for the model endpoint)")
     replay.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -432,6 +442,8 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
             judge=args.judge,
             embedder=embedder,
             console=err,
+            database_url=args.database_url,
+            chroma_url=args.chroma_url,
         )
     finally:
         for part in (model, embedder):

@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from agentmem.errors import InputError, NotFoundError, StorageError
 from agentmem.memory import Memory
@@ -41,6 +42,7 @@ from agentmem.storage.records import Records
 from agentmem.storage.vectors import VectorIndex
 from agentmem.store_contract import MemoryStoreContract, shared_embedder
 from agentmem.stores.turns import TurnStore
+from agentmem.types import Turn
 
 pytestmark = pytest.mark.servers
 
@@ -354,3 +356,86 @@ def test_the_langgraph_store_on_postgresql(database_url: str, tmp_path: Path) ->
         assert memory.forget(user)["documents"] == 3  # ("<user>_%",) is the unscoped user's
         assert store.get(namespace, "home-1") is None
         memory.forget("langgraph")
+
+
+# -- full-text search over turns on PostgreSQL -------------------------------------------------
+
+
+def say(records: Records, user_id: str, text: str) -> Turn:
+    return records.add_turn(user_id, records.start_session(user_id), user_id, "user", text)
+
+
+def holding(records: Records, word: str) -> int:
+    """How many rows of the search column hold ``word``, whoever said it."""
+    query = text("SELECT count(*) FROM turns WHERE text_search @@ to_tsquery('simple', :word)")
+    with records.engine.connect() as connection:
+        return int(connection.execute(query, {"word": word}).scalar_one())
+
+
+def test_turns_are_searched_by_their_words_within_one_user_on_postgresql(
+    database_url: str,
+) -> None:
+    records = Records(database_url)
+    try:
+        mine = say(records, "alice", "The spare key is under the blue heron planter.")
+        say(records, "alice", "We had soup.")
+        say(records, "bob", "A heron landed on the blue roof.")
+        other = say(records, "alice", "Blue skies all week.")
+        read = say(records, "alice", "Zoë's e-mail came at 10:30 from the Café Über, didn’t it?")
+        assert records.search_turns("alice", ["heron", "planter"], 5) == [mine.id]
+        assert records.search_turns("alice", ["blue", "heron"], 5) == [mine.id, other.id]
+        assert records.search_turns("bob", ["heron"], 5) != [mine.id]
+        assert records.search_turns("alice", ['he"ron', "'", "a & b | !c"], 5) == []
+        assert records.search_turns("alice", [], 5) == []
+        assert records.search_turns("alice", ["heron"], 0) == []
+        # Read as FTS5's unicode61 reads it: diacritics folded, any punctuation a separator.
+        for word in ("zoe", "e-mail", "mail", "10:30", "cafe", "uber", "didn't", "didn"):
+            assert records.search_turns("alice", [word], 5) == [read.id], word
+        # A rare word outranks a common one said more often (BM25's IDF).
+        say(records, "alice", "The blue car.")
+        say(records, "alice", "A blue door.")
+        common, rare = say(records, "alice", "Blue, blue."), say(records, "alice", "A quokka.")
+        assert records.search_turns("alice", ["blue", "quokka"], 2) == [rare.id, common.id]
+    finally:
+        records.close()
+
+
+def test_an_older_postgresql_database_gets_turn_search_on_open(database_url: str) -> None:
+    first = Records(database_url)
+    turn = say(first, "alice", "The spare key is under the heron planter.")
+    with first.engine.begin() as connection:  # as a database written before the search
+        connection.execute(text("DROP INDEX ix_turns_text_search"))
+        connection.execute(text("ALTER TABLE turns DROP COLUMN text_search"))
+    first.close()
+    reopened = Records(database_url)
+    try:
+        assert reopened.search_turns("alice", ["heron"], 5) == [turn.id]
+        assert reopened.turns("alice")[0].text == turn.text  # nothing lost on the way
+        later = say(reopened, "alice", "The heron came back.")
+        assert reopened.search_turns("alice", ["heron"], 5) == [later.id, turn.id]
+    finally:
+        reopened.close()
+    again = Records(database_url)  # opening a migrated database changes nothing
+    try:
+        assert again.search_turns("alice", ["heron"], 5) == [later.id, turn.id]
+    finally:
+        again.close()
+
+
+def test_erased_and_forgotten_turns_leave_the_postgresql_search(database_url: str) -> None:
+    records = Records(database_url)
+    try:
+        secret = say(records, "alice", "My locker code is zanzibarquokka.")
+        kept = say(records, "alice", "My locker is blue.")
+        say(records, "bob", "My locker code is marimbaphone.")
+        assert records.search_turns("alice", ["zanzibarquokka"], 5) == [secret.id]
+        assert records.erase("alice", [], [secret.id]) == 1
+        assert records.search_turns("alice", ["zanzibarquokka"], 5) == []
+        assert holding(records, "zanzibarquokka") == 0  # the column went with the text
+        assert records.search_turns("alice", ["locker"], 5) == [kept.id]
+        assert "the records database (VACUUM)" in records.compact()
+        records.forget("bob")
+        assert holding(records, "marimbaphone") == 0
+        assert records.search_turns("alice", ["locker"], 5) == [kept.id]
+    finally:
+        records.close()

@@ -47,6 +47,8 @@ def replay(
     judge: bool = False,
     embedder: Embedder | None = None,
     console: Console | None = None,
+    database_url: str | None = None,
+    chroma_url: str | None = None,
 ) -> Report:
     """Replay conversations, score every configuration, and write the report files.
 
@@ -76,6 +78,8 @@ def replay(
         judge=judge,
         embedder=embedder,
         console=console,
+        database_url=database_url,
+        chroma_url=chroma_url,
     )
     try:
         report = build_report(run)

@@ -128,9 +128,20 @@ def retry_counter(model: ChatModel | None) -> Callable[[], int] | None:
     return None
 
 
-def session_id(conversation: Conversation, session: Session) -> str:
+def session_id(user_id: str, session: Session) -> str:
     """Return the records' session id of a dialogue session (unique across samples)."""
-    return f"{conversation.sample_id}/session_{session.number}"
+    return f"{user_id}/session_{session.number}"
+
+
+def replay_user(sample_id: str, key: str, *, on_servers: bool) -> str:
+    """Return the user id a configuration keeps a conversation's memory under.
+
+    In its own data folder, the conversation's id. On server backends every configuration
+    writes to the same database and vector server, so the id names the configuration too
+    (``conv-26@turns``): each keeps its own turns, items and collections, as separate
+    users of one deployment do.
+    """
+    return f"{sample_id}@{key}" if on_servers else sample_id
 
 
 def ingest_conversation(
@@ -142,6 +153,7 @@ def ingest_conversation(
     meter: MeteredChatModel | None = None,
     retries: Callable[[], int] | None = None,
     advance: Any = None,
+    user_id: str | None = None,
 ) -> list[IngestStats]:
     """Ingest the sessions of a conversation not yet ingested; return their statistics.
 
@@ -156,9 +168,10 @@ def ingest_conversation(
         meter: Counts the building model's calls, failures and tokens.
         retries: Reads how many failed model attempts were retried so far.
         advance: Called with the number of turns handled, for a progress bar.
+        user_id: Whose memory the conversation goes to (default: the conversation's id).
     """
-    user = conversation.sample_id
-    done = progress.ingested(key, user)
+    user = user_id or conversation.sample_id
+    done = progress.ingested(key, conversation.sample_id)
     if len(done) < len(conversation.sessions):
         memory.resume(user)
     stats = []
@@ -169,7 +182,7 @@ def ingest_conversation(
             continue
         started = time.perf_counter()
         before = _Tally.take(memory, meter, retries)
-        sid = session_id(conversation, session)
+        sid = session_id(user, session)
         records = memory.records
         records.start_session(user, session_id=sid, started_at=session.started_at)
         known = {t.external_id for t in records.turns(user, session_id=sid)}
@@ -210,7 +223,7 @@ def ingest_conversation(
             builds_queued=spent.builds_queued,
         )
         if not failures:
-            progress.record_session(key, user, session.number, entry)
+            progress.record_session(key, conversation.sample_id, session.number, entry)
         stats.append(entry)
         if advance is not None:
             advance(len(session.turns))
@@ -277,11 +290,16 @@ def ask(
     counter: TokenCounter,
     answer_model: ChatModel | None = None,
     meter: MeteredChatModel | None = None,
+    user_id: str | None = None,
 ) -> QuestionOutput:
-    """Build a configuration's context for a question and, with a model, answer it."""
+    """Build a configuration's context for a question and, with a model, answer it.
+
+    ``user_id`` is whose memory is asked (default: the question's conversation id).
+    """
     calls = meter.calls if meter else 0
     started = time.perf_counter()
-    recalled = memory.recall(question.text, question.sample_id, budget=budget, k=k, as_of=as_of)
+    user = user_id or question.sample_id
+    recalled = memory.recall(question.text, user, budget=budget, k=k, as_of=as_of)
     seconds = time.perf_counter() - started
     items = tuple(
         ContextItem(
@@ -339,6 +357,8 @@ def run_replay(
     judge: bool = False,
     embedder: Embedder | None = None,
     console: Console | None = None,
+    database_url: str | None = None,
+    chroma_url: str | None = None,
 ) -> ReplayRun:
     """Replay conversations into every configuration and collect what each produced.
 
@@ -361,6 +381,12 @@ def run_replay(
         embedder: The embedding model shared by every configuration (MiniLM by default);
             see :mod:`agentmem.replay.embedding`.
         console: Where the progress bar goes.
+        database_url: Keep every configuration's records in this database (a SQLAlchemy
+            URL, e.g. PostgreSQL) instead of an SQLite file in its data folder; each
+            configuration's conversations are users of their own there
+            (:func:`replay_user`).
+        chroma_url: Keep every configuration's vectors on this Chroma server
+            (``http://host:port``) instead of its data folder, likewise.
 
     Returns:
         The run. With a model, its ``extra`` holds ``model_calls`` (``calls`` past the
@@ -423,6 +449,7 @@ def run_replay(
         transient=False,
     )
     answer_key = settings.answer_key()
+    on_servers = database_url is not None or chroma_url is not None
     try:
         with bar:
             # A finished conversation needs no vectors: a re-run of a done replay is free.
@@ -453,10 +480,13 @@ def run_replay(
                     configuration_embedder(embedder, vectors),
                     builder=meter,
                     counter=counter,
+                    database_url=database_url,
+                    chroma_url=chroma_url,
                 )
                 try:
                     for sample, questions in zip(samples, asked, strict=True):
                         conversation = sample.conversation
+                        user = replay_user(conversation.sample_id, key, on_servers=on_servers)
                         sample_id = markup_safe(conversation.sample_id)  # from the file
                         bar.update(task, description=f"{name} · {sample_id} · ingest")
                         ingest_conversation(
@@ -467,15 +497,13 @@ def run_replay(
                             meter=meter,
                             retries=retries,
                             advance=lambda n: bar.advance(task, n),
+                            user_id=user,
                         )
                         retry_passes.setdefault(name, []).append(
-                            retry_queued_builds(memory, conversation.sample_id, meter=meter)
+                            retry_queued_builds(memory, user, meter=meter)
                         )
                         bar.update(task, description=f"{name} · {sample_id} · ask")
-                        dia_ids = {
-                            t.id: t.external_id or ""
-                            for t in memory.records.turns(conversation.sample_id)
-                        }
+                        dia_ids = {t.id: t.external_id or "" for t in memory.records.turns(user)}
                         for question in questions:
                             recorded = progress.answer(key, question.id, answer_key)
                             if recorded is not None:
@@ -492,6 +520,7 @@ def run_replay(
                                     counter=counter,
                                     answer_model=answer_model,
                                     meter=meter,
+                                    user_id=user,
                                 )
                                 if output.error is None:
                                     progress.record_answer(

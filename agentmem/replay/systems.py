@@ -361,8 +361,11 @@ def open_memory(
     *,
     builder: ChatModel | None = None,
     counter: TokenCounter | None = None,
+    database_url: str | None = None,
+    chroma_url: str | None = None,
 ) -> ReplayMemory:
-    """Build one configuration on its own records database and vector index in ``folder``.
+    """Build one configuration on its own records database and vector index in ``folder``,
+    or on servers shared by every configuration.
 
     Args:
         name: ``recent``, ``similarity``, or structure names joined by ``+`` (``all``
@@ -371,6 +374,8 @@ def open_memory(
         embedder: The embedder shared by every configuration.
         builder: The chat model that builds memory, or ``None`` for the offline builders.
         counter: Counts tokens for the budget.
+        database_url: The records database (a SQLAlchemy URL) instead of ``folder``'s.
+        chroma_url: The Chroma server of the vectors instead of ``folder``'s index.
 
     Raises:
         ConfigError: A structure name is unknown.
@@ -378,10 +383,17 @@ def open_memory(
     from agentmem.factory import build_stores, expand_store_names
 
     counter = counter or TokenCounter()
-    records = Records(folder / "agentmem.sqlite")
+    records = Records(database_url or folder / "agentmem.sqlite")
     if name == "recent":
         return RecentMemory(records, counter)
-    vectors = VectorIndex(embedder, path=folder / "chroma")
+    try:
+        if chroma_url:
+            vectors = VectorIndex(embedder, url=chroma_url)
+        else:
+            vectors = VectorIndex(embedder, path=folder / "chroma")
+    except StorageError:
+        records.close()
+        raise
     try:
         repair_vectors(records, vectors)  # after a killed run, before anything writes
     except StorageError:

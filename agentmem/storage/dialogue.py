@@ -28,6 +28,7 @@ from agentmem.inputs import (
     check_unicode,
     stored_moment,
 )
+from agentmem.storage import pg_search
 from agentmem.storage.database import Database
 from agentmem.storage.tables import SessionRow, TurnRow, UserRow
 from agentmem.types import Role, Turn, utcnow
@@ -57,15 +58,26 @@ class DialogueRecords(Database):
 
     def __init__(self, url: str | Path, *, read_only: bool = False) -> None:
         super().__init__(url, read_only=read_only)
-        self._turn_search = self._sqlite and self._create_turn_search()
+        self._turn_search = self._create_turn_search()
 
     def _create_turn_search(self) -> bool:
-        """Create the full-text index of turn texts (SQLite FTS5), kept in step by triggers;
-        return whether there is one.
+        """Create the full-text index of turn texts; return whether there is one.
 
-        A database written before the index existed gets it filled once, here. An SQLite
-        built without FTS5 gets none (recall is then by meaning alone), with a warning.
+        SQLite: an FTS5 table kept in step by triggers. PostgreSQL: a generated
+        ``tsvector`` column with a GIN index (:mod:`agentmem.storage.pg_search`). A
+        database written before the index existed gets it filled once, here. An SQLite
+        built without FTS5 gets none (recall is then by meaning alone), with a warning, as
+        does any other server database.
         """
+        if self.engine.dialect.name == "postgresql":
+            with self._connect() as connection:
+                return pg_search.create_turn_search(connection)
+        if not self._sqlite:
+            logger.warning(
+                "no full-text search of turns on %s: turns are recalled by meaning only",
+                self.engine.dialect.name,
+            )
+            return False
         with self._guarded():
             try:
                 with self.engine.begin() as connection:
@@ -90,12 +102,17 @@ class DialogueRecords(Database):
     def search_turns(self, user_id: str, words: Sequence[str], limit: int) -> list[int]:
         """Return ids of the user's turns that best match ``words`` by BM25, best first.
 
-        Empty where the database has no full-text index (a server database, an SQLite
-        without FTS5): recall is then by meaning alone.
+        Any of the words matches (each a phrase of its tokens). On PostgreSQL the rank is
+        BM25's shape from ``ts_rank_cd`` (:mod:`agentmem.storage.pg_search`). Empty where
+        the database has no full-text index (an SQLite without FTS5, a server database
+        other than PostgreSQL): recall is then by meaning alone.
         """
         terms = [w for w in dict.fromkeys(words) if w]
         if not self._turn_search or not terms or limit <= 0:
             return []
+        if not self._sqlite:
+            with self._connect() as connection:
+                return pg_search.search_turns(connection, user_id, terms, limit)
         # The user is part of the match, so the index intersects the user's rows with the
         # words' rows instead of ranking every user's matches; the join makes it exact.
         words_match = " OR ".join(_fts_phrase(term) for term in terms)
