@@ -462,4 +462,6 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    from agentmem.__main__ import run
+
+    run()
