@@ -36,6 +36,7 @@ from agentmem.errors import (
     ReadOnlyError,
     StorageError,
     StructuredOutputError,
+    UnusableAnswerError,
 )
 from agentmem.types import (
     Change,
@@ -169,6 +170,7 @@ __all__ = [
     "StructuredOutputError",
     "Turn",
     "TurnResult",
+    "UnusableAnswerError",
     "Usage",
     "WriteReport",
     "build",

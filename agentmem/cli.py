@@ -23,6 +23,7 @@ from agentmem.errors import (
     ModelError,
     NotFoundError,
 )
+from agentmem.extras import install_command
 from agentmem.terminal import markup_safe, visible
 
 logger = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ def _chat(args: argparse.Namespace, stdin: TextIO, out: Console, err: Console) -
                     raise
                 raise MissingExtraError(
                     "the chat app needs Textual, which is not installed",
-                    hint="pip install 'agentmem[chat]', or chat in the terminal with --plain",
+                    hint=f"{install_command('chat')}, or chat in the terminal with --plain",
                 ) from exc
 
             # The app resumes pending memory writes itself, in the background after its

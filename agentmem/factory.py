@@ -122,16 +122,18 @@ def build_embedder(config: Config) -> Embedder:
 
 
 def resolve_model(config: Config) -> ModelSpec:
-    """Pick the provider: explicit, or auto (an OpenAI key or URL, else local, else none)."""
+    """Pick the provider: explicit, or auto (an OpenAI key or URL, else none).
+
+    ``auto`` never picks the local model, even installed: SmolLM2-135M is a demo that
+    echoed its system prompt and answered a question with a date when it was the default
+    (issue 35); it answers only when asked for (``local``), and recall-only answers are
+    the honest default without an endpoint.
+    """
     spec = config.model
     if spec.provider != "auto":
         return spec
     if config.openai_api_key or config.openai_base_url:
         return ModelSpec("openai", spec.name)
-    from agentmem.models.local_model import local_model_available
-
-    if local_model_available():
-        return ModelSpec("local", spec.name)
     return ModelSpec("none")
 
 

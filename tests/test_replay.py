@@ -26,6 +26,7 @@ import pytest
 
 from agentmem.cli import main
 from agentmem.errors import ConfigError, InputError, ModelResponseError
+from agentmem.extras import install_command
 from agentmem.factory import expand_store_names
 from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder
 from agentmem.replay import Report, load_samples, parse_configurations, replay
@@ -459,7 +460,7 @@ def test_without_matplotlib_a_replay_writes_its_scores_and_says_why_there_is_no_
     assert code == 0, stderr
     assert (tmp_path / "report.json").is_file() and (tmp_path / "summary.md").is_file()
     assert not (tmp_path / "chart.png").exists()
-    assert "agentmem[replay]" in stderr
+    assert install_command("replay") in stderr
 
 
 # -- the example ---------------------------------------------------------------------------
