@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from agentmem.errors import InputError, NotFoundError
+from agentmem.errors import DataDirLockedError, InputError, NotFoundError
 from agentmem.storage.locking import LOCK_NAME
 from agentmem.terminal import shown
 
@@ -89,7 +89,7 @@ def run_memory(args: argparse.Namespace, stdin: TextIO, out: Console, err: Conso
     """
     if args.memory_command == "search" and args.top_k < 1:
         raise InputError(f"--top-k must be positive, got {args.top_k}")
-    memory, where = _open(args)
+    memory, where = _open(args, err)
     try:
         user_id = memory.components.config.user_id
         _check_user(memory, user_id, where)
@@ -104,7 +104,7 @@ def run_memory(args: argparse.Namespace, stdin: TextIO, out: Console, err: Conso
         memory.close()
 
 
-def _open(args: argparse.Namespace) -> tuple[Memory, str]:
+def _open(args: argparse.Namespace, err: Console) -> tuple[Memory, str]:
     """Open the configured memory with every built-in structure and no chat model.
 
     Every structure is built, the configured ones first: an export or a search must not
@@ -114,11 +114,13 @@ def _open(args: argparse.Namespace) -> tuple[Memory, str]:
     A data folder this process may not write (another user's, a mounted backup) is opened
     read-only by the commands that only read (sessions, search, export); a writable one
     as the chat opens it, so nothing is copied and what a killed process left journaled
-    is written.
+    is written. A folder another process holds (the chat app, ``agentmem mcp``) is read
+    read-only too, from a snapshot, saying so on ``err``; ``forget`` is refused there.
 
     Raises:
         ConfigError: The configuration is invalid.
         NotFoundError: Nothing has been kept in the data folder yet.
+        DataDirLockedError: Another process holds the folder and the command writes.
         StorageError: The data folder cannot be opened.
     """
     from agentmem.config import load_config, with_overrides
@@ -139,8 +141,17 @@ def _open(args: argparse.Namespace) -> tuple[Memory, str]:
             f"no memory is kept in {config.data_dir}",
             hint="pass the --data-dir (or AGENTMEM_HOME) that 'agentmem chat' used",
         )
-    reading = args.memory_command != "forget" and not _writable(config)
+    only_reads = args.memory_command != "forget"
+    reading = only_reads and not _writable(config)
     config = with_overrides(config, stores=[*config.stores, "all"], read_only=reading or None)
+    try:
+        return Memory.from_components(build(config, model=None)), where
+    except DataDirLockedError as exc:
+        if not only_reads:
+            raise
+        # The chat app holds its folder while it runs, which is when a user wants to look.
+        err.print(shown(f"note: {exc.args[0]}; reading a snapshot of it, read-only"))
+    config = with_overrides(config, read_only=True)
     return Memory.from_components(build(config, model=None)), where
 
 
