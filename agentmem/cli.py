@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console, ConsoleRenderable
@@ -37,15 +39,27 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="where memory is kept (default: $AGENTMEM_HOME)")
+def data_dir_help() -> str:
+    """Say where memory is kept by default: the variable, and the folder it falls back to."""
+    from agentmem.config import default_data_dir
+
+    fallback = default_data_dir({k: v for k, v in os.environ.items() if k != "AGENTMEM_HOME"})
+    home = Path.home()
+    shown = f"~/{fallback.relative_to(home)}" if fallback.is_relative_to(home) else str(fallback)
+    return f"where memory is kept (default: $AGENTMEM_HOME or {shown})"
+
+
+MODEL_HELP = "none | local | local:<file.gguf> | openai:<model> | auto"
+AUTO_MEANS = "an OpenAI-compatible endpoint if one is configured, else none"
+
+
+def _add_common(parser: argparse.ArgumentParser, *, model_default: str = "auto") -> None:
+    parser.add_argument("--data-dir", help=data_dir_help())
     parser.add_argument("--config", help="a TOML configuration file")
-    parser.add_argument(
-        "--model",
-        help="none | local | local:<file.gguf> | openai:<model> | auto (default: auto)",
-    )
+    means = f": {AUTO_MEANS}" if model_default == "auto" else ""
+    parser.add_argument("--model", help=f"{MODEL_HELP} (default: {model_default}{means})")
     parser.add_argument("--stores", help="comma-separated memory structures (default: turns)")
-    parser.add_argument("--user", help="the user id (default: your login name)")
+    parser.add_argument("--user", help="the user id (default: $AGENTMEM_USER or your login name)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
 
 
@@ -79,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         "AGENTMEM_USER) the server serves that user only and refuses calls naming another; "
         "without one, every call must name its user_id. Logging goes to stderr.",
     )
-    _add_common(mcp)
+    # The server answers no one itself: it serves memory, so it builds no chat model
+    # unless asked (docs/mcp.md).
+    _add_common(mcp, model_default="none")
     mcp.set_defaults(model="none")
     return parser
 

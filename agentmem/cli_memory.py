@@ -69,8 +69,10 @@ def add_memory_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _add_flags(parser: argparse.ArgumentParser, *, user_required: bool = False) -> None:
+    from agentmem.cli import data_dir_help
+
     parser.add_argument("--user", required=user_required, help="the user id")
-    parser.add_argument("--data-dir", help="where memory is kept (default: $AGENTMEM_HOME)")
+    parser.add_argument("--data-dir", help=data_dir_help())
     parser.add_argument("--config", help="a TOML configuration file")
     parser.add_argument(
         "--stores",

@@ -30,6 +30,8 @@ def recall_only_note() -> str:
         "OpenAI-compatible endpoint such as Ollama, or `local` for a small demo model "
         f"(install it with `{install_command('local')}`)."
     )
+
+
 #: Turns of a continued session shown when the app starts.
 SHOWN_EARLIER_TURNS = 20
 #: Turns from the end of the user's last session shown when the app starts a new one.

