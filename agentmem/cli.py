@@ -53,12 +53,16 @@ MODEL_HELP = "none | local | local:<file.gguf> | openai:<model> | auto"
 AUTO_MEANS = "an OpenAI-compatible endpoint if one is configured, else none"
 
 
-def _add_common(parser: argparse.ArgumentParser, *, model_default: str = "auto") -> None:
+def _add_common(parser: argparse.ArgumentParser, *, chat: bool = True) -> None:
+    """Add the flags ``chat`` and ``mcp`` share; ``chat=False``: the server's defaults."""
     parser.add_argument("--data-dir", help=data_dir_help())
     parser.add_argument("--config", help="a TOML configuration file")
-    means = f": {AUTO_MEANS}" if model_default == "auto" else ""
-    parser.add_argument("--model", help=f"{MODEL_HELP} (default: {model_default}{means})")
-    parser.add_argument("--stores", help="comma-separated memory structures (default: turns)")
+    model_default = f"auto: {AUTO_MEANS}" if chat else "none"
+    parser.add_argument("--model", help=f"{MODEL_HELP} (default: {model_default})")
+    remembered = ", or the ones last chosen in the chat app here" if chat else ""
+    parser.add_argument(
+        "--stores", help=f"comma-separated memory structures (default: turns{remembered})"
+    )
     parser.add_argument("--user", help="the user id (default: $AGENTMEM_USER or your login name)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
 
@@ -95,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The server answers no one itself: it serves memory, so it builds no chat model
     # unless asked (docs/mcp.md).
-    _add_common(mcp, model_default="none")
+    _add_common(mcp, chat=False)
     mcp.set_defaults(model="none")
     return parser
 
@@ -226,6 +230,9 @@ def _components(args: argparse.Namespace) -> tuple[object, object]:
         model=args.model,
         stores=args.stores,
         user_id=args.user,
+        # The app keeps the structures chosen in it per folder; a plain chat uses them too,
+        # as it shares the folder's memory.
+        chat_choices=args.command == "chat",
     )
     return config, build(config)
 
@@ -351,7 +358,7 @@ def _plain_chat(
             from agentmem.prompts import render_memory_line
 
             assert isinstance(recall, RecallResult)
-            if show_recall and agent.model is not None:
+            if show_recall:
                 for item in recall.memory:
                     line = markup_safe(render_memory_line(item))
                     out.print(f"[dim]recalled {line}[/]", markup=True, highlight=False)

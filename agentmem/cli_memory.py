@@ -26,9 +26,6 @@ if TYPE_CHECKING:  # the memory stack loads only when a memory command runs
     from agentmem.memory import Memory
     from agentmem.results import MemoryRecord
 
-#: Known user ids named in the hint for an unknown one, at most.
-_USERS_IN_HINT = 10
-
 
 def add_memory_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``memory`` command group to the ``agentmem`` command."""
@@ -168,16 +165,20 @@ def _writable(config: Config) -> bool:
 
 
 def _check_user(memory: Memory, user_id: str, where: str) -> None:
-    """Raise :class:`NotFoundError` unless ``user_id`` has memory here."""
+    """Raise :class:`NotFoundError` unless ``user_id`` has memory here.
+
+    The hint names no other user: in a folder several people share, a typo must not list
+    who else has memory there (issue 35).
+    """
     users = memory.records.users()
     if user_id in users:
         return
-    if not users:
-        hint = "no user has memory here yet"
-    else:
-        shown = ", ".join(users[:_USERS_IN_HINT])
-        more = f" and {len(users) - _USERS_IN_HINT} more" if len(users) > _USERS_IN_HINT else ""
-        hint = f"users with memory here: {shown}{more}; pass one with --user"
+    hint = (
+        "no user has memory here yet"
+        if not users
+        else "check the id: pass the --user that 'agentmem chat' used (by default "
+        "$AGENTMEM_USER or your login name), and the same --data-dir"
+    )
     raise NotFoundError(f"no user {user_id!r} in {where}", hint=hint)
 
 

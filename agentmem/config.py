@@ -358,6 +358,7 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     config_file: str | Path | None = None,
+    chat_choices: bool = False,
     **overrides: Any,
 ) -> Config:
     """Build the configuration from defaults, a TOML file, the environment and overrides.
@@ -367,6 +368,9 @@ def load_config(
         config_file: A TOML file; default ``$AGENTMEM_CONFIG`` or ``<data dir>/config.toml``
             if it exists. Its keys are :class:`Config` fields, at top level or under
             ``[agentmem]``.
+        chat_choices: Take the structures last chosen in the chat app for the data
+            folder (:func:`agentmem.appfiles.read_choices`) over the built-in default;
+            the config file, the environment and the overrides still win.
         **overrides: Field values that win over everything else (``None`` is ignored).
 
     Raises:
@@ -383,6 +387,12 @@ def load_config(
         "user_id": login_user(),
     }
     layers = [(_Source("the defaults", "report this: a default is invalid"), defaults)]
+    if chat_choices:
+        from agentmem.appfiles import CHOICES_FILE, read_choices
+
+        where = Path(data_dir) / CHOICES_FILE
+        saved = {k: v for k, v in read_choices(Path(data_dir)).items() if k == "stores"}
+        layers.append((_Source(f"the chat app's choices ({where})", f"delete {where}"), saved))
     if path is not None:
         source = _Source(f"config file {path}", f"fix {{key}} in {path}")
         layers.append((source, read_toml(Path(path))))

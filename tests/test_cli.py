@@ -60,6 +60,15 @@ def test_bad_model_name_is_a_clear_error(tmp_path: Path) -> None:
     assert "pass a valid model" not in err
 
 
+def test_show_recall_prints_the_recall_without_a_model_too(tmp_path: Path) -> None:
+    chat = ["chat", "--plain", "--model", "none", "--data-dir", str(tmp_path), "--user", "ana"]
+    assert run_cli(chat, stdin="My sister Ana lives in Porto\n")[0] == 0
+    code, out, err = run_cli([*chat, "--show-recall"], stdin="Where does my sister live?\n")
+    assert code == 0, err
+    recalled = [line for line in out.splitlines() if line.startswith("recalled ")]
+    assert any("My sister Ana lives in Porto" in line for line in recalled)
+
+
 def test_auto_without_an_endpoint_answers_recall_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
