@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -168,7 +169,7 @@ def test_two_processes_writing_one_records_database_lose_nothing(tmp_path: Path)
         assert [t for t in texts if t.startswith(name)] == [
             f"{name} line {n}" for n in range(count)
         ]
-    with sqlite3.connect(database) as connection:
+    with closing(sqlite3.connect(database)) as connection, connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -212,7 +213,7 @@ def test_forget_leaves_no_trace_in_any_backend(manager: MemoryManager, tmp_path:
     assert receipt["history events"] > 0
     assert receipt.caches_cleared["embeddings"] > 0  # shared: Eve's texts were in it too
     # SQLite: no row of any table mentions the user.
-    with sqlite3.connect(tmp_path / "records.db") as db:
+    with closing(sqlite3.connect(tmp_path / "records.db")) as db, db:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
             columns = [c[1] for c in db.execute(f"PRAGMA table_info({table})")]

@@ -18,6 +18,7 @@ import json
 import re
 import sqlite3
 import sys
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def turn_count(out: Path, config: str) -> int:
 
 
 def progress_rows(out: Path) -> dict[str, list[tuple[Any, ...]]]:
-    with sqlite3.connect(out / "progress.sqlite") as db:
+    with closing(sqlite3.connect(out / "progress.sqlite")) as db, db:
         return {
             "sessions": sorted(
                 db.execute("SELECT config, sample_id, session, stats FROM sessions")
@@ -335,7 +336,7 @@ def test_an_interrupted_session_is_finished_without_storing_turns_twice(
 ) -> None:
     out, _ = replayed
     # As if the run had stopped after storing session 4 but before recording it.
-    with sqlite3.connect(out / "progress.sqlite") as db:
+    with closing(sqlite3.connect(out / "progress.sqlite")) as db, db:
         db.execute("DELETE FROM sessions WHERE config = 'turns' AND session = 4")
         db.execute("DELETE FROM answers WHERE config = 'turns'")
     code, _, stderr = replay_cli(out)

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def older_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("older")
     with Memory(folder, model="none", stores=("turns",), env={}) as memory:
         memory.add("I keep bees on the roof PLACEHOLDER", user_id="ana", session_id="s1")
-    with sqlite3.connect(folder / "agentmem.sqlite") as db:
+    with closing(sqlite3.connect(folder / "agentmem.sqlite")) as db, db:
         for table in ("turns", "memory_items"):
             db.execute(
                 f"UPDATE {table} SET text = replace(text, 'PLACEHOLDER', ?)",  # noqa: S608
