@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,12 +25,16 @@ T0 = datetime(2023, 5, 1, 10, 0)
 
 
 @pytest.fixture
-def manager(tmp_path: Path, embedder: MiniLMEmbedder) -> MemoryManager:
+def manager(tmp_path: Path, embedder: MiniLMEmbedder) -> Iterator[MemoryManager]:
     records = Records(tmp_path / "records.db")
     cached = CachingEmbedder(embedder)
     vectors = VectorIndex(cached, path=tmp_path / "chroma")
     context = StoreContext(records, vectors, cached, extractor=CachingExtractor(RuleExtractor()))
-    return MemoryManager(records, cached, [TurnStore(context)], facts=FactLedger(context))
+    manager = MemoryManager(records, cached, [TurnStore(context)], facts=FactLedger(context))
+    yield manager
+    manager.close()
+    vectors.close()
+    records.close()
 
 
 def say(

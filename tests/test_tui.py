@@ -133,7 +133,7 @@ async def test_the_structures_chosen_in_the_app_are_kept_for_the_next_launch(
 
 @pytest.mark.asyncio
 async def test_f2_puts_the_arrow_keys_in_the_recalled_list(shared: Components) -> None:
-    app = make_app(shared, "keys")
+    app = make_app(shared, "arrows")
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await say(pilot, "My sister Ana lives in Porto.")
@@ -480,13 +480,14 @@ async def test_keys_switch_the_panel_tabs_and_the_browsers(shared: Components) -
         assert tabs.active == "tab-changes"
         await pilot.press("f2")
         assert tabs.active == "tab-recalled"
+        assert app.focused is app.query_one("#recalled")  # the arrow keys move through it
         await pilot.press("f4")
         assert tabs.active == "tab-browse" and browse.active == "tab-facts"
         await pilot.press("f4")  # on Browse already: the next browser, round and round
         assert browse.active == "tab-structures"
         await pilot.press("f4")
         assert browse.active == "tab-facts"
-        assert app.focused is app.query_one("#prompt")  # switching tabs keeps the input
+        assert app.focused is app.query_one("#prompt")  # Browse gives the input back
         shown = {getattr(key, "description", "") for key in app.query("FooterKey")}
         assert {"Quit", "Recalled", "Changes", "Browse"} <= shown
 

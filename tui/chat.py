@@ -314,6 +314,8 @@ class ChatApp(App[None]):
             # Shown to be looked at: the arrow keys move through it at once (Esc: back to
             # the message), where reaching it took several Tab presses (issue 35).
             self.query_one(f"#{tab.removeprefix('tab-')}", ItemList).focus()
+        else:  # a list hidden with its tab would take the focus away with it
+            self.query_one("#prompt", HistoryInput).focus()
 
     # -- the status line --------------------------------------------------------------------
 
