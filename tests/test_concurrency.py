@@ -128,7 +128,9 @@ def test_a_user_row_added_by_another_process_meanwhile_is_no_error(
 ) -> None:
     """Two processes starting sessions for a new user race between look and insert."""
     records = Records(tmp_path / "agentmem.sqlite")
-    Records(tmp_path / "agentmem.sqlite").ensure_user("shared")  # the other process
+    other = Records(tmp_path / "agentmem.sqlite")  # the other process
+    other.ensure_user("shared")
+    other.close()
     real_get = Session.get
     missed = []
 
