@@ -36,6 +36,7 @@ from agentmem.errors import (
     ReadOnlyError,
     StorageError,
     StructuredOutputError,
+    UnusableAnswerError,
 )
 from agentmem.types import (
     Change,
@@ -172,6 +173,7 @@ __all__ = [
     "StructuredOutputError",
     "Turn",
     "TurnResult",
+    "UnusableAnswerError",
     "Usage",
     "WriteReport",
     "build",

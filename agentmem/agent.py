@@ -8,12 +8,13 @@ folded into memory after the answer, so a failing model loses nothing the user s
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agentmem.errors import AgentMemError
+from agentmem.errors import AgentMemError, UnusableAnswerError
 from agentmem.inputs import CONTROL_CHARACTERS, stored_moment
 from agentmem.manager import MemoryManager, RecallResult, WriteReport
 from agentmem.prompts import DEFAULT_SYSTEM_PROMPT, chat_messages, recall_only_answer
@@ -181,6 +182,7 @@ class Agent:
             else:
                 messages = self._fit_prompt(text, recall, recent, moment)
                 answer = self._answer(messages, on_token)
+                _check_usable(answer, messages)
             timings["answer"] = time.perf_counter() - tick
         except AgentMemError as exc:
             # The turn is on disk; make sure it is also in memory before reporting.
@@ -284,15 +286,52 @@ class Agent:
             return WriteReport(tuple(t.id for t in turns), failures={"memory": str(exc)})
 
 
+#: Words in a row an answer may share with the model's instructions before it counts as
+#: repeating them. SmolLM2-135M answered "You're a helpful assistant with a long-term
+#: memory of earlier conversations..." (9 words of the system prompt in a row); a real
+#: answer may say "a long-term memory of earlier conversations" (6).
+_ECHO_WORDS = 8
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return {tuple(words[i : i + _ECHO_WORDS]) for i in range(len(words) - _ECHO_WORDS + 1)}
+
+
+def _check_usable(answer: str, messages: Sequence[Message]) -> None:
+    """Refuse an answer that is empty or repeats the model's instructions.
+
+    Such an answer is no answer: stored, it would come back in later recalls as if it
+    were something said (issue 35: a tiny model's echoed system prompt was recalled as
+    "assistant: You're a helpful assistant..."). The user's turn is kept either way.
+
+    Raises:
+        UnusableAnswerError: The answer is empty or echoes a system message.
+    """
+    if not CONTROL_CHARACTERS.sub("", answer).strip():
+        raise UnusableAnswerError(
+            "the model gave an empty answer; it was not kept",
+            hint="send the message again, or choose a larger model with --model",
+        )
+    said = _shingles(answer)
+    instructions = " ".join(m.content for m in messages if m.role == "system")
+    if said & _shingles(instructions):
+        raise UnusableAnswerError(
+            "the model repeated its instructions instead of answering; the answer was not kept",
+            hint="a small model does this; choose a larger one with --model "
+            "(e.g. openai:<model> with OPENAI_BASE_URL set), or --model none for recall only",
+        )
+
+
 def _storable(answer: str) -> str:
     """Return a model's answer as a turn can hold it.
 
     The model is not the user: its stray control characters (a terminal escape it
     echoed, a NUL) are dropped rather than refusing a turn whose question is already
-    stored, and an answer with nothing left is recorded as empty.
+    stored (an answer with nothing left was refused by :func:`_check_usable`).
     """
-    kept = CONTROL_CHARACTERS.sub("", answer)
-    return kept if kept.strip() else "(empty answer)"
+    return CONTROL_CHARACTERS.sub("", answer)
 
 
 __all__ = ["Agent", "Budget", "TurnResult"]

@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console, ConsoleRenderable
@@ -23,6 +25,7 @@ from agentmem.errors import (
     ModelError,
     NotFoundError,
 )
+from agentmem.extras import install_command
 from agentmem.terminal import markup_safe, visible
 
 logger = logging.getLogger(__name__)
@@ -36,15 +39,31 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="where memory is kept (default: $AGENTMEM_HOME)")
+def data_dir_help() -> str:
+    """Say where memory is kept by default: the variable, and the folder it falls back to."""
+    from agentmem.config import default_data_dir
+
+    fallback = default_data_dir({k: v for k, v in os.environ.items() if k != "AGENTMEM_HOME"})
+    home = Path.home()
+    shown = f"~/{fallback.relative_to(home)}" if fallback.is_relative_to(home) else str(fallback)
+    return f"where memory is kept (default: $AGENTMEM_HOME or {shown})"
+
+
+MODEL_HELP = "none | local | local:<file.gguf> | openai:<model> | auto"
+AUTO_MEANS = "an OpenAI-compatible endpoint if one is configured, else none"
+
+
+def _add_common(parser: argparse.ArgumentParser, *, chat: bool = True) -> None:
+    """Add the flags ``chat`` and ``mcp`` share; ``chat=False``: the server's defaults."""
+    parser.add_argument("--data-dir", help=data_dir_help())
     parser.add_argument("--config", help="a TOML configuration file")
+    model_default = f"auto: {AUTO_MEANS}" if chat else "none"
+    parser.add_argument("--model", help=f"{MODEL_HELP} (default: {model_default})")
+    remembered = ", or the ones last chosen in the chat app here" if chat else ""
     parser.add_argument(
-        "--model",
-        help="none | local | local:<file.gguf> | openai:<model> | auto (default: auto)",
+        "--stores", help=f"comma-separated memory structures (default: turns{remembered})"
     )
-    parser.add_argument("--stores", help="comma-separated memory structures (default: turns)")
-    parser.add_argument("--user", help="the user id (default: your login name)")
+    parser.add_argument("--user", help="the user id (default: $AGENTMEM_USER or your login name)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
 
 
@@ -79,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         "AGENTMEM_USER) the server serves that user only and refuses calls naming another; "
         "without one, every call must name its user_id. Logging goes to stderr.",
     )
-    _add_common(mcp)
+    # The server answers no one itself: it serves memory, so it builds no chat model
+    # unless asked (docs/mcp.md).
+    _add_common(mcp, chat=False)
     mcp.add_argument(
         "--http",
         nargs="?",
@@ -236,6 +257,9 @@ def _components(args: argparse.Namespace) -> tuple[object, object]:
         model=args.model,
         stores=args.stores,
         user_id=args.user,
+        # The app keeps the structures chosen in it per folder; a plain chat uses them too,
+        # as it shares the folder's memory.
+        chat_choices=args.command == "chat",
     )
     return config, build(config)
 
@@ -258,7 +282,7 @@ def _chat(args: argparse.Namespace, stdin: TextIO, out: Console, err: Console) -
                     raise
                 raise MissingExtraError(
                     "the chat app needs Textual, which is not installed",
-                    hint="pip install 'agentmem[chat]', or chat in the terminal with --plain",
+                    hint=f"{install_command('chat')}, or chat in the terminal with --plain",
                 ) from exc
 
             # The app resumes pending memory writes itself, in the background after its
@@ -366,7 +390,7 @@ def _plain_chat(
             from agentmem.prompts import render_memory_line
 
             assert isinstance(recall, RecallResult)
-            if show_recall and agent.model is not None:
+            if show_recall:
                 for item in recall.memory:
                     line = markup_safe(render_memory_line(item))
                     out.print(f"[dim]recalled {line}[/]", markup=True, highlight=False)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from agentmem.errors import InputError, NotFoundError
+from agentmem.errors import DataDirLockedError, InputError, NotFoundError
 from agentmem.storage.locking import LOCK_NAME
 from agentmem.terminal import shown
 
@@ -25,9 +25,6 @@ if TYPE_CHECKING:  # the memory stack loads only when a memory command runs
     from agentmem.config import Config
     from agentmem.memory import Memory
     from agentmem.results import MemoryRecord
-
-#: Known user ids named in the hint for an unknown one, at most.
-_USERS_IN_HINT = 10
 
 
 def add_memory_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,8 +66,10 @@ def add_memory_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _add_flags(parser: argparse.ArgumentParser, *, user_required: bool = False) -> None:
+    from agentmem.cli import data_dir_help
+
     parser.add_argument("--user", required=user_required, help="the user id")
-    parser.add_argument("--data-dir", help="where memory is kept (default: $AGENTMEM_HOME)")
+    parser.add_argument("--data-dir", help=data_dir_help())
     parser.add_argument("--config", help="a TOML configuration file")
     parser.add_argument(
         "--stores",
@@ -89,7 +88,7 @@ def run_memory(args: argparse.Namespace, stdin: TextIO, out: Console, err: Conso
     """
     if args.memory_command == "search" and args.top_k < 1:
         raise InputError(f"--top-k must be positive, got {args.top_k}")
-    memory, where = _open(args)
+    memory, where = _open(args, err)
     try:
         user_id = memory.components.config.user_id
         _check_user(memory, user_id, where)
@@ -104,7 +103,7 @@ def run_memory(args: argparse.Namespace, stdin: TextIO, out: Console, err: Conso
         memory.close()
 
 
-def _open(args: argparse.Namespace) -> tuple[Memory, str]:
+def _open(args: argparse.Namespace, err: Console) -> tuple[Memory, str]:
     """Open the configured memory with every built-in structure and no chat model.
 
     Every structure is built, the configured ones first: an export or a search must not
@@ -114,11 +113,13 @@ def _open(args: argparse.Namespace) -> tuple[Memory, str]:
     A data folder this process may not write (another user's, a mounted backup) is opened
     read-only by the commands that only read (sessions, search, export); a writable one
     as the chat opens it, so nothing is copied and what a killed process left journaled
-    is written.
+    is written. A folder another process holds (the chat app, ``agentmem mcp``) is read
+    read-only too, from a snapshot, saying so on ``err``; ``forget`` is refused there.
 
     Raises:
         ConfigError: The configuration is invalid.
         NotFoundError: Nothing has been kept in the data folder yet.
+        DataDirLockedError: Another process holds the folder and the command writes.
         StorageError: The data folder cannot be opened.
     """
     from agentmem.config import load_config, with_overrides
@@ -139,8 +140,17 @@ def _open(args: argparse.Namespace) -> tuple[Memory, str]:
             f"no memory is kept in {config.data_dir}",
             hint="pass the --data-dir (or AGENTMEM_HOME) that 'agentmem chat' used",
         )
-    reading = args.memory_command != "forget" and not _writable(config)
+    only_reads = args.memory_command != "forget"
+    reading = only_reads and not _writable(config)
     config = with_overrides(config, stores=[*config.stores, "all"], read_only=reading or None)
+    try:
+        return Memory.from_components(build(config, model=None)), where
+    except DataDirLockedError as exc:
+        if not only_reads:
+            raise
+        # The chat app holds its folder while it runs, which is when a user wants to look.
+        err.print(shown(f"note: {exc.args[0]}; reading a snapshot of it, read-only"))
+    config = with_overrides(config, read_only=True)
     return Memory.from_components(build(config, model=None)), where
 
 
@@ -155,16 +165,20 @@ def _writable(config: Config) -> bool:
 
 
 def _check_user(memory: Memory, user_id: str, where: str) -> None:
-    """Raise :class:`NotFoundError` unless ``user_id`` has memory here."""
+    """Raise :class:`NotFoundError` unless ``user_id`` has memory here.
+
+    The hint names no other user: in a folder several people share, a typo must not list
+    who else has memory there (issue 35).
+    """
     users = memory.records.users()
     if user_id in users:
         return
-    if not users:
-        hint = "no user has memory here yet"
-    else:
-        shown = ", ".join(users[:_USERS_IN_HINT])
-        more = f" and {len(users) - _USERS_IN_HINT} more" if len(users) > _USERS_IN_HINT else ""
-        hint = f"users with memory here: {shown}{more}; pass one with --user"
+    hint = (
+        "no user has memory here yet"
+        if not users
+        else "check the id: pass the --user that 'agentmem chat' used (by default "
+        "$AGENTMEM_USER or your login name), and the same --data-dir"
+    )
     raise NotFoundError(f"no user {user_id!r} in {where}", hint=hint)
 
 

@@ -82,14 +82,23 @@ class ModelSpec:
         provider, _, name = text.strip().partition(":")
         provider = provider.lower()
         if provider not in PROVIDERS:
-            raise ConfigError(
-                f"unknown model {text!r}",
-                hint="use none, local, local:<file.gguf>, openai:<model> or auto",
-            )
+            raise ConfigError(f"unknown model {text!r}", hint=model_hint(text))
         return cls(provider, name or None)
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.name}" if self.name else self.provider
+
+
+def model_hint(text: object) -> str:
+    """Say which model values are accepted, and where an endpoint's model is named."""
+    forms = "none, local, local:<file.gguf>, openai:<model> or auto"
+    name = str(text).strip() if isinstance(text, str) else ""
+    example = f"openai:{name}" if name and ":" not in name else "openai:gpt-4o-mini"
+    return (
+        f"a model is {forms}; a model served by an OpenAI-compatible endpoint is named "
+        f"openai:<model> (e.g. {example}), the endpoint set by OPENAI_BASE_URL or, for "
+        "OpenAI, OPENAI_API_KEY (or openai_base_url / openai_api_key in the config file)"
+    )
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
@@ -130,8 +139,8 @@ def _model_spec(value: Any) -> ModelSpec:
         raise ValueError(f"model must be text such as 'openai:<model>', not {value!r}")
     try:
         return ModelSpec.parse(value)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from exc
+    except ConfigError as exc:  # the hint is said once, by _config_error
+        raise ValueError(exc.args[0]) from exc
 
 
 def _store_names(value: Any) -> tuple[str, ...]:
@@ -336,6 +345,8 @@ def _config_error(
     value = values.get(field)
     cause = (error.get("ctx") or {}).get("error")
     if error["type"] == "value_error" and cause is not None:
+        if field == "model":  # "pass a valid model" would add nothing to the line above it
+            hint = f"{model_hint(value)}; {hint}" if source is not _OVERRIDES else model_hint(value)
         return ConfigError(f"{cause} (in {source.description}, key {key})", hint=hint)
     reason = error["msg"][:1].lower() + error["msg"][1:]
     return ConfigError(
@@ -347,6 +358,7 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     config_file: str | Path | None = None,
+    chat_choices: bool = False,
     **overrides: Any,
 ) -> Config:
     """Build the configuration from defaults, a TOML file, the environment and overrides.
@@ -356,6 +368,9 @@ def load_config(
         config_file: A TOML file; default ``$AGENTMEM_CONFIG`` or ``<data dir>/config.toml``
             if it exists. Its keys are :class:`Config` fields, at top level or under
             ``[agentmem]``.
+        chat_choices: Take the structures last chosen in the chat app for the data
+            folder (:func:`agentmem.appfiles.read_choices`) over the built-in default;
+            the config file, the environment and the overrides still win.
         **overrides: Field values that win over everything else (``None`` is ignored).
 
     Raises:
@@ -372,6 +387,12 @@ def load_config(
         "user_id": login_user(),
     }
     layers = [(_Source("the defaults", "report this: a default is invalid"), defaults)]
+    if chat_choices:
+        from agentmem.appfiles import CHOICES_FILE, read_choices
+
+        where = Path(data_dir) / CHOICES_FILE
+        saved = {k: v for k, v in read_choices(Path(data_dir)).items() if k == "stores"}
+        layers.append((_Source(f"the chat app's choices ({where})", f"delete {where}"), saved))
     if path is not None:
         source = _Source(f"config file {path}", f"fix {{key}} in {path}")
         layers.append((source, read_toml(Path(path))))

@@ -18,7 +18,8 @@ Every error agentmem raises on purpose derives from :class:`AgentMemError`::
         ├── ModelUnavailableError the endpoint could not be reached
         ├── ModelTimeoutError     the endpoint did not answer in time
         ├── ModelResponseError    the endpoint answered with an error status
-        └── StructuredOutputError the answer did not match the requested JSON schema
+        ├── StructuredOutputError the answer did not match the requested JSON schema
+        └── UnusableAnswerError   the answer was empty or repeated the model's instructions
 
 Errors from providers are wrapped at the boundary (``raise ... from exc``), so a caller
 never needs to import ``openai`` or ``chromadb`` to handle them.
@@ -175,5 +176,11 @@ class ModelResponseError(ModelError):
 
 class StructuredOutputError(ModelError):
     """The model's answer was not valid JSON for the requested schema."""
+
+    retryable = True
+
+
+class UnusableAnswerError(ModelError):
+    """The model's answer was empty or repeated its own instructions; it was not kept."""
 
     retryable = True

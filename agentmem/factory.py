@@ -14,7 +14,7 @@ from typing import cast
 from agentmem.agent import Agent, Budget
 from agentmem.appfiles import remove_user_files
 from agentmem.config import Config, ModelSpec
-from agentmem.errors import AgentMemError, ConfigError, StorageError
+from agentmem.errors import ConfigError, StorageError
 from agentmem.ledger.extraction import CachingExtractor, ModelExtractor, RuleExtractor
 from agentmem.ledger.facts import FactLedger
 from agentmem.manager import ForgetReceipt, MemoryManager
@@ -132,16 +132,18 @@ def build_embedder(config: Config) -> Embedder:
 
 
 def resolve_model(config: Config) -> ModelSpec:
-    """Pick the provider: explicit, or auto (an OpenAI key or URL, else local, else none)."""
+    """Pick the provider: explicit, or auto (an OpenAI key or URL, else none).
+
+    ``auto`` never picks the local model, even installed: SmolLM2-135M is a demo that
+    echoed its system prompt and answered a question with a date when it was the default
+    (issue 35); it answers only when asked for (``local``), and recall-only answers are
+    the honest default without an endpoint.
+    """
     spec = config.model
     if spec.provider != "auto":
         return spec
     if config.openai_api_key or config.openai_base_url:
         return ModelSpec("openai", spec.name)
-    from agentmem.models.local_model import local_model_available
-
-    if local_model_available():
-        return ModelSpec("local", spec.name)
     return ModelSpec("none")
 
 
@@ -249,14 +251,14 @@ def build(
             hint="with a Chroma server, give the user read-only rights there instead",
         )
     records = Records(config.records_url, read_only=config.read_only)
-    # ``is None``: an empty CachingEmbedder is falsy (it has a length).
-    embedder = embedder if embedder is not None else build_embedder(config)
     try:
+        # ``is None``: an empty CachingEmbedder is falsy (it has a length).
+        embedder = embedder if embedder is not None else build_embedder(config)
         vectors = VectorIndex(
             embedder, path=config.vectors_path, url=config.chroma_url, read_only=config.read_only
         )
-    except AgentMemError:
-        records.close()
+    except BaseException:
+        records.close()  # an unknown embedder, a held folder: no connection left open
         raise
     try:
         # A process killed with the folder open may have left the vectors behind the records
@@ -266,8 +268,42 @@ def build(
         vectors.close()  # the repair stays owed: the next open tries again
         records.close()
         raise
+    try:
+        return _assemble(config, records, vectors, embedder, model)
+    except BaseException:
+        # No endpoint for the openai provider, an unknown structure: what was opened is
+        # closed (Python 3.13 warns about an SQLite connection left to the collector).
+        vectors.close()
+        records.close()
+        raise
+
+
+def _assemble(
+    config: Config,
+    records: Records,
+    vectors: VectorIndex,
+    embedder: Embedder,
+    model: ChatModel | None | str,
+) -> Components:
+    """Build the model, the structures and the manager on opened records and vectors."""
     chat_model = build_model(config) if model == "auto" else model
     assert not isinstance(chat_model, str)
+    try:
+        return _manage(config, records, vectors, embedder, chat_model)
+    except BaseException:
+        if model == "auto":  # built here: closed here
+            _close(chat_model)
+        raise
+
+
+def _manage(
+    config: Config,
+    records: Records,
+    vectors: VectorIndex,
+    embedder: Embedder,
+    chat_model: ChatModel | None,
+) -> Components:
+    """Build the structures and the memory manager around ``chat_model``."""
     builder = chat_model if _builds_with_model(config, chat_model) else None
     extractor = CachingExtractor(ModelExtractor(builder) if builder else RuleExtractor(records))
     context = StoreContext(

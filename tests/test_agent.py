@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from agentmem.agent import Agent, Budget
-from agentmem.errors import InputError, ModelTimeoutError
+from agentmem.errors import InputError, ModelTimeoutError, UnusableAnswerError
 from agentmem.manager import MemoryManager
 from agentmem.protocols import StoreContext
 from agentmem.stores.turns import TurnStore
@@ -74,6 +74,28 @@ def test_turn_is_stored_and_remembered_when_the_model_times_out(
     assert manager.records.pending_turns("u1") == []
     recall = manager.recall("cat name", agent.scope)
     assert any("Miso" in item.text for item in recall.memory)
+
+
+def test_an_answer_echoing_the_system_prompt_is_refused_and_never_remembered(
+    manager: MemoryManager,
+) -> None:
+    # What SmolLM2-135M answered as the default model (issue 35), and then found in recall.
+    echo = (
+        "You're a helpful assistant with a long-term memory of earlier conversations with "
+        "this user. Use the recalled memory when it is relevant."
+    )
+    model = ScriptedChatModel([echo])
+    agent = Agent(manager, model, user_id="u1")
+    with pytest.raises(UnusableAnswerError, match="repeated its instructions") as failed:
+        agent.send("My favourite colour is green.", on_token=lambda _chunk: None)
+    stored = manager.records.turns("u1")
+    assert [t.text for t in stored] == ["My favourite colour is green."]
+    assert failed.value.turn_id == stored[0].id and failed.value.retryable
+    recall = manager.recall("helpful assistant long-term memory earlier conversations", agent.scope)
+    assert recall.memory and not any("helpful assistant" in i.text for i in recall.memory)
+    # A real answer that happens to share a few words with the instructions is kept.
+    model.add("I have a long-term memory of earlier conversations: your colour is green.")
+    assert agent.send("What do you remember?").assistant_turn.text.startswith("I have")
 
 
 def test_rejected_input_stores_nothing(manager: MemoryManager) -> None:

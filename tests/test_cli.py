@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agentmem.cli import main, package_version
+from agentmem.extras import install_command
 
 
 def run_cli(args: list[str], stdin: str = "") -> tuple[int, str, str]:
@@ -54,6 +55,31 @@ def test_bad_model_name_is_a_clear_error(tmp_path: Path) -> None:
     code, _out, err = run_cli(["chat", "--plain", "--model", "gpt9", "--data-dir", str(tmp_path)])
     assert code == 2
     assert "unknown model 'gpt9'" in err and "hint:" in err
+    # The hint says what the line above does not: the accepted forms, and the likely one.
+    assert "openai:<model>" in err and "openai:gpt9" in err and "OPENAI_BASE_URL" in err
+    assert "pass a valid model" not in err
+
+
+def test_show_recall_prints_the_recall_without_a_model_too(tmp_path: Path) -> None:
+    chat = ["chat", "--plain", "--model", "none", "--data-dir", str(tmp_path), "--user", "ana"]
+    assert run_cli(chat, stdin="My sister Ana lives in Porto\n")[0] == 0
+    code, out, err = run_cli([*chat, "--show-recall"], stdin="Where does my sister live?\n")
+    assert code == 0, err
+    recalled = [line for line in out.splitlines() if line.startswith("recalled ")]
+    assert any("My sister Ana lives in Porto" in line for line in recalled)
+
+
+def test_auto_without_an_endpoint_answers_recall_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Even with the local extra installed, auto does not pick the 135M demo model.
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AGENTMEM_MODEL", "AGENTMEM_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    out, err = io.StringIO(), io.StringIO()
+    args = ["chat", "--plain", "--data-dir", str(tmp_path)]
+    code = main(args, stdin=io.StringIO("My favourite colour is green.\n"), stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    assert out.getvalue().startswith("[recall only: no chat model configured]")
 
 
 def test_openai_without_endpoint_says_how_to_configure(tmp_path: Path, monkeypatch) -> None:
@@ -144,7 +170,7 @@ def test_the_chat_app_without_textual_says_which_extra_to_install(
     args = ["chat", "--model", "none", "--data-dir", str(tmp_path)]
     code = main(args, stdin=_Terminal(), stdout=out, stderr=err)
     assert code == 2
-    assert "agentmem[chat]" in err.getvalue() and "--plain" in err.getvalue()
+    assert install_command("chat") in err.getvalue() and "--plain" in err.getvalue()
 
 
 def test_a_data_dir_that_is_a_file_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:

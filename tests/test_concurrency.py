@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -127,7 +128,9 @@ def test_a_user_row_added_by_another_process_meanwhile_is_no_error(
 ) -> None:
     """Two processes starting sessions for a new user race between look and insert."""
     records = Records(tmp_path / "agentmem.sqlite")
-    Records(tmp_path / "agentmem.sqlite").ensure_user("shared")  # the other process
+    other = Records(tmp_path / "agentmem.sqlite")  # the other process
+    other.ensure_user("shared")
+    other.close()
     real_get = Session.get
     missed = []
 
@@ -168,7 +171,7 @@ def test_two_processes_writing_one_records_database_lose_nothing(tmp_path: Path)
         assert [t for t in texts if t.startswith(name)] == [
             f"{name} line {n}" for n in range(count)
         ]
-    with sqlite3.connect(database) as connection:
+    with closing(sqlite3.connect(database)) as connection, connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 

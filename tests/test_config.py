@@ -55,11 +55,14 @@ def test_auto_provider_prefers_an_openai_endpoint(tmp_path: Path) -> None:
     assert resolve_model(load_config(env=env)).provider == "openai"
 
 
-def test_auto_provider_without_endpoint_is_local_or_none(tmp_path: Path) -> None:
-    from agentmem.models.local_model import local_model_available
-
+def test_auto_provider_without_endpoint_is_recall_only_even_with_the_local_model(
+    tmp_path: Path,
+) -> None:
+    # auto never picks the 135M demo model (issue 35): it is used only when asked for.
     spec = resolve_model(load_config(env={"AGENTMEM_HOME": str(tmp_path)}))
-    assert spec.provider == ("local" if local_model_available() else "none")
+    assert spec.provider == "none"
+    asked = load_config(env={"AGENTMEM_HOME": str(tmp_path)}, model="local")
+    assert resolve_model(asked) == ModelSpec("local")
 
 
 def test_config_is_immutable(tmp_path: Path) -> None:

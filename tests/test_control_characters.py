@@ -21,7 +21,7 @@ import pytest
 from agentmem.agent import Agent
 from agentmem.cli import main
 from agentmem.config import load_config
-from agentmem.errors import InputError
+from agentmem.errors import InputError, UnusableAnswerError
 from agentmem.factory import build
 from agentmem.memory import Memory
 from agentmem.models.embeddings import MiniLMEmbedder
@@ -114,4 +114,6 @@ def test_a_models_control_characters_are_dropped_from_the_stored_answer(memory: 
     assert result.answer == "Noted.\x1b[2J\x07 Bye."  # what the model said, as said
     assert result.assistant_turn.text == "Noted.[2J Bye."
     silent = Agent(memory.manager, ScriptedChatModel(default="\x00\x07 "), user_id="bo")
-    assert silent.send("Hello").assistant_turn.text == "(empty answer)"
+    with pytest.raises(UnusableAnswerError, match="empty answer"):
+        silent.send("Hello")
+    assert [t.text for t in memory.records.turns("bo")] == ["Hello"]  # the question only

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ def wedge(folder: Path, user: str) -> None:
     said "Tomorrow ...", never memorized (resolving it raised, so every resume raised)."""
     records = Records(folder / "agentmem.sqlite")
     records.close()  # creates the tables, as the older version had
-    with sqlite3.connect(folder / "agentmem.sqlite") as db:
+    with closing(sqlite3.connect(folder / "agentmem.sqlite")) as db, db:
         db.execute("INSERT INTO users (id, created_at) VALUES (?, '2024-01-01 00:00:00')", (user,))
         db.execute(
             "INSERT INTO sessions (id, user_id, started_at)"

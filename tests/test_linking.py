@@ -8,6 +8,7 @@ visit, a hypothetical, a plan, a question, a refusal, the same value again).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -213,12 +214,16 @@ def test_only_turns_with_change_language_search() -> None:
 
 
 @pytest.fixture
-def manager(tmp_path: Path, embedder: MiniLMEmbedder) -> MemoryManager:
+def manager(tmp_path: Path, embedder: MiniLMEmbedder) -> Iterator[MemoryManager]:
     records = Records(tmp_path / "records.db")
     cached = CachingEmbedder(embedder)
     vectors = VectorIndex(cached, path=tmp_path / "chroma")
     context = StoreContext(records, vectors, cached, extractor=CachingExtractor(RuleExtractor()))
-    return MemoryManager(records, cached, [TurnStore(context)], facts=FactLedger(context))
+    manager = MemoryManager(records, cached, [TurnStore(context)], facts=FactLedger(context))
+    yield manager
+    manager.close()
+    vectors.close()
+    records.close()
 
 
 def say(manager: MemoryManager, text: str, day: int, speaker: str = "Sam") -> list[str]:

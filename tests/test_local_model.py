@@ -29,6 +29,7 @@ from agentmem.errors import (
     ModelTimeoutError,
     ModelUnavailableError,
 )
+from agentmem.extras import install_command
 from agentmem.manager import MemoryManager
 from agentmem.models.llm import MeteredChatModel, RetryingChatModel
 from agentmem.models.local_model import LlamaCppChatModel, default_gguf_path, local_model_available
@@ -168,7 +169,7 @@ def test_missing_runtime_raises_missing_extra(
     with pytest.raises(MissingExtraError) as caught:
         model.complete(HELLO)
 
-    assert "agentmem[local]" in caught.value.hint
+    assert install_command("local") in caught.value.hint
     assert model.name == "llama-cpp:model"
 
 

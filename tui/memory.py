@@ -127,7 +127,9 @@ def model_label(model: ChatModel | None) -> str:
         if base_url:
             return f"{model.name} via {base_url}"
         if type(part).__name__.startswith("LlamaCpp"):
-            return f"{model.name} (local)"
+            # SmolLM2-135M, the default local file, is a demo: say so where it answers.
+            demo = "smollm2" in model.name.lower()
+            return f"{model.name} (local{', a small demo model' if demo else ''})"
         part = getattr(part, "inner", None)
         if part is None:
             break

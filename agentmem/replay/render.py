@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.table import Table
 
 from agentmem.errors import MissingExtraError
+from agentmem.extras import install_command
 from agentmem.replay.breadth import RECAP_CATEGORIES
 from agentmem.replay.report import CATEGORIES, ConfigSummary, Metrics, Report
 
@@ -439,7 +440,7 @@ def draw_chart(report: Report, path: Path) -> None:
     except ModuleNotFoundError as exc:
         raise MissingExtraError(
             "the replay's chart needs matplotlib, which is not installed",
-            hint="pip install 'agentmem[replay]'",
+            hint=install_command("replay"),
         ) from exc
 
     matplotlib.use("Agg")

@@ -83,6 +83,7 @@ from datetime import datetime
 from typing import Any
 
 from agentmem.errors import MissingExtraError
+from agentmem.extras import install_command
 from agentmem.replay.dataset import PHOTO_NOTE, Gold
 from agentmem.text import split_sentences
 
@@ -185,7 +186,7 @@ def _stem(word: str) -> str:
                 from nltk.stem import PorterStemmer
             except ImportError as exc:
                 raise MissingExtraError(
-                    "LoCoMo's F1 needs NLTK's Porter stemmer", hint="pip install 'agentmem[replay]'"
+                    "LoCoMo's F1 needs NLTK's Porter stemmer", hint=install_command("replay")
                 ) from exc
             _stemmer = PorterStemmer()
     return str(_stemmer.stem(word))

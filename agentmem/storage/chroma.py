@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import re
 import shutil
 import sqlite3
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,38 +210,6 @@ def open_client(path: str | Path | None, url: str | None) -> Any:
     return guarded(
         "opening the vector index", "memory", lambda: chromadb.EphemeralClient(settings=settings)
     )
-
-
-def private_copy(folder: Path, where: str, *, leave_out: str) -> tempfile.TemporaryDirectory[str]:
-    """Copy a chromadb folder into a temporary one, for reading it without writing it.
-
-    chromadb cannot open a folder it may not write: on open it creates its migrations
-    table and writes its system database, whatever its settings (``migrations="validate"``
-    included; chromadb 1.5), so a read-only folder fails with "attempt to write a readonly
-    database". The copy is chromadb's to write; it goes when the directory is cleaned up.
-    Files are copied without their modes (read-only files would be as unwritable in the
-    copy); a missing folder gives an empty copy.
-
-    Args:
-        folder: The chromadb folder.
-        where: The folder as errors name it.
-        leave_out: A file name not to copy (the folder's lock).
-
-    Raises:
-        StorageError: The folder could not be read or copied (e.g. no space left).
-    """
-    copy = tempfile.TemporaryDirectory(prefix="agentmem-read-only-")
-    try:
-        for parent, _folders, files in os.walk(folder):
-            inside = Path(copy.name) / Path(parent).relative_to(folder)
-            inside.mkdir(parents=True, exist_ok=True)
-            for name in files:
-                if name != leave_out:
-                    shutil.copyfile(Path(parent) / name, inside / name)
-    except OSError as exc:
-        copy.cleanup()
-        raise storage_error("copying the vector index to read it", exc, where=where) from exc
-    return copy
 
 
 @dataclass(frozen=True)

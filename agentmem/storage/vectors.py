@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from agentmem.errors import ConfigError, StorageError
+from agentmem.errors import ConfigError, DataDirLockedError, StorageError
 from agentmem.protocols import Embedder
 from agentmem.storage import exact as exact_search
 from agentmem.storage.chroma import (
@@ -61,11 +61,11 @@ from agentmem.storage.chroma import (
     compact_folder,
     is_current,
     open_client,
-    private_copy,
 )
 from agentmem.storage.exact import ExactCopy
 from agentmem.storage.journal import Shared, close_shared, is_shared, open_shared
 from agentmem.storage.locking import LOCK_NAME, FolderLock
+from agentmem.storage.snapshot import private_copy
 
 __all__ = [
     "NEVER",
@@ -107,11 +107,14 @@ class VectorIndex:
             write (it creates its migrations table and writes on open, whatever its
             settings). The copy costs the folder's size in the temporary directory while
             the index is open; what is written to the index goes to the copy and is gone
-            on :meth:`close`. Embedded indexes only.
+            on :meth:`close`. Embedded indexes only. Where a writer holds the folder (the
+            chat app), the copy is a snapshot of the moment it was opened, taken without
+            the lock (:attr:`beside`); what the writer writes later is not seen.
 
     Raises:
         ConfigError: ``url`` is malformed, or given with ``read_only``.
-        DataDirLockedError: Another process holds the folder.
+        DataDirLockedError: Another process holds the folder (to write it; or, to take
+            it for writing, to read it).
         StorageError: chromadb or the journal cannot be opened.
     """
 
@@ -150,6 +153,8 @@ class VectorIndex:
         self._hnsw: dict[str, Any] = {"space": "cosine", "ef_search": 400, "ef_construction": 200}
         self._hnsw.update(hnsw or {})
         self._folder_lock: FolderLock | None = None
+        #: Why the folder was read without its lock (a writer holds it), or ``None``.
+        self.beside: str | None = None
         self._lock = threading.RLock()
         # collection name -> (store, user, {item id: metadata}): see update_metadata.
         self._pending_metadata: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {}
@@ -166,11 +171,10 @@ class VectorIndex:
                 )
             if path is not None and not url:
                 # Before chromadb touches the folder: one process at a time writes it.
-                self._folder_lock = FolderLock(path, shared=read_only)
-                # An index dropped without close() lets go when it is collected.
-                weakref.finalize(self, self._folder_lock.release)
+                self._hold(Path(path), read_only)
                 if read_only:
-                    self._copy = private_copy(Path(path), where, leave_out=LOCK_NAME)
+                    live = self.beside is not None
+                    self._copy = private_copy(Path(path), where, leave_out=LOCK_NAME, live=live)
                     path = Path(self._copy.name)
             self.client = open_client(path, url)
             handles: dict[str, Any] = {}
@@ -207,6 +211,21 @@ class VectorIndex:
             return
         if removed:
             logger.info("removed the index files of %d dropped collection(s)", removed)
+
+    def _hold(self, folder: Path, read_only: bool) -> None:
+        """Take the folder's lock; reading, read beside a writer that holds it instead."""
+        try:
+            self._folder_lock = FolderLock(folder, shared=read_only)
+        except DataDirLockedError as exc:
+            if not read_only:
+                raise
+            # The chat app holds its folder while it runs, which is when a user wants to
+            # look at memory (issue 35): a snapshot read beside it risks nothing of its.
+            self.beside = str(exc.args[0])
+            logger.info("%s: reading a snapshot of it", self.beside)
+            return
+        # An index dropped without close() lets go when it is collected.
+        weakref.finalize(self, self._folder_lock.release)
 
     def _let_go(self) -> None:
         dropped = False
