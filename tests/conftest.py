@@ -19,11 +19,15 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from agentmem.models.embeddings import MiniLMEmbedder  # noqa: E402
+from agentmem.ledger.extraction import CachingExtractor, RuleExtractor  # noqa: E402
+from agentmem.ledger.facts import FactLedger  # noqa: E402
+from agentmem.manager import MemoryManager  # noqa: E402
+from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder  # noqa: E402
 from agentmem.models.openai_client import OpenAIChatModel  # noqa: E402
 from agentmem.protocols import StoreContext  # noqa: E402
 from agentmem.storage.records import Records  # noqa: E402
 from agentmem.storage.vectors import VectorIndex  # noqa: E402
+from agentmem.stores.turns import TurnStore  # noqa: E402
 from agentmem.testing import FakeOpenAIServer  # noqa: E402
 
 
@@ -58,6 +62,20 @@ def vectors(embedder: MiniLMEmbedder, tmp_path: Path) -> VectorIndex:
 def store_context(records: Records, vectors: VectorIndex, embedder: MiniLMEmbedder) -> StoreContext:
     """Return the core services a memory structure is built on."""
     return StoreContext(records, vectors, embedder)
+
+
+@pytest.fixture
+def manager(tmp_path: Path, embedder: MiniLMEmbedder) -> Iterator[MemoryManager]:
+    """Return a memory manager of the turns structure and the rule-based fact ledger."""
+    records = Records(tmp_path / "records.db")
+    cached = CachingEmbedder(embedder)
+    vectors = VectorIndex(cached, path=tmp_path / "chroma")
+    context = StoreContext(records, vectors, cached, extractor=CachingExtractor(RuleExtractor()))
+    manager = MemoryManager(records, cached, [TurnStore(context)], facts=FactLedger(context))
+    yield manager
+    manager.close()
+    vectors.close()
+    records.close()
 
 
 @pytest.fixture

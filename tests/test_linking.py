@@ -8,21 +8,12 @@ visit, a hypothetical, a plan, a question, a refusal, the same value again).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from agentmem.ledger.extraction import CachingExtractor, RuleExtractor
-from agentmem.ledger.facts import FactLedger
 from agentmem.ledger.linking import Link, Linker
 from agentmem.manager import MemoryManager
-from agentmem.models.embeddings import CachingEmbedder, MiniLMEmbedder
-from agentmem.protocols import StoreContext
-from agentmem.storage.records import Records
-from agentmem.storage.vectors import VectorIndex
-from agentmem.stores.turns import TurnStore
 from agentmem.types import Scope, Turn
 
 T0 = datetime(2023, 5, 1, 10, 0)
@@ -211,19 +202,6 @@ def test_only_turns_with_change_language_search() -> None:
 
 
 # -- through the memory manager: the old statement is settled, the change reported ---------
-
-
-@pytest.fixture
-def manager(tmp_path: Path, embedder: MiniLMEmbedder) -> Iterator[MemoryManager]:
-    records = Records(tmp_path / "records.db")
-    cached = CachingEmbedder(embedder)
-    vectors = VectorIndex(cached, path=tmp_path / "chroma")
-    context = StoreContext(records, vectors, cached, extractor=CachingExtractor(RuleExtractor()))
-    manager = MemoryManager(records, cached, [TurnStore(context)], facts=FactLedger(context))
-    yield manager
-    manager.close()
-    vectors.close()
-    records.close()
 
 
 def say(manager: MemoryManager, text: str, day: int, speaker: str = "Sam") -> list[str]:
