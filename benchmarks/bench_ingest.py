@@ -42,11 +42,10 @@ from locomo_timing import (  # noqa: E402
     Prepared,
     SessionTiming,
     by_structure,
-    find_data,
     ingest_all,
     load_average,
     median_or_nan,
-    prepare,
+    prepare_or_skip,
 )
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -193,16 +192,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=1, help="ingests of each configuration")
     parser.add_argument("--work", help="folder for the memories (default: a temp folder)")
     args = parser.parse_args(argv)
-    path = find_data(args.data)
-    if path is None or not path.exists():
-        console.print(
-            f"[yellow]skipped: no LoCoMo dev data at {args.data or 'the usual places'} "
-            "(../shared/data/locomo/locomo_dev.json); pass --data PATH[/]"
-        )
+    prepared = prepare_or_skip(console, args.data)
+    if prepared is None:
         return
     names = [n.strip() for n in args.stores.split(",") if n.strip()]
-    console.print(f"load {load_average()} · loading {path} and embedding it up front ...")
-    prepared = prepare(path)
     console.print(
         f"{len(prepared.samples)} conversations, {prepared.turns:,} turns, "
         f"{prepared.questions:,} questions; {prepared.texts:,} texts (turns as text and as "

@@ -45,11 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from locomo_timing import (  # noqa: E402
     Clock,
     Opened,
-    find_data,
     ingest_all,
     load_average,
     percentile,
-    prepare,
+    prepare_or_skip,
 )
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -195,16 +194,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="ask without as_of (as the app asks), not as of the end of the dialogue",
     )
     args = parser.parse_args(argv)
-    path = find_data(args.data)
-    if path is None or not path.exists():
-        console.print(
-            f"[yellow]skipped: no LoCoMo dev data at {args.data or 'the usual places'} "
-            "(../shared/data/locomo/locomo_dev.json); pass --data PATH[/]"
-        )
+    prepared = prepare_or_skip(console, args.data)
+    if prepared is None:
         return
     names = [n.strip() for n in args.stores.split(",") if n.strip()]
-    console.print(f"load {load_average()} · loading {path} and embedding it up front ...")
-    prepared = prepare(path)
     console.print(
         f"{len(prepared.samples)} conversations, {prepared.turns:,} turns, "
         f"{prepared.questions:,} questions; turns and questions embedded up front in "

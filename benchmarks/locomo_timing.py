@@ -235,6 +235,20 @@ class Prepared:
         return sum(len(s.questions) for s in self.samples)
 
 
+def prepare_or_skip(console: Any, given: str | None) -> Prepared | None:
+    """Find the data (``--data`` or the usual places) and :func:`prepare` it, saying so on
+    ``console`` (a rich console); ``None``, with a message, when there is no data."""
+    path = find_data(given)
+    if path is None or not path.exists():
+        console.print(
+            f"[yellow]skipped: no LoCoMo dev data at {given or 'the usual places'} "
+            "(../shared/data/locomo/locomo_dev.json); pass --data PATH[/]"
+        )
+        return None
+    console.print(f"load {load_average()} · loading {path} and embedding it up front ...")
+    return prepare(path)
+
+
 def prepare(path: Path) -> Prepared:
     """Load the data set and embed its turns and questions up front, as the replay does."""
     from agentmem.models.embeddings import MiniLMEmbedder
