@@ -322,8 +322,10 @@ class Partitions:
         """Return a partition's collection; ``None`` if it does not exist and ``create`` is off."""
         name = collection_name(store, user_id, history=history)
         found = self._handles.get(name)
-        if found is not None and (found is not _MISSING or not create):
-            return None if found is _MISSING else found
+        if found is _MISSING and not create:
+            return None
+        if found is not None and found is not _MISSING:
+            return found
         if create:
             found = self.call(
                 f"opening vector collection {name}",
