@@ -369,3 +369,47 @@ def test_dropped_and_erased_vectors_leave_no_copy_in_the_index_files(tmp_path: P
         assert index.count("turns", "bob") == 140
     finally:
         index.close()
+
+
+def test_the_unused_room_of_live_index_files_is_zeroed(tmp_path: Path) -> None:
+    """hnswlib writes its whole allocation (malloc'd, not cleared) when it creates a
+    segment's files, so the room past its elements holds whatever the heap held: another
+    user's words among them (this file's forget tests caught alice's words in a collection
+    of bob's, 1 run in 6). Compacting zeroes that room and the index still answers."""
+    from agentmem.models.embeddings import MiniLMEmbedder
+    from agentmem.storage.chroma import scrub_segment
+    from agentmem.storage.vectors import VectorIndex
+
+    rng = np.random.default_rng(11)
+    bob = rng.normal(size=(30, 384)).astype(np.float32)
+    settings = {"batch_size": 10, "sync_threshold": 20}
+    index = VectorIndex(MiniLMEmbedder(), path=tmp_path / "chroma", hnsw=settings)
+    try:
+        ids = [f"bob-{n}" for n in range(len(bob))]
+        index.upsert("turns", "bob", ids, bob, [{"current": True}] * len(ids))
+        index.flush()
+    finally:
+        index.close()
+    segments = [p.parent for p in (tmp_path / "chroma").glob("*/header.bin")]
+    assert segments
+    planted = b"zanzibarquokka lives in Qwertyvillebridge"
+    for folder in segments:  # what the heap may hand hnswlib: freed text
+        for name in ("data_level0.bin", "length.bin"):
+            with (folder / name).open("r+b") as handle:
+                handle.seek(-len(planted), os.SEEK_END)
+                handle.write(planted)
+    assert find_strings(tmp_path, ["zanzibarquokka"])
+    index = VectorIndex(MiniLMEmbedder(), path=tmp_path / "chroma", hnsw=settings)
+    try:
+        assert any("zeroed" in step for step in index.compact())
+        assert find_strings(tmp_path, ["zanzibarquokka"]) == []
+        assert not any(scrub_segment(folder) for folder in segments)  # nothing left to do
+        assert [hit.id for hit in index.query("turns", "bob", bob[7], 1)] == ["bob-7"]
+        assert index.count("turns", "bob") == 30
+    finally:
+        index.close()
+    reopened = VectorIndex(MiniLMEmbedder(), path=tmp_path / "chroma", hnsw=settings)
+    try:
+        assert [hit.id for hit in reopened.query("turns", "bob", bob[3], 1)] == ["bob-3"]
+    finally:
+        reopened.close()

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
+import os
 import re
 import shutil
 import sqlite3
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,7 @@ from agentmem.errors import AgentMemError, ConfigError, DiskFullError, ReadOnlyE
 from agentmem.protocols import Embedder
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 #: Words of an error that say the same call may succeed later (a busy database, a server
 #: restarting, a dropped connection).
@@ -512,8 +516,9 @@ def compact_folder(path: Path, *, vacuum: bool = True) -> int:
     chromadb 1.5 deletes a dropped collection's rows but leaves its HNSW segment folder
     (named by the segment's UUID) with every vector in it; a folder no segment row names
     any more is such a leftover. Its SQLite file keeps deleted rows (the vectors of the
-    write log among them) in free pages until ``VACUUM`` rebuilds it. Return how many
-    folders were removed.
+    write log among them) in free pages until ``VACUUM`` rebuilds it. The live index
+    files' unused capacity is zeroed (:func:`scrub_segment`). Return how many folders
+    were removed.
 
     Raises:
         StorageError: The SQLite file could not be read or rebuilt.
@@ -528,7 +533,11 @@ def compact_folder(path: Path, *, vacuum: bool = True) -> int:
             live = {row[0] for row in connection.execute("SELECT id FROM segments")}
             removed = 0
             for folder in path.iterdir():
-                if folder.is_dir() and _SEGMENT.match(folder.name) and folder.name not in live:
+                if not (folder.is_dir() and _SEGMENT.match(folder.name)):
+                    continue
+                if folder.name in live:
+                    scrub_segment(folder)
+                else:
                     shutil.rmtree(folder)
                     removed += 1
             if vacuum:
@@ -538,3 +547,50 @@ def compact_folder(path: Path, *, vacuum: bool = True) -> int:
             connection.close()
 
     return guarded("compacting the vector index", str(path), rewrite)
+
+
+#: The header hnswlib (chromadb's fork, persistence version 1) writes to ``header.bin``:
+#: version, offsetLevel0, max_elements, cur_element_count, size_data_per_element,
+#: label_offset, offsetData, maxlevel, enterpoint_node, maxM, maxM0, M, mult,
+#: ef_construction; packed, little-endian.
+_HNSW_HEADER = struct.Struct("<iQQQQQQiIQQQdQ")
+
+
+def scrub_segment(folder: Path) -> bool:
+    """Zero the unused capacity of one HNSW segment's files; return whether any was dirty.
+
+    hnswlib allocates room for ``max_elements`` with ``malloc`` and writes all of it when
+    it creates the files (``data_level0.bin``, ``length.bin``), so the room past the
+    elements it holds is whatever the process's heap held there: freed strings and
+    buffers, another user's words among them (seen in tests/test_erasure.py; the same
+    files hold SQL text on any data folder). Elements are zeroed as they are added, and
+    only written elements are rewritten later, so zeroing that room once leaves nothing
+    but vectors the records name. A header this code does not know is left alone.
+    """
+    try:
+        header = (folder / "header.bin").read_bytes()
+    except FileNotFoundError:
+        return False  # chromadb has not written this segment's index yet
+    if len(header) != _HNSW_HEADER.size:
+        return False
+    fields = _HNSW_HEADER.unpack(header)
+    version, count, size = fields[0], fields[3], fields[4]
+    if version != 1 or size <= 0:
+        logger.warning("not scrubbing %s: an index format this code does not know", folder)
+        return False
+    dirty = False
+    for name, used in (("data_level0.bin", count * size), ("length.bin", count * 4)):
+        file = folder / name
+        try:
+            with file.open("r+b") as handle:
+                handle.seek(used)
+                unused = handle.read()
+                if unused.count(0) != len(unused):
+                    handle.seek(used)
+                    handle.write(bytes(len(unused)))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    dirty = True
+        except FileNotFoundError:
+            continue
+    return dirty

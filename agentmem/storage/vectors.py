@@ -753,6 +753,7 @@ class VectorIndex:
             removed = compact_folder(self._path)
         if removed:
             done.append(f"vector index files of {removed} dropped collection(s) (removed)")
+        done.append("the unused room of the live index files (zeroed)")
         done.append("the vector index database (VACUUM)")
         if self._shared is not None and self._shared.journal is not None:
             self._shared.journal.compact()
