@@ -62,6 +62,7 @@ def torch_embedder() -> MiniLMEmbedder:
     return model
 
 
+@pytest.mark.torch
 def test_onnx_vectors_are_sentence_transformers_vectors(
     embedder: MiniLMEmbedder, torch_embedder: MiniLMEmbedder
 ) -> None:
@@ -78,6 +79,7 @@ def test_onnx_vectors_are_sentence_transformers_vectors(
     assert np.abs(embedder.embed(many) - alone).max() < 1e-5
 
 
+@pytest.mark.torch
 def test_a_folder_written_with_torch_recalls_the_same_items_on_onnx(tmp_path: Path) -> None:
     said = [
         "My sister lives in Porto.",
@@ -299,15 +301,62 @@ def _model_copy(folder: Path, pooling: dict[str, object]) -> Path:
     return folder
 
 
-def test_a_model_onnx_cannot_reproduce_runs_on_sentence_transformers(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, torch_embedder: MiniLMEmbedder
-) -> None:
-    cls = _model_copy(
-        tmp_path / "cls", {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}
-    )
+CLS_POOLING = {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}
+
+
+def test_a_model_onnx_cannot_reproduce_is_refused_before_any_export(tmp_path: Path) -> None:
+    cls = _model_copy(tmp_path / "cls", CLS_POOLING)
     cache = tmp_path / "cache"
     with pytest.raises(UnsupportedModelError, match="pooling"):
         MiniLMEmbedder(str(cls), runtime="onnx", cache_dir=cache).warm()
+    other = _model_copy(tmp_path / "other", {})
+    config = other / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "model_type": "roberta"}))
+    with pytest.raises(UnsupportedModelError, match="roberta"):
+        MiniLMEmbedder(str(other), runtime="onnx", cache_dir=cache).warm()
+    assert not list(cache.rglob("*.onnx"))
+
+
+GRAPH_WITHOUT_TORCH = """
+import sys
+from pathlib import Path
+for name in ("torch", "transformers", "sentence_transformers"):
+    sys.modules[name] = None  # importing any of them now fails
+from agentmem.models import bert_graph
+from agentmem.models.embeddings import minilm_path
+from agentmem.models.onnx_embedder import OnnxEncoder
+bert_graph.write(Path(minilm_path()), Path(sys.argv[1]))
+vectors = OnnxEncoder(Path(minilm_path()), Path(sys.argv[1]), threads=1).encode(sys.argv[2:])
+sys.stdout.write(vectors.tobytes().hex())
+"""
+
+
+def test_the_graph_is_written_and_run_without_torch(
+    tmp_path: Path, embedder: MiniLMEmbedder
+) -> None:
+    """torch, transformers and sentence-transformers cannot even be imported: the graph is
+    written from the weights and gives the session embedder's vectors (which the torch
+    tests compare with sentence-transformers')."""
+    texts = TEXTS[1:]
+    done = subprocess.run(
+        [sys.executable, "-c", GRAPH_WITHOUT_TORCH, str(tmp_path / "model.onnx"), *texts],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    vectors = np.frombuffer(bytes.fromhex(done.stdout), dtype=np.float32).reshape(len(texts), -1)
+    assert np.abs(vectors - embedder.embed(texts)).max() < 1e-5
+    assert float((vectors * embedder.embed(list(reversed(texts)))[::-1]).sum(axis=1).min()) > 0.9999
+
+
+@pytest.mark.torch
+def test_a_model_onnx_cannot_reproduce_runs_on_sentence_transformers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, torch_embedder: MiniLMEmbedder
+) -> None:
+    cls = _model_copy(tmp_path / "cls", CLS_POOLING)
+    cache = tmp_path / "cache"
     with caplog.at_level(logging.WARNING, logger="agentmem.models.embeddings"):
         fallback = MiniLMEmbedder(str(cls), cache_dir=cache)
         vector = fallback.embed(["My sister lives in Porto."])

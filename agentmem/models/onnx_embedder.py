@@ -1,8 +1,9 @@
 """A sentence-transformers model on ONNX Runtime: the same vectors, without torch.
 
 Importing sentence-transformers costs ~8 s (torch alone 2.3 s), which every command paid
-before its first vector. Here the transformer runs as an ONNX graph exported once per
-model into a cache folder (:func:`exported_model`), the tokenizer is the model's own
+before its first vector. Here the transformer runs as an ONNX graph written once per
+model from its weights, without torch (:mod:`agentmem.models.bert_graph`), into a cache
+folder (:func:`exported_model`), the tokenizer is the model's own
 ``tokenizer.json`` (the ``tokenizers`` package), and pooling and normalisation are a few
 lines of numpy: 0.35 s from import to the first vector, and vectors within 1e-6 of
 sentence-transformers' (cosine 0.9999998 at worst on the test texts), so data folders
@@ -40,13 +41,17 @@ from typing import Any
 import numpy as np
 
 from agentmem.errors import EmbeddingError
+from agentmem.models.bert_graph import UnsupportedModelError, supported_config
 
 logger = logging.getLogger(__name__)
 
-#: Part of every cache key: change it when onnx_export writes a different graph.
+#: Part of every cache key: change it when bert_graph writes a graph that computes
+#: something else. (The graph written from the weights, without torch, replaced torch's
+#: export under the same recipe: both give the same hidden states, bit for bit, on ONNX
+#: Runtime, so exports made before stay valid.)
 RECIPE = "agentmem-onnx-1"
 MODEL_FILE = "model.onnx"
-#: Seconds an export may take (measured: ~2 s export, ~5 s with torch's import).
+#: Seconds an export may take (measured: ~3 s on two cores).
 EXPORT_TIMEOUT = 600.0
 #: Texts per forward pass. Batches are cut from the texts sorted by length, so padding
 #: stays small. On two cores, 788 LoCoMo turns, two batches at a time: 16 texts 305/s,
@@ -62,10 +67,6 @@ _SUPPORTED_MODULES = {
 }
 
 
-class UnsupportedModelError(EmbeddingError):
-    """The model does something this runtime does not reproduce; use sentence-transformers."""
-
-
 # -- the export cache ------------------------------------------------------------------
 
 
@@ -73,8 +74,8 @@ def exported_model(model_dir: Path, cache_dir: Path, *, timeout: float = EXPORT_
     """Return the ONNX export of ``model_dir`` in ``cache_dir``, exporting it if missing.
 
     Raises:
-        EmbeddingError: The cache folder cannot be written, or the export failed (torch or
-            onnx missing, a model the exporter cannot handle, a timeout).
+        EmbeddingError: The cache folder cannot be written, or the export failed (onnx
+            missing, a model the graph does not reproduce, a timeout).
     """
     key = model_key(model_dir, cache_dir)
     folder = cache_dir / "onnx" / key
@@ -142,12 +143,11 @@ def _export(model_dir: Path, folder: Path, timeout: float) -> None:
     temporary = folder / f"{MODEL_FILE}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
     logger.info("exporting the embedding model to ONNX, once (a few seconds): %s", folder)
     started = time.perf_counter()
-    command = [sys.executable, "-m", "agentmem.models.onnx_export", str(model_dir), str(temporary)]
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # A child process: building the graph holds the weights twice (~300 MB) for a moment,
+    # which the embedding process should not keep.
+    command = [sys.executable, "-m", "agentmem.models.bert_graph", str(model_dir), str(temporary)]
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, env=environment
-        )
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         temporary.unlink(missing_ok=True)
         raise EmbeddingError(f"the ONNX export took more than {timeout:.0f} s") from exc
@@ -231,7 +231,7 @@ class OnnxEncoder:
 
     Args:
         model_dir: The sentence-transformers model folder (tokenizer and configuration).
-        onnx_file: The transformer exported by :mod:`agentmem.models.onnx_export`.
+        onnx_file: The transformer written by :mod:`agentmem.models.bert_graph`.
         threads: Batches run at once; ``None``: the CPUs this process may use (at most
             :data:`MAX_WORKERS`).
 
@@ -343,6 +343,7 @@ def model_settings(model_dir: Path) -> dict[str, Any]:
     if modes != ["pooling_mode_mean_tokens"]:
         raise UnsupportedModelError(f"pooling {modes} of {model_dir} (only mean pooling)")
     transformer = _json(model_dir / "config.json")
+    supported_config(transformer, model_dir)  # never export what the graph cannot compute
     sentence = _json(model_dir / "sentence_bert_config.json")
     limit = int(transformer.get("max_position_embeddings", 512))
     return {
