@@ -62,7 +62,6 @@ def torch_embedder() -> MiniLMEmbedder:
     return model
 
 
-@pytest.mark.torch
 def test_onnx_vectors_are_sentence_transformers_vectors(
     embedder: MiniLMEmbedder, torch_embedder: MiniLMEmbedder
 ) -> None:
@@ -79,7 +78,6 @@ def test_onnx_vectors_are_sentence_transformers_vectors(
     assert np.abs(embedder.embed(many) - alone).max() < 1e-5
 
 
-@pytest.mark.torch
 def test_a_folder_written_with_torch_recalls_the_same_items_on_onnx(tmp_path: Path) -> None:
     said = [
         "My sister lives in Porto.",
@@ -351,7 +349,6 @@ def test_the_graph_is_written_and_run_without_torch(
     assert float((vectors * embedder.embed(list(reversed(texts)))[::-1]).sum(axis=1).min()) > 0.9999
 
 
-@pytest.mark.torch
 def test_a_model_onnx_cannot_reproduce_runs_on_sentence_transformers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, torch_embedder: MiniLMEmbedder
 ) -> None:
