@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, Field
 
 from agentmem.errors import AgentMemError, InputError, MissingExtraError
+from agentmem.extras import install_command
 from agentmem.inputs import MAX_TURN_CHARS
 from agentmem.memory import Memory
 
@@ -184,7 +185,7 @@ def _server_classes() -> tuple[Any, type[Exception], Any]:
             raise
         raise MissingExtraError(
             "the MCP server needs the mcp SDK, which is not installed",
-            hint="pip install 'agentmem[mcp]'",
+            hint=install_command("mcp"),
         ) from exc
     try:
         from mcp.server.mcpserver import MCPServer

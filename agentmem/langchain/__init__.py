@@ -27,6 +27,7 @@ tools). Import the names from this package; the modules' layout is not public AP
 from __future__ import annotations
 
 from agentmem.errors import MissingExtraError
+from agentmem.extras import install_command
 
 try:
     from agentmem.langchain.chat_models import (
@@ -44,7 +45,7 @@ except ImportError as exc:
     if exc.name is None or not exc.name.startswith("langchain_core"):
         raise
     raise MissingExtraError(
-        "the LangChain adapters need langchain-core", hint="pip install 'agentmem[langchain]'"
+        "the LangChain adapters need langchain-core", hint=install_command("langchain")
     ) from exc
 
 __all__ = [

@@ -43,6 +43,7 @@ and matched against a filter.
 from __future__ import annotations
 
 from agentmem.errors import MissingExtraError
+from agentmem.extras import install_command
 
 try:
     from agentmem.langgraph.items import StoredItem, StoredSearchItem
@@ -54,7 +55,7 @@ except ImportError as exc:
     if exc.name is None or not exc.name.startswith(("langgraph", "langchain_core")):
         raise
     raise MissingExtraError(
-        "the LangGraph store needs langgraph", hint="pip install 'agentmem[langgraph]'"
+        "the LangGraph store needs langgraph", hint=install_command("langgraph")
     ) from exc
 
 __all__ = [
