@@ -28,6 +28,8 @@ from typing import IO, Any
 
 from rich.console import Console
 
+from agentmem.extras import install_command
+
 USER = "ana"
 SAID = ("I live in Lisbon.", "I moved to Berlin.")
 QUESTION = "Where do I live?"
@@ -106,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         if exc.name is None or not exc.name.startswith("mcp"):
             raise
-        console.print("This example needs the MCP SDK: pip install 'agentmem[mcp]'")
+        console.print(f"This example needs the MCP SDK: {install_command('mcp')}")
         return 0
     with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryFile("w+") as errlog:
         try:

@@ -15,6 +15,7 @@ from types import ModuleType
 
 import pytest
 
+from agentmem.extras import install_command
 from agentmem.factory import ENTRY_POINT_GROUP, store_factories
 from agentmem.memory import Memory
 from agentmem.protocols import MemoryStore, StoreContext
@@ -184,7 +185,7 @@ def test_mcp_client_without_the_sdk_names_the_extra(
     monkeypatch.setitem(sys.modules, "mcp", None)  # as if the mcp extra were not installed
     assert module.main() == 0
     assert capsys.readouterr().out == (
-        "This example needs the MCP SDK: pip install 'agentmem[mcp]'\n"
+        f"This example needs the MCP SDK: {install_command('mcp')}\n"
     )
 
 
