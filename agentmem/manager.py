@@ -488,8 +488,18 @@ class MemoryManager:
         reading: Reading,
         timings: dict[str, float],
     ) -> Query:
-        """Return the query the structures receive, embedded once for all of them."""
+        """Return the query the structures receive, embedded once for all of them.
+
+        ``as_of`` at or after the latest change to the user's memory asks for memory as it
+        stands now: the query then carries none, and the structures search their current
+        items only, without filtering by validity (the same answer, see
+        :meth:`~agentmem.storage.records.Records.latest_moment`).
+        """
         tick = time.perf_counter()
+        if as_of is not None and not include_history:
+            latest = self.records.latest_moment(scope.user_id)
+            if latest is None or as_of >= latest:
+                as_of = None
         query = Query(
             text=text,
             scope=scope,

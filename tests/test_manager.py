@@ -140,6 +140,30 @@ def test_as_of_returns_what_was_true_then(manager: MemoryManager) -> None:
     assert before == []
 
 
+def test_the_latest_moment_is_the_last_change_to_a_users_memory(manager: MemoryManager) -> None:
+    assert manager.records.latest_moment("sam") is None
+    say(manager, "I live in Boston.", day=0)
+    assert manager.records.latest_moment("sam") == T0
+    say(manager, "We moved to Denver last week.", day=10)
+    assert manager.records.latest_moment("sam") == T0 + timedelta(days=10)
+    assert manager.records.latest_moment("someone else") is None
+
+
+def test_as_of_after_every_change_recalls_memory_as_it_stands(manager: MemoryManager) -> None:
+    """Asked as of a moment after the last change, memory answers as it stands now (the
+    structures then search without a validity filter): the same items, and what ended
+    before that moment stays out; a moment between the two turns still sees the past."""
+    say(manager, "I live in Boston.", day=0)
+    say(manager, "We moved to Denver last week.", day=10)
+    question = "Where does Sam live?"
+    at_change = recalled_texts(manager, question, as_of=T0 + timedelta(days=10))
+    later = recalled_texts(manager, question, as_of=T0 + timedelta(days=400))
+    assert later == at_change == recalled_texts(manager, question)
+    assert "Sam lives in Denver" in later and "Sam lives in Boston" not in later
+    between = recalled_texts(manager, question, as_of=T0 + timedelta(days=9))
+    assert "Sam lives in Boston" in between and "Sam lives in Denver" not in between
+
+
 def test_the_diff_reports_add_supersede_and_noop(manager: MemoryManager) -> None:
     records = manager.records
     session = records.start_session("sam", session_id="s")

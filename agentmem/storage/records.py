@@ -31,8 +31,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection
+from datetime import datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, func, text
 from sqlmodel import col, delete, select, update
 
 from agentmem.storage.database import database_url
@@ -76,6 +77,25 @@ class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords, PersonRe
     Raises:
         StorageError: The database cannot be opened.
     """
+
+    def latest_moment(self, user_id: str) -> datetime | None:
+        """Return the latest dialogue time at which anything of the user's memory changed.
+
+        The latest of: a turn's time, an item's start or end of validity, a recorded
+        change (``item_events.at``). Memory as of any moment at or after it is memory as
+        it stands now, which the structures answer without filtering by validity (issue
+        32: the graph's and memos' validity-filtered searches cost `all` 35 ms a recall).
+        ``None`` for a user with no memory.
+        """
+        moments = (
+            select(func.max(TurnRow.timestamp)).where(TurnRow.user_id == user_id),
+            select(func.max(MemoryItemRow.valid_from)).where(MemoryItemRow.user_id == user_id),
+            select(func.max(MemoryItemRow.invalid_at)).where(MemoryItemRow.user_id == user_id),
+            select(func.max(ItemEventRow.at)).where(ItemEventRow.user_id == user_id),
+        )
+        with self.session() as s:
+            found = [s.exec(query).one() for query in moments]
+        return max((moment for moment in found if moment is not None), default=None)
 
     def forget(self, user_id: str) -> dict[str, int]:
         """Delete every row about ``user_id``; return how many rows of each table went."""
