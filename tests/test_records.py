@@ -548,3 +548,31 @@ def test_current_condition_selects_what_memory_item_current_calls_current(
         in_sql = set(connection.execute(query).scalars())
     every = records.store_items("facts", "alice", current_only=False)
     assert in_sql == {i.id for i in every if i.current} == {kept.id}
+
+
+def test_a_folder_from_before_the_moment_indexes_gets_them_on_open(tmp_path: Path) -> None:
+    """The latest moment of a user's memory is read on every recall as of a moment: two
+    index lookups, also in a database written before those indexes existed."""
+    path = tmp_path / "records.db"
+    Records(path).close()
+    with closing(sqlite3.connect(path)) as connection:  # as an older version left it
+        connection.execute("DROP INDEX ix_turns_user_time")
+        connection.execute("DROP INDEX ix_events_user_at")
+        connection.commit()
+    records = Records(path)
+    try:
+        names = {row[0] for row in sql(records, "SELECT name FROM sqlite_master")}
+        assert {"ix_turns_user_time", "ix_events_user_at"} <= names
+        for table, column, index in (
+            ("turns", "timestamp", "ix_turns_user_time"),
+            ("item_events", "at", "ix_events_user_at"),
+        ):
+            plan = sql(
+                records, f"EXPLAIN QUERY PLAN SELECT max({column}) FROM {table} WHERE user_id = 'u'"
+            )
+            assert any(index in str(row) for row in plan), plan
+        session = records.start_session("u", session_id="s")
+        records.add_turn("u", session, "U", "user", "hello", timestamp=datetime(2024, 5, 1))
+        assert records.latest_moment("u") == datetime(2024, 5, 1)
+    finally:
+        records.close()

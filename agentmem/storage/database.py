@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
@@ -108,6 +108,8 @@ class Database:
             # Only reads where the tables exist; a read-only file without them (an
             # older version's) fails here, with ReadOnlyError.
             SQLModel.metadata.create_all(self.engine)
+            if not read_only:
+                _add_missing_indexes(self.engine)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -349,3 +351,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 __all__ = ["DEFAULT_TIMEOUT", "Database", "database_url", "read_only_url", "storage_error"]
+
+
+#: Indexes added to tables after their first release: ``create_all`` creates a missing
+#: table with its indexes but adds none to a table that exists, so a folder written by an
+#: older version gets them here (``IF NOT EXISTS``: SQLite and PostgreSQL alike).
+_LATER_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ix_turns_user_time ON turns (user_id, timestamp)",
+    "CREATE INDEX IF NOT EXISTS ix_events_user_at ON item_events (user_id, at)",
+)
+
+
+def _add_missing_indexes(engine: Engine) -> None:
+    with engine.begin() as connection:
+        for statement in _LATER_INDEXES:
+            connection.execute(text(statement))

@@ -81,16 +81,15 @@ class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords, PersonRe
     def latest_moment(self, user_id: str) -> datetime | None:
         """Return the latest dialogue time at which anything of the user's memory changed.
 
-        The latest of: a turn's time, an item's start or end of validity, a recorded
-        change (``item_events.at``). Memory as of any moment at or after it is memory as
-        it stands now, which the structures answer without filtering by validity (issue
-        32: the graph's and memos' validity-filtered searches cost `all` 35 ms a recall).
-        ``None`` for a user with no memory.
+        The latest of a turn's time and a recorded change's (``item_events.at``: an item's
+        start of validity is its ADD event's, its end its SUPERSEDE or DELETE event's, a
+        value change noted on it its UPDATE event's). Memory as of any moment at or after
+        it is memory as it stands now, which the structures answer without filtering by
+        validity (issue 32: the graph's and memos' validity-filtered searches cost ``all``
+        35 ms a recall). Two index lookups. ``None`` for a user with no memory.
         """
         moments = (
             select(func.max(TurnRow.timestamp)).where(TurnRow.user_id == user_id),
-            select(func.max(MemoryItemRow.valid_from)).where(MemoryItemRow.user_id == user_id),
-            select(func.max(MemoryItemRow.invalid_at)).where(MemoryItemRow.user_id == user_id),
             select(func.max(ItemEventRow.at)).where(ItemEventRow.user_id == user_id),
         )
         with self.session() as s:

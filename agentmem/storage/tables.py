@@ -39,6 +39,8 @@ class TurnRow(SQLModel, table=True):
     # nothing keyed by a turn id (provenance, caches) can point at the wrong turn.
     __table_args__ = (
         Index("ix_turns_user_session", "user_id", "session_id", "id"),
+        # The latest moment of a user's memory (Records.latest_moment), read per recall.
+        Index("ix_turns_user_time", "user_id", "timestamp"),
         {"sqlite_autoincrement": True},
     )
     id: int | None = Field(default=None, primary_key=True)
@@ -79,6 +81,7 @@ class ItemEventRow(SQLModel, table=True):
     """One change to a memory item: the audit trail behind ``history``."""
 
     __tablename__ = "item_events"
+    __table_args__ = (Index("ix_events_user_at", "user_id", "at"),)  # see TurnRow's
     id: int | None = Field(default=None, primary_key=True)
     item_id: str = Field(index=True)
     user_id: str = Field(index=True)
