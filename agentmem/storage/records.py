@@ -33,6 +33,7 @@ import time
 from collections.abc import Collection
 from datetime import datetime
 
+import sqlalchemy
 from sqlalchemy import Connection, func, text
 from sqlmodel import col, delete, select, update
 
@@ -56,6 +57,17 @@ from agentmem.storage.work_queue import WorkQueue
 from agentmem.types import utcnow
 
 logger = logging.getLogger(__name__)
+
+
+#: The two maxima of :meth:`Records.latest_moment`, in one statement.
+_LATEST = sqlalchemy.select(
+    sqlalchemy.select(func.max(TurnRow.timestamp))
+    .where(col(TurnRow.user_id) == sqlalchemy.bindparam("user_id"))
+    .scalar_subquery(),
+    sqlalchemy.select(func.max(ItemEventRow.at))
+    .where(col(ItemEventRow.user_id) == sqlalchemy.bindparam("user_id"))
+    .scalar_subquery(),
+)
 
 
 class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords, PersonRecords):
@@ -88,12 +100,8 @@ class Records(DialogueRecords, ItemRecords, WorkQueue, DocumentRecords, PersonRe
         validity (issue 32: the graph's and memos' validity-filtered searches cost ``all``
         35 ms a recall). Two index lookups. ``None`` for a user with no memory.
         """
-        moments = (
-            select(func.max(TurnRow.timestamp)).where(TurnRow.user_id == user_id),
-            select(func.max(ItemEventRow.at)).where(ItemEventRow.user_id == user_id),
-        )
-        with self.session() as s:
-            found = [s.exec(query).one() for query in moments]
+        with self._connect() as connection:
+            found = connection.execute(_LATEST, {"user_id": user_id}).one()
         return max((moment for moment in found if moment is not None), default=None)
 
     def forget(self, user_id: str) -> dict[str, int]:
