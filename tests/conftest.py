@@ -31,6 +31,18 @@ from agentmem.stores.turns import TurnStore  # noqa: E402
 from agentmem.testing import FakeOpenAIServer  # noqa: E402
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects: the marker must be on by then
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The structure contract's fresh-process restart (about 18 s a structure) is heavy.
+
+    The contract ships without markers, for plugins' own suites; the default run keeps
+    its in-process restart (agentmem/store_contract.py).
+    """
+    for item in items:
+        if item.name == "test_persists_across_a_fresh_process":
+            item.add_marker(pytest.mark.heavy)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Remove the session's export cache (90 MB)."""
     shutil.rmtree(_CACHE_DIR, ignore_errors=True)
