@@ -14,7 +14,7 @@ the ``agentmem.stores`` entry-point group, with a factory taking a ``StoreContex
 after which ``Memory(stores=("turns", "keywords"))`` or ``agentmem chat --stores
 turns,keywords`` uses it. Pass the shared contract suite in your tests::
 
-    from agentmem.store_contract import MemoryStoreContract
+    from agentmem.testing.contract import MemoryStoreContract
 
     class TestKeywordStore(MemoryStoreContract):
         def make_store(self, context):

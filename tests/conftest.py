@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The structure contract's fresh-process restart (about 18 s a structure) is heavy.
 
     The contract ships without markers, for plugins' own suites; the default run keeps
-    its in-process restart (agentmem/store_contract.py).
+    its in-process restart (agentmem/testing/contract.py).
     """
     for item in items:
         if item.name == "test_persists_across_a_fresh_process":

@@ -19,7 +19,7 @@ from agentmem.extras import install_command
 from agentmem.factory import ENTRY_POINT_GROUP, store_factories
 from agentmem.memory import Memory
 from agentmem.protocols import MemoryStore, StoreContext
-from agentmem.store_contract import MemoryStoreContract
+from agentmem.testing.contract import MemoryStoreContract
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCRIPTS = sorted(EXAMPLES.glob("*.py"))

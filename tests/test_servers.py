@@ -40,8 +40,8 @@ from agentmem.memory import Memory
 from agentmem.protocols import MemoryStore, StoreContext
 from agentmem.storage.records import Records
 from agentmem.storage.vectors import VectorIndex
-from agentmem.store_contract import MemoryStoreContract, shared_embedder
 from agentmem.stores.turns import TurnStore
+from agentmem.testing.contract import MemoryStoreContract, shared_embedder
 from agentmem.types import Turn
 
 pytestmark = pytest.mark.servers

@@ -27,7 +27,7 @@ from agentmem.replay import replay
 from agentmem.replay.report import Report
 from agentmem.replay.runner import replay_user
 from agentmem.storage.vectors import VectorIndex
-from agentmem.store_contract import shared_embedder
+from agentmem.testing.contract import shared_embedder
 
 pytestmark = pytest.mark.servers
 

@@ -16,12 +16,12 @@ from agentmem.models.embeddings import CachingEmbedder
 from agentmem.protocols import MemoryStore, Resumable, StoreContext
 from agentmem.storage.records import Records
 from agentmem.storage.vectors import VectorIndex
-from agentmem.store_contract import MemoryStoreContract, shared_embedder
 from agentmem.stores.graph import GraphStore, PersonalizedPageRank
 from agentmem.stores.graph.folding import new_item
 from agentmem.stores.graph.index import KindIndex
 from agentmem.stores.graph.user_graph import entity_node
 from agentmem.testing import ScriptedChatModel
+from agentmem.testing.contract import MemoryStoreContract, shared_embedder
 from agentmem.text import content_words
 from agentmem.types import Query, Recalled, Scope, Turn
 

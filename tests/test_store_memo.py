@@ -17,9 +17,9 @@ from agentmem.prompts.memo import validate_memos
 from agentmem.protocols import Consolidating, MemoryStore, Resumable, StoreContext
 from agentmem.storage.records import Records
 from agentmem.storage.vectors import VectorIndex
-from agentmem.store_contract import MemoryStoreContract
 from agentmem.stores.memo import MemoStore
 from agentmem.testing import ScriptedChatModel
+from agentmem.testing.contract import MemoryStoreContract
 from agentmem.types import MemoryItem, Query, Scope, Turn
 
 START = datetime(2024, 3, 1, 18, 0)

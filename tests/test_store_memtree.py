@@ -17,9 +17,9 @@ from agentmem.prompts.memtree import AGGREGATE_SCHEMA, validate_aggregation
 from agentmem.protocols import Consolidating, MemoryStore, Resumable, StoreContext
 from agentmem.storage.records import Records
 from agentmem.storage.vectors import VectorIndex
-from agentmem.store_contract import MemoryStoreContract, shared_embedder
 from agentmem.stores.memtree import MemTreeStore
 from agentmem.testing import ScriptedChatModel
+from agentmem.testing.contract import MemoryStoreContract, shared_embedder
 from agentmem.types import MemoryItem, Message, Query, Scope, Turn
 
 START = datetime(2024, 3, 1, 9, 0)

@@ -14,9 +14,9 @@ from agentmem.models.embeddings import CachingEmbedder
 from agentmem.prompts.summary import SUMMARY_SCHEMA
 from agentmem.protocols import Embedder, MemoryStore, StoreContext
 from agentmem.storage.records import Records
-from agentmem.store_contract import MemoryStoreContract
 from agentmem.stores.summary import SummaryStore
 from agentmem.testing import ScriptedChatModel
+from agentmem.testing.contract import MemoryStoreContract
 from agentmem.types import MemoryItem, Query, Role, Scope, Turn
 
 DAY1 = datetime(2024, 1, 10, 18, 0)

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from agentmem.ledger.propagation import StaleGuard, StaleValue
 from agentmem.protocols import MemoryStore, StoreContext
-from agentmem.store_contract import MemoryStoreContract
 from agentmem.stores.turns import TurnStore, _fuse
+from agentmem.testing.contract import MemoryStoreContract
 from agentmem.types import MemoryItem, Query, Recalled, Scope
 
 
