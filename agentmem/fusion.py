@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from agentmem.models.tokens import Fitted, TokenCounter, fit_to_budget
+from agentmem.ranking import RRF_K, reciprocal_rank_scores
 from agentmem.text import STOPWORDS, words
 from agentmem.types import MemoryItem, Recalled
 
-#: The ``k`` of reciprocal rank fusion (Cormack et al. 2009).
-RRF_K = 60
 #: Tokens each recalled item costs in a prompt beyond its text (its line's framing).
 ITEM_OVERHEAD = 8
 #: An item drawn from at most this many turns puts them before the reader (a turn, a fact
@@ -97,13 +96,11 @@ def _adding(ranked: Sequence[Recalled], kept: Sequence[Recalled]) -> list[Recall
 
 def fuse(rankings: Sequence[Sequence[Recalled]]) -> list[Recalled]:
     """Merge ranked lists by reciprocal rank fusion, dropping duplicate items and texts."""
-    scores: dict[str, float] = {}
+    scores = reciprocal_rank_scores([r.item.id for r in ranking] for ranking in rankings)
     first: dict[str, Recalled] = {}
     for ranking in rankings:
-        for rank, recalled in enumerate(ranking):
-            key = recalled.item.id
-            scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + rank + 1)
-            first.setdefault(key, recalled)
+        for recalled in ranking:
+            first.setdefault(recalled.item.id, recalled)
     ordered = sorted(scores, key=lambda key: (-scores[key], -first[key].score))
     seen_texts: set[str] = set()
     fused = []

@@ -39,6 +39,7 @@ from agentmem.ledger.timeref import resolve_relative_dates
 from agentmem.models.embeddings import normalize_rows
 from agentmem.protocols import StoreContext
 from agentmem.questions import FORMS
+from agentmem.ranking import reciprocal_rank_scores
 from agentmem.storage.items import ItemIndex, visible
 from agentmem.storage.records import derived_item_id
 from agentmem.text import asks_only, content_words, echoes, says_nothing
@@ -52,8 +53,6 @@ CONTEXT_WEIGHT = 0.3
 LEXICAL_WEIGHT = 0.25
 #: How many of the dense ranking's first turns the lexical ranking never displaces.
 KEPT_ON_TOP = 3
-#: Reciprocal rank fusion's constant (Cormack et al. 2009).
-RRF_K = 60
 #: Neighbours fetched per item asked for, before re-ranking.
 OVERSAMPLE = 2
 #: The question forms for which a named stretch of time bounds the search.
@@ -320,13 +319,11 @@ def _fuse(dense: list[Recalled], lexical: list[MemoryItem]) -> list[Recalled]:
     The dense ranking's first :data:`KEPT_ON_TOP` stay first, in their order: a word match
     adds turns further down, but never displaces the turns that match best in meaning.
     """
-    scores: dict[str, float] = {}
-    items: dict[str, MemoryItem] = {}
-    for rank, recalled in enumerate(dense):
-        scores[recalled.item.id] = 1.0 / (RRF_K + rank + 1)
-        items[recalled.item.id] = recalled.item
-    for rank, item in enumerate(lexical):
-        scores[item.id] = scores.get(item.id, 0.0) + LEXICAL_WEIGHT / (RRF_K + rank + 1)
+    scores = reciprocal_rank_scores(
+        [[r.item.id for r in dense], [item.id for item in lexical]], [1.0, LEXICAL_WEIGHT]
+    )
+    items = {r.item.id: r.item for r in dense}
+    for item in lexical:
         items.setdefault(item.id, item)
     top = [r.item.id for r in dense[:KEPT_ON_TOP]]
     rest = sorted((key for key in scores if key not in top), key=lambda key: -scores[key])
