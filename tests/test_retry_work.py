@@ -1,4 +1,4 @@
-"""The one loop that retries queued model builds (agentmem.building.retry_work)."""
+"""The one loop that retries queued model builds (agentmem.models.building.retry_work)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from agentmem.building import retry_work
 from agentmem.errors import ModelError, ModelUnavailableError, StorageError
+from agentmem.models.building import retry_work
 from agentmem.storage.records import Records
 from agentmem.storage.tables import PendingWorkRow
 from agentmem.testing import ScriptedChatModel

@@ -19,7 +19,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from agentmem.building import BuildStats, retry_work
 from agentmem.errors import AgentMemError, ModelError
 from agentmem.ledger.model_extractor import ModelExtractor
 from agentmem.ledger.patterns import PARTNER_RELATIONS, PETS, RELATIONS
@@ -33,6 +32,7 @@ from agentmem.ledger.slots import (
     FactExtractor,
     normalise,
 )
+from agentmem.models.building import BuildStats, retry_work
 from agentmem.types import Turn
 
 if TYPE_CHECKING:

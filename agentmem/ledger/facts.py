@@ -26,7 +26,6 @@ from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from datetime import datetime
 
-from agentmem.building import BuildStats
 from agentmem.ledger.batch import (
     Batch,
     Decision,
@@ -56,6 +55,7 @@ from agentmem.ledger.mentions import (
     words_of,
 )
 from agentmem.ledger.resolution import FactOperation, ModelResolver
+from agentmem.models.building import BuildStats
 from agentmem.protocols import StoreContext
 from agentmem.storage.items import ItemIndex
 from agentmem.storage.records import ItemUpdate, derived_item_id

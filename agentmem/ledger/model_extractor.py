@@ -6,10 +6,10 @@ import functools
 import logging
 from collections.abc import Sequence
 
-from agentmem.building import BuildStats, structured_call
 from agentmem.errors import ModelError, StructuredOutputError
 from agentmem.ledger.rules import RuleExtractor
 from agentmem.ledger.slots import ATTRIBUTE_LABELS, SINGLE_VALUED, Fact, FactExtractor
+from agentmem.models.building import BuildStats, structured_call
 from agentmem.prompts.extraction import (
     FACTS_SCHEMA,
     ExtractedFact,

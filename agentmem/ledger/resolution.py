@@ -21,9 +21,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentmem.building import BuildStats, structured_call
 from agentmem.errors import ModelError, StructuredOutputError
 from agentmem.ledger.extraction import Fact
+from agentmem.models.building import BuildStats, structured_call
 from agentmem.prompts.resolution import (
     RESOLUTION_SCHEMA,
     OperationKind,

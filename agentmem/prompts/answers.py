@@ -11,7 +11,7 @@ decoding want that) while the model keeps defaults for what a small model leaves
 can close the objects (``additionalProperties: false``) while validation still ignores
 extra keys. Validation forgives what a small model tends to get slightly wrong and rejects
 only what cannot be used; its message says what to fix, since
-:func:`agentmem.building.structured_call` shows it to the model when it asks again.
+:func:`agentmem.models.building.structured_call` shows it to the model when it asks again.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ to the model is generated from it (:data:`RESOLUTION_SCHEMA`) and the answer is 
 by it (:func:`parse_resolution`), so the two cannot drift apart. The schema asks for every
 field; validation forgives what a small model tends to get slightly wrong (``"update"``,
 ``"f2"``, a missing reason) and rejects only what cannot be used, so that
-:func:`agentmem.building.structured_call` shows the model its mistake and asks again.
+:func:`agentmem.models.building.structured_call` shows the model its mistake and asks again.
 """
 
 from __future__ import annotations

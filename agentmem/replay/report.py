@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from agentmem.building import structured_call
 from agentmem.errors import AgentMemError
+from agentmem.models.building import structured_call
 from agentmem.prompts.replay import JUDGE_SCHEMA, judge_messages, validate_judgement
 from agentmem.protocols import ChatModel
 from agentmem.replay.breadth import RECAP_CATEGORIES

@@ -23,11 +23,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from agentmem.building import BuildStats
 from agentmem.errors import ConfigError, StorageError
 from agentmem.ledger.extraction import CachingExtractor, ModelExtractor, RuleExtractor
 from agentmem.ledger.facts import FactLedger
 from agentmem.manager import MemoryManager
+from agentmem.models.building import BuildStats
 from agentmem.models.tokens import TokenCounter, fit_to_budget
 from agentmem.protocols import ChatModel, Embedder, StoreContext
 from agentmem.storage.items import ItemIndex

@@ -56,7 +56,6 @@ from datetime import datetime
 
 import numpy as np
 
-from agentmem.building import BuildStats
 from agentmem.errors import InputError, NotFoundError
 from agentmem.ledger.extraction import (
     Fact,
@@ -64,6 +63,7 @@ from agentmem.ledger.extraction import (
     RuleExtractor,
     retry_queued,
 )
+from agentmem.models.building import BuildStats
 from agentmem.protocols import StoreContext
 from agentmem.questions import FORMS
 from agentmem.storage.items import visible

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from agentmem.building import BuildStats
 from agentmem.errors import AgentMemError
 from agentmem.ledger.extraction import Fact, FactExtractor, RuleExtractor, queue_degraded
+from agentmem.models.building import BuildStats
 from agentmem.protocols import StoreContext
 from agentmem.storage.records import ItemUpdate
 from agentmem.stores.graph.folding import Batch, fact_key

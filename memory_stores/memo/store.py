@@ -11,8 +11,8 @@ from datetime import datetime
 
 import numpy as np
 
-from agentmem.building import BuildStats, retry_work, structured_call
 from agentmem.errors import InputError, ModelError
+from agentmem.models.building import BuildStats, retry_work, structured_call
 from agentmem.prompts.memo import MEMO_SCHEMA, MemoDraft, memo_messages, validate_memos
 from agentmem.protocols import StoreContext
 from agentmem.questions import FORMS

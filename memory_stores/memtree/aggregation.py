@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from agentmem.building import BuildStats, structured_call
+from agentmem.models.building import BuildStats, structured_call
 from agentmem.prompts.memtree import (
     AGGREGATE_SCHEMA,
     NodeChange,

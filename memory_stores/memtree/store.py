@@ -18,8 +18,8 @@ from datetime import datetime
 
 import numpy as np
 
-from agentmem.building import BuildStats, retry_work
 from agentmem.errors import ModelError
+from agentmem.models.building import BuildStats, retry_work
 from agentmem.protocols import StoreContext
 from agentmem.questions import FORMS
 from agentmem.storage.items import ItemIndex, visible

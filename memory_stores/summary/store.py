@@ -14,8 +14,8 @@ from datetime import datetime
 
 import numpy as np
 
-from agentmem.building import BuildStats, retry_work, structured_call
 from agentmem.errors import InputError, ModelError
+from agentmem.models.building import BuildStats, retry_work, structured_call
 from agentmem.prompts.summary import (
     SUMMARY_SCHEMA,
     SummarySentence,
