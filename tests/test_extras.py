@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import agentmem
+from agentmem.extras import install_command
 
 # Runs in a fresh interpreter where the extra's packages cannot be imported, as if the
 # extra were not installed; prints each name's hint.
@@ -74,5 +75,5 @@ def test_memory_imports_without_an_extra_and_its_names_say_which(
     )
 
     assert done.returncode == 0, done.stderr
-    hint = f"pip install 'agentmem[{extra}]'"
+    hint = install_command(extra)  # the command for this copy (a checkout here)
     assert done.stdout.splitlines() == [f"{name} {hint}" for name in names]
