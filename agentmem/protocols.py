@@ -172,8 +172,11 @@ class RecordStore(Protocol):
         """Return a structure's items of a user (of a kind; current ones only by default)."""
         ...
 
-    def items_from_turns(self, user_id: str, turn_ids: Iterable[int]) -> list[MemoryItem]:
-        """Return the user's items derived from any of ``turn_ids`` (every structure)."""
+    def items_from_turns(
+        self, user_id: str, turn_ids: Iterable[int], *, store: str | None = None
+    ) -> list[MemoryItem]:
+        """Return the user's items derived from any of ``turn_ids`` (of ``store`` if given,
+        else of every structure)."""
         ...
 
     def history(self, item_id: str, *, user_id: str | None = None) -> list[ItemEvent]:

@@ -140,6 +140,25 @@ def test_as_of_returns_what_was_true_then(manager: MemoryManager) -> None:
     assert before == []
 
 
+def test_a_repeat_resolved_again_after_a_later_change_adds_nothing(
+    manager: MemoryManager,
+) -> None:
+    """A write resumed after a crash may resolve a turn again after later turns changed
+    its value: a repeat that was folded into the older fact's sources is done, not a new
+    history item (tests/test_crash_safety.py found "Felix works as editor" twice)."""
+    say(manager, "I work as a nurse.", day=0)
+    repeat = say(manager, "I still work as a nurse, nights mostly.", day=5)
+    say(manager, "I quit the hospital, I work as a teacher now.", day=10)
+    before = manager.records.store_items("facts", "sam", current_only=False)
+    nurse = [f for f in before if f.text == "Sam works as nurse"]
+    assert len(nurse) == 1 and repeat.id in nurse[0].source_turn_ids and not nurse[0].current
+    assert manager.facts is not None
+    manager.facts.write([repeat])  # as a resumed write would
+    after = manager.records.store_items("facts", "sam", current_only=False)
+    assert sorted(f.id for f in after) == sorted(f.id for f in before)
+    assert current_facts(manager) == {"Sam works as teacher"}
+
+
 def test_the_latest_moment_is_the_last_change_to_a_users_memory(manager: MemoryManager) -> None:
     assert manager.records.latest_moment("sam") is None
     say(manager, "I live in Boston.", day=0)

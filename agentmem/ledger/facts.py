@@ -21,7 +21,7 @@ Every decision is recorded with its reason in the item's history.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from datetime import datetime
@@ -196,6 +196,7 @@ class FactLedger:
             for fact in found
             if not fact.generic and fact.turn_id in by_id
         )
+        done |= self._folded_before(extracted, by_id)
         for user_id in dict.fromkeys(t.user_id for t in turns):
             slots = self._slots(user_id)
             for turn in (t for t in turns if t.user_id == user_id):
@@ -208,6 +209,38 @@ class FactLedger:
                 decisions += self._linked.decide(turn, made, slots, batch)
         self._persist(batch)
         return decisions
+
+    def _folded_before(
+        self, extracted: Mapping[int, Sequence[Fact]], by_id: Mapping[int, Turn]
+    ) -> set[str]:
+        """Return the item ids of facts an interrupted write already folded into a fact
+        that later turns have superseded since.
+
+        A fact that repeats a current value adds its turn to that fact's sources and
+        stores nothing of its own, so the derived ids :meth:`resolve` checks do not show
+        it was resolved. Resumed after later turns replaced the value, it would go in
+        again, as history of its own (tests/test_crash_safety.py: "Felix works as editor"
+        twice). Such a fact is done: the superseded fact lists its turn with its value.
+        """
+        folded: set[tuple[int, str, str, str]] = set()
+        for user_id in dict.fromkeys(t.user_id for t in by_id.values()):
+            mine = [t.id for t in by_id.values() if t.user_id == user_id]
+            for item in self.context.records.items_from_turns(user_id, mine, store=FACT_STORE):
+                if item.current:
+                    continue  # still current: resolving the turn again changes nothing
+                meta = item.metadata
+                slot = (str(meta.get("subject_key")), str(meta.get("attribute")))
+                folded.update(
+                    (turn_id, *slot, str(meta.get("value_key"))) for turn_id in item.source_turn_ids
+                )
+        return {
+            self._item(fact, by_id[fact.turn_id]).id
+            for found in extracted.values()
+            for fact in found
+            if not fact.generic
+            and fact.turn_id in by_id
+            and (fact.turn_id, *fact.slot, fact.value_key) in folded
+        }
 
     def _resolve_by_model(self, turns: Sequence[Turn], resolver: ModelResolver) -> list[Decision]:
         """Decide each turn with one model call against its related current facts.

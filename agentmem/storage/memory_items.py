@@ -308,12 +308,17 @@ class ItemRecords(Database):
             rows = connection.execute(query.order_by(sql.ITEMS.c.created_at))
             return list(map(sql.item_of, rows))
 
-    def items_from_turns(self, user_id: str, turn_ids: Iterable[int]) -> list[MemoryItem]:
-        """Return the user's items derived from any of ``turn_ids`` (all stores)."""
+    def items_from_turns(
+        self, user_id: str, turn_ids: Iterable[int], *, store: str | None = None
+    ) -> list[MemoryItem]:
+        """Return the user's items derived from any of ``turn_ids`` (of ``store`` if given,
+        else of every store)."""
         wanted = set(turn_ids)
         if not wanted:
             return []
         query = sql.items_query().where(sql.ITEMS.c.user_id == user_id)
+        if store is not None:
+            query = query.where(sql.ITEMS.c.store == store)
         if self.engine.dialect.name == "sqlite" and len(wanted) <= 500:
             # Let SQLite look inside the JSON list instead of decoding every row here.
             listed = ",".join(str(int(t)) for t in sorted(wanted))
