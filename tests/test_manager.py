@@ -159,6 +159,21 @@ def test_a_repeat_resolved_again_after_a_later_change_adds_nothing(
     assert current_facts(manager) == {"Sam works as teacher"}
 
 
+def test_a_change_resolved_again_records_no_second_old_value(manager: MemoryManager) -> None:
+    """Resumed after a crash, a write may resolve a change again; the value it replaced,
+    already recorded (with the turn that repeated it among its sources), is not recorded
+    a second time as a value said in passing."""
+    say(manager, "I work as a nurse.", day=0)
+    say(manager, "I live in Leeds and I work as a nurse.", day=5)
+    change = say(manager, "I quit my old job, I work as a teacher now.", day=10)
+    before = manager.records.store_items("facts", "sam", current_only=False)
+    assert manager.facts is not None
+    manager.facts.write([change])  # as a resumed write would
+    after = manager.records.store_items("facts", "sam", current_only=False)
+    assert sorted(f.text for f in after) == sorted(f.text for f in before)
+    assert current_facts(manager) == {"Sam works as teacher", "Sam lives in Leeds"}
+
+
 def test_the_latest_moment_is_the_last_change_to_a_users_memory(manager: MemoryManager) -> None:
     assert manager.records.latest_moment("sam") is None
     say(manager, "I live in Boston.", day=0)

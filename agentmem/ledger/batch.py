@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Literal
 
 from agentmem.ledger.slots import ENDED, Fact, normalise
+from agentmem.protocols import RecordStore
 from agentmem.types import Change, ChangeKind, MemoryItem
 
 Operation = Literal["ADD", "APPEND", "REPLACE", "DELETE", "NOOP", "REJECT"]
@@ -191,3 +192,23 @@ __all__ = [
     "named",
     "when",
 ]
+
+
+def recorded_before(records: RecordStore, item: MemoryItem) -> bool:
+    """Whether ``item`` (an inferred fact about to be recorded) is recorded already.
+
+    Either the item itself is stored, or a fact of its structure (current or not) already
+    holds its value for its subject from one of its source turns: "editor", said in a
+    turn the ledger folded into the fact "Felix works as editor" stated earlier. A write
+    resumed after a crash, which sees that fact superseded, would otherwise record the
+    value again as an inferred fact of that turn (tests/test_crash_safety.py).
+    """
+    if records.existing_ids([item.id]):
+        return True
+    subject, value = item.metadata.get("subject_key"), item.metadata.get("value_key")
+    for turn_id in item.source_turn_ids:
+        for other in records.items_from_turns(item.user_id, [turn_id], store=item.store):
+            meta = other.metadata
+            if meta.get("subject_key") == subject and meta.get("value_key") == value:
+                return True
+    return False

@@ -36,6 +36,7 @@ from agentmem.ledger.batch import (
     fact_key,
     fact_metadata,
     named,
+    recorded_before,
     when,
 )
 from agentmem.ledger.extraction import (
@@ -492,8 +493,8 @@ class FactLedger:
             single_valued=True,
         )
         candidate = self._item(said, source)
-        if any(a.id == candidate.id for a in batch.added) or self.context.records.existing_ids(
-            [candidate.id]
+        if any(a.id == candidate.id for a in batch.added) or recorded_before(
+            self.context.records, candidate
         ):
             # Already a recorded fact (stated, then replaced, possibly in this very
             # write): the ledger has dealt with that value; never record it twice.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from agentmem.ledger.batch import Batch, Decision, Slots, change_phrase
+from agentmem.ledger.batch import Batch, Decision, Slots, change_phrase, recorded_before
 from agentmem.ledger.linking import Link, Linker
 from agentmem.ledger.lookback import Lookback
 from agentmem.ledger.mentions import holds_value
@@ -114,7 +114,7 @@ class LinkedFacts:
             single_valued=True,
         )
         old = self.item_of(said, link.source)
-        if any(a.id == old.id for a in batch.added) or self.records.existing_ids([old.id]):
+        if any(a.id == old.id for a in batch.added) or recorded_before(self.records, old):
             return None
         if link.new is None:
             batch.add(old)
