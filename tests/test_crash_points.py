@@ -94,6 +94,13 @@ def expected(environment: dict, tmp_path_factory: pytest.TempPathFactory) -> dic
         pytest.param(f"{SUMMARY}.end_session", None, 2, id="between-summary-and-memo"),
         # The new process resumes after "my daughter Lily" and before "She practises".
         pytest.param(f"{MANAGER}.end_session", None, 5, id="coreference-across-restart"),
+        # A speaker's session digest stored, the month digest it changes not yet rebuilt.
+        pytest.param(
+            "agentmem.stores.summary.digests:Digests._replace",
+            "agentmem.stores.summary.digests:Digests.end_session",
+            3,
+            id="session-digest-before-month",
+        ),
         # Memos added, the topics they grew not yet (their centroids).
         pytest.param(ADD_ITEMS, f"{MEMO}._commit", 3, id="memo-before-topics-grow"),
         # A graph write's new items added, the entities they mention again not yet.

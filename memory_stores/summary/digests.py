@@ -136,10 +136,11 @@ class Digests:
             item = self._item(
                 item_id, SESSION, user_id, speaker, text, chosen, turns[-1], extra, builder
             )
-            added = self._replace(item, chosen)
-            changes += added
-            if added:
-                changes += self._rebuild_month(user_id, speaker, started, turns[-1])
+            changes += self._replace(item, chosen)
+            # Also when the session digest was stored already: a process killed between
+            # storing it and rebuilding the month left the month without it, and the
+            # resumed call must finish that (stored already, the rebuild is a no-op).
+            changes += self._rebuild_month(user_id, speaker, started, turns[-1])
         return changes
 
     def _model_lines(self, turns: Sequence[Turn]) -> dict[str, list[Line]] | None:
