@@ -179,19 +179,24 @@ def when(item: MemoryItem) -> datetime:
     return item.valid_from or item.created_at or datetime.min
 
 
-__all__ = [
-    "Batch",
-    "aspect_of",
-    "change_phrase",
-    "Decision",
-    "Operation",
-    "Slots",
-    "drop",
-    "fact_key",
-    "fact_metadata",
-    "named",
-    "when",
-]
+def recorded_values(
+    records: RecordStore,
+    user_id: str,
+    turn_ids: Sequence[int],
+    store: str,
+    *,
+    superseded_only: bool = False,
+) -> set[tuple[int, str, str]]:
+    """Return (turn id, subject key, value key) for each value that the facts of ``store``
+    drawn from ``turn_ids`` record from each of their turns (only superseded facts' if
+    ``superseded_only``)."""
+    found: set[tuple[int, str, str]] = set()
+    for item in records.items_from_turns(user_id, turn_ids, store=store):
+        if superseded_only and item.current:
+            continue
+        subject, value = str(item.metadata.get("subject_key")), str(item.metadata.get("value_key"))
+        found.update((turn_id, subject, value) for turn_id in item.source_turn_ids)
+    return found
 
 
 def recorded_before(records: RecordStore, item: MemoryItem) -> bool:
@@ -205,10 +210,23 @@ def recorded_before(records: RecordStore, item: MemoryItem) -> bool:
     """
     if records.existing_ids([item.id]):
         return True
-    subject, value = item.metadata.get("subject_key"), item.metadata.get("value_key")
-    for turn_id in item.source_turn_ids:
-        for other in records.items_from_turns(item.user_id, [turn_id], store=item.store):
-            meta = other.metadata
-            if meta.get("subject_key") == subject and meta.get("value_key") == value:
-                return True
-    return False
+    recorded = recorded_values(records, item.user_id, item.source_turn_ids, item.store)
+    subject, value = str(item.metadata.get("subject_key")), str(item.metadata.get("value_key"))
+    return any((turn_id, subject, value) in recorded for turn_id in item.source_turn_ids)
+
+
+__all__ = [
+    "Batch",
+    "aspect_of",
+    "change_phrase",
+    "Decision",
+    "Operation",
+    "Slots",
+    "drop",
+    "fact_key",
+    "fact_metadata",
+    "named",
+    "recorded_before",
+    "recorded_values",
+    "when",
+]

@@ -37,6 +37,7 @@ from agentmem.ledger.batch import (
     fact_metadata,
     named,
     recorded_before,
+    recorded_values,
     when,
 )
 from agentmem.ledger.extraction import (
@@ -223,24 +224,20 @@ class FactLedger:
         again, as history of its own (tests/test_crash_safety.py: "Felix works as editor"
         twice). Such a fact is done: the superseded fact lists its turn with its value.
         """
-        folded: set[tuple[int, str, str, str]] = set()
+        folded: set[tuple[int, str, str]] = set()
         for user_id in dict.fromkeys(t.user_id for t in by_id.values()):
             mine = [t.id for t in by_id.values() if t.user_id == user_id]
-            for item in self.context.records.items_from_turns(user_id, mine, store=FACT_STORE):
-                if item.current:
-                    continue  # still current: resolving the turn again changes nothing
-                meta = item.metadata
-                slot = (str(meta.get("subject_key")), str(meta.get("attribute")))
-                folded.update(
-                    (turn_id, *slot, str(meta.get("value_key"))) for turn_id in item.source_turn_ids
-                )
+            # Still current, a fact changes nothing when its turn is resolved again.
+            folded |= recorded_values(
+                self.context.records, user_id, mine, FACT_STORE, superseded_only=True
+            )
         return {
             self._item(fact, by_id[fact.turn_id]).id
             for found in extracted.values()
             for fact in found
             if not fact.generic
             and fact.turn_id in by_id
-            and (fact.turn_id, *fact.slot, fact.value_key) in folded
+            and (fact.turn_id, fact.subject_key, fact.value_key) in folded
         }
 
     def _resolve_by_model(self, turns: Sequence[Turn], resolver: ModelResolver) -> list[Decision]:
