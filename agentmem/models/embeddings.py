@@ -253,9 +253,6 @@ class _TorchBackend:
     """
 
     def __init__(self, path: Path, device: str) -> None:
-        # Never reach for a hub: the model is on disk, and users may be air-gapped.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
@@ -265,7 +262,9 @@ class _TorchBackend:
             ) from exc
         _quiet_transformers()
         try:
-            self._model: Any = SentenceTransformer(str(path), device=device)
+            # Never reach for a hub (the model is on disk, and users may be air-gapped),
+            # without setting the process's environment for it.
+            self._model: Any = SentenceTransformer(str(path), device=device, local_files_only=True)
         except Exception as exc:  # a corrupt or missing model folder
             raise EmbeddingError(f"cannot load the embedding model at {path}: {exc}") from exc
         # sentence-transformers 6 renamed the method; keep working with both.
