@@ -323,14 +323,18 @@ class StaleGuard:
             (c for c in candidates if len(c.source_turn_ids) > 1),
             key=lambda i: len(i.source_turn_ids),
         )
-        # Read fresh: invalidating a child may have re-aggregated an item already. The
-        # remaining candidates are read again, in one query, after each change.
-        fresh: dict[str, MemoryItem] | None = None
-        for position, candidate in enumerate(multi):
-            if fresh is None:
-                rest = [c.id for c in multi[position:]]
-                fresh = {i.id: i for i in self.records.items(rest)}
-            latest = fresh.get(candidate.id)
+        # Read fresh: invalidating a child may have re-aggregated an item already. All of
+        # them are read in one query first; once something changed, each is read again
+        # just before it is checked (re-reading every remaining one after each change
+        # made a full sweep quadratic: minutes at 100k items, benchmarks/bench_scale.py).
+        fresh = {i.id: i for i in self.records.items([c.id for c in multi])}
+        changed = False
+        for candidate in multi:
+            if changed:
+                again = self.records.items([candidate.id])
+                latest = again[0] if again else None
+            else:
+                latest = fresh.get(candidate.id)
             if latest is None:
                 continue
             stale = self.stale_for(latest, values)
@@ -340,7 +344,7 @@ class StaleGuard:
                 changes += self.settle(stores[latest.store], [latest], stale)
                 latest = self.records.get_item(latest.id)
                 stale = self.stale_for(latest, values)
-                fresh = None
+                changed = True
         return changes
 
     def settle(
