@@ -408,6 +408,7 @@ class MemoryManager:
         ]
         # The form is the asker's own words', not the rewrite's (which adds context).
         reading = read_question(text, now=as_of or utcnow())
+        as_of = self._searched_as_of(as_of, scope, include_history)
         query = self._query(
             query_text, scope, exclude_turn_ids, as_of, include_history, reading, timings
         )
@@ -478,6 +479,21 @@ class MemoryManager:
         ledger = self.facts.name if self.facts is not None and form in LEDGER_FORMS else None
         return frozenset(n for n in (ledger, lead) if n is not None and n in set(names))
 
+    def _searched_as_of(
+        self, as_of: datetime | None, scope: Scope, include_history: bool
+    ) -> datetime | None:
+        """Return the moment the structures search as of, once per recall.
+
+        ``as_of`` at or after the latest change to the user's memory asks for memory as it
+        stands now: ``None``, so the structures search their current items only, without
+        filtering by validity (the same answer, see
+        :meth:`~agentmem.storage.records.Records.latest_moment`).
+        """
+        if as_of is None or include_history:
+            return as_of
+        latest = self.records.latest_moment(scope.user_id)
+        return None if latest is None or as_of >= latest else as_of
+
     def _query(
         self,
         text: str,
@@ -488,18 +504,8 @@ class MemoryManager:
         reading: Reading,
         timings: dict[str, float],
     ) -> Query:
-        """Return the query the structures receive, embedded once for all of them.
-
-        ``as_of`` at or after the latest change to the user's memory asks for memory as it
-        stands now: the query then carries none, and the structures search their current
-        items only, without filtering by validity (the same answer, see
-        :meth:`~agentmem.storage.records.Records.latest_moment`).
-        """
+        """Return the query the structures receive, embedded once for all of them."""
         tick = time.perf_counter()
-        if as_of is not None and not include_history:
-            latest = self.records.latest_moment(scope.user_id)
-            if latest is None or as_of >= latest:
-                as_of = None
         query = Query(
             text=text,
             scope=scope,
