@@ -510,15 +510,15 @@ ROOM_FACTOR, ROOM_MARGIN = 8, 1 << 20
 _SEGMENT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-def compact_folder(path: Path, *, vacuum: bool = True) -> int:
+def compact_folder(path: Path, *, vacuum: bool = True, scrub: bool = True) -> int:
     """Remove the index files of dropped collections and rebuild chromadb's SQLite file.
 
     chromadb 1.5 deletes a dropped collection's rows but leaves its HNSW segment folder
     (named by the segment's UUID) with every vector in it; a folder no segment row names
     any more is such a leftover. Its SQLite file keeps deleted rows (the vectors of the
-    write log among them) in free pages until ``VACUUM`` rebuilds it. The live index
-    files' unused capacity is zeroed (:func:`scrub_segment`). Return how many folders
-    were removed.
+    write log among them) in free pages until ``VACUUM`` rebuilds it. With ``scrub``, the
+    live index files' unused capacity is zeroed (:func:`scrub_segment`). Return how many
+    folders were removed.
 
     Raises:
         StorageError: The SQLite file could not be read or rebuilt.
@@ -536,7 +536,8 @@ def compact_folder(path: Path, *, vacuum: bool = True) -> int:
                 if not (folder.is_dir() and _SEGMENT.match(folder.name)):
                     continue
                 if folder.name in live:
-                    scrub_segment(folder)
+                    if scrub:
+                        scrub_segment(folder)
                 else:
                     shutil.rmtree(folder)
                     removed += 1

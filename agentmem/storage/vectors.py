@@ -205,7 +205,11 @@ class VectorIndex:
         if self._path is None:
             return
         try:
-            removed = compact_folder(self._path, vacuum=False)
+            # Only after an earlier process dropped collections is there anything to
+            # zero in the live files: reading every one on each start would cost start-up.
+            removed = compact_folder(self._path, vacuum=False, scrub=False)
+            if removed:
+                compact_folder(self._path, vacuum=False)
         except StorageError as exc:
             logger.warning("could not remove dropped collections' files: %s", exc)
             return
